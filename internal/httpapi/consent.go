@@ -1,0 +1,101 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/visitord/visitord/internal/visitor"
+)
+
+// consentResponse is the answer of GET and PUT /v1/consent.
+type consentResponse struct {
+	Analytics     bool       `json:"analytics"`
+	Marketing     bool       `json:"marketing"`
+	PolicyVersion string     `json:"policy_version"`
+	ValidUntil    *time.Time `json:"valid_until"`
+	Token         string     `json:"token,omitempty"`
+}
+
+// consentRequest is the body of PUT /v1/consent.
+type consentRequest struct {
+	Site          string `json:"site"`
+	Analytics     *bool  `json:"analytics"`
+	Marketing     *bool  `json:"marketing"`
+	PolicyVersion string `json:"policy_version"`
+}
+
+func choiceResponse(ch visitor.Choice, token string) consentResponse {
+	r := consentResponse{Analytics: ch.Analytics, Marketing: ch.Marketing, PolicyVersion: ch.PolicyVersion, Token: token}
+	if !ch.ValidUntil.IsZero() {
+		t := ch.ValidUntil.UTC()
+		r.ValidUntil = &t
+	}
+	return r
+}
+
+func (a *api) getConsent(c *gin.Context) {
+	site, err := a.siteOf(c, c.Query("site"))
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	if err := checkOrigin(c, site, false); err != nil {
+		a.fail(c, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	defer cancel()
+	ch, err := a.svc.Consent(ctx, site, tokenOf(c, site.ID))
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, choiceResponse(ch, ""))
+}
+
+func (a *api) putConsent(c *gin.Context) {
+	b, err := readBody(c, false)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	var req consentRequest
+	if err := json.Unmarshal(b, &req); err != nil {
+		a.fail(c, errInvalidJSON)
+		return
+	}
+	if req.Analytics == nil || req.Marketing == nil || req.PolicyVersion == "" {
+		a.fail(c, errors.Join(visitor.ErrInvalid, errors.New("analytics, marketing and policy_version are required")))
+		return
+	}
+	site, err := a.siteOf(c, req.Site)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	if err := checkOrigin(c, site, false); err != nil {
+		a.fail(c, err)
+		return
+	}
+	method := visitor.MethodAPI
+	if c.GetHeader("Origin") != "" {
+		method = visitor.MethodBanner
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	defer cancel()
+	res, err := a.svc.SetConsent(ctx, visitor.ConsentRequest{
+		Site: site, Analytics: *req.Analytics, Marketing: *req.Marketing, PolicyVersion: req.PolicyVersion,
+		Method: method, Token: tokenOf(c, site.ID), UserAgent: c.Request.UserAgent(), IP: clientIP(c),
+	})
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	a.setIdentity(c, site.ID, res.Token, res.TokenExpires)
+	c.JSON(http.StatusOK, choiceResponse(res.Choice, res.Token))
+}

@@ -1,0 +1,31 @@
+package httpapi
+
+import (
+	"net/http/pprof"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// routes lists every route of the API; api/openapi.yaml describes the same set
+// (a test holds them equal).
+func (a *api) routes(r *gin.Engine, o Options) {
+	// Widget-facing: cross-origin, origin-checked, preflight answered.
+	r.POST("/v1/track", a.widget, a.track)
+	r.OPTIONS("/v1/track", a.preflight)
+	r.GET("/v1/consent", a.widget, a.getConsent)
+	r.PUT("/v1/consent", a.widget, a.putConsent)
+	r.OPTIONS("/v1/consent", a.preflight)
+
+	// Ops.
+	r.GET("/healthz", a.healthz)
+	r.GET("/readyz", a.readyz)
+	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{})))
+	if o.PProf {
+		r.GET("/debug/pprof/*profile", gin.WrapF(pprof.Index))
+		r.GET("/debug/pprof/cmdline", gin.WrapF(pprof.Cmdline))
+		r.GET("/debug/pprof/profile", gin.WrapF(pprof.Profile))
+		r.GET("/debug/pprof/symbol", gin.WrapF(pprof.Symbol))
+		r.GET("/debug/pprof/trace", gin.WrapF(pprof.Trace))
+	}
+}

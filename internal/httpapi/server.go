@@ -1,0 +1,78 @@
+// Package httpapi is visitord's HTTP API: the only importer of Gin. routes.go
+// lists every route; handlers bind and validate, call the domain and render.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/visitord/visitord/internal/visitor"
+)
+
+// MaxBodyBytes is the largest request body accepted (413 above).
+const MaxBodyBytes = 16 << 10
+
+// storeTimeout bounds the store work of a request other than a page view.
+const storeTimeout = 2 * time.Second
+
+// Options are the HTTP API's dependencies and settings.
+type Options struct {
+	Service *visitor.Service
+	Logger  *slog.Logger
+	// Registry receives the API's metrics and is served on /metrics.
+	Registry *prometheus.Registry
+	// TrustedProxies are the peers whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
+	// CookieSecure sets Secure; SameSite=None; Partitioned on the identity cookie.
+	CookieSecure bool
+	// TrackTimeout is the store's time budget of a page view.
+	TrackTimeout time.Duration
+	// Ready reports whether the store is reachable, for /readyz.
+	Ready func(context.Context) error
+	// PProf serves /debug/pprof.
+	PProf bool
+}
+
+type api struct {
+	svc          *visitor.Service
+	sites        *visitor.Sites
+	log          *slog.Logger
+	metrics      *metrics
+	cookieSecure bool
+	trackTimeout time.Duration
+	ready        func(context.Context) error
+}
+
+// New returns the HTTP handler of the whole API.
+func New(o Options) (http.Handler, error) {
+	gin.SetMode(gin.ReleaseMode)
+	a := &api{
+		svc: o.Service, sites: o.Service.Sites(), log: o.Logger, metrics: newMetrics(o.Registry),
+		cookieSecure: o.CookieSecure, trackTimeout: o.TrackTimeout, ready: o.Ready,
+	}
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.ForwardedByClientIP = true
+	r.RemoteIPHeaders = []string{"X-Forwarded-For"}
+	proxies := make([]string, 0, len(o.TrustedProxies))
+	for _, p := range o.TrustedProxies {
+		proxies = append(proxies, p.String())
+	}
+	if len(proxies) == 0 {
+		proxies = nil
+	}
+	if err := r.SetTrustedProxies(proxies); err != nil {
+		return nil, err
+	}
+	r.Use(a.observe, a.recover)
+	r.NoRoute(func(c *gin.Context) { a.fail(c, errNoRoute) })
+	r.NoMethod(func(c *gin.Context) { a.fail(c, errNoMethod) })
+	a.routes(r, o)
+	return r, nil
+}

@@ -1,0 +1,77 @@
+// Package redisstore keeps visitord's data in Redis through go-redis v9's
+// UniversalClient, so one code path serves a single Redis, Sentinel and Cluster.
+//
+// # Key schema
+//
+// Every key of one visitor shares the hash tag {<site>:<vkey>}, where vkey is a
+// keyed hash of the visitor id (visitor.Hasher.VisitorKey): no key name holds a
+// visitor id, and all of a visitor's keys live on one Cluster slot, so a page view
+// is one script on that slot.
+//
+//	v:{shop:Q2x8Yk1vZjRrS3pN}           hash    profile: vid, fs/ls (first/last seen ms),
+//	                                             br/bv/os/mob (device), co/rg/ci/tz (geo), ip,
+//	                                             sid/ss/sl (current session, its start and last
+//	                                             activity ms), ps/pc (current page start ms, closed
+//	                                             by a leave), np (pages this session), ns (sessions),
+//	                                             rf (referrer of the session), w (write time ms)
+//	v:{shop:Q2x8Yk1vZjRrS3pN}:s:<sid>   list    one session: "#<start ms>\t<referrer>", then a page
+//	                                             per item: "<start ms>\t<duration ms>\t<url>\t<title>"
+//	v:{shop:Q2x8Yk1vZjRrS3pN}:S         zset    the visitor's session ids, scored by last write (ms)
+//	v:{shop:Q2x8Yk1vZjRrS3pN}:c         hash    current consent choice: a, m (0|1), pv, t (given ms),
+//	                                             u (valid until ms)
+//	v:{shop:Q2x8Yk1vZjRrS3pN}:r         zset    consent records (JSON), scored by their expiry (ms)
+//	v:{shop:Q2x8Yk1vZjRrS3pN}:t         string  tombstone of an erased visitor: the keyed hash
+//
+// Site-level indexes are derived data and share the hash tag {<site>}:
+//
+//	lv:{shop}                           zset    live set: vkey scored by last activity (ms)
+//	st:{shop}:2026-11-23                hash    per-day anonymous counters: tracked, dnt, gpc,
+//	                                             bot, no_consent, refusal
+//
+// TTLs (invariant 3): profile and session index `profiles` retention and
+// sessions `sessions` retention, from the last write; the consent choice until
+// it lapses; consent records until the newest record's expiry (older ones are
+// trimmed on read and write); tombstones 13 months; the live set 2 ×
+// session_timeout; counters 400 days. Only keys under cfg: have none.
+package redisstore
+
+import (
+	"strings"
+	"time"
+)
+
+// StatsTTL is how long per-day counters are kept.
+const StatsTTL = 400 * 24 * time.Hour
+
+// TombstoneTTL is how long an erased visitor's tombstone is kept: the longest an
+// identity token lives.
+const TombstoneTTL = 395 * 24 * time.Hour
+
+func visitorPrefix(site, vkey string) string {
+	var b strings.Builder
+	b.Grow(len(site) + len(vkey) + 5)
+	b.WriteString("v:{")
+	b.WriteString(site)
+	b.WriteByte(':')
+	b.WriteString(vkey)
+	b.WriteByte('}')
+	return b.String()
+}
+
+// visitorKeys names the declared keys of one visitor.
+type visitorKeys struct {
+	profile, sessions, choice, records, tombstone string
+}
+
+func keysOf(site, vkey string) visitorKeys {
+	p := visitorPrefix(site, vkey)
+	return visitorKeys{profile: p, sessions: p + ":S", choice: p + ":c", records: p + ":r", tombstone: p + ":t"}
+}
+
+func sessionKey(profile, sid string) string { return profile + ":s:" + sid }
+
+func liveKey(site string) string { return "lv:{" + site + "}" }
+
+func statsKey(site string, day time.Time) string {
+	return "st:{" + site + "}:" + day.UTC().Format(time.DateOnly)
+}

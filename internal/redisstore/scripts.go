@@ -1,0 +1,150 @@
+package redisstore
+
+import "github.com/redis/go-redis/v9"
+
+// hitScript records a page view, heartbeat or leave on the visitor's slot. It is
+// the source of truth: it refuses an erased visitor and a missing grant, opens a
+// session after session_timeout of inactivity or session_max, and closes the time
+// on the current page (capped at session_timeout).
+//
+// KEYS: profile, choice, tombstone, session index.
+// ARGV: 1 op (p|h|l), 2 now ms, 3 require grant (0|1), 4 policy version,
+// 5 session_timeout ms, 6 session_max ms, 7 sessions TTL s, 8 profiles TTL s,
+// 9 new session id, 10 visitor id, 11 url, 12 title, 13 referrer, 14 browser,
+// 15 version, 16 os, 17 mobile, 18 country, 19 region, 20 city, 21 time zone, 22 ip.
+// Returns: new | ok | no_session | no_consent | erased.
+var hitScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[3]) == 1 then return 'erased' end
+local now = tonumber(ARGV[2])
+local c = redis.call('HMGET', KEYS[2], 'a', 'pv', 'u')
+if ARGV[3] == '1' then
+  if c[1] ~= '1' or c[2] ~= ARGV[4] or tonumber(c[3] or '0') <= now then return 'no_consent' end
+elseif c[1] == '0' and tonumber(c[3] or '0') > now then
+  return 'no_consent'
+end
+local p = redis.call('HMGET', KEYS[1], 'sid', 'ss', 'sl', 'ps', 'pc')
+local sid = p[1]
+local ss, sl, ps = tonumber(p[2] or '0'), tonumber(p[3] or '0'), tonumber(p[4] or '0')
+local timeout = tonumber(ARGV[5])
+local open = sid and (now - sl) <= timeout
+local sttl, pttl = tonumber(ARGV[7]), tonumber(ARGV[8])
+local function close(skey)
+  local dur = now - ps
+  if dur > timeout then dur = timeout end
+  if dur < 0 then dur = 0 end
+  local item = redis.call('LINDEX', skey, -1)
+  if item and string.sub(item, 1, 1) ~= '#' then
+    local i = string.find(item, '\t', 1, true)
+    local j = string.find(item, '\t', i + 1, true)
+    redis.call('LSET', skey, -1, string.sub(item, 1, i) .. dur .. string.sub(item, j))
+  end
+end
+if ARGV[1] ~= 'p' then
+  if not open then return 'no_session' end
+  local skey = KEYS[1] .. ':s:' .. sid
+  close(skey)
+  local pc = '0'
+  if ARGV[1] == 'l' then pc = '1' end
+  redis.call('HSET', KEYS[1], 'sl', now, 'ls', now, 'pc', pc, 'w', now)
+  redis.call('EXPIRE', skey, sttl)
+  redis.call('ZADD', KEYS[4], now, sid)
+  redis.call('EXPIRE', KEYS[4], pttl)
+  redis.call('EXPIRE', KEYS[1], pttl)
+  return 'ok'
+end
+local result = 'ok'
+local skey
+if open and (now - ss) <= tonumber(ARGV[6]) then
+  skey = KEYS[1] .. ':s:' .. sid
+  if p[5] ~= '1' then close(skey) end
+else
+  if open and p[5] ~= '1' then close(KEYS[1] .. ':s:' .. sid) end
+  result = 'new'
+  sid = ARGV[9]
+  skey = KEYS[1] .. ':s:' .. sid
+  redis.call('RPUSH', skey, '#' .. now .. '\t' .. ARGV[13])
+  redis.call('HSET', KEYS[1], 'sid', sid, 'ss', now, 'np', 0, 'rf', ARGV[13])
+  redis.call('HINCRBY', KEYS[1], 'ns', 1)
+  redis.call('HSETNX', KEYS[1], 'fs', now)
+end
+redis.call('RPUSH', skey, now .. '\t0\t' .. ARGV[11] .. '\t' .. ARGV[12])
+redis.call('HINCRBY', KEYS[1], 'np', 1)
+redis.call('HSET', KEYS[1], 'vid', ARGV[10], 'sl', now, 'ls', now, 'ps', now, 'pc', '0', 'w', now,
+  'br', ARGV[14], 'bv', ARGV[15], 'os', ARGV[16], 'mob', ARGV[17],
+  'co', ARGV[18], 'rg', ARGV[19], 'ci', ARGV[20], 'tz', ARGV[21], 'ip', ARGV[22])
+redis.call('EXPIRE', skey, sttl)
+redis.call('ZADD', KEYS[4], now, sid)
+redis.call('EXPIRE', KEYS[4], pttl)
+redis.call('EXPIRE', KEYS[1], pttl)
+return result
+`)
+
+// siteScript updates the site-level indexes of one hit in one command: the live
+// set (add with trim by time, or remove) and a per-day counter (add and, for a
+// correction, take back another).
+//
+// KEYS: live set, counters.
+// ARGV: 1 live op (+|-|''), 2 vkey, 3 now ms, 4 live TTL ms, 5 counter to add
+// (” none), 6 counter to take back (” none), 7 counters TTL s.
+var siteScript = redis.NewScript(`
+if ARGV[1] == '+' then
+  local now, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
+  redis.call('ZADD', KEYS[1], now, ARGV[2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
+  redis.call('PEXPIRE', KEYS[1], ttl)
+elseif ARGV[1] == '-' then
+  redis.call('ZREM', KEYS[1], ARGV[2])
+end
+if ARGV[5] ~= '' then
+  redis.call('HINCRBY', KEYS[2], ARGV[5], 1)
+  redis.call('EXPIRE', KEYS[2], ARGV[7])
+end
+if ARGV[6] ~= '' then
+  redis.call('HINCRBY', KEYS[2], ARGV[6], -1)
+  redis.call('EXPIRE', KEYS[2], ARGV[7])
+end
+return 1
+`)
+
+// forgetScript deletes a visitor's behaviour data: every session, the session
+// index and the profile. Consent records and the choice stay as proof.
+//
+// KEYS: profile, session index.
+var forgetScript = redis.NewScript(forgetLua + `
+forget(KEYS[1], KEYS[2])
+return 1
+`)
+
+// forgetLua defines forget(profile, sessionIndex) for the scripts that delete
+// behaviour data.
+const forgetLua = `
+local function forget(profile, index)
+  local sids = redis.call('ZRANGE', index, 0, -1)
+  for _, sid in ipairs(sids) do redis.call('DEL', profile .. ':s:' .. sid) end
+  local cur = redis.call('HGET', profile, 'sid')
+  if cur then redis.call('DEL', profile .. ':s:' .. cur) end
+  redis.call('DEL', profile, index)
+end
+`
+
+// consentScript writes a consent record and the choice it makes; with forget it
+// deletes the visitor's behaviour data too. Refuses an erased visitor.
+//
+// KEYS: choice, records, tombstone, profile, session index.
+// ARGV: 1 analytics (0|1), 2 marketing (0|1), 3 policy version, 4 given ms,
+// 5 valid until ms, 6 record JSON, 7 record expiry ms, 8 now ms, 9 forget (0|1).
+// Returns: ok | erased.
+var consentScript = redis.NewScript(forgetLua + `
+if redis.call('EXISTS', KEYS[3]) == 1 then return 'erased' end
+local now = tonumber(ARGV[8])
+redis.call('HSET', KEYS[1], 'a', ARGV[1], 'm', ARGV[2], 'pv', ARGV[3], 't', ARGV[4], 'u', ARGV[5])
+redis.call('PEXPIREAT', KEYS[1], ARGV[5])
+redis.call('ZADD', KEYS[2], ARGV[7], ARGV[6])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local top = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[2], top[2])
+if ARGV[9] == '1' then forget(KEYS[4], KEYS[5]) end
+return 'ok'
+`)
+
+var allScripts = []*redis.Script{hitScript, siteScript, forgetScript, consentScript}

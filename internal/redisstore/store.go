@@ -1,0 +1,286 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/visitord/visitord/internal/visitor"
+)
+
+// Store is visitord's Redis store. It is safe for concurrent use.
+type Store struct {
+	c           redis.UniversalClient
+	minReplicas int
+}
+
+// Option sets an optional tunable of the Store.
+type Option func(*Store)
+
+// WithMinReplicas makes consent and chat writes wait until n replicas hold them.
+func WithMinReplicas(n int) Option { return func(s *Store) { s.minReplicas = n } }
+
+// New returns a Store over c.
+func New(c redis.UniversalClient, opts ...Option) *Store {
+	s := &Store{c: c}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Ping reports whether Redis answers; ErrStoreUnavailable otherwise.
+func (s *Store) Ping(ctx context.Context) error {
+	return translate(s.c.Ping(ctx).Err())
+}
+
+// LoadScripts loads the store's scripts on every node, so the first page views
+// after a start need no fallback; scripts missing later (a restart, a failover)
+// are sent whole once.
+func (s *Store) LoadScripts(ctx context.Context) error {
+	load := func(ctx context.Context, c *redis.Client) error {
+		for _, sc := range allScripts {
+			if err := sc.Load(ctx, c).Err(); err != nil {
+				return translate(err)
+			}
+		}
+		return nil
+	}
+	if cc, ok := s.c.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, load)
+	}
+	for _, sc := range allScripts {
+		if err := sc.Load(ctx, s.c).Err(); err != nil {
+			return translate(err)
+		}
+	}
+	return nil
+}
+
+// call is one script call of a pipeline.
+type call struct {
+	script *redis.Script
+	keys   []string
+	args   []any
+	cmd    *redis.Cmd
+}
+
+// run sends calls in one pipeline: one round trip on a single Redis, one per node
+// involved on a Cluster. A call whose script the node lost (NOSCRIPT after a
+// restart or failover) is sent again whole; the others ran once.
+func (s *Store) run(ctx context.Context, calls ...*call) error {
+	pipe := s.c.Pipeline()
+	for _, c := range calls {
+		c.cmd = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
+	}
+	if _, err := pipe.Exec(ctx); err == nil {
+		return nil
+	}
+	for _, c := range calls {
+		if err := c.cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			c.cmd = c.script.Eval(ctx, s.c, c.keys, c.args...)
+		}
+	}
+	for _, c := range calls {
+		if err := c.cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return translate(err)
+		}
+	}
+	return nil
+}
+
+// translate turns a driver error into a domain one: a Redis that cannot be reached
+// in time is ErrStoreUnavailable; a Redis that answers with an error is a bug.
+func translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) && !redis.HasErrorPrefix(err, "LOADING") && !redis.HasErrorPrefix(err, "READONLY") &&
+		!redis.HasErrorPrefix(err, "CLUSTERDOWN") && !redis.HasErrorPrefix(err, "TRYAGAIN") && !redis.HasErrorPrefix(err, "MASTERDOWN") {
+		return fmt.Errorf("redis: %w", err)
+	}
+	return fmt.Errorf("%w: %v", visitor.ErrStoreUnavailable, err)
+}
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func days(n int) time.Duration { return time.Duration(n) * 24 * time.Hour }
+
+func seconds(d time.Duration) int64 { return int64(d / time.Second) }
+
+func bit(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// siteCall updates the site-level indexes: live op + (add), - (remove) or ""
+// (none); add and takeBack name per-day counters ("" for none).
+func siteCall(site *visitor.Site, vkey string, now time.Time, live string, add, takeBack visitor.Reason) *call {
+	return &call{script: siteScript, keys: []string{liveKey(site.ID), statsKey(site.ID, now)}, args: []any{
+		live, vkey, ms(now), (2 * site.SessionTimeout).Milliseconds(), string(add), string(takeBack), seconds(StatsTTL),
+	}}
+}
+
+var hitOps = map[visitor.HitType]string{visitor.HitPageview: "p", visitor.HitHeartbeat: "h", visitor.HitLeave: "l"}
+
+// RecordHit writes a hit as one script on the visitor's slot plus one command on
+// the site's indexes, in one pipeline. The indexes are written on the expectation
+// that the hit is tracked; when the script refuses it, a second round trip takes
+// the index entries back (rare: a withdrawn grant or an erased visitor).
+func (s *Store) RecordHit(ctx context.Context, w visitor.HitWrite) (visitor.HitOutcome, error) {
+	k := keysOf(w.Site.ID, w.VisitorKey)
+	var tracked visitor.Reason
+	if w.Count {
+		tracked = visitor.ReasonTracked
+	}
+	hit := &call{script: hitScript, keys: []string{k.profile, k.choice, k.tombstone, k.sessions}, args: []any{
+		hitOps[w.Type], ms(w.Now), bit(w.RequireGrant), w.Site.PolicyVersion,
+		w.Site.SessionTimeout.Milliseconds(), w.Site.SessionMax.Milliseconds(),
+		seconds(days(w.Retention.Sessions)), seconds(days(w.Retention.Profiles)),
+		w.NewSessionID, w.VisitorID, w.Page.URL, w.Page.Title, w.Page.Referrer,
+		w.Device.Browser, w.Device.Version, w.Device.OS, bit(w.Device.Mobile),
+		w.Location.Country, w.Location.Region, w.Location.City, w.Location.TimeZone, w.IP,
+	}}
+	if err := s.run(ctx, hit, siteCall(w.Site, w.VisitorKey, w.Now, "+", tracked, "")); err != nil {
+		return 0, fmt.Errorf("record hit: %w", err)
+	}
+	res, err := hit.cmd.Text()
+	if err != nil {
+		return 0, fmt.Errorf("record hit: %w", translate(err))
+	}
+	var out visitor.HitOutcome
+	var refused visitor.Reason
+	switch res {
+	case "new":
+		return visitor.OutcomeNewSession, nil
+	case "ok":
+		return visitor.OutcomeTracked, nil
+	case "no_session":
+		out = visitor.OutcomeNoSession
+	case "no_consent":
+		out = visitor.OutcomeNoConsent
+		if w.Count {
+			refused = visitor.ReasonNoConsent
+		}
+	case "erased":
+		out = visitor.OutcomeErased
+	default:
+		return 0, fmt.Errorf("record hit: unexpected script answer %q", res)
+	}
+	if err := s.run(ctx, siteCall(w.Site, w.VisitorKey, w.Now, "-", refused, tracked)); err != nil {
+		return 0, fmt.Errorf("take back hit: %w", err)
+	}
+	return out, nil
+}
+
+// CountRefused adds one to the site's per-day counter of reason.
+func (s *Store) CountRefused(ctx context.Context, site *visitor.Site, now time.Time, reason visitor.Reason) error {
+	if err := s.run(ctx, siteCall(site, "", now, "", reason, "")); err != nil {
+		return fmt.Errorf("count %s: %w", reason, err)
+	}
+	return nil
+}
+
+// Object deletes the visitor's behaviour data and live entry and counts reason
+// ("" counts nothing), in one pipeline.
+func (s *Store) Object(ctx context.Context, site *visitor.Site, vkey string, now time.Time, reason visitor.Reason) error {
+	k := keysOf(site.ID, vkey)
+	forget := &call{script: forgetScript, keys: []string{k.profile, k.sessions}}
+	if err := s.run(ctx, forget, siteCall(site, vkey, now, "-", reason, "")); err != nil {
+		return fmt.Errorf("object: %w", err)
+	}
+	return nil
+}
+
+// ConsentChoice returns the visitor's current consent choice.
+func (s *Store) ConsentChoice(ctx context.Context, site *visitor.Site, vkey string) (visitor.Choice, bool, error) {
+	v, err := s.c.HMGet(ctx, keysOf(site.ID, vkey).choice, "a", "m", "pv", "t", "u").Result()
+	if err != nil {
+		return visitor.Choice{}, false, fmt.Errorf("consent choice: %w", translate(err))
+	}
+	if v[0] == nil {
+		return visitor.Choice{}, false, nil
+	}
+	str := func(i int) string { s, _ := v[i].(string); return s }
+	return visitor.Choice{
+		Analytics: str(0) == "1", Marketing: str(1) == "1", PolicyVersion: str(2),
+		Given: msTime(str(3)), ValidUntil: msTime(str(4)),
+	}, true, nil
+}
+
+func msTime(s string) time.Time {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(n).UTC()
+}
+
+// consentRecordJSON is how a consent record is kept (and exported).
+type consentRecordJSON struct {
+	VisitorID     string    `json:"visitor_id,omitempty"`
+	Time          time.Time `json:"time"`
+	Analytics     bool      `json:"analytics"`
+	Marketing     bool      `json:"marketing"`
+	PolicyVersion string    `json:"policy_version"`
+	TextSHA256    string    `json:"text_sha256"`
+	Method        string    `json:"method"`
+	IP            string    `json:"ip,omitempty"`
+	UserAgent     string    `json:"user_agent,omitempty"`
+}
+
+// SaveConsent writes a consent record and the choice it makes in one script on
+// the visitor's slot; a refusal also deletes behaviour data and the live entry.
+// With WithMinReplicas it returns once that many replicas hold the write.
+func (s *Store) SaveConsent(ctx context.Context, w visitor.ConsentWrite) error {
+	k := keysOf(w.Site.ID, w.VisitorKey)
+	r := w.Record
+	rec, err := json.Marshal(consentRecordJSON{
+		VisitorID: r.VisitorID, Time: r.Time, Analytics: r.Analytics, Marketing: r.Marketing,
+		PolicyVersion: r.PolicyVersion, TextSHA256: r.TextSHA256, Method: r.Method, IP: r.IP, UserAgent: r.UserAgent,
+	})
+	if err != nil {
+		return fmt.Errorf("save consent: %w", err)
+	}
+	c := w.Choice
+	save := &call{script: consentScript, keys: []string{k.choice, k.records, k.tombstone, k.profile, k.sessions}, args: []any{
+		bit(c.Analytics), bit(c.Marketing), c.PolicyVersion, ms(c.Given), ms(c.ValidUntil),
+		rec, ms(r.Time.Add(days(w.Retention.Consents))), ms(r.Time), bit(w.Forget),
+	}}
+	calls := []*call{save}
+	if w.Forget {
+		calls = append(calls, siteCall(w.Site, w.VisitorKey, r.Time, "-", "", ""))
+	}
+	if err := s.run(ctx, calls...); err != nil {
+		return fmt.Errorf("save consent: %w", err)
+	}
+	if res, _ := save.cmd.Text(); res == "erased" {
+		return fmt.Errorf("save consent: %w", visitor.ErrErased)
+	}
+	return s.waitReplicas(ctx)
+}
+
+// waitReplicas blocks until minReplicas replicas acknowledged this client's writes.
+// WAIT applies to one connection; go-redis pools connections, so the store uses a
+// dedicated connection per wait on a single Redis or Sentinel master.
+func (s *Store) waitReplicas(ctx context.Context) error {
+	if s.minReplicas <= 0 {
+		return nil
+	}
+	n, err := s.c.Do(ctx, "WAIT", s.minReplicas, 1000).Int()
+	if err != nil {
+		return fmt.Errorf("wait for replicas: %w", translate(err))
+	}
+	if n < s.minReplicas {
+		return fmt.Errorf("%w: %d of %d replicas acknowledged the write", visitor.ErrStoreUnavailable, n, s.minReplicas)
+	}
+	return nil
+}

@@ -1,0 +1,165 @@
+package visitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Consent methods: how a choice was given.
+const (
+	MethodBanner    = "banner"
+	MethodAPI       = "api"
+	MethodChatStart = "chat_start"
+)
+
+// MaxUserAgentBytes bounds the User-Agent kept in a consent record.
+const MaxUserAgentBytes = 512
+
+// Choice is a visitor's consent choice per purpose.
+type Choice struct {
+	Analytics     bool
+	Marketing     bool
+	PolicyVersion string
+	// Given is when the choice was made; zero for a site's default.
+	Given time.Time
+	// ValidUntil is when the choice lapses and the widget asks again; zero for a default.
+	ValidUntil time.Time
+}
+
+// ConsentRecord is the proof of one consent choice (invariant 2).
+type ConsentRecord struct {
+	VisitorID     string
+	Time          time.Time
+	Analytics     bool
+	Marketing     bool
+	PolicyVersion string
+	TextSHA256    string
+	Method        string
+	IP            string // truncated
+	UserAgent     string
+}
+
+// ConsentWrite is what the store writes for a consent choice.
+type ConsentWrite struct {
+	Site       *Site
+	Retention  Retention
+	VisitorKey string
+	Record     ConsentRecord
+	Choice     Choice
+	// Forget deletes the visitor's behaviour data: a refusal or withdrawal.
+	Forget bool
+}
+
+// ConsentRequest is a visitor's choice as the widget sends it.
+type ConsentRequest struct {
+	Site          *Site
+	Analytics     bool
+	Marketing     bool
+	PolicyVersion string
+	Method        string
+	Token         string
+	UserAgent     string
+	IP            netip.Addr
+}
+
+// ConsentResult is the choice in force after a request, with the token that
+// carries it.
+type ConsentResult struct {
+	Choice       Choice
+	Token        string
+	TokenExpires time.Time
+}
+
+// Defaults is the choice a site assumes before the visitor makes one.
+func (s *Site) Defaults() Choice {
+	return Choice{Analytics: s.Consent == ConsentOptOut, PolicyVersion: s.PolicyVersion}
+}
+
+// Consent returns the visitor's valid choice on the site, or the site's defaults.
+// A choice for another policy version or past its validity is no choice.
+func (s *Service) Consent(ctx context.Context, site *Site, token string) (Choice, error) {
+	now := utc(s.now())
+	tok, ok := s.verify(token, site, now)
+	if !ok {
+		return site.Defaults(), nil
+	}
+	if tok.Kind == KindRefusal {
+		return Choice{PolicyVersion: site.PolicyVersion, Given: tok.IssuedAt, ValidUntil: tok.Expires}, nil
+	}
+	c, found, err := s.store.ConsentChoice(ctx, site, s.hasher.VisitorKey(site.ID, tok.VisitorID))
+	if err != nil {
+		return Choice{}, fmt.Errorf("consent of %s: %w", site.ID, err)
+	}
+	if !found || c.PolicyVersion != site.PolicyVersion || !now.Before(c.ValidUntil) {
+		return site.Defaults(), nil
+	}
+	return c, nil
+}
+
+// SetConsent records a visitor's choice. A grant without identity issues one; a
+// refusal or withdrawal deletes the visitor's behaviour data and hands back a
+// refusal token in the identity's place; a refusal without identity is only counted.
+func (s *Service) SetConsent(ctx context.Context, r ConsentRequest) (ConsentResult, error) {
+	site := r.Site
+	if r.PolicyVersion != site.PolicyVersion {
+		return ConsentResult{}, fmt.Errorf("%w: site %s asks consent for policy %q", ErrPolicyOutdated, site.ID, site.PolicyVersion)
+	}
+	now := utc(s.now())
+	tok, ok := s.verify(r.Token, site, now)
+	var visitorID string
+	var expires time.Time
+	if ok && tok.Kind == KindID {
+		visitorID, expires = tok.VisitorID, tok.Expires
+	}
+	choice := Choice{Analytics: r.Analytics, Marketing: r.Marketing, PolicyVersion: site.PolicyVersion, Given: now}
+	if r.Analytics {
+		choice.ValidUntil = now.Add(site.ConsentValidity())
+	} else {
+		choice.ValidUntil = now.Add(site.RefusalLifetime())
+	}
+	if visitorID == "" && !r.Analytics {
+		if err := s.store.CountRefused(ctx, site, now, ReasonRefusal); err != nil {
+			return ConsentResult{}, err
+		}
+		token, exp := s.issueRefusal(site, now)
+		return ConsentResult{Choice: choice, Token: token, TokenExpires: exp}, nil
+	}
+	if visitorID == "" {
+		visitorID = s.newID()
+	}
+	err := s.saveConsent(ctx, r, site, visitorID, choice, now)
+	if errors.Is(err, ErrErased) {
+		// The token named an erased visitor: it is foreign, the caller is new.
+		expires = time.Time{}
+		if !r.Analytics {
+			token, exp := s.issueRefusal(site, now)
+			return ConsentResult{Choice: choice, Token: token, TokenExpires: exp}, nil
+		}
+		visitorID = s.newID()
+		err = s.saveConsent(ctx, r, site, visitorID, choice, now)
+	}
+	if err != nil {
+		return ConsentResult{}, err
+	}
+	if !r.Analytics {
+		token, exp := s.issueRefusal(site, now)
+		return ConsentResult{Choice: choice, Token: token, TokenExpires: exp}, nil
+	}
+	token, exp := s.issueID(site, visitorID, now, expires, choice)
+	return ConsentResult{Choice: choice, Token: token, TokenExpires: exp}, nil
+}
+
+func (s *Service) saveConsent(ctx context.Context, r ConsentRequest, site *Site, visitorID string, c Choice, now time.Time) error {
+	rec := ConsentRecord{
+		VisitorID: visitorID, Time: now, Analytics: c.Analytics, Marketing: c.Marketing,
+		PolicyVersion: c.PolicyVersion, TextSHA256: s.textHash[site.ID], Method: r.Method,
+		IP: TruncateIP(r.IP), UserAgent: truncateUTF8(cleanText(r.UserAgent), MaxUserAgentBytes),
+	}
+	return s.store.SaveConsent(ctx, ConsentWrite{
+		Site: site, Retention: s.Retention(site), VisitorKey: s.hasher.VisitorKey(site.ID, visitorID),
+		Record: rec, Choice: c, Forget: !c.Analytics,
+	})
+}

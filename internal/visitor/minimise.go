@@ -1,0 +1,211 @@
+package visitor
+
+import (
+	"fmt"
+	"net/netip"
+	"net/url"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Limits of invariant 5.
+const (
+	MaxURLBytes   = 1024
+	MaxTitleBytes = 200
+	// RedactedPath replaces a path that matches one of the site's redact_paths.
+	RedactedPath = "/:redacted"
+)
+
+// Page is a page view's URL, title and referrer after minimisation.
+type Page struct {
+	URL      string
+	Title    string
+	Referrer string
+}
+
+// MinimisePage applies invariant 5 to what a tracker sent: the URL must belong to
+// one of the site's origins (else ErrURLNotInSite); the fragment goes, the query
+// keeps only allow-listed parameters, a redacted path becomes RedactedPath; an
+// external referrer keeps its origin, an internal one its (redactable) path; the
+// title is kept only with keep_title, at most MaxTitleBytes.
+func (s *Site) MinimisePage(rawURL, title, referrer string) (Page, error) {
+	u, err := url.Parse(strings.TrimSpace(rawURL))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return Page{}, fmt.Errorf("%w: url must be an absolute http(s) URL", ErrInvalid)
+	}
+	if !s.AllowsOrigin(Origin(u)) {
+		return Page{}, fmt.Errorf("%w: the url's origin is not one of site %s's origins", ErrURLNotInSite, s.ID)
+	}
+	p := Page{URL: s.minimiseURL(u)}
+	if s.KeepTitle {
+		p.Title = truncateUTF8(cleanText(title), MaxTitleBytes)
+	}
+	p.Referrer = s.minimiseReferrer(referrer)
+	return p, nil
+}
+
+func (s *Site) minimiseURL(u *url.URL) string {
+	var b strings.Builder
+	b.Grow(len(u.Scheme) + len(u.Host) + len(u.EscapedPath()) + 16)
+	b.WriteString(Origin(u))
+	if s.redacted(u.Path) {
+		b.WriteString(RedactedPath)
+		return b.String()
+	}
+	path := u.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	b.WriteString(path)
+	if q := s.keptQuery(u.RawQuery); q != "" {
+		b.WriteByte('?')
+		b.WriteString(q)
+	}
+	return truncateURL(b.String(), MaxURLBytes)
+}
+
+func (s *Site) minimiseReferrer(raw string) string {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return ""
+	}
+	origin := Origin(u)
+	if !s.AllowsOrigin(origin) {
+		return truncateURL(origin, MaxURLBytes)
+	}
+	if s.redacted(u.Path) {
+		return RedactedPath
+	}
+	if p := u.EscapedPath(); p != "" {
+		return truncateURL(p, MaxURLBytes)
+	}
+	return "/"
+}
+
+func (s *Site) redacted(path string) bool {
+	for _, re := range s.RedactPaths {
+		if re.MatchString(path) {
+			return true
+		}
+	}
+	return false
+}
+
+// keptQuery keeps, in their order, the parameters named in keep_query; a name
+// ending in '*' keeps every parameter with that prefix (the default is utm_*).
+func (s *Site) keptQuery(raw string) string {
+	if raw == "" || len(s.KeepQuery) == 0 {
+		return ""
+	}
+	var kept []string
+	for part := range strings.SplitSeq(raw, "&") {
+		name, _, _ := strings.Cut(part, "=")
+		name, err := url.QueryUnescape(name)
+		if err != nil || name == "" {
+			continue
+		}
+		if s.keepParam(name) {
+			kept = append(kept, part)
+		}
+	}
+	return strings.Join(kept, "&")
+}
+
+func (s *Site) keepParam(name string) bool {
+	for _, k := range s.KeepQuery {
+		if prefix, ok := strings.CutSuffix(k, "*"); ok {
+			if strings.HasPrefix(name, prefix) {
+				return true
+			}
+		} else if k == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Origin is the scheme://host[:port] of u in lower case, without a default port.
+func Origin(u *url.URL) string {
+	host := strings.ToLower(u.Host)
+	scheme := strings.ToLower(u.Scheme)
+	if (scheme == "https" && strings.HasSuffix(host, ":443")) || (scheme == "http" && strings.HasSuffix(host, ":80")) {
+		host = host[:strings.LastIndexByte(host, ':')]
+	}
+	return scheme + "://" + host
+}
+
+// StoredIP is the form of ip a site keeps under its ip mode: nothing, the /24
+// (IPv4) or /48 (IPv6) network, or the full address.
+func (s *Site) StoredIP(ip netip.Addr) string {
+	if !ip.IsValid() {
+		return ""
+	}
+	switch s.IP {
+	case IPDrop:
+		return ""
+	case IPFull:
+		return ip.Unmap().String()
+	default:
+		return TruncateIP(ip)
+	}
+}
+
+// TruncateIP keeps the /24 of an IPv4 or the /48 of an IPv6 address, as a prefix.
+func TruncateIP(ip netip.Addr) string {
+	ip = ip.Unmap()
+	if !ip.IsValid() {
+		return ""
+	}
+	bits := 48
+	if ip.Is4() {
+		bits = 24
+	}
+	p, err := ip.Prefix(bits)
+	if err != nil {
+		return ""
+	}
+	return p.String()
+}
+
+// cleanText folds control characters (tabs, new lines) to spaces and drops
+// invalid UTF-8, so a title is one printable line.
+func cleanText(s string) string {
+	s = strings.ToValidUTF8(s, "")
+	if strings.IndexFunc(s, unicode.IsControl) < 0 {
+		return strings.TrimSpace(s)
+	}
+	return strings.TrimSpace(strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s))
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// truncateURL cuts an escaped URL to at most n bytes without splitting a %XX escape.
+func truncateURL(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	if i := strings.LastIndexByte(s, '%'); i >= 0 && i > len(s)-3 {
+		s = s[:i]
+	}
+	return s
+}

@@ -1,0 +1,112 @@
+package visitor
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/netip"
+	"time"
+)
+
+// Store is what the Service needs of its storage. Methods return ErrStoreUnavailable
+// (wrapped) when the store cannot be reached in time.
+type Store interface {
+	// RecordHit writes a page view, heartbeat or leave in one round trip and says
+	// what became of it.
+	RecordHit(ctx context.Context, w HitWrite) (HitOutcome, error)
+	// CountRefused adds one to the site's anonymous counter of reason for the day of now.
+	CountRefused(ctx context.Context, site *Site, now time.Time, reason Reason) error
+	// Object deletes a visitor's behaviour data (profile, sessions, live entry)
+	// and counts reason, as a GPC objection asks.
+	Object(ctx context.Context, site *Site, visitorKey string, now time.Time, reason Reason) error
+	// ConsentChoice returns the visitor's current consent choice; ok is false
+	// when there is none.
+	ConsentChoice(ctx context.Context, site *Site, visitorKey string) (c Choice, ok bool, err error)
+	// SaveConsent writes a consent record and the choice it makes; a refusal also
+	// deletes the visitor's behaviour data. It returns ErrErased (wrapped) when
+	// the visitor was erased.
+	SaveConsent(ctx context.Context, w ConsentWrite) error
+}
+
+// Devices turns a User-Agent into a Device.
+type Devices interface {
+	Parse(ua string) Device
+}
+
+// Locator turns an IP into a Location; the zero Location when unknown.
+type Locator interface {
+	Lookup(ip netip.Addr) Location
+}
+
+// Service is visitord's domain logic: the privacy gates, identities, sessions and
+// consent. It is safe for concurrent use.
+type Service struct {
+	sites    *Sites
+	store    Store
+	signer   *Signer
+	hasher   *Hasher
+	devices  Devices
+	locator  Locator
+	now      func() time.Time
+	newID    func() string
+	textHash map[string]string
+}
+
+// Option sets an optional tunable of the Service.
+type Option func(*Service)
+
+// WithClock replaces time.Now, for tests.
+func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+
+// WithIDs replaces NewVisitorID, for tests.
+func WithIDs(newID func() string) Option { return func(s *Service) { s.newID = newID } }
+
+// NewService returns a Service over its dependencies.
+func NewService(sites *Sites, store Store, signer *Signer, hasher *Hasher, devices Devices, locator Locator, opts ...Option) *Service {
+	s := &Service{
+		sites: sites, store: store, signer: signer, hasher: hasher, devices: devices, locator: locator,
+		now: time.Now, newID: NewVisitorID, textHash: map[string]string{},
+	}
+	for _, site := range sites.All() {
+		sum := sha256.Sum256([]byte(site.LegalText))
+		s.textHash[site.ID] = hex.EncodeToString(sum[:])
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Sites returns the configured sites.
+func (s *Service) Sites() *Sites { return s.sites }
+
+// Retention returns the retention in force for site.
+func (s *Service) Retention(site *Site) Retention { return site.Retention }
+
+// verify returns the token raw stands for if it is a valid token of site now.
+func (s *Service) verify(raw string, site *Site, now time.Time) (Token, bool) {
+	if raw == "" {
+		return Token{}, false
+	}
+	return s.signer.Verify(raw, site.ID, now)
+}
+
+// issueID returns a new identity token for visitorID; expires is kept from an
+// earlier token so a re-issue never extends the identity's lifetime.
+func (s *Service) issueID(site *Site, visitorID string, now, expires time.Time, grant Choice) (string, time.Time) {
+	if expires.IsZero() {
+		expires = now.Add(site.IdentityLifetime())
+	}
+	t := Token{Kind: KindID, Site: site.ID, IssuedAt: now, Expires: expires, VisitorID: visitorID}
+	if grant.Analytics {
+		t.ConsentUntil, t.ConsentPolicy = grant.ValidUntil, grant.PolicyVersion
+	}
+	return s.signer.Sign(t), expires
+}
+
+func (s *Service) issueRefusal(site *Site, now time.Time) (string, time.Time) {
+	exp := now.Add(site.RefusalLifetime())
+	return s.signer.Sign(Token{Kind: KindRefusal, Site: site.ID, IssuedAt: now, Expires: exp}), exp
+}
+
+func utc(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }
