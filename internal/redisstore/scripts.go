@@ -84,7 +84,7 @@ return result
 // correction, take back another).
 //
 // KEYS: live set, counters.
-// ARGV: 1 live op (+|-|''), 2 vkey, 3 now ms, 4 live TTL ms, 5 counter to add
+// ARGV: 1 live op (+|-|”), 2 vkey, 3 now ms, 4 live TTL ms, 5 counter to add
 // (” none), 6 counter to take back (” none), 7 counters TTL s.
 var siteScript = redis.NewScript(`
 if ARGV[1] == '+' then

@@ -193,4 +193,3 @@ func (s *Sites) All() []*Site { return s.list }
 // AnyAllowsOrigin reports whether origin belongs to any configured site; preflight
 // requests carry no body, so they can only be checked against all sites.
 func (s *Sites) AnyAllowsOrigin(origin string) bool { return s.origins[origin] }
-

@@ -1,0 +1,385 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/visitord/visitord/geoip"
+	"github.com/visitord/visitord/internal/config"
+	"github.com/visitord/visitord/internal/device"
+	"github.com/visitord/visitord/internal/geo"
+	"github.com/visitord/visitord/internal/redisstore"
+	"github.com/visitord/visitord/internal/redistest"
+	"github.com/visitord/visitord/internal/visitor"
+)
+
+// Test fixtures shared by the handler tests.
+const (
+	chromeUA    = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.109 Safari/537.36"
+	iphoneUA    = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1"
+	googlebotUA = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+	shopOrigin  = "https://shop.example"
+	blogOrigin  = "https://blog.example"
+	// londonIP is in the GeoIP fixture: GB, ENG, London, Europe/London.
+	londonIP = "81.2.69.160"
+)
+
+// testSites is the sites file of the handler tests: one site per consent mode
+// and a second tenant for isolation tests.
+const testSites = `
+sites:
+  - id: shop
+    origins: ["https://shop.example"]
+    consent: opt-out
+    redact_paths: ["^/reset/", "^/orders/[0-9]+"]
+    keep_query: [utm_source, utm_medium, utm_campaign]
+    policy_version: "2026-11"
+    legal_text: "We record the pages you visit to help our chat team."
+  - id: optin
+    origins: ["https://optin.example"]
+    consent: opt-in
+    consent_valid_days: 30
+    policy_version: "v2"
+    legal_text: "Analytics only with your consent."
+    ip: full
+  - id: onchat
+    origins: ["https://chat.example"]
+    consent: on-chat
+  - id: blog
+    origins: ["https://blog.example"]
+    consent: opt-out
+    ip: drop
+    keep_title: false
+    session_timeout: 10m
+    session_max: 1h
+`
+
+// clock is a settable clock shared by the service under test.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// syncBuffer collects the service's logs across goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// env is the whole stack under test: a real redis-server, the fixture GeoIP
+// database, the service with a pinned clock and the HTTP API on httptest.
+type env struct {
+	t      testing.TB
+	srv    *httptest.Server
+	redis  *redistest.Server
+	rdb    *redis.Client
+	clock  *clock
+	logs   *syncBuffer
+	sites  *visitor.Sites
+	hasher *visitor.Hasher
+	signer *visitor.Signer
+	reg    *prometheus.Registry
+	client *http.Client
+}
+
+type envOptions struct {
+	sites          string
+	trustedProxies []netip.Prefix
+	cookieSecure   bool
+	secrets        [][]byte
+	trackTimeout   time.Duration
+}
+
+var (
+	testIndexKey = bytes.Repeat([]byte("i"), 32)
+	testSecret   = bytes.Repeat([]byte("s"), 32)
+)
+
+func newEnv(t testing.TB, opts ...func(*envOptions)) *env {
+	t.Helper()
+	o := envOptions{sites: testSites, secrets: [][]byte{testSecret}, trackTimeout: 2 * time.Second}
+	for _, f := range opts {
+		f(&o)
+	}
+	rs := redistest.Start(t)
+	return newEnvOn(t, rs, o)
+}
+
+func newEnvOn(t testing.TB, rs *redistest.Server, o envOptions) *env {
+	t.Helper()
+	sites, err := config.ParseSites([]byte(o.sites), func(string) string { return "" }, 1, 1825)
+	if err != nil {
+		t.Fatalf("sites: %v", err)
+	}
+	siteSet, err := visitor.NewSites(sites)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbPath := filepath.Join(t.TempDir(), "city.mmdb")
+	if err := geoip.WriteFixtureFile(dbPath); err != nil {
+		t.Fatal(err)
+	}
+	loc, err := geo.Open(dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { loc.Close() })
+	signer, err := visitor.NewSigner(o.secrets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hasher, err := visitor.NewHasher(testIndexKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := rs.Client(t)
+	store := redisstore.New(rdb)
+	if err := store.LoadScripts(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{t: time.Now().UTC().Truncate(time.Millisecond)}
+	svc := visitor.NewService(siteSet, store, signer, hasher, device.NewParser(1024), loc, visitor.WithClock(clk.Now))
+	logs := &syncBuffer{}
+	reg := prometheus.NewRegistry()
+	h, err := New(Options{
+		Service: svc, Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Registry: reg, TrustedProxies: o.trustedProxies, CookieSecure: o.cookieSecure,
+		TrackTimeout: o.trackTimeout, Ready: store.Ping,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	e := &env{
+		t: t, srv: srv, redis: rs, rdb: rdb, clock: clk, logs: logs, sites: siteSet, hasher: hasher,
+		signer: signer, reg: reg, client: srv.Client(),
+	}
+	// Invariant 3 after every test: whatever it wrote, no key lacks a TTL.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			e.assertTTLs()
+		}
+	})
+	return e
+}
+
+// req is one request of a test.
+type req struct {
+	method  string
+	path    string
+	body    string
+	ctype   string // "" means application/json when there is a body
+	headers map[string]string
+	cookies []*http.Cookie
+}
+
+// resp is a response read whole.
+type resp struct {
+	status  int
+	header  http.Header
+	body    []byte
+	cookies []*http.Cookie
+}
+
+func (r resp) json(t testing.TB) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("response is not JSON: %v: %s", err, r.body)
+	}
+	return m
+}
+
+// errorCode is the code of an error response, "" for any other.
+func (r resp) errorCode(t testing.TB) string {
+	t.Helper()
+	e, _ := r.json(t)["error"].(map[string]any)
+	code, _ := e["code"].(string)
+	return code
+}
+
+// cookie returns the named cookie the response set, or nil.
+func (r resp) cookie(name string) *http.Cookie {
+	for _, c := range r.cookies {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func (e *env) do(rq req) resp {
+	e.t.Helper()
+	var body io.Reader
+	if rq.body != "" {
+		body = strings.NewReader(rq.body)
+	}
+	hr, err := http.NewRequest(rq.method, e.srv.URL+rq.path, body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if rq.body != "" {
+		ct := rq.ctype
+		if ct == "" {
+			ct = "application/json"
+		}
+		hr.Header.Set("Content-Type", ct)
+	}
+	hr.Header.Set("User-Agent", chromeUA)
+	for k, v := range rq.headers {
+		hr.Header.Set(k, v)
+	}
+	for _, c := range rq.cookies {
+		hr.AddCookie(c)
+	}
+	res, err := e.client.Do(hr)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return resp{status: res.StatusCode, header: res.Header, body: b, cookies: res.Cookies()}
+}
+
+// pageview tracks a page view of site with the given token ("" for none) and headers.
+func (e *env) pageview(site, url, token string, headers map[string]string) resp {
+	e.t.Helper()
+	h := map[string]string{}
+	for k, v := range headers {
+		h[k] = v
+	}
+	if token != "" {
+		h[tokenHeader] = token
+	}
+	b, _ := json.Marshal(map[string]string{"site": site, "type": "pageview", "url": url, "title": "A page"})
+	return e.do(req{method: http.MethodPost, path: "/v1/track", body: string(b), headers: h})
+}
+
+// hit sends a heartbeat or leave of site with token.
+func (e *env) hit(site, typ, token string) resp {
+	e.t.Helper()
+	b, _ := json.Marshal(map[string]string{"site": site, "type": typ})
+	return e.do(req{method: http.MethodPost, path: "/v1/track", body: string(b), headers: map[string]string{tokenHeader: token}})
+}
+
+// mustTrack tracks a page view and returns the token it answers with.
+func (e *env) mustTrack(site, url, token string) string {
+	e.t.Helper()
+	r := e.pageview(site, url, token, nil)
+	m := r.json(e.t)
+	if r.status != http.StatusOK || m["tracked"] != true {
+		e.t.Fatalf("pageview of %s: status %d, body %s", url, r.status, r.body)
+	}
+	return m["token"].(string)
+}
+
+// visitorID returns the visitor id a token carries.
+func (e *env) visitorID(site, token string) string {
+	e.t.Helper()
+	tok, ok := e.signer.Verify(token, site, e.clock.Now())
+	if !ok || tok.Kind != visitor.KindID {
+		e.t.Fatalf("token %q is not a valid identity of %s", token, site)
+	}
+	return tok.VisitorID
+}
+
+// profileKey is the Redis key of a visitor's profile.
+func (e *env) profileKey(site, visitorID string) string {
+	return "v:{" + site + ":" + e.hasher.VisitorKey(site, visitorID) + "}"
+}
+
+// profile reads a visitor's profile hash back from Redis.
+func (e *env) profile(site, visitorID string) map[string]string {
+	e.t.Helper()
+	m, err := e.rdb.HGetAll(context.Background(), e.profileKey(site, visitorID)).Result()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return m
+}
+
+// session reads the items of a visitor's current session back from Redis.
+func (e *env) session(site, visitorID string) []string {
+	e.t.Helper()
+	p := e.profile(site, visitorID)
+	items, err := e.rdb.LRange(context.Background(), e.profileKey(site, visitorID)+":s:"+p["sid"], 0, -1).Result()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return items
+}
+
+// stats reads a site's counters of the clock's day.
+func (e *env) stats(site string) map[string]string {
+	e.t.Helper()
+	m, err := e.rdb.HGetAll(context.Background(), "st:{"+site+"}:"+e.clock.Now().Format(time.DateOnly)).Result()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return m
+}
+
+// keys lists every key in Redis.
+func (e *env) keys() []string {
+	e.t.Helper()
+	return redistest.Keys(e.t, e.rdb)
+}
+
+// assertTTLs proves invariant 3 over everything the test wrote.
+func (e *env) assertTTLs() {
+	e.t.Helper()
+	redistest.AssertAllKeysHaveTTL(e.t, e.rdb, func(k string) bool { return strings.HasPrefix(k, "cfg:") })
+}
+
+// assertLogsClean proves the logs hold none of the given strings (IPs, tokens, paths).
+func (e *env) assertLogsClean(secrets ...string) {
+	e.t.Helper()
+	logs := e.logs.String()
+	for _, s := range secrets {
+		if s != "" && strings.Contains(logs, s) {
+			e.t.Errorf("logs contain %q:\n%s", s, logs)
+		}
+	}
+}
