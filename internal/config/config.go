@@ -25,10 +25,7 @@ const (
 )
 
 // DataKey is one key for contact details at rest.
-type DataKey struct {
-	ID  string
-	Key []byte
-}
+type DataKey = visitor.DataKey
 
 // Config is visitord's whole configuration.
 type Config struct {

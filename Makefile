@@ -1,0 +1,36 @@
+# visitord — the two set-up commands are `make run` and `make test`.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+.PHONY: run test lint bench fuzz build geoip-fixture
+
+## run: the service with an embedded in-memory Redis, plain-HTTP cookies and the demo site
+run:
+	VISITORD_COOKIE_SECURE=false $(GO) run ./cmd/visitord
+
+## test: every test against real redis-server processes the tests start themselves
+test:
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+## lint: go vet and gofmt
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+## bench: page-view, User-Agent and GeoIP benchmarks with allocations
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./internal/...
+
+## fuzz: fuzz the track body decoder for 30 s
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecodeTrack -fuzztime 30s ./internal/httpapi/
+
+## build: a static binary in bin/
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/visitord ./cmd/visitord
+
+## geoip-fixture: the test GeoIP database in bin/ (known answers, see geoip/README.md)
+geoip-fixture:
+	mkdir -p bin && $(GO) run ./geoip/gen bin/fixture-city.mmdb
