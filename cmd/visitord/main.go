@@ -123,7 +123,11 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer, re
 	if err != nil {
 		return fmt.Errorf("VISITORD_INDEX_KEY: %w", err)
 	}
-	svc := visitor.NewService(sites, store, signer, hasher, device.NewParser(16384), locator)
+	sealer, err := visitor.NewSealer(cfg.DataKeys)
+	if err != nil {
+		return fmt.Errorf("VISITORD_DATA_KEY: %w", err)
+	}
+	svc := visitor.NewService(sites, store, signer, hasher, sealer, device.NewParser(16384), locator)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	handler, err := httpapi.New(httpapi.Options{

@@ -49,6 +49,9 @@ sites:
     keep_query: [utm_source, utm_medium, utm_campaign]
     policy_version: "2026-11"
     legal_text: "We record the pages you visit to help our chat team."
+    keys:
+      - {id: agent-1, role: operator, sha256: "933174a2b21fc9af707473cd8a34d704c75c44d34c15073977611508c0d94f01"}
+      - {id: dpo, role: privacy, sha256: "9b98b2e892e32b76693355ee5ffe2e7a6b98b001059abbc172169dd1e75e4660"}
   - id: optin
     origins: ["https://optin.example"]
     consent: opt-in
@@ -66,7 +69,16 @@ sites:
     keep_title: false
     session_timeout: 10m
     session_max: 1h
+    keys:
+      - {id: blog-agent, role: operator, sha256: "f42b4fb64fccedc404554cddb43cd7c6e9dd28730936e97218d3e05e79c41869"}
 `
+
+// API keys of testSites, in clear.
+const (
+	shopOperatorKey = "op-shop-key-0123456789abcdef"
+	shopPrivacyKey  = "privacy-shop-key-0123456789abc"
+	blogOperatorKey = "op-blog-key-0123456789abcdef"
+)
 
 // clock is a settable clock shared by the service under test.
 type clock struct {
@@ -131,6 +143,7 @@ type envOptions struct {
 var (
 	testIndexKey = bytes.Repeat([]byte("i"), 32)
 	testSecret   = bytes.Repeat([]byte("s"), 32)
+	testDataKey  = bytes.Repeat([]byte("d"), 32)
 )
 
 func newEnv(t testing.TB, opts ...func(*envOptions)) *env {
@@ -176,7 +189,11 @@ func newEnvOn(t testing.TB, rs *redistest.Server, o envOptions) *env {
 		t.Fatal(err)
 	}
 	clk := &clock{t: time.Now().UTC().Truncate(time.Millisecond)}
-	svc := visitor.NewService(siteSet, store, signer, hasher, device.NewParser(1024), loc, visitor.WithClock(clk.Now))
+	sealer, err := visitor.NewSealer([]visitor.DataKey{{ID: "k1", Key: testDataKey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := visitor.NewService(siteSet, store, signer, hasher, sealer, device.NewParser(1024), loc, visitor.WithClock(clk.Now))
 	logs := &syncBuffer{}
 	reg := prometheus.NewRegistry()
 	h, err := New(Options{
@@ -382,4 +399,29 @@ func (e *env) assertLogsClean(secrets ...string) {
 			e.t.Errorf("logs contain %q:\n%s", s, logs)
 		}
 	}
+}
+
+// operatorGet sends an operator request with a Bearer key.
+func (e *env) operatorGet(path, key string) resp {
+	e.t.Helper()
+	h := map[string]string{}
+	if key != "" {
+		h["Authorization"] = "Bearer " + key
+	}
+	return e.do(req{method: http.MethodGet, path: path, headers: h})
+}
+
+// startChat posts a chat start of site with token ("" for none) and returns the response.
+func (e *env) startChat(site, token, name, email, url string, headers map[string]string) resp {
+	e.t.Helper()
+	h := map[string]string{}
+	for k, v := range headers {
+		h[k] = v
+	}
+	if token != "" {
+		h[tokenHeader] = token
+	}
+	b, _ := json.Marshal(map[string]any{"site": site, "contact": map[string]string{"name": name, "email": email},
+		"marketing_opt_in": false, "url": url})
+	return e.do(req{method: http.MethodPost, path: "/v1/chats", body: string(b), headers: h})
 }

@@ -43,6 +43,8 @@ func statusOf(err error) (int, string, string) {
 		return http.StatusNotFound, "not_found", msg
 	case errors.Is(err, errNoMethod):
 		return http.StatusMethodNotAllowed, "method_not_allowed", msg
+	case errors.Is(err, visitor.ErrUnauthorized):
+		return http.StatusUnauthorized, "unauthorized", msg
 	case errors.Is(err, visitor.ErrOriginNotAllowed):
 		return http.StatusForbidden, "origin_not_allowed", msg
 	case errors.Is(err, visitor.ErrForbidden):

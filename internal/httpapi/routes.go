@@ -16,6 +16,13 @@ func (a *api) routes(r *gin.Engine, o Options) {
 	r.GET("/v1/consent", a.widget, a.getConsent)
 	r.PUT("/v1/consent", a.widget, a.putConsent)
 	r.OPTIONS("/v1/consent", a.preflight)
+	r.POST("/v1/chats", a.widget, a.startChat)
+	r.OPTIONS("/v1/chats", a.preflight)
+
+	// Operators (Bearer key of the site; no CORS, cookies ignored).
+	r.GET("/v1/sites/:site/visitors/live", a.operator(operators...), a.live)
+	r.GET("/v1/sites/:site/chats/:chat", a.operator(operators...), a.chatContext)
+	r.GET("/v1/sites/:site/stats", a.operator(operators...), a.stats)
 
 	// Ops.
 	r.GET("/healthz", a.healthz)

@@ -22,17 +22,36 @@
 //	v:{shop:Q2x8Yk1vZjRrS3pN}:r         zset    consent records (JSON), scored by their expiry (ms)
 //	v:{shop:Q2x8Yk1vZjRrS3pN}:t         string  tombstone of an erased visitor: the keyed hash
 //
+//	v:{shop:Q2x8Yk1vZjRrS3pN}:C         zset    the visitor's chat ids, scored by start (ms)
+//
+// A chat has its own hash tag, so an operator reaches it by its id alone, and a
+// chat without identity is a subject of its own:
+//
+//	ch:{shop:3q2Yx…}                    hash    t (start ms), sid (bound session), vk/vid (the
+//	                                             visitor, empty without identity), url, mk (marketing
+//	                                             0|1), name/email/phone (AES-256-GCM "kid:base64",
+//	                                             additional data site|field|chat id), pc (earlier chat
+//	                                             ids, comma list), br/bv/os/mob/co/rg/ci/tz/rf (device,
+//	                                             geo and referrer at the start), wd (queued delivery), w
+//	ch:{shop:3q2Yx…}:r                  zset    marketing consent record of a chat without identity
+//	ch:{shop:3q2Yx…}:w:<id>             hash    a queued webhook delivery: p (sealed body), e (event), n (attempts)
+//	e:{shop:<keyed hash of e-mail>}     zset    blind index: "v:<visitor id>" or "c:<chat id>", scored by expiry
+//
 // Site-level indexes are derived data and share the hash tag {<site>}:
 //
 //	lv:{shop}                           zset    live set: vkey scored by last activity (ms)
 //	st:{shop}:2026-11-23                hash    per-day anonymous counters: tracked, dnt, gpc,
 //	                                             bot, no_consent, refusal
+//	wq:{shop}                           zset    webhook queue: delivery keys scored by next attempt (ms)
+//	au:{shop}                           stream  audit trail: t, actor, action, target (keyed hash)
 //
 // TTLs (invariant 3): profile and session index `profiles` retention and
 // sessions `sessions` retention, from the last write; the consent choice until
 // it lapses; consent records until the newest record's expiry (older ones are
 // trimmed on read and write); tombstones 13 months; the live set 2 ×
-// session_timeout; counters 400 days. Only keys under cfg: have none.
+// session_timeout; counters 400 days; chats `chats` retention from their start;
+// the blind index its highest score; webhook deliveries and queue 3 days; the
+// audit stream `audit` retention, refreshed on write. Only keys under cfg: have none.
 package redisstore
 
 import (
@@ -60,12 +79,12 @@ func visitorPrefix(site, vkey string) string {
 
 // visitorKeys names the declared keys of one visitor.
 type visitorKeys struct {
-	profile, sessions, choice, records, tombstone string
+	profile, sessions, choice, records, tombstone, chats string
 }
 
 func keysOf(site, vkey string) visitorKeys {
 	p := visitorPrefix(site, vkey)
-	return visitorKeys{profile: p, sessions: p + ":S", choice: p + ":c", records: p + ":r", tombstone: p + ":t"}
+	return visitorKeys{profile: p, sessions: p + ":S", choice: p + ":c", records: p + ":r", tombstone: p + ":t", chats: p + ":C"}
 }
 
 func sessionKey(profile, sid string) string { return profile + ":s:" + sid }
@@ -75,3 +94,14 @@ func liveKey(site string) string { return "lv:{" + site + "}" }
 func statsKey(site string, day time.Time) string {
 	return "st:{" + site + "}:" + day.UTC().Format(time.DateOnly)
 }
+
+// WebhookTTL is how long an undelivered webhook is kept.
+const WebhookTTL = 3 * 24 * time.Hour
+
+func chatKey(site, chatID string) string { return "ch:{" + site + ":" + chatID + "}" }
+
+func emailKey(site, hash string) string { return "e:{" + site + ":" + hash + "}" }
+
+func queueKey(site string) string { return "wq:{" + site + "}" }
+
+func auditKey(site string) string { return "au:{" + site + "}" }

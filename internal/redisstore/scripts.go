@@ -70,6 +70,7 @@ end
 redis.call('RPUSH', skey, now .. '\t0\t' .. ARGV[11] .. '\t' .. ARGV[12])
 redis.call('HINCRBY', KEYS[1], 'np', 1)
 redis.call('HSET', KEYS[1], 'vid', ARGV[10], 'sl', now, 'ls', now, 'ps', now, 'pc', '0', 'w', now,
+  'cu', ARGV[11], 'ct', ARGV[12],
   'br', ARGV[14], 'bv', ARGV[15], 'os', ARGV[16], 'mob', ARGV[17],
   'co', ARGV[18], 'rg', ARGV[19], 'ci', ARGV[20], 'tz', ARGV[21], 'ip', ARGV[22])
 redis.call('EXPIRE', skey, sttl)
@@ -147,4 +148,99 @@ if ARGV[9] == '1' then forget(KEYS[4], KEYS[5]) end
 return 'ok'
 `)
 
-var allScripts = []*redis.Script{hitScript, siteScript, forgetScript, consentScript}
+var allScripts = []*redis.Script{hitScript, siteScript, forgetScript, consentScript, bindChatScript, putHashScript, chatIndexScript, recordScript, blindIndexScript, queueScript, auditScript}
+
+// recordLua defines record(key, json, expiry, now): adds a consent record to a
+// zset scored by its expiry, trims the expired ones and expires the key with
+// the newest.
+const recordLua = `
+local function record(key, json, expiry, now)
+  redis.call('ZADD', key, expiry, json)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  local top = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  if top[2] then redis.call('PEXPIREAT', key, top[2]) end
+end
+`
+
+// bindChatScript reads what a chat of the visitor binds to: the open session,
+// the device, location and referrer of the profile, and the earlier chats.
+//
+// KEYS: profile, tombstone, chat index.
+// ARGV: 1 now ms, 2 session_timeout ms.
+// Returns: 'erased', or {sid or ”, br, bv, os, mob, co, rg, ci, tz, rf, chat ids...}.
+var bindChatScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'erased' end
+local p = redis.call('HMGET', KEYS[1], 'sid', 'sl', 'br', 'bv', 'os', 'mob', 'co', 'rg', 'ci', 'tz', 'rf')
+local sid = ''
+if p[1] and tonumber(ARGV[1]) - tonumber(p[2] or '0') <= tonumber(ARGV[2]) then sid = p[1] end
+local out = {sid}
+for i = 3, 11 do out[#out + 1] = p[i] or '' end
+local chats = redis.call('ZRANGE', KEYS[3], 0, -1)
+for _, c in ipairs(chats) do out[#out + 1] = c end
+return out
+`)
+
+// putHashScript writes a hash whole and its absolute expiry.
+//
+// KEYS: hash. ARGV: 1 expire-at ms, then field, value pairs.
+var putHashScript = redis.NewScript(`
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+return 1
+`)
+
+// chatIndexScript adds a chat to its visitor's chat index and, for a marketing
+// opt-in, the consent record and the marketing flag of the current choice.
+//
+// KEYS: chat index, consent records, choice.
+// ARGV: 1 chat id, 2 start ms, 3 index expire-at ms (the newest chat's), 4 record JSON (” none),
+// 5 record expiry ms, 6 now ms.
+var chatIndexScript = redis.NewScript(recordLua + `
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+if ARGV[4] ~= '' then
+  record(KEYS[2], ARGV[4], ARGV[5], tonumber(ARGV[6]))
+  if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('HSET', KEYS[3], 'm', '1') end
+end
+return 1
+`)
+
+// recordScript adds a consent record to a subject's records.
+//
+// KEYS: records. ARGV: 1 JSON, 2 expiry ms, 3 now ms.
+var recordScript = redis.NewScript(recordLua + `
+record(KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]))
+return 1
+`)
+
+// blindIndexScript adds a subject to an e-mail's blind index: a zset of subject
+// ids scored by expiry, trimmed on write, expiring with its highest score.
+//
+// KEYS: index. ARGV: 1 member, 2 expiry ms, 3 now ms.
+var blindIndexScript = redis.NewScript(`
+local cur = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not cur or tonumber(cur) < tonumber(ARGV[2]) then redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if top[2] then redis.call('PEXPIREAT', KEYS[1], top[2]) end
+return 1
+`)
+
+// queueScript schedules a webhook delivery on the site's queue.
+//
+// KEYS: queue. ARGV: 1 delivery key, 2 due ms, 3 queue TTL ms.
+var queueScript = redis.NewScript(`
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+`)
+
+// auditScript appends to a site's audit stream, trims it to the audit window by
+// MINID and keeps the stream's TTL at the window.
+//
+// KEYS: stream. ARGV: 1 min id ms, 2 TTL ms, then field, value pairs.
+var auditScript = redis.NewScript(`
+local id = redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[1], '*', unpack(ARGV, 3))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return id
+`)

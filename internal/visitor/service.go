@@ -26,6 +26,8 @@ type Store interface {
 	// deletes the visitor's behaviour data. It returns ErrErased (wrapped) when
 	// the visitor was erased.
 	SaveConsent(ctx context.Context, w ConsentWrite) error
+	ChatStore
+	OperatorStore
 }
 
 // Devices turns a User-Agent into a Device.
@@ -45,6 +47,7 @@ type Service struct {
 	store    Store
 	signer   *Signer
 	hasher   *Hasher
+	sealer   *Sealer
 	devices  Devices
 	locator  Locator
 	now      func() time.Time
@@ -62,9 +65,9 @@ func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = 
 func WithIDs(newID func() string) Option { return func(s *Service) { s.newID = newID } }
 
 // NewService returns a Service over its dependencies.
-func NewService(sites *Sites, store Store, signer *Signer, hasher *Hasher, devices Devices, locator Locator, opts ...Option) *Service {
+func NewService(sites *Sites, store Store, signer *Signer, hasher *Hasher, sealer *Sealer, devices Devices, locator Locator, opts ...Option) *Service {
 	s := &Service{
-		sites: sites, store: store, signer: signer, hasher: hasher, devices: devices, locator: locator,
+		sites: sites, store: store, signer: signer, hasher: hasher, sealer: sealer, devices: devices, locator: locator,
 		now: time.Now, newID: NewVisitorID, textHash: map[string]string{},
 	}
 	for _, site := range sites.All() {

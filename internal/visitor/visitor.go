@@ -16,6 +16,8 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrUnknownSite reports a site id that is not configured.
 	ErrUnknownSite = errors.New("unknown site")
+	// ErrUnauthorized reports a caller without a valid API key.
+	ErrUnauthorized = errors.New("unauthorized")
 	// ErrForbidden reports a caller that may not do what it asked.
 	ErrForbidden = errors.New("forbidden")
 	// ErrOriginNotAllowed reports a browser origin that is not one of the site's.

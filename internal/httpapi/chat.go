@@ -1,0 +1,232 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/visitord/visitord/internal/visitor"
+)
+
+// chatRequest is the body of POST /v1/chats.
+type chatRequest struct {
+	Site           string      `json:"site"`
+	Contact        contactJSON `json:"contact"`
+	MarketingOptIn bool        `json:"marketing_opt_in"`
+	URL            string      `json:"url"`
+}
+
+type contactJSON struct {
+	Name  string `json:"name"`
+	Email string `json:"email"`
+	Phone string `json:"phone"`
+}
+
+// chatResponse is the answer of POST /v1/chats.
+type chatResponse struct {
+	ChatID        string `json:"chat_id"`
+	Returning     bool   `json:"returning"`
+	PreviousChats int    `json:"previous_chats"`
+	Token         string `json:"token,omitempty"`
+}
+
+func (a *api) startChat(c *gin.Context) {
+	b, err := readBody(c, false)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	var req chatRequest
+	if err := json.Unmarshal(b, &req); err != nil {
+		a.fail(c, errInvalidJSON)
+		return
+	}
+	site, err := a.siteOf(c, req.Site)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	if err := checkOrigin(c, site, false); err != nil {
+		a.fail(c, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	defer cancel()
+	res, err := a.svc.StartChat(ctx, visitor.ChatRequest{
+		Site: site, Contact: visitor.Contact(req.Contact), MarketingOptIn: req.MarketingOptIn, URL: req.URL,
+		Token: tokenOf(c, site.ID), UserAgent: c.Request.UserAgent(), IP: clientIP(c),
+		DNT: c.GetHeader("DNT") == "1", GPC: c.GetHeader("Sec-GPC") == "1",
+	})
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	if res.Token != "" {
+		a.setIdentity(c, site.ID, res.Token, res.TokenExpires)
+	}
+	c.JSON(http.StatusCreated, chatResponse{ChatID: res.ChatID, Returning: res.Returning, PreviousChats: res.PreviousChats, Token: res.Token})
+}
+
+// Operator views.
+
+type locationJSON struct {
+	Country  string `json:"country"`
+	Region   string `json:"region"`
+	City     string `json:"city"`
+	TimeZone string `json:"time_zone"`
+}
+
+type deviceJSON struct {
+	Browser string `json:"browser"`
+	Version string `json:"version"`
+	OS      string `json:"os"`
+	Mobile  bool   `json:"mobile"`
+}
+
+type pageJSON struct {
+	URL             string    `json:"url"`
+	Title           string    `json:"title"`
+	Time            time.Time `json:"time"`
+	DurationSeconds float64   `json:"duration_seconds"`
+}
+
+type previousChatJSON struct {
+	ChatID    string      `json:"chat_id"`
+	Time      time.Time   `json:"time"`
+	Contact   contactJSON `json:"contact"`
+	Marketing bool        `json:"marketing_opt_in"`
+}
+
+type chatViewJSON struct {
+	ChatID        string             `json:"chat_id"`
+	Time          time.Time          `json:"time"`
+	Contact       contactJSON        `json:"contact"`
+	Marketing     bool               `json:"marketing_opt_in"`
+	URL           string             `json:"url"`
+	Trail         []pageJSON         `json:"trail"`
+	Location      locationJSON       `json:"location"`
+	Device        deviceJSON         `json:"device"`
+	Referrer      string             `json:"referrer"`
+	PreviousChats []previousChatJSON `json:"previous_chats"`
+}
+
+func locationOf(l visitor.Location) locationJSON { return locationJSON(l) }
+
+func deviceOf(d visitor.Device) deviceJSON {
+	return deviceJSON{Browser: d.Browser, Version: d.Version, OS: d.OS, Mobile: d.Mobile}
+}
+
+func (a *api) chatContext(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	defer cancel()
+	v, err := a.svc.ChatContext(ctx, actorOf(c), c.Param("chat"))
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	out := chatViewJSON{
+		ChatID: v.ID, Time: v.Start, Contact: contactJSON(v.Contact), Marketing: v.Marketing, URL: v.URL,
+		Trail: []pageJSON{}, Location: locationOf(v.Location), Device: deviceOf(v.Device), Referrer: v.Referrer,
+		PreviousChats: []previousChatJSON{},
+	}
+	for _, p := range v.Trail {
+		out.Trail = append(out.Trail, pageJSON{URL: p.URL, Title: p.Title, Time: p.Start, DurationSeconds: p.Duration.Seconds()})
+	}
+	for _, p := range v.Previous {
+		out.PreviousChats = append(out.PreviousChats, previousChatJSON{ChatID: p.ID, Time: p.Start, Contact: contactJSON(p.Contact), Marketing: p.Marketing})
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+type liveVisitorJSON struct {
+	Pseudonym      string       `json:"pseudonym"`
+	CurrentPage    currentPage  `json:"current_page"`
+	Pages          int          `json:"pages"`
+	SessionSeconds float64      `json:"session_seconds"`
+	LastSeen       time.Time    `json:"last_seen"`
+	Location       locationJSON `json:"location"`
+	Device         deviceJSON   `json:"device"`
+	Referrer       string       `json:"referrer"`
+}
+
+type currentPage struct {
+	URL   string `json:"url"`
+	Title string `json:"title"`
+}
+
+type liveResponse struct {
+	Visitors   []liveVisitorJSON `json:"visitors"`
+	NextCursor string            `json:"next_cursor,omitempty"`
+}
+
+func (a *api) live(c *gin.Context) {
+	var within time.Duration
+	if w := c.Query("within"); w != "" {
+		d, err := time.ParseDuration(w)
+		if err != nil {
+			a.fail(c, errors.Join(visitor.ErrInvalid, errors.New("within must be a duration such as 5m")))
+			return
+		}
+		within = d
+	}
+	limit, err := queryInt(c, "limit")
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	defer cancel()
+	page, err := a.svc.Live(ctx, actorOf(c), within, c.Query("cursor"), limit)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	out := liveResponse{Visitors: make([]liveVisitorJSON, 0, len(page.Visitors)), NextCursor: page.Next}
+	for _, v := range page.Visitors {
+		out.Visitors = append(out.Visitors, liveVisitorJSON{
+			Pseudonym: v.Pseudonym, CurrentPage: currentPage{URL: v.CurrentURL, Title: v.CurrentTitle}, Pages: v.Pages,
+			SessionSeconds: v.Duration.Seconds(), LastSeen: v.LastSeen, Location: locationOf(v.Location),
+			Device: deviceOf(v.Device), Referrer: v.Referrer,
+		})
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+type statsResponse struct {
+	Day      string           `json:"day"`
+	Tracked  int64            `json:"tracked"`
+	Refused  map[string]int64 `json:"refused"`
+	Refusals int64            `json:"consent_refusals"`
+}
+
+func (a *api) stats(c *gin.Context) {
+	var day time.Time
+	if d := c.Query("day"); d != "" {
+		t, err := time.Parse(time.DateOnly, d)
+		if err != nil {
+			a.fail(c, errors.Join(visitor.ErrInvalid, errors.New("day must be YYYY-MM-DD")))
+			return
+		}
+		day = t
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	defer cancel()
+	if day.IsZero() {
+		day = a.svc.Today()
+	}
+	m, err := a.svc.Stats(ctx, actorOf(c), day)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	out := statsResponse{Day: day.Format(time.DateOnly), Tracked: m[string(visitor.ReasonTracked)], Refused: map[string]int64{},
+		Refusals: m[string(visitor.ReasonRefusal)]}
+	for _, r := range []visitor.Reason{visitor.ReasonGPC, visitor.ReasonDNT, visitor.ReasonBot, visitor.ReasonNoConsent} {
+		out.Refused[string(r)] = m[string(r)]
+	}
+	c.JSON(http.StatusOK, out)
+}

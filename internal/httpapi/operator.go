@@ -1,0 +1,62 @@
+package httpapi
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/visitord/visitord/internal/visitor"
+)
+
+const actorKey = "visitord.actor"
+
+// operator authenticates an operator or privacy route by its Bearer key for the
+// route's :site; roles lists who may use it. Such routes send no CORS headers
+// and ignore cookies.
+func (a *api) operator(roles ...visitor.Role) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		site, err := a.siteOf(c, c.Param("site"))
+		if err != nil {
+			a.fail(c, err)
+			return
+		}
+		key, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+		if !ok {
+			key = ""
+		}
+		actor, err := a.svc.Authenticate(site.ID, strings.TrimSpace(key), roles...)
+		if err != nil {
+			if errors.Is(err, visitor.ErrUnauthorized) {
+				c.Header("WWW-Authenticate", `Bearer realm="visitord"`)
+			}
+			a.fail(c, err)
+			return
+		}
+		c.Set(actorKey, actor)
+		c.Header("Cache-Control", "no-store")
+	}
+}
+
+func actorOf(c *gin.Context) visitor.Actor {
+	v, _ := c.Get(actorKey)
+	a, _ := v.(visitor.Actor)
+	return a
+}
+
+// operators is who may read visitor context; privacy keys may too.
+var operators = []visitor.Role{visitor.RoleOperator, visitor.RolePrivacy}
+
+// queryInt reads an optional whole-number query parameter; 0 when absent.
+func queryInt(c *gin.Context, name string) (int, error) {
+	v := c.Query(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, errors.Join(visitor.ErrInvalid, errors.New(name+" must be a whole number ≥ 1"))
+	}
+	return n, nil
+}

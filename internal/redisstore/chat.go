@@ -1,0 +1,229 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/visitord/visitord/internal/visitor"
+)
+
+// BindChat reads the visitor's open session and earlier chats in one script.
+func (s *Store) BindChat(ctx context.Context, site *visitor.Site, vkey string, now time.Time) (visitor.ChatBinding, error) {
+	k := keysOf(site.ID, vkey)
+	v, err := bindChatScript.Run(ctx, s.c, []string{k.profile, k.tombstone, k.chats}, ms(now), site.SessionTimeout.Milliseconds()).Result()
+	if err != nil {
+		return visitor.ChatBinding{}, fmt.Errorf("bind chat: %w", translate(err))
+	}
+	if str, ok := v.(string); ok && str == "erased" {
+		return visitor.ChatBinding{}, fmt.Errorf("bind chat: %w", visitor.ErrErased)
+	}
+	items, ok := v.([]any)
+	if !ok || len(items) < 10 {
+		return visitor.ChatBinding{}, fmt.Errorf("bind chat: unexpected script answer %T", v)
+	}
+	str := func(i int) string { s, _ := items[i].(string); return s }
+	b := visitor.ChatBinding{
+		SessionID: str(0),
+		Device:    visitor.Device{Browser: str(1), Version: str(2), OS: str(3), Mobile: str(4) == "1"},
+		Location:  visitor.Location{Country: str(5), Region: str(6), City: str(7), TimeZone: str(8)},
+		Referrer:  str(9),
+	}
+	for i := 10; i < len(items); i++ {
+		b.Previous = append(b.Previous, str(i))
+	}
+	return b, nil
+}
+
+func recordJSON(r visitor.ConsentRecord) (string, error) {
+	b, err := json.Marshal(consentRecordJSON{
+		VisitorID: r.VisitorID, Time: r.Time, Analytics: r.Analytics, Marketing: r.Marketing,
+		PolicyVersion: r.PolicyVersion, TextSHA256: r.TextSHA256, Method: r.Method, IP: r.IP, UserAgent: r.UserAgent,
+	})
+	return string(b), err
+}
+
+// SaveChat writes a chat, its visitor's chat index (with a marketing consent
+// record), its e-mail's blind index entry and its queued webhook in one
+// pipeline: one command per slot involved.
+func (s *Store) SaveChat(ctx context.Context, w visitor.ChatWrite) error {
+	site, b := w.Site, w.Binding
+	ck := chatKey(site.ID, w.ChatID)
+	chatsUntil := w.Start.Add(days(w.Retention.Chats))
+	fields := []any{ms(chatsUntil),
+		"t", ms(w.Start), "sid", b.SessionID, "vk", w.VisitorKey, "vid", w.VisitorID, "url", w.URL,
+		"mk", bit(w.Marketing), "name", w.Name, "email", w.Email, "phone", w.Phone,
+		"pc", strings.Join(b.Previous, ","), "br", b.Device.Browser, "bv", b.Device.Version, "os", b.Device.OS,
+		"mob", bit(b.Device.Mobile), "co", b.Location.Country, "rg", b.Location.Region, "ci", b.Location.City,
+		"tz", b.Location.TimeZone, "rf", b.Referrer, "w", ms(w.Start),
+	}
+	var record string
+	if w.MarketingRecord != nil {
+		var err error
+		if record, err = recordJSON(*w.MarketingRecord); err != nil {
+			return fmt.Errorf("save chat: %w", err)
+		}
+	}
+	recordUntil := ms(w.Start.Add(days(w.Retention.Consents)))
+	var calls []*call
+	var dkey string
+	if w.Webhook != nil {
+		dkey = ck + ":w:" + w.Webhook.ID
+		fields = append(fields, "wd", dkey)
+		calls = append(calls,
+			&call{script: putHashScript, keys: []string{dkey}, args: []any{ms(w.Start.Add(WebhookTTL)),
+				"p", w.Webhook.Sealed, "e", w.Webhook.Event, "n", 0, "s", site.ID}},
+			&call{script: queueScript, keys: []string{queueKey(site.ID)}, args: []any{dkey, ms(w.Start), WebhookTTL.Milliseconds()}})
+	}
+	calls = append(calls, &call{script: putHashScript, keys: []string{ck}, args: fields})
+	member := "c:" + w.ChatID
+	if w.VisitorKey != "" {
+		k := keysOf(site.ID, w.VisitorKey)
+		member = "v:" + w.VisitorID
+		calls = append(calls, &call{script: chatIndexScript, keys: []string{k.chats, k.records, k.choice},
+			args: []any{w.ChatID, ms(w.Start), ms(chatsUntil), record, recordUntil, ms(w.Start)}})
+	} else if record != "" {
+		calls = append(calls, &call{script: recordScript, keys: []string{ck + ":r"}, args: []any{record, recordUntil, ms(w.Start)}})
+	}
+	if w.EmailIndex != "" {
+		calls = append(calls, &call{script: blindIndexScript, keys: []string{emailKey(site.ID, w.EmailIndex)},
+			args: []any{member, ms(chatsUntil), ms(w.Start)}})
+	}
+	if err := s.run(ctx, calls...); err != nil {
+		return fmt.Errorf("save chat: %w", err)
+	}
+	return s.waitReplicas(ctx)
+}
+
+// Chat returns a stored chat, its contacts still sealed.
+func (s *Store) Chat(ctx context.Context, site *visitor.Site, chatID string) (visitor.StoredChat, error) {
+	m, err := s.c.HGetAll(ctx, chatKey(site.ID, chatID)).Result()
+	if err != nil {
+		return visitor.StoredChat{}, fmt.Errorf("chat: %w", translate(err))
+	}
+	if len(m) == 0 {
+		return visitor.StoredChat{}, fmt.Errorf("chat: %w", visitor.ErrNotFound)
+	}
+	c := visitor.StoredChat{
+		ID: chatID, VisitorID: m["vid"], VisitorKey: m["vk"], Start: msTime(m["t"]), SessionID: m["sid"],
+		URL: m["url"], Marketing: m["mk"] == "1", Name: m["name"], Email: m["email"], Phone: m["phone"],
+		Device:   visitor.Device{Browser: m["br"], Version: m["bv"], OS: m["os"], Mobile: m["mob"] == "1"},
+		Location: visitor.Location{Country: m["co"], Region: m["rg"], City: m["ci"], TimeZone: m["tz"]},
+		Referrer: m["rf"],
+	}
+	if m["pc"] != "" {
+		c.Previous = strings.Split(m["pc"], ",")
+	}
+	return c, nil
+}
+
+// Trail returns a session's pages, oldest first.
+func (s *Store) Trail(ctx context.Context, site *visitor.Site, vkey, sid string) ([]visitor.PageVisit, error) {
+	items, err := s.c.LRange(ctx, sessionKey(keysOf(site.ID, vkey).profile, sid), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("trail: %w", translate(err))
+	}
+	return parseTrail(items), nil
+}
+
+// parseTrail decodes a session list: a "#" header, then "start\tduration\turl\ttitle" items.
+func parseTrail(items []string) []visitor.PageVisit {
+	var out []visitor.PageVisit
+	for _, it := range items {
+		if strings.HasPrefix(it, "#") {
+			continue
+		}
+		f := strings.SplitN(it, "\t", 4)
+		if len(f) != 4 {
+			continue
+		}
+		d, _ := strconv.ParseInt(f[1], 10, 64)
+		out = append(out, visitor.PageVisit{Start: msTime(f[0]), Duration: time.Duration(d) * time.Millisecond, URL: f[2], Title: f[3]})
+	}
+	return out
+}
+
+var liveFields = []string{"sid", "ss", "sl", "np", "cu", "ct", "co", "rg", "ci", "tz", "br", "bv", "os", "mob", "rf"}
+
+// Live returns the sessions active since, most recent first. Entries whose
+// visitor has gone are dropped from the live set as they are met (read repair).
+func (s *Store) Live(ctx context.Context, site *visitor.Site, since time.Time, offset, limit int) ([]visitor.LiveEntry, bool, error) {
+	lk := liveKey(site.ID)
+	members, err := s.c.ZRevRangeByScore(ctx, lk, &redis.ZRangeBy{
+		Min: strconv.FormatInt(ms(since), 10), Max: "+inf", Offset: int64(offset), Count: int64(limit + 1),
+	}).Result()
+	if err != nil {
+		return nil, false, fmt.Errorf("live: %w", translate(err))
+	}
+	more := len(members) > limit
+	if more {
+		members = members[:limit]
+	}
+	pipe := s.c.Pipeline()
+	cmds := make([]*redis.SliceCmd, len(members))
+	for i, m := range members {
+		cmds[i] = pipe.HMGet(ctx, keysOf(site.ID, m).profile, liveFields...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, false, fmt.Errorf("live: %w", translate(err))
+	}
+	var gone []any
+	rows := make([]visitor.LiveEntry, 0, len(members))
+	for i, cmd := range cmds {
+		v := cmd.Val()
+		str := func(j int) string { s, _ := v[j].(string); return s }
+		if len(v) != len(liveFields) || str(0) == "" {
+			gone = append(gone, members[i])
+			continue
+		}
+		last := msTime(str(2))
+		if last.Before(since) {
+			continue // the session went quiet since the live entry was written
+		}
+		np, _ := strconv.Atoi(str(3))
+		rows = append(rows, visitor.LiveEntry{
+			SessionID: str(0), SessionStart: msTime(str(1)), LastSeen: last, Pages: np,
+			CurrentURL: str(4), CurrentTitle: str(5),
+			Location: visitor.Location{Country: str(6), Region: str(7), City: str(8), TimeZone: str(9)},
+			Device:   visitor.Device{Browser: str(10), Version: str(11), OS: str(12), Mobile: str(13) == "1"},
+			Referrer: str(14),
+		})
+	}
+	if len(gone) > 0 {
+		if err := s.c.ZRem(ctx, lk, gone...).Err(); err != nil {
+			return nil, false, fmt.Errorf("live repair: %w", translate(err))
+		}
+	}
+	return rows, more, nil
+}
+
+// Stats returns a site's per-day counters.
+func (s *Store) Stats(ctx context.Context, site *visitor.Site, day time.Time) (map[string]int64, error) {
+	m, err := s.c.HGetAll(ctx, statsKey(site.ID, day)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("stats: %w", translate(err))
+	}
+	out := make(map[string]int64, len(m))
+	for k, v := range m {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		out[k] = n
+	}
+	return out, nil
+}
+
+// Audit appends an entry to the site's audit stream, trimmed to the audit window.
+func (s *Store) Audit(ctx context.Context, site *visitor.Site, r visitor.Retention, e visitor.AuditEntry) error {
+	window := days(r.Audit)
+	err := auditScript.Run(ctx, s.c, []string{auditKey(site.ID)}, ms(e.Time.Add(-window)), window.Milliseconds(),
+		"t", ms(e.Time), "actor", e.Actor, "action", e.Action, "target", e.Target).Err()
+	if err != nil {
+		return fmt.Errorf("audit: %w", translate(err))
+	}
+	return nil
+}

@@ -1,0 +1,297 @@
+package visitor
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/mail"
+	"net/netip"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Limits of contact details.
+const (
+	MaxNameBytes  = 200
+	MaxEmailBytes = 254
+	MaxPhoneBytes = 40
+)
+
+// Contact is what a visitor typed into the chat form.
+type Contact struct {
+	Name  string
+	Email string
+	Phone string
+}
+
+// Validate checks the contact's sizes and the e-mail's shape.
+func (c Contact) Validate() error {
+	switch {
+	case len(c.Name) > MaxNameBytes || !utf8.ValidString(c.Name):
+		return fmt.Errorf("%w: contact.name must be valid text of at most %d bytes", ErrInvalid, MaxNameBytes)
+	case len(c.Email) > MaxEmailBytes:
+		return fmt.Errorf("%w: contact.email must be at most %d bytes", ErrInvalid, MaxEmailBytes)
+	case len(c.Phone) > MaxPhoneBytes || strings.Trim(c.Phone, "+0123456789 ()-./") != "":
+		return fmt.Errorf("%w: contact.phone must be digits, spaces and +()-./, at most %d bytes", ErrInvalid, MaxPhoneBytes)
+	}
+	if c.Email != "" {
+		a, err := mail.ParseAddress(c.Email)
+		if err != nil || a.Address != strings.TrimSpace(c.Email) {
+			return fmt.Errorf("%w: contact.email is not an e-mail address", ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// Clean trims the contact's fields and folds control characters.
+func (c Contact) Clean() Contact {
+	return Contact{Name: cleanText(c.Name), Email: strings.TrimSpace(c.Email), Phone: strings.TrimSpace(c.Phone)}
+}
+
+// NormalizeEmail is the form of an e-mail the blind index hashes: trimmed, lower case.
+func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
+
+// Webhook events.
+const (
+	EventChatStarted      = "chat.started"
+	EventSubjectRectified = "subject.rectified"
+	EventSubjectErased    = "subject.erased"
+)
+
+// ChatRequest is a chat start as the widget sends it.
+type ChatRequest struct {
+	Site           *Site
+	Contact        Contact
+	MarketingOptIn bool
+	URL            string
+	Token          string
+	UserAgent      string
+	IP             netip.Addr
+	DNT            bool
+	GPC            bool
+}
+
+// ChatResult is what a chat start answers.
+type ChatResult struct {
+	ChatID        string
+	Returning     bool
+	PreviousChats int
+	// Token is set when the chat start issued an identity (on-chat sites).
+	Token        string
+	TokenExpires time.Time
+}
+
+// ChatBinding is what the store knows of a visitor when a chat starts.
+type ChatBinding struct {
+	// SessionID is the session current at the chat's start, "" for none.
+	SessionID string
+	// Previous lists the visitor's earlier chats, oldest first.
+	Previous []string
+	Device   Device
+	Location Location
+	Referrer string
+}
+
+// ChatWrite is what the store writes for a chat start.
+type ChatWrite struct {
+	Site       *Site
+	Retention  Retention
+	ChatID     string
+	VisitorID  string // "" for a chat without identity
+	VisitorKey string
+	Start      time.Time
+	Binding    ChatBinding
+	URL        string
+	Marketing  bool
+	// Sealed contact fields, AES-256-GCM with additional data site|field|chat id.
+	Name, Email, Phone string
+	// EmailIndex is the blind-index hash of the normalised e-mail, "" for none.
+	EmailIndex string
+	// MarketingRecord is the consent record of a marketing opt-in, if any.
+	MarketingRecord *ConsentRecord
+	// Webhook is the sealed chat.started delivery, if the site has a webhook.
+	Webhook *Delivery
+}
+
+// Delivery is a queued, sealed webhook delivery.
+type Delivery struct {
+	ID     string
+	Event  string
+	Sealed string
+}
+
+// StoredChat is a chat as the store keeps it, contacts still sealed.
+type StoredChat struct {
+	ID                 string
+	VisitorID          string
+	VisitorKey         string
+	Start              time.Time
+	SessionID          string
+	URL                string
+	Marketing          bool
+	Name, Email, Phone string
+	Previous           []string
+	Device             Device
+	Location           Location
+	Referrer           string
+}
+
+// ChatStore is what the Service needs of its storage for chats.
+type ChatStore interface {
+	// BindChat reads what a chat of the visitor binds to at now: the open session
+	// and the earlier chats. ErrErased (wrapped) for an erased visitor.
+	BindChat(ctx context.Context, site *Site, visitorKey string, now time.Time) (ChatBinding, error)
+	// SaveChat writes a chat with its indexes and queued webhook in one round trip.
+	SaveChat(ctx context.Context, w ChatWrite) error
+	// Chat returns a stored chat; ErrNotFound (wrapped) when there is none.
+	Chat(ctx context.Context, site *Site, chatID string) (StoredChat, error)
+	// Trail returns the pages of a visitor's session, oldest first.
+	Trail(ctx context.Context, site *Site, visitorKey, sessionID string) ([]PageVisit, error)
+}
+
+// PageVisit is one page of a session's trail.
+type PageVisit struct {
+	URL      string
+	Title    string
+	Start    time.Time
+	Duration time.Duration
+}
+
+// NewChatID returns a random chat id of 128 bits in base64url.
+func NewChatID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails (Go ≥ 1.24)
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// ValidChatID reports whether id has the shape NewChatID gives.
+func ValidChatID(id string) bool { return validVisitorID(id) }
+
+// chatStartedEvent is the body of a chat.started webhook.
+type chatStartedEvent struct {
+	Event          string    `json:"event"`
+	Site           string    `json:"site"`
+	ChatID         string    `json:"chat_id"`
+	Time           time.Time `json:"time"`
+	Name           string    `json:"name,omitempty"`
+	Email          string    `json:"email,omitempty"`
+	Phone          string    `json:"phone,omitempty"`
+	MarketingOptIn bool      `json:"marketing_opt_in"`
+	URL            string    `json:"url,omitempty"`
+	Returning      bool      `json:"returning"`
+	PreviousChats  int       `json:"previous_chats"`
+}
+
+// StartChat starts a chat. With a valid identity the chat is bound to the
+// visitor's open session and linked to their earlier chats, through the identity
+// only; without one nothing is linked. On an on-chat site the chat start is the
+// visitor's request: it issues the identity, records consent given by
+// chat_start and starts the session at the chat's url. DNT and GPC still win: no
+// identity is used or issued.
+func (s *Service) StartChat(ctx context.Context, r ChatRequest) (ChatResult, error) {
+	site := r.Site
+	c := r.Contact.Clean()
+	if err := c.Validate(); err != nil {
+		return ChatResult{}, err
+	}
+	var page Page
+	if r.URL != "" {
+		p, err := site.MinimisePage(r.URL, "", "")
+		if err != nil {
+			return ChatResult{}, err
+		}
+		page = p
+	}
+	now := utc(s.now())
+	res := ChatResult{ChatID: NewChatID()}
+	var visitorID string
+	if tok, ok := s.verify(r.Token, site, now); ok && tok.Kind == KindID && !r.DNT && !r.GPC {
+		visitorID = tok.VisitorID
+	}
+	var binding ChatBinding
+	if visitorID != "" {
+		b, err := s.store.BindChat(ctx, site, s.hasher.VisitorKey(site.ID, visitorID), now)
+		switch {
+		case errors.Is(err, ErrErased):
+			visitorID = "" // an erased visitor's token is foreign
+		case err != nil:
+			return ChatResult{}, fmt.Errorf("start chat on %s: %w", site.ID, err)
+		default:
+			binding = b
+		}
+	}
+	if visitorID == "" && site.Consent == ConsentOnChat && !r.DNT && !r.GPC && !s.devices.Parse(r.UserAgent).Bot {
+		id, token, exp, b, err := s.identifyByChat(ctx, r, site, page, now)
+		if err != nil {
+			return ChatResult{}, err
+		}
+		visitorID, binding, res.Token, res.TokenExpires = id, b, token, exp
+	}
+	w := ChatWrite{
+		Site: site, Retention: s.Retention(site), ChatID: res.ChatID, Start: now, Binding: binding,
+		URL: page.URL, Marketing: r.MarketingOptIn,
+		Name:  s.sealer.Seal(site.ID, "name", res.ChatID, c.Name),
+		Email: s.sealer.Seal(site.ID, "email", res.ChatID, c.Email),
+		Phone: s.sealer.Seal(site.ID, "phone", res.ChatID, c.Phone),
+	}
+	if visitorID != "" {
+		w.VisitorID, w.VisitorKey = visitorID, s.hasher.VisitorKey(site.ID, visitorID)
+	}
+	if c.Email != "" {
+		w.EmailIndex = s.hasher.Short(site.ID, PurposeEmail, NormalizeEmail(c.Email))
+	}
+	if r.MarketingOptIn {
+		w.MarketingRecord = &ConsentRecord{
+			VisitorID: visitorID, Time: now, Marketing: true, PolicyVersion: site.PolicyVersion,
+			TextSHA256: s.textHash[site.ID], Method: MethodChatStart, IP: TruncateIP(r.IP),
+			UserAgent: truncateUTF8(cleanText(r.UserAgent), MaxUserAgentBytes),
+		}
+	}
+	res.PreviousChats = len(binding.Previous)
+	res.Returning = res.PreviousChats > 0
+	if site.Webhook.URL != "" {
+		body, err := json.Marshal(chatStartedEvent{
+			Event: EventChatStarted, Site: site.ID, ChatID: res.ChatID, Time: now, Name: c.Name, Email: c.Email,
+			Phone: c.Phone, MarketingOptIn: r.MarketingOptIn, URL: page.URL, Returning: res.Returning,
+			PreviousChats: res.PreviousChats,
+		})
+		if err != nil {
+			return ChatResult{}, fmt.Errorf("start chat on %s: %w", site.ID, err)
+		}
+		id := NewChatID()
+		w.Webhook = &Delivery{ID: id, Event: EventChatStarted, Sealed: s.sealer.Seal(site.ID, "webhook", id, string(body))}
+	}
+	if err := s.store.SaveChat(ctx, w); err != nil {
+		return ChatResult{}, fmt.Errorf("start chat on %s: %w", site.ID, err)
+	}
+	return res, nil
+}
+
+// identifyByChat issues the identity of an on-chat site's visitor at the chat
+// start: consent given by chat_start, then a page view at the chat's url that
+// starts the session the chat binds to.
+func (s *Service) identifyByChat(ctx context.Context, r ChatRequest, site *Site, page Page, now time.Time) (string, string, time.Time, ChatBinding, error) {
+	id := s.newID()
+	choice := Choice{Analytics: true, Marketing: r.MarketingOptIn, PolicyVersion: site.PolicyVersion, Given: now,
+		ValidUntil: now.Add(site.ConsentValidity())}
+	cr := ConsentRequest{Site: site, Analytics: true, Marketing: r.MarketingOptIn, PolicyVersion: site.PolicyVersion,
+		Method: MethodChatStart, UserAgent: r.UserAgent, IP: r.IP}
+	if err := s.saveConsent(ctx, cr, site, id, choice, now); err != nil {
+		return "", "", time.Time{}, ChatBinding{}, fmt.Errorf("chat consent on %s: %w", site.ID, err)
+	}
+	var binding ChatBinding
+	if page.URL != "" {
+		h := Hit{Site: site, Type: HitPageview, UserAgent: r.UserAgent, IP: r.IP}
+		w := s.hitWrite(h, site, id, page, s.devices.Parse(r.UserAgent), now, true)
+		if _, err := s.store.RecordHit(ctx, w); err != nil {
+			return "", "", time.Time{}, ChatBinding{}, fmt.Errorf("chat session on %s: %w", site.ID, err)
+		}
+		binding = ChatBinding{SessionID: w.NewSessionID, Device: w.Device, Location: w.Location}
+	}
+	token, exp := s.issueID(site, id, now, time.Time{}, choice)
+	return id, token, exp, binding, nil
+}

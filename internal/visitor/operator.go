@@ -1,0 +1,286 @@
+package visitor
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Bounds of the live view.
+const (
+	MinLiveWithin     = time.Minute
+	MaxLiveWithin     = 30 * time.Minute
+	DefaultLiveWithin = 5 * time.Minute
+	MaxLiveLimit      = 200
+	DefaultLiveLimit  = 50
+)
+
+// Actor is an authenticated operator or privacy key acting on one site.
+type Actor struct {
+	Site  *Site
+	KeyID string
+	Role  Role
+}
+
+// Authenticate finds the API key presented for siteID among the sites' keys by
+// its SHA-256, comparing every stored hash in constant time. A key no site knows
+// is ErrUnauthorized; another site's key, or a role not in roles, ErrForbidden.
+func (s *Service) Authenticate(siteID, presented string, roles ...Role) (Actor, error) {
+	if presented == "" {
+		return Actor{}, fmt.Errorf("%w: an Authorization: Bearer key is required", ErrUnauthorized)
+	}
+	sum := sha256.Sum256([]byte(presented))
+	var found *APIKey
+	var foundSite *Site
+	for _, site := range s.sites.All() {
+		for i := range site.Keys {
+			if subtle.ConstantTimeCompare(sum[:], site.Keys[i].SHA256[:]) == 1 {
+				found, foundSite = &site.Keys[i], site
+			}
+		}
+	}
+	if found == nil {
+		return Actor{}, fmt.Errorf("%w: the API key is not valid", ErrUnauthorized)
+	}
+	if foundSite.ID != siteID {
+		return Actor{}, fmt.Errorf("%w: the API key belongs to another site", ErrForbidden)
+	}
+	for _, r := range roles {
+		if found.Role == r {
+			return Actor{Site: foundSite, KeyID: found.ID, Role: found.Role}, nil
+		}
+	}
+	return Actor{}, fmt.Errorf("%w: role %s may not use this route", ErrForbidden, found.Role)
+}
+
+// LiveEntry is what the store knows of a live visitor's current session.
+type LiveEntry struct {
+	SessionID    string
+	CurrentURL   string
+	CurrentTitle string
+	Pages        int
+	SessionStart time.Time
+	LastSeen     time.Time
+	Location     Location
+	Device       Device
+	Referrer     string
+}
+
+// LiveVisitor is one row of the live view: the current session only, under a
+// per-session pseudonym, with no visitor id, first-seen, visit count or
+// returning flag (invariant 4).
+type LiveVisitor struct {
+	Pseudonym    string
+	CurrentURL   string
+	CurrentTitle string
+	Pages        int
+	Duration     time.Duration
+	LastSeen     time.Time
+	Location     Location
+	Device       Device
+	Referrer     string
+}
+
+// LivePage is one page of the live view; Next is the cursor of the next, "" at the end.
+type LivePage struct {
+	Visitors []LiveVisitor
+	Next     string
+}
+
+// AuditEntry is one line of a site's audit trail: who did what to whom, the
+// target named by a keyed hash so that it points at no one after an erasure.
+type AuditEntry struct {
+	ID     string
+	Time   time.Time
+	Actor  string
+	Action string
+	Target string
+}
+
+// OperatorStore is what the Service needs of its storage for operators.
+type OperatorStore interface {
+	// Live returns the sessions active since, most recent first, from offset; more
+	// says whether rows remain.
+	Live(ctx context.Context, site *Site, since time.Time, offset, limit int) (rows []LiveEntry, more bool, err error)
+	// Stats returns the site's anonymous counters of day.
+	Stats(ctx context.Context, site *Site, day time.Time) (map[string]int64, error)
+	// Audit appends an entry to the site's audit trail.
+	Audit(ctx context.Context, site *Site, retention Retention, e AuditEntry) error
+}
+
+// Live lists the sessions active within the last within, limit rows a page.
+func (s *Service) Live(ctx context.Context, a Actor, within time.Duration, cursor string, limit int) (LivePage, error) {
+	if within == 0 {
+		within = DefaultLiveWithin
+	}
+	if within < MinLiveWithin || within > MaxLiveWithin {
+		return LivePage{}, fmt.Errorf("%w: within must be 1m..30m", ErrInvalid)
+	}
+	if limit == 0 {
+		limit = DefaultLiveLimit
+	}
+	if limit < 1 || limit > MaxLiveLimit {
+		return LivePage{}, fmt.Errorf("%w: limit must be 1..%d", ErrInvalid, MaxLiveLimit)
+	}
+	now := utc(s.now())
+	since, offset := now.Add(-within), 0
+	if cursor != "" {
+		var ok bool
+		if since, offset, ok = s.openCursor(a.Site.ID, cursor); !ok {
+			return LivePage{}, fmt.Errorf("%w: cursor is not valid", ErrInvalid)
+		}
+	}
+	rows, more, err := s.store.Live(ctx, a.Site, since, offset, limit)
+	if err != nil {
+		return LivePage{}, fmt.Errorf("live of %s: %w", a.Site.ID, err)
+	}
+	page := LivePage{Visitors: make([]LiveVisitor, 0, len(rows))}
+	for _, r := range rows {
+		page.Visitors = append(page.Visitors, LiveVisitor{
+			Pseudonym:  s.hasher.Short(a.Site.ID, PurposePseudonym, r.SessionID),
+			CurrentURL: r.CurrentURL, CurrentTitle: r.CurrentTitle, Pages: r.Pages,
+			Duration: r.LastSeen.Sub(r.SessionStart), LastSeen: r.LastSeen,
+			Location: r.Location, Device: r.Device, Referrer: r.Referrer,
+		})
+	}
+	if more {
+		page.Next = s.sealCursor(a.Site.ID, since, offset+limit)
+	}
+	return page, nil
+}
+
+// sealCursor signs a live-view position so a client can neither forge nor edit it.
+func (s *Service) sealCursor(site string, since time.Time, offset int) string {
+	payload := base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(since.UnixMilli(), 10) + "." + strconv.Itoa(offset)))
+	return payload + "." + base64.RawURLEncoding.EncodeToString(s.hasher.Sum(site, PurposeCursor, payload)[:16])
+}
+
+func (s *Service) openCursor(site, cursor string) (time.Time, int, bool) {
+	payload, sig, ok := strings.Cut(cursor, ".")
+	if !ok || len(cursor) > 200 {
+		return time.Time{}, 0, false
+	}
+	got, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil || !hmac.Equal(got, s.hasher.Sum(site, PurposeCursor, payload)[:16]) {
+		return time.Time{}, 0, false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil {
+		return time.Time{}, 0, false
+	}
+	a, o, ok := strings.Cut(string(b), ".")
+	since, err1 := strconv.ParseInt(a, 10, 64)
+	offset, err2 := strconv.Atoi(o)
+	if !ok || err1 != nil || err2 != nil || offset < 0 {
+		return time.Time{}, 0, false
+	}
+	return time.UnixMilli(since).UTC(), offset, true
+}
+
+// ChatView is a chat's context as an operator sees it.
+type ChatView struct {
+	ID        string
+	Start     time.Time
+	Contact   Contact
+	Marketing bool
+	URL       string
+	Trail     []PageVisit
+	Location  Location
+	Device    Device
+	Referrer  string
+	Previous  []PreviousChat
+}
+
+// PreviousChat is an earlier chat of the visitor, attributed to a new chat.
+type PreviousChat struct {
+	ID        string
+	Start     time.Time
+	Contact   Contact
+	Marketing bool
+}
+
+// ChatContext returns a chat's context: its contact, the page trail of the
+// session it was bound to at its start, and the visitor's earlier chats. The
+// read is written to the site's audit trail first.
+func (s *Service) ChatContext(ctx context.Context, a Actor, chatID string) (ChatView, error) {
+	site := a.Site
+	if !ValidChatID(chatID) {
+		return ChatView{}, fmt.Errorf("%w: no chat %q", ErrNotFound, truncateUTF8(chatID, 40))
+	}
+	c, err := s.store.Chat(ctx, site, chatID)
+	if err != nil {
+		return ChatView{}, fmt.Errorf("chat of %s: %w", site.ID, err)
+	}
+	if err := s.audit(ctx, site, a.KeyID, "chat.read", "chat", chatID); err != nil {
+		return ChatView{}, err
+	}
+	contact, err := s.openContact(site.ID, c)
+	if err != nil {
+		return ChatView{}, err
+	}
+	v := ChatView{ID: c.ID, Start: c.Start, Contact: contact, Marketing: c.Marketing, URL: c.URL,
+		Location: c.Location, Device: c.Device, Referrer: c.Referrer}
+	if c.SessionID != "" && c.VisitorKey != "" {
+		if v.Trail, err = s.store.Trail(ctx, site, c.VisitorKey, c.SessionID); err != nil {
+			return ChatView{}, fmt.Errorf("chat trail of %s: %w", site.ID, err)
+		}
+	}
+	for _, id := range c.Previous {
+		p, err := s.store.Chat(ctx, site, id)
+		if err != nil {
+			continue // expired or erased since: nothing to attribute
+		}
+		pc, err := s.openContact(site.ID, p)
+		if err != nil {
+			return ChatView{}, err
+		}
+		v.Previous = append(v.Previous, PreviousChat{ID: p.ID, Start: p.Start, Contact: pc, Marketing: p.Marketing})
+	}
+	return v, nil
+}
+
+func (s *Service) openContact(site string, c StoredChat) (Contact, error) {
+	var out Contact
+	var err error
+	for _, f := range []struct {
+		name   string
+		sealed string
+		dst    *string
+	}{{"name", c.Name, &out.Name}, {"email", c.Email, &out.Email}, {"phone", c.Phone, &out.Phone}} {
+		if *f.dst, err = s.sealer.Open(site, f.name, c.ID, f.sealed); err != nil {
+			return Contact{}, fmt.Errorf("contact of chat: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// AuditTarget names a subject in the audit trail by a keyed hash of its kind and id.
+func (s *Service) AuditTarget(site, kind, id string) string {
+	return s.hasher.Short(site, PurposeAudit, kind+":"+id)
+}
+
+func (s *Service) audit(ctx context.Context, site *Site, actor, action, kind, id string) error {
+	e := AuditEntry{Time: utc(s.now()), Actor: actor, Action: action, Target: s.AuditTarget(site.ID, kind, id)}
+	if err := s.store.Audit(ctx, site, s.Retention(site), e); err != nil {
+		return fmt.Errorf("audit %s: %w", action, err)
+	}
+	return nil
+}
+
+// Stats returns a site's anonymous per-day counters of tracked and refused page views.
+func (s *Service) Stats(ctx context.Context, a Actor, day time.Time) (map[string]int64, error) {
+	m, err := s.store.Stats(ctx, a.Site, day)
+	if err != nil {
+		return nil, fmt.Errorf("stats of %s: %w", a.Site.ID, err)
+	}
+	return m, nil
+}
+
+// Today is the current UTC day by the service's clock.
+func (s *Service) Today() time.Time { return utc(s.now()).Truncate(24 * time.Hour) }
