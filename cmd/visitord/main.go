@@ -27,6 +27,7 @@ import (
 	"github.com/visitord/visitord/internal/httpapi"
 	"github.com/visitord/visitord/internal/redisstore"
 	"github.com/visitord/visitord/internal/visitor"
+	"github.com/visitord/visitord/internal/webhook"
 )
 
 // version is set at build time with -ldflags '-X main.version=…'.
@@ -137,6 +138,17 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer, re
 	if err != nil {
 		return fmt.Errorf("VISITORD_TRUSTED_PROXIES: %w", err)
 	}
+	targets := map[string]webhook.Target{}
+	for _, site := range cfg.Sites {
+		if site.Webhook.URL != "" {
+			targets[site.ID] = webhook.Target{URL: site.Webhook.URL, Secret: site.Webhook.Secret}
+		}
+	}
+	dispatcher := webhook.NewDispatcher(redisstore.NewWebhookQueue(store, sealer), targets, log, reg)
+	dctx, stopDispatcher := context.WithCancel(context.Background())
+	dispatched := make(chan struct{})
+	go func() { defer close(dispatched); dispatcher.Run(dctx) }()
+	defer func() { stopDispatcher(); <-dispatched }()
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("VISITORD_ADDR: %w", err)

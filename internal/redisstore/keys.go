@@ -95,6 +95,9 @@ func statsKey(site string, day time.Time) string {
 	return "st:{" + site + "}:" + day.UTC().Format(time.DateOnly)
 }
 
+// MaxLive bounds a site's live set: past it, the least recently active go.
+const MaxLive = 1_000_000
+
 // WebhookTTL is how long an undelivered webhook is kept.
 const WebhookTTL = 3 * 24 * time.Hour
 

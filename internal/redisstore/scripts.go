@@ -92,6 +92,8 @@ if ARGV[1] == '+' then
   local now, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
   redis.call('ZADD', KEYS[1], now, ARGV[2])
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
+  local n = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[8])
+  if n > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - 1) end
   redis.call('PEXPIRE', KEYS[1], ttl)
 elseif ARGV[1] == '-' then
   redis.call('ZREM', KEYS[1], ARGV[2])
@@ -148,7 +150,7 @@ if ARGV[9] == '1' then forget(KEYS[4], KEYS[5]) end
 return 'ok'
 `)
 
-var allScripts = []*redis.Script{hitScript, siteScript, forgetScript, consentScript, bindChatScript, putHashScript, chatIndexScript, recordScript, blindIndexScript, queueScript, auditScript}
+var allScripts = []*redis.Script{hitScript, siteScript, forgetScript, consentScript, bindChatScript, putHashScript, chatIndexScript, recordScript, blindIndexScript, queueScript, auditScript, claimScript}
 
 // recordLua defines record(key, json, expiry, now): adds a consent record to a
 // zset scored by its expiry, trims the expired ones and expires the key with
@@ -243,4 +245,22 @@ var auditScript = redis.NewScript(`
 local id = redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[1], '*', unpack(ARGV, 3))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return id
+`)
+
+// claimScript claims the due deliveries of a queue: it leases each by moving its
+// score to now + lease, so another pod does not send it at the same time.
+//
+// KEYS: queue. ARGV: 1 now ms, 2 lease ms, 3 max count.
+var claimScript = redis.NewScript(`
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), m) end
+return due
+`)
+
+// retryScript records a delivery's attempts, unless it was erased meanwhile.
+//
+// KEYS: delivery. ARGV: 1 attempts.
+var retryScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'n', ARGV[1]) end
+return 1
 `)

@@ -125,7 +125,7 @@ func bit(b bool) string {
 // (none); add and takeBack name per-day counters ("" for none).
 func siteCall(site *visitor.Site, vkey string, now time.Time, live string, add, takeBack visitor.Reason) *call {
 	return &call{script: siteScript, keys: []string{liveKey(site.ID), statsKey(site.ID, now)}, args: []any{
-		live, vkey, ms(now), (2 * site.SessionTimeout).Milliseconds(), string(add), string(takeBack), seconds(StatsTTL),
+		live, vkey, ms(now), (2 * site.SessionTimeout).Milliseconds(), string(add), string(takeBack), seconds(StatsTTL), MaxLive,
 	}}
 }
 
