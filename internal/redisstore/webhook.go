@@ -67,7 +67,7 @@ func (q *WebhookQueue) Due(ctx context.Context, site string, now time.Time, n in
 		}
 		event, _ := v[1].(string)
 		attempts, _ := strconv.Atoi(fmt.Sprint(v[2]))
-		out = append(out, webhook.Delivery{ID: keys[i], Site: site, Event: event, Body: []byte(body), Attempts: attempts})
+		out = append(out, webhook.Delivery{ID: id, Site: site, Event: event, Body: []byte(body), Attempts: attempts, Ref: keys[i]})
 	}
 	if len(gone) > 0 {
 		if err := q.s.c.ZRem(ctx, qk, gone...).Err(); err != nil {
@@ -80,8 +80,8 @@ func (q *WebhookQueue) Due(ctx context.Context, site string, now time.Time, n in
 // Done removes a delivered or abandoned delivery.
 func (q *WebhookQueue) Done(ctx context.Context, d webhook.Delivery) error {
 	pipe := q.s.c.Pipeline()
-	pipe.ZRem(ctx, queueKey(d.Site), d.ID)
-	pipe.Del(ctx, d.ID)
+	pipe.ZRem(ctx, queueKey(d.Site), d.Ref)
+	pipe.Del(ctx, d.Ref)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("webhook done: %w", translate(err))
 	}
@@ -91,8 +91,8 @@ func (q *WebhookQueue) Done(ctx context.Context, d webhook.Delivery) error {
 // Retry schedules the next attempt of d at next.
 func (q *WebhookQueue) Retry(ctx context.Context, d webhook.Delivery, next time.Time) error {
 	pipe := q.s.c.Pipeline()
-	pipe.ZAddXX(ctx, queueKey(d.Site), redis.Z{Score: float64(ms(next)), Member: d.ID})
-	retryScript.Eval(ctx, pipe, []string{d.ID}, d.Attempts)
+	pipe.ZAddXX(ctx, queueKey(d.Site), redis.Z{Score: float64(ms(next)), Member: d.Ref})
+	retryScript.Eval(ctx, pipe, []string{d.Ref}, d.Attempts)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("webhook retry: %w", translate(err))
 	}
