@@ -112,6 +112,14 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer, re
 		// Not fatal: Redis may come later; /readyz says so and scripts load on first use.
 		log.Warn("redis not reachable at start", slog.String("error", err.Error()))
 	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("VISITORD_ADDR: %w", err)
+	}
+	defer ln.Close()
+	if err := cfg.Listening(ln.Addr().String()); err != nil {
+		return err
+	}
 	sites, err := visitor.NewSites(cfg.Sites)
 	if err != nil {
 		return err
@@ -149,10 +157,6 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer, re
 	dispatched := make(chan struct{})
 	go func() { defer close(dispatched); dispatcher.Run(dctx) }()
 	defer func() { stopDispatcher(); <-dispatched }()
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("VISITORD_ADDR: %w", err)
-	}
 	srv := &http.Server{
 		Handler: handler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 15 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 32 << 10,

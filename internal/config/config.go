@@ -137,6 +137,7 @@ func (c *Config) loadSecrets(getenv func(string) string) error {
 	}
 	if v := getenv("VISITORD_COOKIE_SECRET"); v != "" {
 		for i, s := range strings.Split(v, ",") {
+			s = strings.TrimSpace(s)
 			if len(s) < visitor.MinSecretBytes {
 				errs = append(errs, fmt.Errorf("VISITORD_COOKIE_SECRET: secret %d is %d bytes, at least %d needed", i+1, len(s), visitor.MinSecretBytes))
 			}
@@ -179,6 +180,20 @@ func (c *Config) loadSecrets(getenv func(string) string) error {
 		c.IndexKey = randomBytes(32)
 	}
 	return errors.Join(errs...)
+}
+
+// Listening tells the configuration the address the service really listens on:
+// the built-in demo site's origins follow its port (VISITORD_ADDR may say :0).
+func (c *Config) Listening(addr string) error {
+	if !c.DemoSite {
+		return nil
+	}
+	site, _, err := demoSite(addr)
+	if err != nil {
+		return err
+	}
+	c.Sites[0].Origins = site.Origins
+	return nil
 }
 
 func randomBytes(n int) []byte {

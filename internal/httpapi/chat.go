@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -41,8 +40,8 @@ func (a *api) startChat(c *gin.Context) {
 		return
 	}
 	var req chatRequest
-	if err := json.Unmarshal(b, &req); err != nil {
-		a.fail(c, errInvalidJSON)
+	if err := decodeJSON(b, &req); err != nil {
+		a.fail(c, err)
 		return
 	}
 	site, err := a.siteOf(c, req.Site)
@@ -167,7 +166,7 @@ func (a *api) live(c *gin.Context) {
 	var within time.Duration
 	if w := c.Query("within"); w != "" {
 		d, err := time.ParseDuration(w)
-		if err != nil {
+		if err != nil || d <= 0 {
 			a.fail(c, errors.Join(visitor.ErrInvalid, errors.New("within must be a duration such as 5m")))
 			return
 		}

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -65,8 +64,8 @@ func (a *api) putConsent(c *gin.Context) {
 		return
 	}
 	var req consentRequest
-	if err := json.Unmarshal(b, &req); err != nil {
-		a.fail(c, errInvalidJSON)
+	if err := decodeJSON(b, &req); err != nil {
+		a.fail(c, err)
 		return
 	}
 	if req.Analytics == nil || req.Marketing == nil || req.PolicyVersion == "" {

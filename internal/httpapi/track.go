@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"reflect"
 
 	"github.com/gin-gonic/gin"
 
@@ -31,12 +33,8 @@ type trackResponse struct {
 // as text/plain by sendBeacon) and checks its shape.
 func decodeTrack(b []byte) (trackRequest, error) {
 	var r trackRequest
-	if err := json.Unmarshal(b, &r); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) {
-			return trackRequest{}, errors.Join(visitor.ErrInvalid, errors.New("field "+typeErr.Field+" must be a string"))
-		}
-		return trackRequest{}, errInvalidJSON
+	if err := decodeJSON(b, &r); err != nil {
+		return trackRequest{}, err
 	}
 	if r.Site == "" {
 		return trackRequest{}, errors.Join(visitor.ErrInvalid, errors.New("site is required"))
@@ -61,6 +59,9 @@ func (a *api) track(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
+	if validType(visitor.HitType(req.Type)) {
+		typ = req.Type
+	}
 	site, err := a.siteOf(c, req.Site)
 	if err != nil {
 		a.fail(c, err)
@@ -82,9 +83,6 @@ func (a *api) track(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	if validType(hit.Type) {
-		typ = req.Type
-	}
 	if res.Issued {
 		a.setIdentity(c, site.ID, res.Token, res.TokenExpires)
 	}
@@ -98,6 +96,35 @@ func (a *api) track(c *gin.Context) {
 	}
 	outcome = string(res.Reason)
 	c.JSON(http.StatusOK, trackResponse{Reason: string(res.Reason)})
+}
+
+// decodeJSON decodes a request body: malformed JSON is errInvalidJSON, a field
+// of the wrong type ErrInvalid naming the field.
+func decodeJSON(b []byte, v any) error {
+	err := json.Unmarshal(b, v)
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &typeErr):
+		return errors.Join(visitor.ErrInvalid, fmt.Errorf("field %s must be %s", typeErr.Field, jsonKind(typeErr.Type)))
+	}
+	return errInvalidJSON
+}
+
+// jsonKind names a Go type as the JSON value it decodes from.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int64, reflect.Float64:
+		return "a number"
+	case reflect.Slice:
+		return "an array"
+	}
+	return "an object"
 }
 
 func validType(t visitor.HitType) bool {

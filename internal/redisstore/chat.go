@@ -83,16 +83,26 @@ func (s *Store) SaveChat(ctx context.Context, w visitor.ChatWrite) error {
 	}
 	calls = append(calls, &call{script: putHashScript, keys: []string{ck}, args: fields})
 	member := "c:" + w.ChatID
+	var ekey string
+	if w.EmailIndex != "" {
+		ekey = emailKey(site.ID, w.EmailIndex)
+		fields = append(fields, "ei", ekey)
+	}
 	if w.VisitorKey != "" {
 		k := keysOf(site.ID, w.VisitorKey)
 		member = "v:" + w.VisitorID
-		calls = append(calls, &call{script: chatIndexScript, keys: []string{k.chats, k.records, k.choice},
-			args: []any{w.ChatID, ms(w.Start), ms(chatsUntil), record, recordUntil, ms(w.Start)}})
-	} else if record != "" {
-		calls = append(calls, &call{script: recordScript, keys: []string{ck + ":r"}, args: []any{record, recordUntil, ms(w.Start)}})
+		calls = append(calls, &call{script: chatIndexScript, keys: []string{k.chats, k.records, k.choice, k.indexes},
+			args: []any{w.ChatID, ms(w.Start), ms(chatsUntil), record, recordUntil, ms(w.Start), ekey}})
+	} else {
+		if record != "" {
+			calls = append(calls, &call{script: recordScript, keys: []string{ck + ":r"}, args: []any{record, recordUntil, ms(w.Start)}})
+		}
+		// A chat without identity is a subject of its own for the retention job.
+		calls = append(calls, &call{script: subjectScript, keys: []string{subjectsKey(site.ID)},
+			args: []any{member, ms(w.Start), SubjectsTTL.Milliseconds()}})
 	}
-	if w.EmailIndex != "" {
-		calls = append(calls, &call{script: blindIndexScript, keys: []string{emailKey(site.ID, w.EmailIndex)},
+	if ekey != "" {
+		calls = append(calls, &call{script: blindIndexScript, keys: []string{ekey},
 			args: []any{member, ms(chatsUntil), ms(w.Start)}})
 	}
 	if err := s.run(ctx, calls...); err != nil {
@@ -110,6 +120,11 @@ func (s *Store) Chat(ctx context.Context, site *visitor.Site, chatID string) (vi
 	if len(m) == 0 {
 		return visitor.StoredChat{}, fmt.Errorf("chat: %w", visitor.ErrNotFound)
 	}
+	return storedChat(chatID, m), nil
+}
+
+// storedChat decodes a chat hash.
+func storedChat(chatID string, m map[string]string) visitor.StoredChat {
 	c := visitor.StoredChat{
 		ID: chatID, VisitorID: m["vid"], VisitorKey: m["vk"], Start: msTime(m["t"]), SessionID: m["sid"],
 		URL: m["url"], Marketing: m["mk"] == "1", Name: m["name"], Email: m["email"], Phone: m["phone"],
@@ -120,7 +135,7 @@ func (s *Store) Chat(ctx context.Context, site *visitor.Site, chatID string) (vi
 	if m["pc"] != "" {
 		c.Previous = strings.Split(m["pc"], ",")
 	}
-	return c, nil
+	return c
 }
 
 // Trail returns a session's pages, oldest first.
@@ -226,4 +241,26 @@ func (s *Store) Audit(ctx context.Context, site *visitor.Site, r visitor.Retenti
 		return fmt.Errorf("audit: %w", translate(err))
 	}
 	return nil
+}
+
+// AuditLog returns up to n audit entries older than before, newest first.
+func (s *Store) AuditLog(ctx context.Context, site *visitor.Site, before string, n int) ([]visitor.AuditEntry, string, error) {
+	max := "+"
+	if before != "" {
+		max = "(" + before
+	}
+	msgs, err := s.c.XRevRangeN(ctx, auditKey(site.ID), max, "-", int64(n)).Result()
+	if err != nil {
+		return nil, "", fmt.Errorf("audit log: %w", translate(err))
+	}
+	out := make([]visitor.AuditEntry, 0, len(msgs))
+	for _, m := range msgs {
+		str := func(k string) string { s, _ := m.Values[k].(string); return s }
+		out = append(out, visitor.AuditEntry{ID: m.ID, Time: msTime(str("t")), Actor: str("actor"), Action: str("action"), Target: str("target")})
+	}
+	next := ""
+	if len(msgs) == n {
+		next = msgs[len(msgs)-1].ID
+	}
+	return out, next, nil
 }

@@ -2,7 +2,9 @@ package redisstore
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -26,7 +28,7 @@ func Options(raw string) (*redis.UniversalOptions, error) {
 	}
 	o, err := redis.ParseURL(raw)
 	if err != nil {
-		return nil, fmt.Errorf("VISITORD_REDIS_URL: %w", err)
+		return nil, errors.New("VISITORD_REDIS_URL is not a redis://, rediss://, redis-sentinel:// URL or a comma list of cluster nodes")
 	}
 	return &redis.UniversalOptions{
 		Addrs: []string{o.Addr}, Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig,
@@ -80,18 +82,25 @@ func clusterOptions(raw string) (*redis.UniversalOptions, error) {
 			continue
 		}
 		if !strings.Contains(node, "://") {
+			if _, _, err := net.SplitHostPort(node); err != nil {
+				return nil, fmt.Errorf("VISITORD_REDIS_URL: cluster node %d is not host:port", len(o.Addrs)+1)
+			}
 			o.Addrs = append(o.Addrs, node)
 			continue
 		}
 		po, err := redis.ParseURL(node)
 		if err != nil {
-			return nil, fmt.Errorf("VISITORD_REDIS_URL: cluster node %q: %w", node, err)
+			// go-redis's error holds the whole URL, password included: name the node by its place.
+			return nil, fmt.Errorf("VISITORD_REDIS_URL: cluster node %d is not a redis:// or rediss:// URL", len(o.Addrs)+1)
 		}
 		o.Addrs = append(o.Addrs, po.Addr)
 		o.Username, o.Password = po.Username, po.Password
 		if po.TLSConfig != nil {
 			o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		}
+	}
+	if len(o.Addrs) == 0 {
+		return nil, errors.New("VISITORD_REDIS_URL: the cluster node list is empty")
 	}
 	return o, nil
 }

@@ -94,6 +94,8 @@ func TestOptionsRejects(t *testing.T) {
 func TestOptionsErrorHidesPassword(t *testing.T) {
 	for _, raw := range []string{
 		"redis://user:hunter2pass@host:6379/notadb",
+		"redis://user:hunter2pass@host:63x9/0",
+		"rediss://user:hunter2pass@host:6379/0?dial_timeout=soon",
 		"redis-sentinel://user:hunter2pass@h1:26379/m?db=x",
 		"redis://user:hunter2pass@n1:7000,http://n2:7001",
 		"redis://user:hunter2pass@n1:7000/notadb,n2:7001",

@@ -23,6 +23,7 @@
 //	v:{shop:Q2x8Yk1vZjRrS3pN}:t         string  tombstone of an erased visitor: the keyed hash
 //
 //	v:{shop:Q2x8Yk1vZjRrS3pN}:C         zset    the visitor's chat ids, scored by start (ms)
+//	v:{shop:Q2x8Yk1vZjRrS3pN}:I         set     the blind-index keys the visitor is entered in
 //
 // A chat has its own hash tag, so an operator reaches it by its id alone, and a
 // chat without identity is a subject of its own:
@@ -42,7 +43,11 @@
 //	lv:{shop}                           zset    live set: vkey scored by last activity (ms)
 //	st:{shop}:2026-11-23                hash    per-day anonymous counters: tracked, dnt, gpc,
 //	                                             bot, no_consent, refusal
+//	sj:{shop}                           zset    subject index the retention job walks: vkeys and
+//	                                             "c:<chat id>" of chats without identity, by last write
+//	er:{shop}                           zset    erasures started and not finished (the sweeper's list)
 //	wq:{shop}                           zset    webhook queue: delivery keys scored by next attempt (ms)
+//	wh:{shop:<id>}                      hash    a queued webhook delivery of an erased or rectified subject
 //	au:{shop}                           stream  audit trail: t, actor, action, target (keyed hash)
 //
 // TTLs (invariant 3): profile and session index `profiles` retention and
@@ -79,12 +84,12 @@ func visitorPrefix(site, vkey string) string {
 
 // visitorKeys names the declared keys of one visitor.
 type visitorKeys struct {
-	profile, sessions, choice, records, tombstone, chats string
+	profile, sessions, choice, records, tombstone, chats, indexes string
 }
 
 func keysOf(site, vkey string) visitorKeys {
 	p := visitorPrefix(site, vkey)
-	return visitorKeys{profile: p, sessions: p + ":S", choice: p + ":c", records: p + ":r", tombstone: p + ":t", chats: p + ":C"}
+	return visitorKeys{profile: p, sessions: p + ":S", choice: p + ":c", records: p + ":r", tombstone: p + ":t", chats: p + ":C", indexes: p + ":I"}
 }
 
 func sessionKey(profile, sid string) string { return profile + ":s:" + sid }
@@ -108,3 +113,21 @@ func emailKey(site, hash string) string { return "e:{" + site + ":" + hash + "}"
 func queueKey(site string) string { return "wq:{" + site + "}" }
 
 func auditKey(site string) string { return "au:{" + site + "}" }
+
+// SubjectsTTL bounds the subject index: no record outlives the longest window.
+const SubjectsTTL = 1825 * 24 * time.Hour
+
+// LockTTL is the lifetime of locks, job checkpoints and erasure markers.
+const LockTTL = 10 * time.Minute
+
+func subjectsKey(site string) string { return "sj:{" + site + "}" }
+
+func erasuresKey(site string) string { return "er:{" + site + "}" }
+
+func hookKey(site, id string) string { return "wh:{" + site + ":" + id + "}" }
+
+func retentionKey(site string) string { return "cfg:retention:{" + site + "}" }
+
+// reexpireKey flags a site whose retention shrank: the re-expiry job applies the
+// new windows to data already stored. A cfg: key: no TTL, no personal data.
+func reexpireKey(site string) string { return "cfg:reexpire:{" + site + "}" }

@@ -84,19 +84,33 @@ return result
 // set (add with trim by time, or remove) and a per-day counter (add and, for a
 // correction, take back another).
 //
-// KEYS: live set, counters.
-// ARGV: 1 live op (+|-|”), 2 vkey, 3 now ms, 4 live TTL ms, 5 counter to add
-// (” none), 6 counter to take back (” none), 7 counters TTL s.
+// KEYS: live set, counters, subject index.
+// ARGV: 1 live op (p add a page view's visitor to the live set and the
+// subject index, + add to the live set, - remove from the live set, x remove
+// from both, empty none), 2 vkey, 3 now ms, 4 live TTL ms,
+// 5 counter to add (empty for none), 6 counter to take back (empty for none),
+// 7 counters TTL s, 8 most live entries kept (the least recently active go
+// first), 9 subject index TTL ms (the longest retention window). The subject
+// index is what the retention job walks.
 var siteScript = redis.NewScript(`
-if ARGV[1] == '+' then
+if ARGV[1] == '+' or ARGV[1] == 'p' then
   local now, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
   redis.call('ZADD', KEYS[1], now, ARGV[2])
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
   local n = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[8])
   if n > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - 1) end
   redis.call('PEXPIRE', KEYS[1], ttl)
+  if ARGV[1] == 'p' then
+    local keep = tonumber(ARGV[9])
+    redis.call('ZADD', KEYS[3], now, ARGV[2])
+    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - keep)
+    redis.call('PEXPIRE', KEYS[3], keep)
+  end
 elseif ARGV[1] == '-' then
   redis.call('ZREM', KEYS[1], ARGV[2])
+elseif ARGV[1] == 'x' then
+  redis.call('ZREM', KEYS[1], ARGV[2])
+  redis.call('ZREM', KEYS[3], ARGV[2])
 end
 if ARGV[5] ~= '' then
   redis.call('HINCRBY', KEYS[2], ARGV[5], 1)
@@ -150,7 +164,7 @@ if ARGV[9] == '1' then forget(KEYS[4], KEYS[5]) end
 return 'ok'
 `)
 
-var allScripts = []*redis.Script{hitScript, siteScript, forgetScript, consentScript, bindChatScript, putHashScript, chatIndexScript, recordScript, blindIndexScript, queueScript, auditScript, claimScript}
+var allScripts = []*redis.Script{hitScript, siteScript, forgetScript, consentScript, bindChatScript, putHashScript, chatIndexScript, recordScript, blindIndexScript, queueScript, auditScript, claimScript, subjectScript, eraseChatScript, replaceRecordsScript, rectifyScript, replaceSetScript}
 
 // recordLua defines record(key, json, expiry, now): adds a consent record to a
 // zset scored by its expiry, trims the expired ones and expires the key with
@@ -194,12 +208,17 @@ return 1
 // chatIndexScript adds a chat to its visitor's chat index and, for a marketing
 // opt-in, the consent record and the marketing flag of the current choice.
 //
-// KEYS: chat index, consent records, choice.
-// ARGV: 1 chat id, 2 start ms, 3 index expire-at ms (the newest chat's), 4 record JSON (” none),
-// 5 record expiry ms, 6 now ms.
+// KEYS: chat index, consent records, choice, blind-index list.
+// ARGV: 1 chat id, 2 start ms, 3 index expire-at ms (the newest chat's), 4 record
+// JSON (empty for none), 5 record expiry ms, 6 now ms, 7 blind-index key the
+// visitor enters (empty for none).
 var chatIndexScript = redis.NewScript(recordLua + `
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+if ARGV[7] ~= '' then
+  redis.call('SADD', KEYS[4], ARGV[7])
+  redis.call('PEXPIREAT', KEYS[4], ARGV[3])
+end
 if ARGV[4] ~= '' then
   record(KEYS[2], ARGV[4], ARGV[5], tonumber(ARGV[6]))
   if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('HSET', KEYS[3], 'm', '1') end
@@ -262,5 +281,59 @@ return due
 // KEYS: delivery. ARGV: 1 attempts.
 var retryScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'n', ARGV[1]) end
+return 1
+`)
+
+// subjectScript adds a subject to the site's subject index.
+//
+// KEYS: subject index. ARGV: 1 member, 2 last write ms, 3 TTL ms.
+var subjectScript = redis.NewScript(`
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+`)
+
+// eraseChatScript deletes a chat and its queued delivery; the caller cuts its
+// consent records first.
+//
+// KEYS: chat. Returns the chat's blind-index key (empty for none).
+var eraseChatScript = redis.NewScript(`
+local f = redis.call('HMGET', KEYS[1], 'wd', 'ei')
+if f[1] and f[1] ~= '' then redis.call('DEL', f[1]) end
+redis.call('DEL', KEYS[1])
+return f[2] or ''
+`)
+
+// replaceRecordsScript replaces a records zset whole (consent records cut to
+// their proof after an erasure), expiring it with its newest record.
+//
+// KEYS: records. ARGV: member, score pairs.
+var replaceRecordsScript = redis.NewScript(`
+redis.call('DEL', KEYS[1])
+local top = 0
+for i = 1, #ARGV, 2 do
+  redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i])
+  if tonumber(ARGV[i + 1]) > top then top = tonumber(ARGV[i + 1]) end
+end
+if top > 0 then redis.call('PEXPIREAT', KEYS[1], top) end
+return 1
+`)
+
+// rectifyScript rewrites fields of a chat that still exists.
+//
+// KEYS: chat. ARGV: field, value pairs.
+var rectifyScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+`)
+
+// replaceSetScript replaces a set whole and sets its absolute expiry.
+//
+// KEYS: set. ARGV: 1 expire-at ms, then members.
+var replaceSetScript = redis.NewScript(`
+redis.call('DEL', KEYS[1])
+redis.call('SADD', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIREAT', KEYS[1], ARGV[1])
 return 1
 `)

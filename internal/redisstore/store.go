@@ -17,10 +17,14 @@ import (
 type Store struct {
 	c           redis.UniversalClient
 	minReplicas int
+	sites       []string
 }
 
 // Option sets an optional tunable of the Store.
 type Option func(*Store)
+
+// WithSites names the sites whose configuration the store reads.
+func WithSites(ids ...string) Option { return func(s *Store) { s.sites = ids } }
 
 // WithMinReplicas makes consent and chat writes wait until n replicas hold them.
 func WithMinReplicas(n int) Option { return func(s *Store) { s.minReplicas = n } }
@@ -121,11 +125,12 @@ func bit(b bool) string {
 	return "0"
 }
 
-// siteCall updates the site-level indexes: live op + (add), - (remove) or ""
-// (none); add and takeBack name per-day counters ("" for none).
+// siteCall updates the site-level indexes (live ops as siteScript says); add and
+// takeBack name per-day counters ("" for none).
 func siteCall(site *visitor.Site, vkey string, now time.Time, live string, add, takeBack visitor.Reason) *call {
-	return &call{script: siteScript, keys: []string{liveKey(site.ID), statsKey(site.ID, now)}, args: []any{
+	return &call{script: siteScript, keys: []string{liveKey(site.ID), statsKey(site.ID, now), subjectsKey(site.ID)}, args: []any{
 		live, vkey, ms(now), (2 * site.SessionTimeout).Milliseconds(), string(add), string(takeBack), seconds(StatsTTL), MaxLive,
+		SubjectsTTL.Milliseconds(),
 	}}
 }
 
@@ -149,7 +154,11 @@ func (s *Store) RecordHit(ctx context.Context, w visitor.HitWrite) (visitor.HitO
 		w.Device.Browser, w.Device.Version, w.Device.OS, bit(w.Device.Mobile),
 		w.Location.Country, w.Location.Region, w.Location.City, w.Location.TimeZone, w.IP,
 	}}
-	if err := s.run(ctx, hit, siteCall(w.Site, w.VisitorKey, w.Now, "+", tracked, "")); err != nil {
+	live := "+"
+	if w.Type == visitor.HitPageview {
+		live = "p"
+	}
+	if err := s.run(ctx, hit, siteCall(w.Site, w.VisitorKey, w.Now, live, tracked, "")); err != nil {
 		return 0, fmt.Errorf("record hit: %w", err)
 	}
 	res, err := hit.cmd.Text()
@@ -158,6 +167,7 @@ func (s *Store) RecordHit(ctx context.Context, w visitor.HitWrite) (visitor.HitO
 	}
 	var out visitor.HitOutcome
 	var refused visitor.Reason
+	undo := "-"
 	switch res {
 	case "new":
 		return visitor.OutcomeNewSession, nil
@@ -171,11 +181,11 @@ func (s *Store) RecordHit(ctx context.Context, w visitor.HitWrite) (visitor.HitO
 			refused = visitor.ReasonNoConsent
 		}
 	case "erased":
-		out = visitor.OutcomeErased
+		out, undo = visitor.OutcomeErased, "x"
 	default:
 		return 0, fmt.Errorf("record hit: unexpected script answer %q", res)
 	}
-	if err := s.run(ctx, siteCall(w.Site, w.VisitorKey, w.Now, "-", refused, tracked)); err != nil {
+	if err := s.run(ctx, siteCall(w.Site, w.VisitorKey, w.Now, undo, refused, tracked)); err != nil {
 		return 0, fmt.Errorf("take back hit: %w", err)
 	}
 	return out, nil
@@ -227,6 +237,7 @@ func msTime(s string) time.Time {
 // consentRecordJSON is how a consent record is kept (and exported).
 type consentRecordJSON struct {
 	VisitorID     string    `json:"visitor_id,omitempty"`
+	Subject       string    `json:"subject,omitempty"` // keyed hash, after an erasure
 	Time          time.Time `json:"time"`
 	Analytics     bool      `json:"analytics"`
 	Marketing     bool      `json:"marketing"`

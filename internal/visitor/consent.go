@@ -31,7 +31,9 @@ type Choice struct {
 
 // ConsentRecord is the proof of one consent choice (invariant 2).
 type ConsentRecord struct {
-	VisitorID     string
+	VisitorID string
+	// Subject is the keyed hash that replaces VisitorID after an erasure.
+	Subject       string
 	Time          time.Time
 	Analytics     bool
 	Marketing     bool

@@ -28,6 +28,9 @@ type Store interface {
 	SaveConsent(ctx context.Context, w ConsentWrite) error
 	ChatStore
 	OperatorStore
+	RetentionStore
+	PrivacyStore
+	AuditStore
 }
 
 // Devices turns a User-Agent into a Device.
@@ -43,16 +46,18 @@ type Locator interface {
 // Service is visitord's domain logic: the privacy gates, identities, sessions and
 // consent. It is safe for concurrent use.
 type Service struct {
-	sites    *Sites
-	store    Store
-	signer   *Signer
-	hasher   *Hasher
-	sealer   *Sealer
-	devices  Devices
-	locator  Locator
-	now      func() time.Time
-	newID    func() string
-	textHash map[string]string
+	sites     *Sites
+	store     Store
+	signer    *Signer
+	hasher    *Hasher
+	sealer    *Sealer
+	devices   Devices
+	locator   Locator
+	now       func() time.Time
+	newID     func() string
+	textHash  map[string]string
+	retention retentions
+	bounds    RetentionBounds
 }
 
 // Option sets an optional tunable of the Service.
@@ -68,7 +73,7 @@ func WithIDs(newID func() string) Option { return func(s *Service) { s.newID = n
 func NewService(sites *Sites, store Store, signer *Signer, hasher *Hasher, sealer *Sealer, devices Devices, locator Locator, opts ...Option) *Service {
 	s := &Service{
 		sites: sites, store: store, signer: signer, hasher: hasher, sealer: sealer, devices: devices, locator: locator,
-		now: time.Now, newID: NewVisitorID, textHash: map[string]string{},
+		now: time.Now, newID: NewVisitorID, textHash: map[string]string{}, bounds: RetentionBounds{Min: 1, Max: 1825},
 	}
 	for _, site := range sites.All() {
 		sum := sha256.Sum256([]byte(site.LegalText))
@@ -82,9 +87,6 @@ func NewService(sites *Sites, store Store, signer *Signer, hasher *Hasher, seale
 
 // Sites returns the configured sites.
 func (s *Service) Sites() *Sites { return s.sites }
-
-// Retention returns the retention in force for site.
-func (s *Service) Retention(site *Site) Retention { return site.Retention }
 
 // verify returns the token raw stands for if it is a valid token of site now.
 func (s *Service) verify(raw string, site *Site, now time.Time) (Token, bool) {

@@ -101,7 +101,8 @@ type HitWrite struct {
 func (h Hit) Validate() error {
 	switch h.Type {
 	case HitPageview:
-		if h.URL == "" {
+		// Under DNT or GPC the tracker sends only a count ping, without a URL.
+		if h.URL == "" && !h.DNT && !h.GPC {
 			return fmt.Errorf("%w: a pageview needs a url", ErrInvalid)
 		}
 	case HitHeartbeat, HitLeave:
@@ -118,7 +119,7 @@ func (s *Service) Track(ctx context.Context, h Hit) (TrackResult, error) {
 	}
 	site := h.Site
 	var page Page
-	if h.Type == HitPageview {
+	if h.Type == HitPageview && h.URL != "" {
 		p, err := site.MinimisePage(h.URL, h.Title, h.Referrer)
 		if err != nil {
 			return TrackResult{}, err

@@ -26,6 +26,8 @@ var (
 	ErrURLNotInSite = errors.New("url not in site")
 	// ErrPolicyOutdated reports a consent given for another policy version than the site's.
 	ErrPolicyOutdated = errors.New("policy outdated")
+	// ErrRetentionBounds reports retention windows outside the allowed bounds.
+	ErrRetentionBounds = errors.New("retention out of bounds")
 	// ErrStoreUnavailable reports that the store did not answer in time.
 	ErrStoreUnavailable = errors.New("store unavailable")
 )

@@ -1,0 +1,475 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/visitord/visitord/internal/redistest"
+)
+
+// The widget routes' cross-origin and forgery rules (DESIGN, "Widget-facing routes"),
+// tried as an attacker would: foreign and null origins, form media types that
+// need no preflight, oversized and malformed bodies. Every refused request leaves
+// Redis exactly as it was.
+
+const (
+	evilOrigin  = "https://evil.example"
+	optinOrigin = "https://optin.example"
+)
+
+// attack is one request of a forgery test. Unlike req it sends exactly the
+// Content-Type given (none when empty), any number of Origin headers, and can
+// hide the body's length (chunked transfer encoding).
+type attack struct {
+	name    string
+	method  string
+	path    string
+	body    string
+	ctype   string
+	origins []string
+	headers map[string]string
+	chunked bool
+	// site names the site whose visitor sends the request in the populated store.
+	site string
+	// status and code are the expected answer.
+	status int
+	code   string
+}
+
+// send sends a with the given identity token ("" for none).
+func (e *env) send(t testing.TB, a attack, token string) resp {
+	t.Helper()
+	var body io.Reader
+	if a.body != "" {
+		body = strings.NewReader(a.body)
+		if a.chunked {
+			// A reader of unknown length: the client sends it chunked, without Content-Length.
+			body = io.MultiReader(body)
+		}
+	}
+	hr, err := http.NewRequest(a.method, e.srv.URL+a.path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.chunked && hr.ContentLength != 0 {
+		t.Fatalf("%s: request is not chunked", a.name)
+	}
+	if a.ctype != "" {
+		hr.Header.Set("Content-Type", a.ctype)
+	}
+	hr.Header.Set("User-Agent", chromeUA)
+	for _, o := range a.origins {
+		hr.Header.Add("Origin", o)
+	}
+	for k, v := range a.headers {
+		hr.Header.Set(k, v)
+	}
+	if token != "" {
+		hr.Header.Set(tokenHeader, token)
+	}
+	res, err := e.client.Do(hr)
+	if err != nil {
+		t.Fatalf("%s: %v", a.name, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp{status: res.StatusCode, header: res.Header, body: b, cookies: res.Cookies()}
+}
+
+// asReq is a as the harness's req, for checkContract (one Origin at most).
+func (a attack) asReq() req {
+	h := map[string]string{}
+	for k, v := range a.headers {
+		h[k] = v
+	}
+	if len(a.origins) > 0 {
+		h["Origin"] = a.origins[0]
+	}
+	return req{method: a.method, path: a.path, body: a.body, ctype: a.ctype, headers: h}
+}
+
+// storeState is every key with its value and absolute expiry: a refused request
+// must change neither (nothing written, no TTL refreshed).
+func (e *env) storeState(t testing.TB) map[string]string {
+	t.Helper()
+	state := redistest.DumpValues(t, e.rdb)
+	for k, v := range state {
+		exp, err := e.rdb.PExpireTime(context.Background(), k).Result()
+		if err != nil {
+			t.Fatalf("PEXPIRETIME %s: %v", k, err)
+		}
+		state[k] = v + "\n@expires " + strconv.FormatInt(int64(exp), 10)
+	}
+	return state
+}
+
+// assertErrorShape checks the body is exactly {"error":{"code","message"}} with code.
+func assertErrorShape(t testing.TB, r resp, code string) {
+	t.Helper()
+	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Errorf("error Content-Type %q", ct)
+	}
+	var body struct {
+		Error *struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(r.body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil || body.Error == nil {
+		t.Fatalf("error body %s is not {\"error\":{\"code\",\"message\"}}: %v", r.body, err)
+	}
+	if body.Error.Code != code {
+		t.Errorf("code %q, want %q (body %s)", body.Error.Code, code, r.body)
+	}
+	if body.Error.Message == "" {
+		t.Errorf("error without message: %s", r.body)
+	}
+}
+
+// assertCORS checks a widget route's cross-origin headers: Vary names Origin,
+// Access-Control-Allow-Origin is never "*", and when present it echoes exactly
+// an origin the request sent, which must be a configured one, with credentials.
+func assertCORS(t testing.TB, e *env, origins []string, r resp) {
+	t.Helper()
+	if !varyHasOrigin(r.header) {
+		t.Errorf("Vary %q lacks Origin", r.header.Values("Vary"))
+	}
+	acao := r.header.Values("Access-Control-Allow-Origin")
+	for _, v := range acao {
+		if strings.TrimSpace(v) == "*" {
+			t.Errorf("Access-Control-Allow-Origin: *")
+		}
+	}
+	if len(acao) == 0 {
+		return
+	}
+	// One echoed origin, one the request sent. (With two Origin headers, which no
+	// browser sends, the first is echoed though the request is refused.)
+	if len(acao) != 1 || !slices.Contains(origins, acao[0]) {
+		t.Errorf("Access-Control-Allow-Origin %q for request origins %q", acao, origins)
+	}
+	if !e.sites.AnyAllowsOrigin(acao[0]) {
+		t.Errorf("Access-Control-Allow-Origin %q is no configured origin", acao[0])
+	}
+	if got := r.header.Get("Access-Control-Allow-Credentials"); got != "true" {
+		t.Errorf("Access-Control-Allow-Credentials %q with Access-Control-Allow-Origin %q", got, acao[0])
+	}
+}
+
+func varyHasOrigin(h http.Header) bool {
+	for _, v := range h.Values("Vary") {
+		for _, f := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(f), "Origin") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func multipartBody(t testing.TB, fields map[string]string) (string, string) {
+	t.Helper()
+	var b bytes.Buffer
+	w := multipart.NewWriter(&b)
+	for k, v := range fields {
+		if err := w.WriteField(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.String(), w.FormDataContentType()
+}
+
+// refusedAttacks are requests the widget routes must refuse without writing anything.
+func refusedAttacks(t testing.TB) []attack {
+	t.Helper()
+	shopPV := `{"site":"shop","type":"pageview","url":"https://shop.example/","title":"x"}`
+	// What <form enctype="text/plain"> can send: a name ending in '"' and a value
+	// starting with it make the whole body JSON.
+	formJSON := `{"site":"shop","type":"pageview","url":"https://shop.example/","x":"="}` + "\r\n"
+	grantShop := `{"site":"shop","analytics":true,"marketing":true,"policy_version":"2026-11"}`
+	refuseShop := `{"site":"shop","analytics":false,"marketing":false,"policy_version":"2026-11"}`
+	mpTrack, mpTrackCT := multipartBody(t, map[string]string{"site": "shop", "type": "pageview", "url": "https://shop.example/"})
+	mpConsent, mpConsentCT := multipartBody(t, map[string]string{"site": "shop", "analytics": "false", "marketing": "false", "policy_version": "2026-11"})
+	over := MaxBodyBytes + 1
+	bigTrack := padJSON(`{"site":"shop","type":"pageview","url":"https://shop.example/"}`, over)
+	bigConsent := padJSON(grantShop, over)
+	track, consent := "/v1/track", "/v1/consent"
+	post, put, get := http.MethodPost, http.MethodPut, http.MethodGet
+	const js, plain = "application/json", "text/plain;charset=UTF-8"
+	return []attack{
+		// Cross-site forms: no preflight is needed for text/plain, urlencoded or multipart.
+		{name: "cross-site text/plain form to track", method: post, path: track, body: formJSON, ctype: "text/plain", origins: []string{evilOrigin}, status: 403, code: "origin_not_allowed"},
+		{name: "cross-site sendBeacon to track", method: post, path: track, body: shopPV, ctype: plain, origins: []string{evilOrigin}, status: 403, code: "origin_not_allowed"},
+		{name: "cross-site json to track", method: post, path: track, body: shopPV, ctype: js, origins: []string{evilOrigin}, status: 403, code: "origin_not_allowed"},
+		{name: "cross-site urlencoded form to track", method: post, path: track, body: "site=shop&type=pageview&url=https%3A%2F%2Fshop.example%2F", ctype: "application/x-www-form-urlencoded", origins: []string{evilOrigin}, status: 415, code: "unsupported_media_type"},
+		{name: "cross-site multipart form to track", method: post, path: track, body: mpTrack, ctype: mpTrackCT, origins: []string{evilOrigin}, status: 415, code: "unsupported_media_type"},
+		{name: "urlencoded to track from own origin", method: post, path: track, body: "site=shop&type=pageview", ctype: "application/x-www-form-urlencoded", origins: []string{shopOrigin}, status: 415, code: "unsupported_media_type"},
+		{name: "multipart to track from own origin", method: post, path: track, body: mpTrack, ctype: mpTrackCT, origins: []string{shopOrigin}, status: 415, code: "unsupported_media_type"},
+		{name: "track without Content-Type", method: post, path: track, body: shopPV, origins: []string{shopOrigin}, status: 415, code: "unsupported_media_type"},
+		{name: "text/plain consent refusal from own origin", method: put, path: consent, body: refuseShop, ctype: plain, origins: []string{shopOrigin}, status: 415, code: "unsupported_media_type"},
+		{name: "cross-site text/plain consent grant", method: put, path: consent, body: grantShop, ctype: "text/plain", origins: []string{evilOrigin}, status: 415, code: "unsupported_media_type"},
+		{name: "urlencoded consent", method: put, path: consent, body: "site=shop&analytics=false&marketing=false&policy_version=2026-11", ctype: "application/x-www-form-urlencoded", origins: []string{shopOrigin}, status: 415, code: "unsupported_media_type"},
+		{name: "multipart consent", method: put, path: consent, body: mpConsent, ctype: mpConsentCT, origins: []string{shopOrigin}, status: 415, code: "unsupported_media_type"},
+		{name: "consent without Content-Type", method: put, path: consent, body: refuseShop, status: 415, code: "unsupported_media_type"},
+		// Origins.
+		{name: "foreign origin consent put", method: put, path: consent, body: refuseShop, ctype: js, origins: []string{evilOrigin}, status: 403, code: "origin_not_allowed"},
+		{name: "foreign origin consent get", method: get, path: consent + "?site=shop", origins: []string{evilOrigin}, status: 403, code: "origin_not_allowed"},
+		{name: "null origin pageview", method: post, path: track, body: shopPV, ctype: plain, origins: []string{"null"}, status: 403, code: "origin_not_allowed"},
+		{name: "null origin pageview by default type", method: post, path: track, body: `{"site":"shop","url":"https://shop.example/"}`, ctype: plain, origins: []string{"null"}, status: 403, code: "origin_not_allowed"},
+		{name: "null origin consent put", method: put, path: consent, body: refuseShop, ctype: js, origins: []string{"null"}, status: 403, code: "origin_not_allowed"},
+		{name: "null origin consent get", method: get, path: consent + "?site=shop", origins: []string{"null"}, status: 403, code: "origin_not_allowed"},
+		{name: "other site's origin to track", method: post, path: track, body: shopPV, ctype: js, origins: []string{blogOrigin}, status: 403, code: "origin_not_allowed"},
+		{name: "other site's origin heartbeat", method: post, path: track, body: `{"site":"shop","type":"heartbeat"}`, ctype: plain, origins: []string{blogOrigin}, status: 403, code: "origin_not_allowed"},
+		{name: "other site's origin consent put", method: put, path: consent, body: refuseShop, ctype: js, origins: []string{blogOrigin}, status: 403, code: "origin_not_allowed"},
+		{name: "other site's origin consent get", method: get, path: consent + "?site=shop", origins: []string{blogOrigin}, status: 403, code: "origin_not_allowed"},
+		{name: "two Origin headers", method: post, path: track, body: shopPV, ctype: js, origins: []string{shopOrigin, evilOrigin}, status: 403, code: "origin_not_allowed"},
+		{name: "origin differing in case", method: post, path: track, body: shopPV, ctype: js, origins: []string{"HTTPS://SHOP.EXAMPLE"}, status: 403, code: "origin_not_allowed"},
+		{name: "origin with suffix", method: post, path: track, body: shopPV, ctype: js, origins: []string{"https://shop.example.evil.example"}, status: 403, code: "origin_not_allowed"},
+		{name: "origin over http", method: post, path: track, body: shopPV, ctype: js, origins: []string{"http://shop.example"}, status: 403, code: "origin_not_allowed"},
+		// Bodies.
+		{name: "track body over 16 KiB", method: post, path: track, body: bigTrack, ctype: js, origins: []string{shopOrigin}, status: 413, code: "body_too_large"},
+		{name: "track body over 16 KiB chunked", method: post, path: track, body: bigTrack, ctype: plain, origins: []string{shopOrigin}, chunked: true, status: 413, code: "body_too_large"},
+		{name: "consent body over 16 KiB", method: put, path: consent, body: bigConsent, ctype: js, origins: []string{shopOrigin}, status: 413, code: "body_too_large"},
+		{name: "consent body over 16 KiB chunked", method: put, path: consent, body: bigConsent, ctype: js, origins: []string{shopOrigin}, chunked: true, status: 413, code: "body_too_large"},
+		{name: "track invalid json", method: post, path: track, body: `{"site":"shop","type":"pageview",`, ctype: js, origins: []string{shopOrigin}, status: 400, code: "invalid_json"},
+		{name: "track trailing garbage", method: post, path: track, body: shopPV + `x`, ctype: plain, origins: []string{shopOrigin}, status: 400, code: "invalid_json"},
+		{name: "consent invalid json", method: put, path: consent, body: `{"site":"shop",`, ctype: js, origins: []string{shopOrigin}, status: 400, code: "invalid_json"},
+		{name: "track url of wrong type", method: post, path: track, body: `{"site":"shop","type":"pageview","url":42}`, ctype: js, origins: []string{shopOrigin}, status: 400, code: "invalid_request"},
+		{name: "track site of wrong type", method: post, path: track, body: `{"site":["shop"],"url":"https://shop.example/"}`, ctype: js, origins: []string{shopOrigin}, status: 400, code: "invalid_request"},
+		{name: "track title of wrong type", method: post, path: track, body: `{"site":"shop","url":"https://shop.example/","title":{"a":1}}`, ctype: js, origins: []string{shopOrigin}, status: 400, code: "invalid_request"},
+		{name: "track body not an object", method: post, path: track, body: `["shop"]`, ctype: js, origins: []string{shopOrigin}, status: 400, code: "invalid_request"},
+		{name: "consent analytics of wrong type", method: put, path: consent, body: `{"site":"shop","analytics":"yes","marketing":false,"policy_version":"2026-11"}`, ctype: js, origins: []string{shopOrigin}, status: 400, code: "invalid_request"},
+		{name: "consent missing choice", method: put, path: consent, body: `{"site":"shop","analytics":false,"policy_version":"2026-11"}`, ctype: js, origins: []string{shopOrigin}, status: 400, code: "invalid_request"},
+		{name: "track unknown site", method: post, path: track, body: `{"site":"nope","type":"pageview","url":"https://shop.example/"}`, ctype: js, origins: []string{shopOrigin}, status: 404, code: "unknown_site"},
+		{name: "track without site", method: post, path: track, body: `{"type":"pageview","url":"https://shop.example/"}`, ctype: js, origins: []string{shopOrigin}, status: 400, code: "invalid_request"},
+		{name: "consent unknown site", method: put, path: consent, body: `{"site":"nope","analytics":false,"marketing":false,"policy_version":"2026-11"}`, ctype: js, origins: []string{shopOrigin}, status: 404, code: "unknown_site"},
+		{name: "consent get unknown site", method: get, path: consent + "?site=nope", origins: []string{shopOrigin}, status: 404, code: "unknown_site"},
+		{name: "track unknown type", method: post, path: track, body: `{"site":"shop","type":"click","url":"https://shop.example/"}`, ctype: js, origins: []string{shopOrigin}, status: 400, code: "invalid_request"},
+		{name: "pageview without url", method: post, path: track, body: `{"site":"shop","type":"pageview"}`, ctype: js, origins: []string{shopOrigin}, status: 400, code: "invalid_request"},
+		{name: "pageview with javascript url", method: post, path: track, body: `{"site":"shop","url":"javascript:alert(1)"}`, ctype: js, origins: []string{shopOrigin}, status: 400, code: "invalid_request"},
+		{name: "pageview of another site's url", method: post, path: track, body: `{"site":"shop","url":"https://blog.example/"}`, ctype: js, origins: []string{shopOrigin}, status: 422, code: "url_not_in_site"},
+		{name: "consent for an outdated policy", method: put, path: consent, body: `{"site":"optin","analytics":false,"marketing":false,"policy_version":"v1"}`, ctype: js, origins: []string{optinOrigin}, site: "optin", status: 409, code: "policy_outdated"},
+		{name: "consent grant for an outdated policy", method: put, path: consent, body: `{"site":"shop","analytics":true,"marketing":true,"policy_version":"2025-01"}`, ctype: js, origins: []string{shopOrigin}, status: 409, code: "policy_outdated"},
+	}
+}
+
+// padJSON pads a JSON object with spaces before its closing brace to n bytes.
+func padJSON(obj string, n int) string {
+	return obj[:len(obj)-1] + strings.Repeat(" ", n-len(obj)) + "}"
+}
+
+// Every refused request answers the error shape with its status, keeps the CORS
+// rules, and leaves Redis as it was: on an empty store no key appears; on a store
+// holding visitors who send their own tokens, no value and no expiry changes.
+func TestForgeryRefusedRequestsWriteNothing(t *testing.T) {
+	empty := newEnv(t)
+	full := newEnv(t)
+	tokens := map[string]string{"shop": full.mustTrack("shop", shopOrigin+"/", "")}
+	grant := full.do(req{method: http.MethodPut, path: "/v1/consent", headers: map[string]string{"Origin": optinOrigin},
+		body: `{"site":"optin","analytics":true,"marketing":true,"policy_version":"v2"}`})
+	tokens["optin"], _ = grant.json(t)["token"].(string)
+	if grant.status != http.StatusOK || tokens["optin"] == "" {
+		t.Fatalf("consent grant: %d %s", grant.status, grant.body)
+	}
+	full.mustTrack("optin", optinOrigin+"/", tokens["optin"])
+	before := full.storeState(t)
+
+	for _, a := range refusedAttacks(t) {
+		t.Run(a.name, func(t *testing.T) {
+			site := a.site
+			if site == "" {
+				site = "shop"
+			}
+			for _, run := range []struct {
+				name  string
+				e     *env
+				token string
+				want  map[string]string
+			}{
+				{name: "empty store", e: empty, want: map[string]string{}},
+				{name: "visitor's own token", e: full, token: tokens[site], want: before},
+			} {
+				r := run.e.send(t, a, run.token)
+				if r.status != a.status {
+					t.Fatalf("%s: status %d, want %d: %s", run.name, r.status, a.status, r.body)
+				}
+				assertErrorShape(t, r, a.code)
+				assertCORS(t, run.e, a.origins, r)
+				if c := r.cookie("vt_shop"); c != nil {
+					t.Errorf("%s: refused request set cookie %v", run.name, c)
+				}
+				checkContract(t, run.e, a.asReq(), r)
+				if diff := cmp.Diff(run.want, run.e.storeState(t)); diff != "" {
+					t.Errorf("%s: a refused request changed Redis (-before +after):\n%s", run.name, diff)
+				}
+			}
+		})
+	}
+	// Only st: counters could ever be allowed on the empty store; none appeared.
+	for _, k := range empty.keys() {
+		if !strings.HasPrefix(k, "st:") {
+			t.Errorf("key %s after refused requests", k)
+		}
+	}
+}
+
+// Preflight is answered for any configured origin, whatever site the real request
+// will name; an unknown origin gets 403 without Access-Control-Allow-Origin.
+func TestForgeryPreflight(t *testing.T) {
+	e := newEnv(t)
+	for _, tc := range []struct {
+		name, path, origin, method string
+		status                     int
+	}{
+		{name: "blog preflights track", path: "/v1/track", origin: blogOrigin, method: "POST", status: 204},
+		{name: "shop preflights track", path: "/v1/track", origin: shopOrigin, method: "POST", status: 204},
+		{name: "optin preflights consent put", path: "/v1/consent", origin: optinOrigin, method: "PUT", status: 204},
+		{name: "chat preflights consent get", path: "/v1/consent", origin: "https://chat.example", method: "GET", status: 204},
+		{name: "unknown origin track", path: "/v1/track", origin: evilOrigin, method: "POST", status: 403},
+		{name: "unknown origin consent", path: "/v1/consent", origin: evilOrigin, method: "PUT", status: 403},
+		{name: "near-miss origin", path: "/v1/track", origin: "https://blog.example.evil.example", method: "POST", status: 403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rq := req{method: http.MethodOptions, path: tc.path, headers: map[string]string{
+				"Origin": tc.origin, "Access-Control-Request-Method": tc.method,
+				"Access-Control-Request-Headers": "content-type, x-visitor-token",
+			}}
+			r := e.do(rq)
+			if r.status != tc.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.body)
+			}
+			checkContract(t, e, rq, r)
+			if !varyHasOrigin(r.header) {
+				t.Errorf("Vary %q lacks Origin", r.header.Values("Vary"))
+			}
+			acao := r.header.Values("Access-Control-Allow-Origin")
+			if tc.status != http.StatusNoContent {
+				assertErrorShape(t, r, "origin_not_allowed")
+				if len(acao) != 0 {
+					t.Errorf("refused preflight has Access-Control-Allow-Origin %q", acao)
+				}
+				return
+			}
+			if len(acao) != 1 || acao[0] != tc.origin {
+				t.Errorf("Access-Control-Allow-Origin %q, want exactly %q", acao, tc.origin)
+			}
+			if got := r.header.Get("Access-Control-Allow-Credentials"); got != "true" {
+				t.Errorf("Access-Control-Allow-Credentials %q", got)
+			}
+			if !headerListHas(r.header.Get("Access-Control-Allow-Headers"), tokenHeader) {
+				t.Errorf("Access-Control-Allow-Headers %q lacks %s", r.header.Get("Access-Control-Allow-Headers"), tokenHeader)
+			}
+			if !headerListHas(r.header.Get("Access-Control-Allow-Methods"), tc.method) {
+				t.Errorf("Access-Control-Allow-Methods %q lacks %s", r.header.Get("Access-Control-Allow-Methods"), tc.method)
+			}
+		})
+	}
+	if keys := e.keys(); len(keys) != 0 {
+		t.Errorf("preflights wrote %q", keys)
+	}
+}
+
+func headerListHas(list, want string) bool {
+	for _, f := range strings.Split(list, ",") {
+		if strings.EqualFold(strings.TrimSpace(f), want) {
+			return true
+		}
+	}
+	return false
+}
+
+// What the rules let through: no Origin (a non-browser client), the site's own
+// origin, and Origin null for heartbeat and leave only (sendBeacon under
+// Referrer-Policy: no-referrer). Allowed answers carry the same CORS headers.
+func TestForgeryAllowedOrigins(t *testing.T) {
+	e := newEnv(t)
+	token := e.mustTrack("shop", shopOrigin+"/", "")
+	pv := `{"site":"shop","type":"pageview","url":"https://shop.example/next"}`
+	for _, tc := range []struct {
+		a             attack
+		token         string
+		tracked       bool
+		reason        string
+		consentStatus bool
+	}{
+		{a: attack{name: "no origin pageview", method: http.MethodPost, path: "/v1/track", body: pv, ctype: "application/json"}, tracked: true},
+		{a: attack{name: "no origin pageview with token", method: http.MethodPost, path: "/v1/track", body: pv, ctype: "text/plain"}, token: token, tracked: true},
+		{a: attack{name: "own origin pageview", method: http.MethodPost, path: "/v1/track", body: pv, ctype: "application/json", origins: []string{shopOrigin}}, token: token, tracked: true},
+		{a: attack{name: "null origin heartbeat", method: http.MethodPost, path: "/v1/track", body: `{"site":"shop","type":"heartbeat"}`, ctype: "text/plain;charset=UTF-8", origins: []string{"null"}}, token: token, tracked: true},
+		{a: attack{name: "null origin leave", method: http.MethodPost, path: "/v1/track", body: `{"site":"shop","type":"leave"}`, ctype: "text/plain;charset=UTF-8", origins: []string{"null"}}, token: token, tracked: true},
+		{a: attack{name: "null origin heartbeat without identity", method: http.MethodPost, path: "/v1/track", body: `{"site":"shop","type":"heartbeat"}`, ctype: "text/plain;charset=UTF-8", origins: []string{"null"}}, reason: "no_session"},
+		{a: attack{name: "blog origin for blog", method: http.MethodPost, path: "/v1/track", body: `{"site":"blog","url":"https://blog.example/"}`, ctype: "application/json", origins: []string{blogOrigin}}, tracked: true},
+		{a: attack{name: "no origin consent put", method: http.MethodPut, path: "/v1/consent", body: `{"site":"optin","analytics":true,"marketing":false,"policy_version":"v2"}`, ctype: "application/json"}, consentStatus: true},
+		{a: attack{name: "own origin consent get", method: http.MethodGet, path: "/v1/consent?site=shop", origins: []string{shopOrigin}}, consentStatus: true},
+		{a: attack{name: "no origin consent get", method: http.MethodGet, path: "/v1/consent?site=shop"}, consentStatus: true},
+	} {
+		t.Run(tc.a.name, func(t *testing.T) {
+			r := e.send(t, tc.a, tc.token)
+			if r.status != http.StatusOK {
+				t.Fatalf("status %d: %s", r.status, r.body)
+			}
+			assertCORS(t, e, tc.a.origins, r)
+			checkContract(t, e, tc.a.asReq(), r)
+			if tc.consentStatus {
+				return
+			}
+			m := r.json(t)
+			if m["tracked"] != tc.tracked || (tc.reason != "" && m["reason"] != tc.reason) {
+				t.Errorf("body %s, want tracked=%v reason=%q", r.body, tc.tracked, tc.reason)
+			}
+		})
+	}
+}
+
+// The 16 KiB limit is exact: a body of MaxBodyBytes is read, one byte more is 413,
+// with or without Content-Length.
+func TestForgeryBodyLimitBoundary(t *testing.T) {
+	e := newEnv(t)
+	pv := `{"site":"shop","type":"pageview","url":"https://shop.example/"}`
+	for _, tc := range []struct {
+		name    string
+		size    int
+		chunked bool
+		status  int
+	}{
+		{name: "at the limit", size: MaxBodyBytes, status: 200},
+		{name: "at the limit chunked", size: MaxBodyBytes, chunked: true, status: 200},
+		{name: "one byte over", size: MaxBodyBytes + 1, status: 413},
+		{name: "one byte over chunked", size: MaxBodyBytes + 1, chunked: true, status: 413},
+		{name: "a megabyte chunked", size: 1 << 20, chunked: true, status: 413},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := attack{name: tc.name, method: http.MethodPost, path: "/v1/track", body: padJSON(pv, tc.size),
+				ctype: "text/plain", origins: []string{shopOrigin}, chunked: tc.chunked}
+			if len(a.body) != tc.size {
+				t.Fatalf("body of %d bytes, want %d", len(a.body), tc.size)
+			}
+			r := e.send(t, a, "")
+			if r.status != tc.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.body)
+			}
+			assertCORS(t, e, a.origins, r)
+			if tc.status != http.StatusOK {
+				assertErrorShape(t, r, "body_too_large")
+			}
+		})
+	}
+}

@@ -1,0 +1,392 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/visitord/visitord/internal/visitor"
+)
+
+// SearchEmail returns the subjects of an e-mail's blind index, trimming the
+// expired entries on the way.
+func (s *Store) SearchEmail(ctx context.Context, site *visitor.Site, hash string, now time.Time) ([]string, []string, error) {
+	k := emailKey(site.ID, hash)
+	pipe := s.c.Pipeline()
+	pipe.ZRemRangeByScore(ctx, k, "-inf", strconv.FormatInt(ms(now), 10))
+	members := pipe.ZRange(ctx, k, 0, -1)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, nil, fmt.Errorf("search email: %w", translate(err))
+	}
+	visitors, chats := []string{}, []string{}
+	for _, m := range members.Val() {
+		if id, ok := strings.CutPrefix(m, "v:"); ok {
+			visitors = append(visitors, id)
+		} else if id, ok := strings.CutPrefix(m, "c:"); ok {
+			chats = append(chats, id)
+		}
+	}
+	return visitors, chats, nil
+}
+
+func parseRecord(member string) (visitor.ConsentRecord, bool) {
+	var r consentRecordJSON
+	if err := json.Unmarshal([]byte(member), &r); err != nil {
+		return visitor.ConsentRecord{}, false
+	}
+	return visitor.ConsentRecord{
+		VisitorID: r.VisitorID, Subject: r.Subject, Time: r.Time, Analytics: r.Analytics, Marketing: r.Marketing,
+		PolicyVersion: r.PolicyVersion, TextSHA256: r.TextSHA256, Method: r.Method, IP: r.IP, UserAgent: r.UserAgent,
+	}, true
+}
+
+// VisitorData returns everything stored of a visitor: profile, sessions with
+// their pages, consent choice and records, and chats (contacts sealed).
+func (s *Store) VisitorData(ctx context.Context, site *visitor.Site, vkey string) (visitor.VisitorData, error) {
+	k := keysOf(site.ID, vkey)
+	pipe := s.c.Pipeline()
+	prof := pipe.HGetAll(ctx, k.profile)
+	sids := pipe.ZRange(ctx, k.sessions, 0, -1)
+	choice := pipe.HGetAll(ctx, k.choice)
+	records := pipe.ZRange(ctx, k.records, 0, -1)
+	chats := pipe.ZRange(ctx, k.chats, 0, -1)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return visitor.VisitorData{}, fmt.Errorf("visitor data: %w", translate(err))
+	}
+	var d visitor.VisitorData
+	if p := prof.Val(); len(p) > 0 {
+		ns, _ := strconv.Atoi(p["ns"])
+		d.Profile = &visitor.Profile{
+			VisitorID: p["vid"], FirstSeen: msTime(p["fs"]), LastSeen: msTime(p["ls"]), IP: p["ip"], Sessions: ns,
+			Device:   visitor.Device{Browser: p["br"], Version: p["bv"], OS: p["os"], Mobile: p["mob"] == "1"},
+			Location: visitor.Location{Country: p["co"], Region: p["rg"], City: p["ci"], TimeZone: p["tz"]},
+		}
+	}
+	if c := choice.Val(); len(c) > 0 {
+		d.Choice = &visitor.Choice{Analytics: c["a"] == "1", Marketing: c["m"] == "1", PolicyVersion: c["pv"],
+			Given: msTime(c["t"]), ValidUntil: msTime(c["u"])}
+	}
+	for _, m := range records.Val() {
+		if r, ok := parseRecord(m); ok {
+			d.Consents = append(d.Consents, r)
+		}
+	}
+	ids := sids.Val()
+	if p := prof.Val(); p["sid"] != "" && !contains(ids, p["sid"]) {
+		ids = append(ids, p["sid"])
+	}
+	if len(ids) > 0 || len(chats.Val()) > 0 {
+		pipe = s.c.Pipeline()
+		lists := make([]*redis.StringSliceCmd, len(ids))
+		for i, sid := range ids {
+			lists[i] = pipe.LRange(ctx, sessionKey(k.profile, sid), 0, -1)
+		}
+		hashes := make([]*redis.MapStringStringCmd, len(chats.Val()))
+		for i, id := range chats.Val() {
+			hashes[i] = pipe.HGetAll(ctx, chatKey(site.ID, id))
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return visitor.VisitorData{}, fmt.Errorf("visitor data: %w", translate(err))
+		}
+		for i, l := range lists {
+			items := l.Val()
+			if len(items) == 0 {
+				continue
+			}
+			sd := visitor.SessionData{ID: ids[i], Pages: parseTrail(items)}
+			if head, ok := strings.CutPrefix(items[0], "#"); ok {
+				start, ref, _ := strings.Cut(head, "\t")
+				sd.Start, sd.Referrer = msTime(start), ref
+			}
+			d.Sessions = append(d.Sessions, sd)
+		}
+		for i, h := range hashes {
+			if m := h.Val(); len(m) > 0 {
+				d.Chats = append(d.Chats, storedChat(chats.Val()[i], m))
+			}
+		}
+	}
+	return d, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// ChatConsents returns the consent records of a chat without identity.
+func (s *Store) ChatConsents(ctx context.Context, site *visitor.Site, chatID string) ([]visitor.ConsentRecord, error) {
+	members, err := s.c.ZRange(ctx, chatKey(site.ID, chatID)+":r", 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("chat consents: %w", translate(err))
+	}
+	out := []visitor.ConsentRecord{}
+	for _, m := range members {
+		if r, ok := parseRecord(m); ok {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// Rectify rewrites the sealed contact fields of each chat, and moves the
+// subject's blind-index entries to the new e-mail's.
+func (s *Store) Rectify(ctx context.Context, site *visitor.Site, r visitor.Rectification) error {
+	var calls []*call
+	for _, c := range r.Chats {
+		args := make([]any, 0, 2*len(c.Fields)+2)
+		for f, v := range c.Fields {
+			args = append(args, f, v)
+		}
+		if r.NewIndex != "" {
+			args = append(args, "ei", emailKey(site.ID, r.NewIndex))
+		}
+		calls = append(calls, &call{script: rectifyScript, keys: []string{chatKey(site.ID, c.ChatID)}, args: args})
+	}
+	if err := s.run(ctx, calls...); err != nil {
+		return fmt.Errorf("rectify: %w", err)
+	}
+	if r.NewIndex == "" {
+		return nil
+	}
+	newKey := emailKey(site.ID, r.NewIndex)
+	old, err := s.oldIndexes(ctx, site, r)
+	if err != nil {
+		return err
+	}
+	pipe := s.c.Pipeline()
+	for _, k := range old {
+		if k != newKey {
+			pipe.ZRem(ctx, k, r.Member)
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("rectify index: %w", translate(err))
+	}
+	calls = []*call{{script: blindIndexScript, keys: []string{newKey}, args: []any{r.Member, ms(r.IndexUntil), ms(time.Now())}}}
+	if r.VisitorKey != "" {
+		k := keysOf(site.ID, r.VisitorKey)
+		calls = append(calls, &call{script: replaceSetScript, keys: []string{k.indexes}, args: []any{ms(r.IndexUntil), newKey}})
+	}
+	if err := s.run(ctx, calls...); err != nil {
+		return fmt.Errorf("rectify index: %w", err)
+	}
+	return nil
+}
+
+// oldIndexes lists the blind-index keys a subject is entered in.
+func (s *Store) oldIndexes(ctx context.Context, site *visitor.Site, r visitor.Rectification) ([]string, error) {
+	if r.VisitorKey != "" {
+		keys, err := s.c.SMembers(ctx, keysOf(site.ID, r.VisitorKey).indexes).Result()
+		if err != nil {
+			return nil, fmt.Errorf("rectify index: %w", translate(err))
+		}
+		return keys, nil
+	}
+	var out []string
+	for _, c := range r.Chats {
+		ei, err := s.c.HGet(ctx, chatKey(site.ID, c.ChatID), "ei").Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("rectify index: %w", translate(err))
+		}
+		if ei != "" {
+			out = append(out, ei)
+		}
+	}
+	return out, nil
+}
+
+// Erase erases a subject in DESIGN.md's order: a marker for the sweeper and the
+// tombstone first (from then on the visitor's token is foreign), then every
+// index entry the subject recorded, then its keys, with consent records cut to
+// their proof fields; last the marker goes. Every step is idempotent.
+func (s *Store) Erase(ctx context.Context, site *visitor.Site, e visitor.Erasure) error {
+	if e.ChatID != "" {
+		return s.eraseChat(ctx, site, e)
+	}
+	k := keysOf(site.ID, e.VisitorKey)
+	marker := "v:" + e.VisitorKey + ":" + e.VisitorID + ":" + e.Subject
+	now := time.Now()
+	pipe := s.c.Pipeline()
+	pipe.ZAdd(ctx, erasuresKey(site.ID), redis.Z{Score: float64(ms(now)), Member: marker})
+	pipe.PExpire(ctx, erasuresKey(site.ID), LockTTL)
+	pipe.Set(ctx, k.tombstone, e.Subject, TombstoneTTL)
+	indexes := pipe.SMembers(ctx, k.indexes)
+	chats := pipe.ZRange(ctx, k.chats, 0, -1)
+	records := pipe.ZRangeWithScores(ctx, k.records, 0, -1)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("erase: %w", translate(err))
+	}
+	// Index entries.
+	pipe = s.c.Pipeline()
+	pipe.ZRem(ctx, liveKey(site.ID), e.VisitorKey)
+	pipe.ZRem(ctx, subjectsKey(site.ID), e.VisitorKey)
+	for _, ik := range indexes.Val() {
+		pipe.ZRem(ctx, ik, "v:"+e.VisitorID)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("erase index entries: %w", translate(err))
+	}
+	// Keys: chats (with queued deliveries), behaviour, consent records cut.
+	var calls []*call
+	for _, id := range chats.Val() {
+		calls = append(calls, &call{script: eraseChatScript, keys: []string{chatKey(site.ID, id)}})
+	}
+	calls = append(calls, &call{script: forgetScript, keys: []string{k.profile, k.sessions}})
+	if len(calls) > 0 {
+		if err := s.run(ctx, calls...); err != nil {
+			return fmt.Errorf("erase keys: %w", err)
+		}
+	}
+	if err := s.cutRecords(ctx, k.records, records.Val(), e.Subject); err != nil {
+		return err
+	}
+	pipe = s.c.Pipeline()
+	pipe.Del(ctx, k.choice, k.chats, k.indexes)
+	pipe.ZRem(ctx, erasuresKey(site.ID), marker)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("erase: %w", translate(err))
+	}
+	return nil
+}
+
+// cutRecords rewrites consent records to what proves compliance and points at
+// no one: keyed hash, time, choices, policy version, text hash and method.
+func (s *Store) cutRecords(ctx context.Context, key string, records []redis.Z, subject string) error {
+	if len(records) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 2*len(records))
+	for _, z := range records {
+		m, _ := z.Member.(string)
+		r, ok := parseRecord(m)
+		if !ok {
+			continue
+		}
+		b, err := json.Marshal(consentRecordJSON{Subject: subject, Time: r.Time, Analytics: r.Analytics, Marketing: r.Marketing,
+			PolicyVersion: r.PolicyVersion, TextSHA256: r.TextSHA256, Method: r.Method})
+		if err != nil {
+			return fmt.Errorf("cut consent records: %w", err)
+		}
+		args = append(args, string(b), int64(z.Score))
+	}
+	if err := s.run(ctx, &call{script: replaceRecordsScript, keys: []string{key}, args: args}); err != nil {
+		return fmt.Errorf("cut consent records: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) eraseChat(ctx context.Context, site *visitor.Site, e visitor.Erasure) error {
+	ck := chatKey(site.ID, e.ChatID)
+	marker := "c:" + e.ChatID + ":" + e.Subject
+	pipe := s.c.Pipeline()
+	pipe.ZAdd(ctx, erasuresKey(site.ID), redis.Z{Score: float64(ms(time.Now())), Member: marker})
+	pipe.PExpire(ctx, erasuresKey(site.ID), LockTTL)
+	fields := pipe.HMGet(ctx, ck, "vk", "vid", "ei")
+	records := pipe.ZRangeWithScores(ctx, ck+":r", 0, -1)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("erase chat: %w", translate(err))
+	}
+	f := fields.Val()
+	str := func(i int) string { s, _ := f[i].(string); return s }
+	pipe = s.c.Pipeline()
+	pipe.ZRem(ctx, subjectsKey(site.ID), "c:"+e.ChatID)
+	if ei := str(2); ei != "" && str(0) == "" {
+		pipe.ZRem(ctx, ei, "c:"+e.ChatID)
+	}
+	if vk := str(0); vk != "" {
+		pipe.ZRem(ctx, keysOf(site.ID, vk).chats, e.ChatID)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("erase chat index entries: %w", translate(err))
+	}
+	if err := s.run(ctx, &call{script: eraseChatScript, keys: []string{ck}}); err != nil {
+		return fmt.Errorf("erase chat: %w", err)
+	}
+	if err := s.cutRecords(ctx, ck+":r", records.Val(), e.Subject); err != nil {
+		return err
+	}
+	if err := s.c.ZRem(ctx, erasuresKey(site.ID), marker).Err(); err != nil {
+		return fmt.Errorf("erase chat: %w", translate(err))
+	}
+	return nil
+}
+
+// PendingErasures lists the erasures started and not finished.
+func (s *Store) PendingErasures(ctx context.Context, site *visitor.Site) ([]visitor.Erasure, error) {
+	members, err := s.c.ZRange(ctx, erasuresKey(site.ID), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("pending erasures: %w", translate(err))
+	}
+	var out []visitor.Erasure
+	for _, m := range members {
+		f := strings.SplitN(m, ":", 4)
+		switch {
+		case len(f) == 4 && f[0] == "v":
+			out = append(out, visitor.Erasure{VisitorKey: f[1], VisitorID: f[2], Subject: f[3]})
+		case len(f) == 3 && f[0] == "c":
+			out = append(out, visitor.Erasure{ChatID: f[1], Subject: f[2]})
+		}
+	}
+	return out, nil
+}
+
+// Enqueue queues a sealed webhook delivery under its own key.
+func (s *Store) Enqueue(ctx context.Context, site *visitor.Site, d visitor.Delivery, now time.Time) error {
+	dk := hookKey(site.ID, d.ID)
+	err := s.run(ctx,
+		&call{script: putHashScript, keys: []string{dk}, args: []any{ms(now.Add(WebhookTTL)), "p", d.Sealed, "e", d.Event, "n", 0, "s", site.ID}},
+		&call{script: queueScript, keys: []string{queueKey(site.ID)}, args: []any{dk, ms(now), WebhookTTL.Milliseconds()}})
+	if err != nil {
+		return fmt.Errorf("enqueue webhook: %w", err)
+	}
+	return nil
+}
+
+// Retentions returns every site's retention override.
+func (s *Store) Retentions(ctx context.Context) (map[string]visitor.Retention, error) {
+	return s.retentions(ctx)
+}
+
+var retentionFields = []string{"sessions", "profiles", "chats", "consents", "audit"}
+
+func (s *Store) retentions(ctx context.Context) (map[string]visitor.Retention, error) {
+	out := map[string]visitor.Retention{}
+	for _, site := range s.sites {
+		v, err := s.c.HMGet(ctx, retentionKey(site), retentionFields...).Result()
+		if err != nil {
+			return nil, fmt.Errorf("retention: %w", translate(err))
+		}
+		if v[0] == nil {
+			continue
+		}
+		n := func(i int) int { s, _ := v[i].(string); x, _ := strconv.Atoi(s); return x }
+		out[site] = visitor.Retention{Sessions: n(0), Profiles: n(1), Chats: n(2), Consents: n(3), Audit: n(4)}
+	}
+	return out, nil
+}
+
+// SaveRetention stores a site's override under cfg: (no TTL, no personal data)
+// and, for a shorter window, asks for a re-expiry job.
+func (s *Store) SaveRetention(ctx context.Context, site *visitor.Site, r visitor.Retention, shorter bool) error {
+	pipe := s.c.TxPipeline()
+	pipe.HSet(ctx, retentionKey(site.ID), "sessions", r.Sessions, "profiles", r.Profiles, "chats", r.Chats,
+		"consents", r.Consents, "audit", r.Audit)
+	if shorter {
+		pipe.Set(ctx, reexpireKey(site.ID), time.Now().UnixMilli(), 0)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("save retention: %w", translate(err))
+	}
+	return nil
+}

@@ -1,0 +1,446 @@
+package visitor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Profile is what the store keeps of a visitor across sessions.
+type Profile struct {
+	VisitorID string
+	FirstSeen time.Time
+	LastSeen  time.Time
+	Device    Device
+	Location  Location
+	IP        string
+	Sessions  int
+}
+
+// SessionData is one stored session with its pages.
+type SessionData struct {
+	ID       string
+	Start    time.Time
+	Referrer string
+	Pages    []PageVisit
+}
+
+// VisitorData is everything the store holds of one visitor, contacts sealed.
+type VisitorData struct {
+	Profile  *Profile
+	Sessions []SessionData
+	Choice   *Choice
+	Consents []ConsentRecord
+	Chats    []StoredChat
+}
+
+// Empty reports whether the store holds nothing of the visitor.
+func (d VisitorData) Empty() bool {
+	return d.Profile == nil && len(d.Sessions) == 0 && d.Choice == nil && len(d.Consents) == 0 && len(d.Chats) == 0
+}
+
+// Erasure names a subject to erase: a visitor (VisitorKey and VisitorID) or a
+// chat alone (ChatID). Subject is the keyed hash that remains in its place.
+type Erasure struct {
+	VisitorKey string
+	VisitorID  string
+	ChatID     string
+	Subject    string
+}
+
+// ContactChange rectifies the contact details of a subject's chats; nil fields
+// stay as they are.
+type ContactChange struct {
+	Name, Email, Phone *string
+}
+
+// RectifiedChat is one chat's new sealed contact fields.
+type RectifiedChat struct {
+	ChatID string
+	Fields map[string]string // field → sealed value
+}
+
+// Rectification is what the store writes to rectify a subject.
+type Rectification struct {
+	Member string // blind-index member: "v:<visitor id>" or "c:<chat id>"
+	// VisitorKey is set for a visitor, so the store can update its index list.
+	VisitorKey string
+	Chats      []RectifiedChat
+	// NewIndex is the blind-index hash of the new e-mail ("" when unchanged);
+	// IndexUntil its entry's expiry.
+	NewIndex   string
+	IndexUntil time.Time
+}
+
+// PrivacyStore is what the Service needs of its storage for data-subject requests.
+type PrivacyStore interface {
+	// SearchEmail returns the subjects of an e-mail's blind index.
+	SearchEmail(ctx context.Context, site *Site, hash string, now time.Time) (visitors, chats []string, err error)
+	// VisitorData returns everything stored of a visitor.
+	VisitorData(ctx context.Context, site *Site, visitorKey string) (VisitorData, error)
+	// ChatConsents returns the consent records of a chat without identity.
+	ChatConsents(ctx context.Context, site *Site, chatID string) ([]ConsentRecord, error)
+	// Rectify rewrites contact details and the blind index.
+	Rectify(ctx context.Context, site *Site, r Rectification) error
+	// Erase erases a subject in DESIGN.md's order (tombstone, index entries,
+	// keys), leaving consent records cut to their proof fields; it is idempotent,
+	// so an interrupted erasure is finished by calling it again.
+	Erase(ctx context.Context, site *Site, e Erasure) error
+	// PendingErasures lists erasures that were started and not finished.
+	PendingErasures(ctx context.Context, site *Site) ([]Erasure, error)
+	// Enqueue queues a sealed webhook delivery not tied to a stored subject.
+	Enqueue(ctx context.Context, site *Site, d Delivery, now time.Time) error
+}
+
+// Export is a data subject's complete export (GDPR Art. 15 and 20).
+type Export struct {
+	Site      string
+	VisitorID string
+	ChatID    string
+	Profile   *Profile
+	Sessions  []SessionData
+	Choice    *Choice
+	Consents  []ConsentRecord
+	Chats     []ChatExport
+}
+
+// ChatExport is one chat in an export, contacts opened.
+type ChatExport struct {
+	ID        string
+	Start     time.Time
+	SessionID string
+	URL       string
+	Contact   Contact
+	Marketing bool
+	Previous  []string
+}
+
+func (s *Service) visitorSubject(site *Site, visitorID string) error {
+	if !ValidVisitorID(visitorID) {
+		return fmt.Errorf("%w: no visitor %q", ErrNotFound, truncateUTF8(visitorID, 40))
+	}
+	return nil
+}
+
+// SearchSubjects returns the visitor ids and identity-less chats behind an e-mail.
+func (s *Service) SearchSubjects(ctx context.Context, a Actor, email string) ([]string, []string, error) {
+	email = NormalizeEmail(email)
+	if email == "" || len(email) > MaxEmailBytes {
+		return nil, nil, fmt.Errorf("%w: email is required", ErrInvalid)
+	}
+	visitors, chats, err := s.store.SearchEmail(ctx, a.Site, s.hasher.Short(a.Site.ID, PurposeEmail, email), utc(s.now()))
+	if err != nil {
+		return nil, nil, fmt.Errorf("search subjects of %s: %w", a.Site.ID, err)
+	}
+	if err := s.audit(ctx, a.Site, a.KeyID, "subject.search", "email", email); err != nil {
+		return nil, nil, err
+	}
+	return visitors, chats, nil
+}
+
+// ExportVisitor returns all that is stored of a visitor, contacts decrypted;
+// ErrNotFound when nothing is. The export is audited.
+func (s *Service) ExportVisitor(ctx context.Context, a Actor, visitorID string) (Export, error) {
+	if err := s.visitorSubject(a.Site, visitorID); err != nil {
+		return Export{}, err
+	}
+	d, err := s.store.VisitorData(ctx, a.Site, s.hasher.VisitorKey(a.Site.ID, visitorID))
+	if err != nil {
+		return Export{}, fmt.Errorf("export visitor of %s: %w", a.Site.ID, err)
+	}
+	if d.Empty() {
+		return Export{}, fmt.Errorf("%w: nothing is stored of this visitor", ErrNotFound)
+	}
+	if err := s.audit(ctx, a.Site, a.KeyID, "subject.export", "visitor", visitorID); err != nil {
+		return Export{}, err
+	}
+	e := Export{Site: a.Site.ID, VisitorID: visitorID, Profile: d.Profile, Sessions: d.Sessions, Choice: d.Choice, Consents: d.Consents}
+	for _, c := range d.Chats {
+		ce, err := s.chatExport(a.Site, c)
+		if err != nil {
+			return Export{}, err
+		}
+		e.Chats = append(e.Chats, ce)
+	}
+	return e, nil
+}
+
+func (s *Service) chatExport(site *Site, c StoredChat) (ChatExport, error) {
+	contact, err := s.openContact(site.ID, c)
+	if err != nil {
+		return ChatExport{}, err
+	}
+	return ChatExport{ID: c.ID, Start: c.Start, SessionID: c.SessionID, URL: c.URL, Contact: contact,
+		Marketing: c.Marketing, Previous: c.Previous}, nil
+}
+
+// ExportChat exports one chat as a subject of its own, audited.
+func (s *Service) ExportChat(ctx context.Context, a Actor, chatID string) (Export, error) {
+	if !ValidChatID(chatID) {
+		return Export{}, fmt.Errorf("%w: no chat %q", ErrNotFound, truncateUTF8(chatID, 40))
+	}
+	c, err := s.store.Chat(ctx, a.Site, chatID)
+	if err != nil {
+		return Export{}, fmt.Errorf("export chat of %s: %w", a.Site.ID, err)
+	}
+	consents, err := s.store.ChatConsents(ctx, a.Site, chatID)
+	if err != nil {
+		return Export{}, fmt.Errorf("export chat of %s: %w", a.Site.ID, err)
+	}
+	if err := s.audit(ctx, a.Site, a.KeyID, "chat.export", "chat", chatID); err != nil {
+		return Export{}, err
+	}
+	ce, err := s.chatExport(a.Site, c)
+	if err != nil {
+		return Export{}, err
+	}
+	return Export{Site: a.Site.ID, ChatID: chatID, Consents: consents, Chats: []ChatExport{ce}}, nil
+}
+
+// RectifyVisitor rewrites the contact details of every chat of a visitor, and
+// the blind index with them; a subject.rectified webhook follows. Audited.
+func (s *Service) RectifyVisitor(ctx context.Context, a Actor, visitorID string, ch ContactChange) (Export, error) {
+	if err := s.visitorSubject(a.Site, visitorID); err != nil {
+		return Export{}, err
+	}
+	vkey := s.hasher.VisitorKey(a.Site.ID, visitorID)
+	d, err := s.store.VisitorData(ctx, a.Site, vkey)
+	if err != nil {
+		return Export{}, fmt.Errorf("rectify visitor of %s: %w", a.Site.ID, err)
+	}
+	if len(d.Chats) == 0 {
+		return Export{}, fmt.Errorf("%w: the visitor has no contact details to rectify", ErrNotFound)
+	}
+	if err := s.rectify(ctx, a, "v:"+visitorID, vkey, d.Chats, ch); err != nil {
+		return Export{}, err
+	}
+	if err := s.audit(ctx, a.Site, a.KeyID, "subject.rectify", "visitor", visitorID); err != nil {
+		return Export{}, err
+	}
+	return s.ExportVisitor(ctx, a, visitorID)
+}
+
+func (s *Service) rectify(ctx context.Context, a Actor, member, vkey string, chats []StoredChat, ch ContactChange) error {
+	site := a.Site
+	if ch.Name == nil && ch.Email == nil && ch.Phone == nil {
+		return fmt.Errorf("%w: contact needs at least one of name, email, phone", ErrInvalid)
+	}
+	probe := Contact{}
+	if ch.Name != nil {
+		probe.Name = *ch.Name
+	}
+	if ch.Email != nil {
+		probe.Email = *ch.Email
+	}
+	if ch.Phone != nil {
+		probe.Phone = *ch.Phone
+	}
+	probe = probe.Clean()
+	if err := probe.Validate(); err != nil {
+		return err
+	}
+	r := Rectification{Member: member, VisitorKey: vkey}
+	var ids []string
+	for _, c := range chats {
+		f := map[string]string{}
+		if ch.Name != nil {
+			f["name"] = s.sealer.Seal(site.ID, "name", c.ID, probe.Name)
+		}
+		if ch.Email != nil {
+			f["email"] = s.sealer.Seal(site.ID, "email", c.ID, probe.Email)
+		}
+		if ch.Phone != nil {
+			f["phone"] = s.sealer.Seal(site.ID, "phone", c.ID, probe.Phone)
+		}
+		r.Chats = append(r.Chats, RectifiedChat{ChatID: c.ID, Fields: f})
+		ids = append(ids, c.ID)
+		if until := c.Start.Add(time.Duration(s.Retention(site).Chats) * 24 * time.Hour); until.After(r.IndexUntil) {
+			r.IndexUntil = until
+		}
+	}
+	if ch.Email != nil && probe.Email != "" {
+		r.NewIndex = s.hasher.Short(site.ID, PurposeEmail, NormalizeEmail(probe.Email))
+	}
+	if err := s.store.Rectify(ctx, site, r); err != nil {
+		return fmt.Errorf("rectify on %s: %w", site.ID, err)
+	}
+	return s.notify(ctx, site, subjectEvent{Event: EventSubjectRectified, ChatIDs: ids, Contact: &probe})
+}
+
+// subjectEvent is the body of subject.rectified and subject.erased webhooks: the
+// chats the receiver knows from chat.started.
+type subjectEvent struct {
+	Event   string    `json:"event"`
+	Site    string    `json:"site"`
+	Time    time.Time `json:"time"`
+	ChatIDs []string  `json:"chat_ids"`
+	Contact *Contact  `json:"contact,omitempty"`
+}
+
+func (s *Service) notify(ctx context.Context, site *Site, e subjectEvent) error {
+	if site.Webhook.URL == "" || len(e.ChatIDs) == 0 {
+		return nil
+	}
+	e.Site, e.Time = site.ID, utc(s.now())
+	if e.Contact != nil {
+		c := *e.Contact
+		e.Contact = &c
+	}
+	body, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("%s webhook: %w", e.Event, err)
+	}
+	id := NewChatID()
+	d := Delivery{ID: id, Event: e.Event, Sealed: s.sealer.Seal(site.ID, "webhook", id, string(body))}
+	if err := s.store.Enqueue(ctx, site, d, e.Time); err != nil {
+		return fmt.Errorf("%s webhook: %w", e.Event, err)
+	}
+	return nil
+}
+
+// EraseVisitor erases everything of a visitor: tombstone first, so the browser's
+// token is foreign from then on, then index entries, then the keys; consent
+// records are cut to their proof. A subject.erased webhook follows. Audited.
+func (s *Service) EraseVisitor(ctx context.Context, a Actor, visitorID string) error {
+	if err := s.visitorSubject(a.Site, visitorID); err != nil {
+		return err
+	}
+	vkey := s.hasher.VisitorKey(a.Site.ID, visitorID)
+	d, err := s.store.VisitorData(ctx, a.Site, vkey)
+	if err != nil {
+		return fmt.Errorf("erase visitor of %s: %w", a.Site.ID, err)
+	}
+	e := Erasure{VisitorKey: vkey, VisitorID: visitorID, Subject: s.AuditTarget(a.Site.ID, "visitor", visitorID)}
+	if err := s.store.Erase(ctx, a.Site, e); err != nil {
+		return fmt.Errorf("erase visitor of %s: %w", a.Site.ID, err)
+	}
+	if err := s.audit(ctx, a.Site, a.KeyID, "subject.erase", "visitor", visitorID); err != nil {
+		return err
+	}
+	ids := make([]string, 0, len(d.Chats))
+	for _, c := range d.Chats {
+		ids = append(ids, c.ID)
+	}
+	return s.notify(ctx, a.Site, subjectEvent{Event: EventSubjectErased, ChatIDs: ids})
+}
+
+// EraseChat erases one chat: a chat without identity is a subject of its own.
+func (s *Service) EraseChat(ctx context.Context, a Actor, chatID string) error {
+	if !ValidChatID(chatID) {
+		return fmt.Errorf("%w: no chat %q", ErrNotFound, truncateUTF8(chatID, 40))
+	}
+	if _, err := s.store.Chat(ctx, a.Site, chatID); err != nil {
+		return fmt.Errorf("erase chat of %s: %w", a.Site.ID, err)
+	}
+	e := Erasure{ChatID: chatID, Subject: s.AuditTarget(a.Site.ID, "chat", chatID)}
+	if err := s.store.Erase(ctx, a.Site, e); err != nil {
+		return fmt.Errorf("erase chat of %s: %w", a.Site.ID, err)
+	}
+	if err := s.audit(ctx, a.Site, a.KeyID, "chat.erase", "chat", chatID); err != nil {
+		return err
+	}
+	return s.notify(ctx, a.Site, subjectEvent{Event: EventSubjectErased, ChatIDs: []string{chatID}})
+}
+
+// SweepErasures finishes erasures that were interrupted; it returns how many.
+func (s *Service) SweepErasures(ctx context.Context) (int, error) {
+	n := 0
+	for _, site := range s.sites.All() {
+		pending, err := s.store.PendingErasures(ctx, site)
+		if err != nil {
+			return n, fmt.Errorf("sweep erasures of %s: %w", site.ID, err)
+		}
+		for _, e := range pending {
+			if err := s.store.Erase(ctx, site, e); err != nil {
+				return n, fmt.Errorf("sweep erasures of %s: %w", site.ID, err)
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Self-service: the visitor's own export and erasure, proved by the token.
+
+// visitorOf returns the visitor id of a valid identity token, else ErrUnauthorized.
+func (s *Service) visitorOf(site *Site, token string) (string, error) {
+	tok, ok := s.verify(token, site, utc(s.now()))
+	if !ok || tok.Kind != KindID {
+		return "", fmt.Errorf("%w: a valid identity token is required", ErrUnauthorized)
+	}
+	return tok.VisitorID, nil
+}
+
+// ExportMine is the visitor's own export: contact details masked (the full
+// export goes through the privacy team). Audited with the actor "visitor".
+func (s *Service) ExportMine(ctx context.Context, site *Site, token string) (Export, error) {
+	id, err := s.visitorOf(site, token)
+	if err != nil {
+		return Export{}, err
+	}
+	e, err := s.ExportVisitor(ctx, Actor{Site: site, KeyID: "visitor", Role: RolePrivacy}, id)
+	if err != nil {
+		return Export{}, err
+	}
+	for i := range e.Chats {
+		c := &e.Chats[i].Contact
+		c.Name, c.Email, c.Phone = MaskName(c.Name), MaskEmail(c.Email), MaskPhone(c.Phone)
+	}
+	for i := range e.Consents {
+		e.Consents[i].IP, e.Consents[i].UserAgent = "", ""
+	}
+	if e.Profile != nil {
+		e.Profile.IP = ""
+	}
+	return e, nil
+}
+
+// EraseMine is the visitor's own erasure.
+func (s *Service) EraseMine(ctx context.Context, site *Site, token string) error {
+	id, err := s.visitorOf(site, token)
+	if err != nil {
+		return err
+	}
+	return s.EraseVisitor(ctx, Actor{Site: site, KeyID: "visitor", Role: RolePrivacy}, id)
+}
+
+// MaskEmail keeps the first letter of the local part and of the domain:
+// ada@math.example → a***@m***.example.
+func MaskEmail(email string) string {
+	local, domain, ok := strings.Cut(email, "@")
+	if !ok || local == "" || domain == "" {
+		return mask(email)
+	}
+	host, tld := domain, ""
+	if i := strings.LastIndexByte(domain, '.'); i > 0 {
+		host, tld = domain[:i], domain[i:]
+	}
+	return mask(local) + "@" + mask(host) + tld
+}
+
+// MaskName keeps the first letter of each word.
+func MaskName(name string) string {
+	words := strings.Fields(name)
+	for i, w := range words {
+		words[i] = mask(w)
+	}
+	return strings.Join(words, " ")
+}
+
+// MaskPhone keeps the last two digits.
+func MaskPhone(phone string) string {
+	if len(phone) <= 2 {
+		return strings.Repeat("*", len(phone))
+	}
+	return strings.Repeat("*", len(phone)-2) + phone[len(phone)-2:]
+}
+
+func mask(s string) string {
+	if s == "" {
+		return ""
+	}
+	r := []rune(s)
+	return string(r[0]) + "***"
+}
