@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -21,8 +23,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/visitord/visitord/internal/config"
-	"github.com/visitord/visitord/internal/device"
 	"github.com/visitord/visitord/internal/devredis"
+	"github.com/visitord/visitord/internal/device"
 	"github.com/visitord/visitord/internal/geo"
 	"github.com/visitord/visitord/internal/httpapi"
 	"github.com/visitord/visitord/internal/redisstore"
@@ -33,8 +35,12 @@ import (
 // version is set at build time with -ldflags '-X main.version=…'.
 var version = "dev"
 
-// shutdownTimeout bounds how long in-flight requests may drain on SIGTERM.
-const shutdownTimeout = 15 * time.Second
+// Bounds of the service's background work and shutdown.
+const (
+	shutdownTimeout = 15 * time.Second
+	sweepEvery      = 30 * time.Second
+	retentionEvery  = 5 * time.Second
+)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -45,8 +51,7 @@ func main() {
 	}
 }
 
-// run is visitord's composition root: subcommands, or load the configuration,
-// open Redis and GeoIP, build the service and serve until ctx is cancelled.
+// run is visitord's entry point: subcommands, or serve until ctx is cancelled.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		switch args[0] {
@@ -55,9 +60,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case "version":
 			_, err := fmt.Fprintln(stdout, version)
 			return err
+		case "subject":
+			return subject(ctx, args[1:], getenv, stdout, stderr)
 		case "serve":
 		default:
-			return fmt.Errorf("unknown command %q (commands: serve, hash-key, version)", args[0])
+			return fmt.Errorf("unknown command %q (commands: serve, hash-key, subject, version)", args[0])
 		}
 	}
 	return serve(ctx, getenv, stderr, nil)
@@ -70,29 +77,49 @@ func hashKey(stdout io.Writer) error {
 	return err
 }
 
-// serve runs the service; ready, when not nil, receives the listening address.
-func serve(ctx context.Context, getenv func(string) string, stderr io.Writer, ready chan<- string) error {
-	log := slog.New(slog.NewJSONHandler(stderr, nil))
+// app is the wired service: the composition root's product.
+type app struct {
+	cfg     config.Config
+	svc     *visitor.Service
+	store   *redisstore.Store
+	sealer  *visitor.Sealer
+	closers []func()
+}
+
+func (a *app) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+}
+
+// open loads the configuration and opens Redis and GeoIP. listen, when not nil,
+// is called before the sites are fixed, so the demo site follows the real port.
+func open(ctx context.Context, getenv func(string) string, log *slog.Logger, listen func(config.Config) (string, error)) (*app, error) {
 	cfg, err := config.Load(getenv)
 	if err != nil {
-		return fmt.Errorf("configuration: %w", err)
+		return nil, fmt.Errorf("configuration: %w", err)
 	}
+	a := &app{cfg: cfg}
+	ok := false
+	defer func() {
+		if !ok {
+			a.close()
+		}
+	}()
 	var rdb redis.UniversalClient
 	if cfg.Dev {
 		dev, err := devredis.Start()
 		if err != nil {
-			return fmt.Errorf("embedded redis: %w", err)
+			return nil, fmt.Errorf("embedded redis: %w", err)
 		}
-		defer dev.Close()
+		a.closers = append(a.closers, dev.Close)
 		log.Warn("DEVELOPMENT MODE: VISITORD_REDIS_URL is not set, so data lives in an embedded in-memory Redis; nothing survives a restart",
 			slog.String("redis", dev.Addr()))
 		rdb = redis.NewClient(&redis.Options{Addr: dev.Addr()})
-	} else {
-		if rdb, err = redisstore.Connect(cfg.RedisURL); err != nil {
-			return err
-		}
+	} else if rdb, err = redisstore.Connect(cfg.RedisURL); err != nil {
+		return nil, err
 	}
-	defer rdb.Close()
+	a.closers = append(a.closers, func() { rdb.Close() })
 	for _, name := range cfg.Generated {
 		log.Warn("a random secret was made for this start only: tokens and data written now are unreadable after a restart", slog.String("variable", name))
 	}
@@ -100,50 +127,83 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer, re
 	if cfg.GeoIPDB != "" {
 		l, err := geo.Open(cfg.GeoIPDB)
 		if err != nil {
-			return fmt.Errorf("VISITORD_GEOIP_DB: %w", err)
+			return nil, fmt.Errorf("VISITORD_GEOIP_DB: %w", err)
 		}
-		defer l.Close()
+		a.closers = append(a.closers, func() { l.Close() })
 		locator = l
 	} else {
 		log.Info("no geolocation: VISITORD_GEOIP_DB is not set")
 	}
-	store := redisstore.New(rdb, redisstore.WithMinReplicas(cfg.MinReplicas))
-	if err := store.LoadScripts(ctx); err != nil {
+	if listen != nil {
+		addr, err := listen(cfg)
+		if err != nil {
+			return nil, err
+		}
+		if err := a.cfg.Listening(addr); err != nil {
+			return nil, err
+		}
+	}
+	ids := make([]string, 0, len(a.cfg.Sites))
+	for _, s := range a.cfg.Sites {
+		ids = append(ids, s.ID)
+	}
+	a.store = redisstore.New(rdb, redisstore.WithMinReplicas(cfg.MinReplicas), redisstore.WithSites(ids...))
+	if err := a.store.LoadScripts(ctx); err != nil {
 		// Not fatal: Redis may come later; /readyz says so and scripts load on first use.
 		log.Warn("redis not reachable at start", slog.String("error", err.Error()))
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
+	sites, err := visitor.NewSites(a.cfg.Sites)
 	if err != nil {
-		return fmt.Errorf("VISITORD_ADDR: %w", err)
-	}
-	defer ln.Close()
-	if err := cfg.Listening(ln.Addr().String()); err != nil {
-		return err
-	}
-	sites, err := visitor.NewSites(cfg.Sites)
-	if err != nil {
-		return err
+		return nil, err
 	}
 	signer, err := visitor.NewSigner(cfg.CookieSecrets)
 	if err != nil {
-		return fmt.Errorf("VISITORD_COOKIE_SECRET: %w", err)
+		return nil, fmt.Errorf("VISITORD_COOKIE_SECRET: %w", err)
 	}
 	hasher, err := visitor.NewHasher(cfg.IndexKey)
 	if err != nil {
-		return fmt.Errorf("VISITORD_INDEX_KEY: %w", err)
+		return nil, fmt.Errorf("VISITORD_INDEX_KEY: %w", err)
 	}
-	sealer, err := visitor.NewSealer(cfg.DataKeys)
+	if a.sealer, err = visitor.NewSealer(cfg.DataKeys); err != nil {
+		return nil, fmt.Errorf("VISITORD_DATA_KEY: %w", err)
+	}
+	a.svc = visitor.NewService(sites, a.store, signer, hasher, a.sealer, device.NewParser(16384), locator,
+		visitor.WithRetentionBounds(cfg.RetentionMin, cfg.RetentionMax))
+	if err := a.svc.RefreshRetention(ctx); err != nil {
+		log.Warn("retention overrides not loaded at start", slog.String("error", err.Error()))
+	}
+	ok = true
+	return a, nil
+}
+
+// serve runs the service; ready, when not nil, receives the listening address.
+func serve(ctx context.Context, getenv func(string) string, stderr io.Writer, ready chan<- string) error {
+	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	var ln net.Listener
+	a, err := open(ctx, getenv, log, func(cfg config.Config) (string, error) {
+		l, err := net.Listen("tcp", cfg.Addr)
+		if err != nil {
+			return "", fmt.Errorf("VISITORD_ADDR: %w", err)
+		}
+		ln = l
+		return l.Addr().String(), nil
+	})
 	if err != nil {
-		return fmt.Errorf("VISITORD_DATA_KEY: %w", err)
+		if ln != nil {
+			ln.Close()
+		}
+		return err
 	}
-	svc := visitor.NewService(sites, store, signer, hasher, sealer, device.NewParser(16384), locator)
+	defer a.close()
+	cfg := a.cfg
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	handler, err := httpapi.New(httpapi.Options{
-		Service: svc, Logger: log, Registry: reg, TrustedProxies: cfg.TrustedProxies,
-		CookieSecure: cfg.CookieSecure, TrackTimeout: cfg.TrackTimeout, Ready: store.Ping, PProf: cfg.PProf,
+		Service: a.svc, Logger: log, Registry: reg, TrustedProxies: cfg.TrustedProxies,
+		CookieSecure: cfg.CookieSecure, TrackTimeout: cfg.TrackTimeout, Ready: a.store.Ping, PProf: cfg.PProf,
 	})
 	if err != nil {
+		ln.Close()
 		return fmt.Errorf("VISITORD_TRUSTED_PROXIES: %w", err)
 	}
 	targets := map[string]webhook.Target{}
@@ -152,11 +212,18 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer, re
 			targets[site.ID] = webhook.Target{URL: site.Webhook.URL, Secret: site.Webhook.Secret}
 		}
 	}
-	dispatcher := webhook.NewDispatcher(redisstore.NewWebhookQueue(store, sealer), targets, log, reg)
-	dctx, stopDispatcher := context.WithCancel(context.Background())
-	dispatched := make(chan struct{})
-	go func() { defer close(dispatched); dispatcher.Run(dctx) }()
-	defer func() { stopDispatcher(); <-dispatched }()
+	dispatcher := webhook.NewDispatcher(redisstore.NewWebhookQueue(a.store, a.sealer), targets, log, reg)
+	bg, stopBackground := context.WithCancel(context.Background())
+	done := make(chan struct{}, 3)
+	go func() { dispatcher.Run(bg); done <- struct{}{} }()
+	go func() { every(bg, sweepEvery, func() { sweep(bg, a.svc, log) }); done <- struct{}{} }()
+	go func() { every(bg, retentionEvery, func() { refresh(bg, a.svc, log) }); done <- struct{}{} }()
+	defer func() {
+		stopBackground()
+		for range 3 {
+			<-done
+		}
+	}()
 	srv := &http.Server{
 		Handler: handler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 15 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 32 << 10,
@@ -183,6 +250,47 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer, re
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// every runs f every d until ctx is done.
+func every(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f()
+		}
+	}
+}
+
+// sweep finishes erasures that a crash interrupted.
+func sweep(ctx context.Context, svc *visitor.Service, log *slog.Logger) {
+	n, err := svc.SweepErasures(ctx)
+	if err != nil && ctx.Err() == nil {
+		log.Warn("erasure sweep", slog.String("error", err.Error()))
+	}
+	if n > 0 {
+		log.Info("erasure sweep finished interrupted erasures", slog.Int("count", n))
+	}
+}
+
+// refresh reloads retention overrides, so a new window reaches this pod's
+// writes within retentionEvery.
+func refresh(ctx context.Context, svc *visitor.Service, log *slog.Logger) {
+	if err := svc.RefreshRetention(ctx); err != nil && ctx.Err() == nil {
+		log.Warn("retention refresh", slog.String("error", err.Error()))
+	}
+}
+
+// owner names this process for locks it takes.
+func owner() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b) // never fails (Go ≥ 1.24)
+	host, _ := os.Hostname()
+	return host + "-" + hex.EncodeToString(b)
 }
 
 // printDemo tells a developer how to try the built-in demo site.

@@ -5,6 +5,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/visitord/visitord/internal/visitor"
 )
 
 // routes lists every route of the API; api/openapi.yaml describes the same set
@@ -18,11 +20,26 @@ func (a *api) routes(r *gin.Engine, o Options) {
 	r.OPTIONS("/v1/consent", a.preflight)
 	r.POST("/v1/chats", a.widget, a.startChat)
 	r.OPTIONS("/v1/chats", a.preflight)
+	r.GET("/v1/me", a.widget, a.exportMine)
+	r.DELETE("/v1/me", a.widget, a.eraseMine)
+	r.OPTIONS("/v1/me", a.preflight)
 
 	// Operators (Bearer key of the site; no CORS, cookies ignored).
 	r.GET("/v1/sites/:site/visitors/live", a.operator(operators...), a.live)
 	r.GET("/v1/sites/:site/chats/:chat", a.operator(operators...), a.chatContext)
 	r.GET("/v1/sites/:site/stats", a.operator(operators...), a.stats)
+
+	// Privacy team (role privacy).
+	privacy := a.operator(visitor.RolePrivacy)
+	r.GET("/v1/sites/:site/retention", privacy, a.getRetention)
+	r.PUT("/v1/sites/:site/retention", privacy, a.putRetention)
+	r.POST("/v1/sites/:site/subjects/search", privacy, a.searchSubjects)
+	r.GET("/v1/sites/:site/visitors/:visitor", privacy, a.exportVisitor)
+	r.PATCH("/v1/sites/:site/visitors/:visitor", privacy, a.rectifyVisitor)
+	r.DELETE("/v1/sites/:site/visitors/:visitor", privacy, a.eraseVisitor)
+	r.DELETE("/v1/sites/:site/chats/:chat", privacy, a.eraseChat)
+	r.GET("/v1/sites/:site/audit", privacy, a.audit)
+	r.GET("/v1/sites/:site/processing-record", privacy, a.processingRecord)
 
 	// Ops.
 	r.GET("/healthz", a.healthz)

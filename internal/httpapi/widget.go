@@ -102,7 +102,7 @@ func tokenOf(c *gin.Context, site string) string {
 func (a *api) setIdentity(c *gin.Context, site, token string, expires time.Time) {
 	ck := a.cookie(site)
 	ck.Value, ck.Expires = token, expires
-	ck.MaxAge = int(time.Until(expires) / time.Second)
+	ck.MaxAge = int(expires.Sub(a.svc.Now()) / time.Second)
 	if ck.MaxAge <= 0 {
 		ck.MaxAge = -1
 	}

@@ -13,7 +13,8 @@
 //	                                             sid/ss/sl (current session, its start and last
 //	                                             activity ms), ps/pc (current page start ms, closed
 //	                                             by a leave), np (pages this session), ns (sessions),
-//	                                             rf (referrer of the session), w (write time ms)
+//	                                             rf (referrer of the session), cu/ct (current page's
+//	                                             URL and title, for the live view), w (write time ms)
 //	v:{shop:Q2x8Yk1vZjRrS3pN}:s:<sid>   list    one session: "#<start ms>\t<referrer>", then a page
 //	                                             per item: "<start ms>\t<duration ms>\t<url>\t<title>"
 //	v:{shop:Q2x8Yk1vZjRrS3pN}:S         zset    the visitor's session ids, scored by last write (ms)

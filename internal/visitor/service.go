@@ -115,3 +115,6 @@ func (s *Service) issueRefusal(site *Site, now time.Time) (string, time.Time) {
 }
 
 func utc(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }
+
+// Now is the current time by the service's clock, in UTC.
+func (s *Service) Now() time.Time { return utc(s.now()) }

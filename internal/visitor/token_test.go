@@ -231,8 +231,9 @@ func TestVerifyTreatsForeignTokensAsForeign(t *testing.T) {
 	}
 }
 
-// tokenFlippedChar is a base64url character other than the one at decoded offset i of
-// raw's payload, so a visitor id stays well-formed while its signature breaks.
+// tokenFlippedChar is a base64url character other than the one at decoded
+// offset i of raw's payload, so a visitor id stays well-formed while its
+// signature breaks.
 func tokenFlippedChar(raw string, i int) byte {
 	payload, _, _ := strings.Cut(raw, ".")
 	b, _ := base64.RawURLEncoding.DecodeString(payload)

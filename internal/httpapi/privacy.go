@@ -1,0 +1,328 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/visitord/visitord/internal/visitor"
+)
+
+// Privacy-team routes (role privacy) and the visitor's own /v1/me.
+
+type retentionJSON struct {
+	Sessions *int `json:"sessions"`
+	Profiles *int `json:"profiles"`
+	Chats    *int `json:"chats"`
+	Consents *int `json:"consents"`
+	Audit    *int `json:"audit"`
+}
+
+func retentionOf(r visitor.Retention) retentionJSON {
+	return retentionJSON{Sessions: &r.Sessions, Profiles: &r.Profiles, Chats: &r.Chats, Consents: &r.Consents, Audit: &r.Audit}
+}
+
+func (a *api) getRetention(c *gin.Context) {
+	c.JSON(http.StatusOK, retentionOf(a.svc.Retention(actorOf(c).Site)))
+}
+
+func (a *api) putRetention(c *gin.Context) {
+	b, err := readBody(c, false)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	var req retentionJSON
+	if err := decodeJSON(b, &req); err != nil {
+		a.fail(c, err)
+		return
+	}
+	if req.Sessions == nil || req.Profiles == nil || req.Chats == nil || req.Consents == nil || req.Audit == nil {
+		a.fail(c, errors.Join(visitor.ErrInvalid, errors.New("sessions, profiles, chats, consents and audit are required")))
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	defer cancel()
+	r, err := a.svc.SetRetention(ctx, actorOf(c), visitor.Retention{
+		Sessions: *req.Sessions, Profiles: *req.Profiles, Chats: *req.Chats, Consents: *req.Consents, Audit: *req.Audit,
+	})
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, retentionOf(r))
+}
+
+type searchRequest struct {
+	Email string `json:"email"`
+}
+
+type searchResponse struct {
+	Visitors []string `json:"visitors"`
+	Chats    []string `json:"chats"`
+}
+
+func (a *api) searchSubjects(c *gin.Context) {
+	b, err := readBody(c, false)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	var req searchRequest
+	if err := decodeJSON(b, &req); err != nil {
+		a.fail(c, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	defer cancel()
+	v, ch, err := a.svc.SearchSubjects(ctx, actorOf(c), req.Email)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, searchResponse{Visitors: v, Chats: ch})
+}
+
+// Export DTOs.
+
+type profileJSON struct {
+	VisitorID string       `json:"visitor_id"`
+	FirstSeen time.Time    `json:"first_seen"`
+	LastSeen  time.Time    `json:"last_seen"`
+	Device    deviceJSON   `json:"device"`
+	Location  locationJSON `json:"location"`
+	IP        string       `json:"ip"`
+	Sessions  int          `json:"sessions"`
+}
+
+type sessionJSON struct {
+	ID       string     `json:"id"`
+	Start    time.Time  `json:"start"`
+	Referrer string     `json:"referrer"`
+	Pages    []pageJSON `json:"pages"`
+}
+
+type choiceJSON struct {
+	Analytics     bool      `json:"analytics"`
+	Marketing     bool      `json:"marketing"`
+	PolicyVersion string    `json:"policy_version"`
+	Given         time.Time `json:"given"`
+	ValidUntil    time.Time `json:"valid_until"`
+}
+
+type consentRecordJSON struct {
+	VisitorID     string    `json:"visitor_id,omitempty"`
+	Subject       string    `json:"subject,omitempty"`
+	Time          time.Time `json:"time"`
+	Analytics     bool      `json:"analytics"`
+	Marketing     bool      `json:"marketing"`
+	PolicyVersion string    `json:"policy_version"`
+	TextSHA256    string    `json:"text_sha256"`
+	Method        string    `json:"method"`
+	IP            string    `json:"ip,omitempty"`
+	UserAgent     string    `json:"user_agent,omitempty"`
+}
+
+type chatExportJSON struct {
+	ChatID        string      `json:"chat_id"`
+	Time          time.Time   `json:"time"`
+	SessionID     string      `json:"session_id,omitempty"`
+	URL           string      `json:"url"`
+	Contact       contactJSON `json:"contact"`
+	Marketing     bool        `json:"marketing_opt_in"`
+	PreviousChats []string    `json:"previous_chats"`
+}
+
+type exportJSON struct {
+	Site           string              `json:"site"`
+	VisitorID      string              `json:"visitor_id,omitempty"`
+	ChatID         string              `json:"chat_id,omitempty"`
+	ExportedAt     time.Time           `json:"exported_at"`
+	Profile        *profileJSON        `json:"profile"`
+	Sessions       []sessionJSON       `json:"sessions"`
+	Consent        *choiceJSON         `json:"consent"`
+	ConsentRecords []consentRecordJSON `json:"consent_records"`
+	Chats          []chatExportJSON    `json:"chats"`
+}
+
+// ExportDocument is the JSON document of an export, as the API answers it; the
+// CLI prints the same.
+func ExportDocument(e visitor.Export, now time.Time) any { return exportOf(e, now) }
+
+func exportOf(e visitor.Export, now time.Time) exportJSON {
+	out := exportJSON{Site: e.Site, VisitorID: e.VisitorID, ChatID: e.ChatID, ExportedAt: now,
+		Sessions: []sessionJSON{}, ConsentRecords: []consentRecordJSON{}, Chats: []chatExportJSON{}}
+	if p := e.Profile; p != nil {
+		out.Profile = &profileJSON{VisitorID: p.VisitorID, FirstSeen: p.FirstSeen, LastSeen: p.LastSeen,
+			Device: deviceOf(p.Device), Location: locationOf(p.Location), IP: p.IP, Sessions: p.Sessions}
+	}
+	for _, s := range e.Sessions {
+		sj := sessionJSON{ID: s.ID, Start: s.Start, Referrer: s.Referrer, Pages: []pageJSON{}}
+		for _, p := range s.Pages {
+			sj.Pages = append(sj.Pages, pageJSON{URL: p.URL, Title: p.Title, Time: p.Start, DurationSeconds: p.Duration.Seconds()})
+		}
+		out.Sessions = append(out.Sessions, sj)
+	}
+	if ch := e.Choice; ch != nil {
+		out.Consent = &choiceJSON{Analytics: ch.Analytics, Marketing: ch.Marketing, PolicyVersion: ch.PolicyVersion,
+			Given: ch.Given, ValidUntil: ch.ValidUntil}
+	}
+	for _, r := range e.Consents {
+		out.ConsentRecords = append(out.ConsentRecords, consentRecordJSON{VisitorID: r.VisitorID, Subject: r.Subject,
+			Time: r.Time, Analytics: r.Analytics, Marketing: r.Marketing, PolicyVersion: r.PolicyVersion,
+			TextSHA256: r.TextSHA256, Method: r.Method, IP: r.IP, UserAgent: r.UserAgent})
+	}
+	for _, ch := range e.Chats {
+		prev := ch.Previous
+		if prev == nil {
+			prev = []string{}
+		}
+		out.Chats = append(out.Chats, chatExportJSON{ChatID: ch.ID, Time: ch.Start, SessionID: ch.SessionID, URL: ch.URL,
+			Contact: contactJSON(ch.Contact), Marketing: ch.Marketing, PreviousChats: prev})
+	}
+	return out
+}
+
+func (a *api) exportVisitor(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	defer cancel()
+	e, err := a.svc.ExportVisitor(ctx, actorOf(c), c.Param("visitor"))
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, exportOf(e, a.svc.Now()))
+}
+
+type rectifyRequest struct {
+	Contact *struct {
+		Name  *string `json:"name"`
+		Email *string `json:"email"`
+		Phone *string `json:"phone"`
+	} `json:"contact"`
+}
+
+func (a *api) rectifyVisitor(c *gin.Context) {
+	b, err := readBody(c, false)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	var req rectifyRequest
+	if err := decodeJSON(b, &req); err != nil {
+		a.fail(c, err)
+		return
+	}
+	if req.Contact == nil {
+		a.fail(c, errors.Join(visitor.ErrInvalid, errors.New("contact is required")))
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	defer cancel()
+	e, err := a.svc.RectifyVisitor(ctx, actorOf(c), c.Param("visitor"), visitor.ContactChange{
+		Name: req.Contact.Name, Email: req.Contact.Email, Phone: req.Contact.Phone,
+	})
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, exportOf(e, a.svc.Now()))
+}
+
+func (a *api) eraseVisitor(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	defer cancel()
+	if err := a.svc.EraseVisitor(ctx, actorOf(c), c.Param("visitor")); err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+func (a *api) eraseChat(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	defer cancel()
+	if err := a.svc.EraseChat(ctx, actorOf(c), c.Param("chat")); err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+type auditEntryJSON struct {
+	ID     string    `json:"id"`
+	Time   time.Time `json:"time"`
+	Actor  string    `json:"actor"`
+	Action string    `json:"action"`
+	Target string    `json:"target"`
+}
+
+type auditResponse struct {
+	Entries    []auditEntryJSON `json:"entries"`
+	NextCursor string           `json:"next_cursor,omitempty"`
+}
+
+func (a *api) audit(c *gin.Context) {
+	limit, err := queryInt(c, "limit")
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	defer cancel()
+	entries, next, err := a.svc.AuditTrail(ctx, actorOf(c), c.Query("target"), c.Query("cursor"), limit)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	out := auditResponse{Entries: make([]auditEntryJSON, 0, len(entries)), NextCursor: next}
+	for _, e := range entries {
+		out.Entries = append(out.Entries, auditEntryJSON(e))
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// The visitor's own export and erasure, proved by the identity token alone.
+
+func (a *api) exportMine(c *gin.Context) {
+	site, err := a.siteOf(c, c.Query("site"))
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	if err := checkOrigin(c, site, false); err != nil {
+		a.fail(c, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	defer cancel()
+	e, err := a.svc.ExportMine(ctx, site, tokenOf(c, site.ID))
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, exportOf(e, a.svc.Now()))
+}
+
+func (a *api) eraseMine(c *gin.Context) {
+	site, err := a.siteOf(c, c.Query("site"))
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	if err := checkOrigin(c, site, false); err != nil {
+		a.fail(c, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	defer cancel()
+	if err := a.svc.EraseMine(ctx, site, tokenOf(c, site.ID)); err != nil {
+		a.fail(c, err)
+		return
+	}
+	a.expireIdentity(c, site.ID)
+	c.Status(http.StatusNoContent)
+}
