@@ -23,8 +23,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/visitord/visitord/internal/config"
-	"github.com/visitord/visitord/internal/devredis"
 	"github.com/visitord/visitord/internal/device"
+	"github.com/visitord/visitord/internal/devredis"
 	"github.com/visitord/visitord/internal/geo"
 	"github.com/visitord/visitord/internal/httpapi"
 	"github.com/visitord/visitord/internal/redisstore"
