@@ -35,6 +35,8 @@ func statusOf(err error) (int, string, string) {
 	switch {
 	case errors.Is(err, errInvalidJSON):
 		return http.StatusBadRequest, "invalid_json", msg
+	case errors.Is(err, visitor.ErrRetentionBounds): // before ErrInvalid, which it wraps
+		return http.StatusUnprocessableEntity, "retention_out_of_bounds", msg
 	case errors.Is(err, visitor.ErrInvalid):
 		return http.StatusBadRequest, "invalid_request", msg
 	case errors.Is(err, visitor.ErrUnknownSite):
@@ -57,8 +59,6 @@ func statusOf(err error) (int, string, string) {
 		return http.StatusUnsupportedMediaType, "unsupported_media_type", msg
 	case errors.Is(err, visitor.ErrURLNotInSite):
 		return http.StatusUnprocessableEntity, "url_not_in_site", msg
-	case errors.Is(err, visitor.ErrRetentionBounds):
-		return http.StatusUnprocessableEntity, "retention_out_of_bounds", msg
 	case errors.Is(err, visitor.ErrStoreUnavailable):
 		return http.StatusServiceUnavailable, "store_unavailable", "the store is unavailable; try again shortly"
 	}

@@ -19,8 +19,9 @@ import (
 
 // The widget routes' cross-origin and forgery rules (DESIGN, "Widget-facing routes"),
 // tried as an attacker would: foreign and null origins, form media types that
-// need no preflight, oversized and malformed bodies. Every refused request leaves
-// Redis exactly as it was.
+// need no preflight, oversized and malformed bodies, on /v1/track, /v1/consent,
+// /v1/chats and /v1/me. Every refused request leaves Redis exactly as it was, even
+// when it carries a real visitor's token.
 
 const (
 	evilOrigin  = "https://evil.example"
@@ -211,7 +212,9 @@ func refusedAttacks(t testing.TB) []attack {
 	over := MaxBodyBytes + 1
 	bigTrack := padJSON(`{"site":"shop","type":"pageview","url":"https://shop.example/"}`, over)
 	bigConsent := padJSON(grantShop, over)
-	track, consent := "/v1/track", "/v1/consent"
+	chatShop := `{"site":"shop","contact":{"name":"Eve","email":"eve@mail.example"},"marketing_opt_in":true,"url":"https://shop.example/"}`
+	mpChat, mpChatCT := multipartBody(t, map[string]string{"site": "shop", "contact": "Eve"})
+	track, consent, chats := "/v1/track", "/v1/consent", "/v1/chats"
 	post, put, get := http.MethodPost, http.MethodPut, http.MethodGet
 	const js, plain = "application/json", "text/plain;charset=UTF-8"
 	return []attack{
@@ -229,7 +232,17 @@ func refusedAttacks(t testing.TB) []attack {
 		{name: "urlencoded consent", method: put, path: consent, body: "site=shop&analytics=false&marketing=false&policy_version=2026-11", ctype: "application/x-www-form-urlencoded", origins: []string{shopOrigin}, status: 415, code: "unsupported_media_type"},
 		{name: "multipart consent", method: put, path: consent, body: mpConsent, ctype: mpConsentCT, origins: []string{shopOrigin}, status: 415, code: "unsupported_media_type"},
 		{name: "consent without Content-Type", method: put, path: consent, body: refuseShop, status: 415, code: "unsupported_media_type"},
+		{name: "cross-site text/plain form to chats", method: post, path: chats, body: chatShop, ctype: "text/plain", origins: []string{evilOrigin}, status: 415, code: "unsupported_media_type"},
+		{name: "sendBeacon to chats from own origin", method: post, path: chats, body: chatShop, ctype: plain, origins: []string{shopOrigin}, status: 415, code: "unsupported_media_type"},
+		{name: "multipart chat", method: post, path: chats, body: mpChat, ctype: mpChatCT, origins: []string{shopOrigin}, status: 415, code: "unsupported_media_type"},
 		// Origins.
+		{name: "foreign origin chat", method: post, path: chats, body: chatShop, ctype: js, origins: []string{evilOrigin}, status: 403, code: "origin_not_allowed"},
+		{name: "null origin chat", method: post, path: chats, body: chatShop, ctype: js, origins: []string{"null"}, status: 403, code: "origin_not_allowed"},
+		{name: "other site's origin chat", method: post, path: chats, body: chatShop, ctype: js, origins: []string{blogOrigin}, status: 403, code: "origin_not_allowed"},
+		{name: "foreign origin erases me", method: http.MethodDelete, path: "/v1/me?site=shop", origins: []string{evilOrigin}, status: 403, code: "origin_not_allowed"},
+		{name: "null origin erases me", method: http.MethodDelete, path: "/v1/me?site=shop", origins: []string{"null"}, status: 403, code: "origin_not_allowed"},
+		{name: "other site's origin erases me", method: http.MethodDelete, path: "/v1/me?site=shop", origins: []string{blogOrigin}, status: 403, code: "origin_not_allowed"},
+		{name: "foreign origin exports me", method: get, path: "/v1/me?site=shop", origins: []string{evilOrigin}, status: 403, code: "origin_not_allowed"},
 		{name: "foreign origin consent put", method: put, path: consent, body: refuseShop, ctype: js, origins: []string{evilOrigin}, status: 403, code: "origin_not_allowed"},
 		{name: "foreign origin consent get", method: get, path: consent + "?site=shop", origins: []string{evilOrigin}, status: 403, code: "origin_not_allowed"},
 		{name: "null origin pageview", method: post, path: track, body: shopPV, ctype: plain, origins: []string{"null"}, status: 403, code: "origin_not_allowed"},
@@ -249,6 +262,11 @@ func refusedAttacks(t testing.TB) []attack {
 		{name: "track body over 16 KiB chunked", method: post, path: track, body: bigTrack, ctype: plain, origins: []string{shopOrigin}, chunked: true, status: 413, code: "body_too_large"},
 		{name: "consent body over 16 KiB", method: put, path: consent, body: bigConsent, ctype: js, origins: []string{shopOrigin}, status: 413, code: "body_too_large"},
 		{name: "consent body over 16 KiB chunked", method: put, path: consent, body: bigConsent, ctype: js, origins: []string{shopOrigin}, chunked: true, status: 413, code: "body_too_large"},
+		{name: "chat body over 16 KiB", method: post, path: chats, body: padJSON(chatShop, over), ctype: js, origins: []string{shopOrigin}, status: 413, code: "body_too_large"},
+		{name: "chat body over 16 KiB chunked", method: post, path: chats, body: padJSON(chatShop, over), ctype: js, origins: []string{shopOrigin}, chunked: true, status: 413, code: "body_too_large"},
+		{name: "chat invalid json", method: post, path: chats, body: `{"site":"shop","contact":`, ctype: js, origins: []string{shopOrigin}, status: 400, code: "invalid_json"},
+		{name: "chat contact of wrong type", method: post, path: chats, body: `{"site":"shop","contact":"Eve"}`, ctype: js, origins: []string{shopOrigin}, status: 400, code: "invalid_request"},
+		{name: "chat url of another site", method: post, path: chats, body: `{"site":"shop","contact":{"name":"Eve"},"url":"https://evil.example/"}`, ctype: js, origins: []string{shopOrigin}, status: 422, code: "url_not_in_site"},
 		{name: "track invalid json", method: post, path: track, body: `{"site":"shop","type":"pageview",`, ctype: js, origins: []string{shopOrigin}, status: 400, code: "invalid_json"},
 		{name: "track trailing garbage", method: post, path: track, body: shopPV + `x`, ctype: plain, origins: []string{shopOrigin}, status: 400, code: "invalid_json"},
 		{name: "consent invalid json", method: put, path: consent, body: `{"site":"shop",`, ctype: js, origins: []string{shopOrigin}, status: 400, code: "invalid_json"},
@@ -322,6 +340,11 @@ func TestForgeryRefusedRequestsWriteNothing(t *testing.T) {
 				}
 			}
 		})
+	}
+	// Control: the snapshot sees what an accepted request writes.
+	full.mustTrack("shop", shopOrigin+"/control", tokens["shop"])
+	if cmp.Equal(before, full.storeState(t)) {
+		t.Error("storeState did not see an accepted page view")
 	}
 	// Only st: counters could ever be allowed on the empty store; none appeared.
 	for _, k := range empty.keys() {

@@ -24,7 +24,8 @@ func (a *api) widget(c *gin.Context) {
 	h := c.Writer.Header()
 	h.Add("Vary", "Origin")
 	h.Set("Cache-Control", "no-store")
-	if origin := c.GetHeader("Origin"); origin != "" && a.sites.AnyAllowsOrigin(origin) {
+	if o := c.Request.Header["Origin"]; len(o) == 1 && a.sites.AnyAllowsOrigin(o[0]) {
+		origin := o[0]
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Set("Access-Control-Allow-Credentials", "true")
 	}
