@@ -201,6 +201,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer, re
 	handler, err := httpapi.New(httpapi.Options{
 		Service: a.svc, Logger: log, Registry: reg, TrustedProxies: cfg.TrustedProxies,
 		CookieSecure: cfg.CookieSecure, TrackTimeout: cfg.TrackTimeout, Ready: a.store.Ping, PProf: cfg.PProf,
+		Demo: cfg.DemoSite, Limiter: redisstore.NewRateLimiter(a.store), PageViews: httpapi.NewPageViewLimiter(),
 	})
 	if err != nil {
 		ln.Close()
@@ -217,7 +218,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer, re
 	done := make(chan struct{}, 3)
 	go func() { dispatcher.Run(bg); done <- struct{}{} }()
 	go func() { every(bg, sweepEvery, func() { sweep(bg, a.svc, log) }); done <- struct{}{} }()
-	go func() { every(bg, retentionEvery, func() { refresh(bg, a.svc, log) }); done <- struct{}{} }()
+	go func() { a.svc.RetentionLoop(bg, owner(), retentionEvery, log); done <- struct{}{} }()
 	defer func() {
 		stopBackground()
 		for range 3 {
@@ -277,14 +278,6 @@ func sweep(ctx context.Context, svc *visitor.Service, log *slog.Logger) {
 	}
 }
 
-// refresh reloads retention overrides, so a new window reaches this pod's
-// writes within retentionEvery.
-func refresh(ctx context.Context, svc *visitor.Service, log *slog.Logger) {
-	if err := svc.RefreshRetention(ctx); err != nil && ctx.Err() == nil {
-		log.Warn("retention refresh", slog.String("error", err.Error()))
-	}
-}
-
 // owner names this process for locks it takes.
 func owner() string {
 	b := make([]byte, 8)
@@ -299,6 +292,7 @@ func printDemo(w io.Writer, addr string, cfg config.Config) {
 	base := "http://localhost:" + port
 	fmt.Fprintf(w, `
   visitord is running with the built-in demo site "demo" (opt-out consent).
+  Demo shop: %s/demo    Operator console: %s/console (paste the operator key, site demo)
   Development API keys for this start (the sites file would hold their sha256):
     operator: %s
     privacy:  %s
@@ -307,5 +301,5 @@ func printDemo(w io.Writer, addr string, cfg config.Config) {
       -A 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36' \
       -d '{"site":"demo","type":"pageview","url":"%s/products/42?utm_source=newsletter","title":"Blue mug"}'
 
-`, cfg.DevKeys[visitor.RoleOperator], cfg.DevKeys[visitor.RolePrivacy], base, base)
+`, base, base, cfg.DevKeys[visitor.RoleOperator], cfg.DevKeys[visitor.RolePrivacy], base, base)
 }

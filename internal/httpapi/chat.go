@@ -53,6 +53,10 @@ func (a *api) startChat(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
+	if err := a.limit(c, site, visitor.LimitChat); err != nil {
+		a.fail(c, err)
+		return
+	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
 	defer cancel()
 	res, err := a.svc.StartChat(ctx, visitor.ChatRequest{
@@ -111,6 +115,8 @@ type chatViewJSON struct {
 	Device        deviceJSON         `json:"device"`
 	Referrer      string             `json:"referrer"`
 	PreviousChats []previousChatJSON `json:"previous_chats"`
+	// ConsentRecords is set for the privacy team only.
+	ConsentRecords []consentRecordJSON `json:"consent_records,omitempty"`
 }
 
 func locationOf(l visitor.Location) locationJSON { return locationJSON(l) }
@@ -134,6 +140,9 @@ func (a *api) chatContext(c *gin.Context) {
 	}
 	for _, p := range v.Trail {
 		out.Trail = append(out.Trail, pageJSON{URL: p.URL, Title: p.Title, Time: p.Start, DurationSeconds: p.Duration.Seconds()})
+	}
+	for _, r := range v.Consents {
+		out.ConsentRecords = append(out.ConsentRecords, consentRecordOf(r))
 	}
 	for _, p := range v.Previous {
 		out.PreviousChats = append(out.PreviousChats, previousChatJSON{ChatID: p.ID, Time: p.Start, Contact: contactJSON(p.Contact), Marketing: p.Marketing})

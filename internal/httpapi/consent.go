@@ -81,6 +81,10 @@ func (a *api) putConsent(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
+	if err := a.limit(c, site, visitor.LimitConsent); err != nil {
+		a.fail(c, err)
+		return
+	}
 	method := visitor.MethodAPI
 	if c.GetHeader("Origin") != "" {
 		method = visitor.MethodBanner

@@ -59,6 +59,8 @@ func statusOf(err error) (int, string, string) {
 		return http.StatusUnsupportedMediaType, "unsupported_media_type", msg
 	case errors.Is(err, visitor.ErrURLNotInSite):
 		return http.StatusUnprocessableEntity, "url_not_in_site", msg
+	case errors.Is(err, visitor.ErrRateLimited):
+		return http.StatusTooManyRequests, "rate_limited", msg
 	case errors.Is(err, visitor.ErrStoreUnavailable):
 		return http.StatusServiceUnavailable, "store_unavailable", "the store is unavailable; try again shortly"
 	}
@@ -76,6 +78,8 @@ func (a *api) fail(c *gin.Context, err error) {
 		a.log.LogAttrs(c.Request.Context(), slog.LevelWarn, "store unavailable",
 			slog.String("route", routeOf(c)), slog.String("error", err.Error()))
 		c.Header("Retry-After", "1")
+	case http.StatusTooManyRequests:
+		c.Header("Retry-After", retryAfter(err))
 	}
 	c.Header("Cache-Control", "no-store")
 	c.AbortWithStatusJSON(status, errorBody{Error: errorDetail{Code: code, Message: msg}})

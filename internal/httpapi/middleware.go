@@ -28,7 +28,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		}, []string{"route"}),
 		hits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "visitord_track_total",
-			Help: "Tracker calls by type (pageview, heartbeat, leave) and outcome (tracked, dnt, gpc, no_consent, bot, no_session, rejected).",
+			Help: "Tracker calls by type (pageview, heartbeat, leave) and outcome (tracked, dnt, gpc, no_consent, bot, no_session, rate_limited, rejected).",
 		}, []string{"type", "outcome"}),
 	}
 	reg.MustRegister(m.requests, m.latency, m.hits)

@@ -171,9 +171,7 @@ func exportOf(e visitor.Export, now time.Time) exportJSON {
 			Given: ch.Given, ValidUntil: ch.ValidUntil}
 	}
 	for _, r := range e.Consents {
-		out.ConsentRecords = append(out.ConsentRecords, consentRecordJSON{VisitorID: r.VisitorID, Subject: r.Subject,
-			Time: r.Time, Analytics: r.Analytics, Marketing: r.Marketing, PolicyVersion: r.PolicyVersion,
-			TextSHA256: r.TextSHA256, Method: r.Method, IP: r.IP, UserAgent: r.UserAgent})
+		out.ConsentRecords = append(out.ConsentRecords, consentRecordOf(r))
 	}
 	for _, ch := range e.Chats {
 		prev := ch.Previous
@@ -184,6 +182,12 @@ func exportOf(e visitor.Export, now time.Time) exportJSON {
 			Contact: contactJSON(ch.Contact), Marketing: ch.Marketing, PreviousChats: prev})
 	}
 	return out
+}
+
+func consentRecordOf(r visitor.ConsentRecord) consentRecordJSON {
+	return consentRecordJSON{VisitorID: r.VisitorID, Subject: r.Subject, Time: r.Time, Analytics: r.Analytics,
+		Marketing: r.Marketing, PolicyVersion: r.PolicyVersion, TextSHA256: r.TextSHA256, Method: r.Method,
+		IP: r.IP, UserAgent: r.UserAgent}
 }
 
 func (a *api) exportVisitor(c *gin.Context) {
@@ -297,6 +301,10 @@ func (a *api) exportMine(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
+	if err := a.limit(c, site, visitor.LimitMe); err != nil {
+		a.fail(c, err)
+		return
+	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
 	defer cancel()
 	e, err := a.svc.ExportMine(ctx, site, tokenOf(c, site.ID))
@@ -314,6 +322,10 @@ func (a *api) eraseMine(c *gin.Context) {
 		return
 	}
 	if err := checkOrigin(c, site, false); err != nil {
+		a.fail(c, err)
+		return
+	}
+	if err := a.limit(c, site, visitor.LimitMe); err != nil {
 		a.fail(c, err)
 		return
 	}

@@ -23,6 +23,8 @@ func (a *api) routes(r *gin.Engine, o Options) {
 	r.GET("/v1/me", a.widget, a.exportMine)
 	r.DELETE("/v1/me", a.widget, a.eraseMine)
 	r.OPTIONS("/v1/me", a.preflight)
+	r.GET("/v1/sites/:site/widget-config", a.widget, a.widgetConfig)
+	r.OPTIONS("/v1/sites/:site/widget-config", a.preflight)
 
 	// Operators (Bearer key of the site; no CORS, cookies ignored).
 	r.GET("/v1/sites/:site/visitors/live", a.operator(operators...), a.live)
@@ -40,6 +42,20 @@ func (a *api) routes(r *gin.Engine, o Options) {
 	r.DELETE("/v1/sites/:site/chats/:chat", privacy, a.eraseChat)
 	r.GET("/v1/sites/:site/audit", privacy, a.audit)
 	r.GET("/v1/sites/:site/processing-record", privacy, a.processingRecord)
+
+	// Browser files from the binary: the widget script, the operator console and,
+	// with the built-in demo site, the demo shop (widget_assets.go).
+	r.GET("/v1/widget.js", a.script("widget.js"))
+	r.GET("/console", a.page("console.html", true))
+	r.GET("/console/console.js", a.script("console.js"))
+	r.GET("/console/console.css", a.script("console.css"))
+	if o.Demo {
+		r.GET("/demo", a.demoPage("/demo"))
+		r.GET("/demo/products", a.demoPage("/demo/products"))
+		r.GET("/demo/cart", a.demoPage("/demo/cart"))
+		r.GET("/demo/demo.js", a.script("demo.js"))
+		r.GET("/demo/demo.css", a.script("demo.css"))
+	}
 
 	// Ops.
 	r.GET("/healthz", a.healthz)

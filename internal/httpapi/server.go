@@ -37,6 +37,13 @@ type Options struct {
 	Ready func(context.Context) error
 	// PProf serves /debug/pprof.
 	PProf bool
+	// Demo serves the demo shop on /demo, for the built-in demo site.
+	Demo bool
+	// Limiter applies the sites' limits of chats, consent and /v1/me per IP,
+	// shared by every pod; nil applies none (tests that do not care).
+	Limiter visitor.RateLimiter
+	// PageViews limits track hits per IP in this process; nil applies none.
+	PageViews *PageViewLimiter
 }
 
 type api struct {
@@ -47,6 +54,8 @@ type api struct {
 	cookieSecure bool
 	trackTimeout time.Duration
 	ready        func(context.Context) error
+	limiter      visitor.RateLimiter
+	pageViews    *PageViewLimiter
 }
 
 // New returns the HTTP handler of the whole API.
@@ -55,6 +64,7 @@ func New(o Options) (http.Handler, error) {
 	a := &api{
 		svc: o.Service, sites: o.Service.Sites(), log: o.Logger, metrics: newMetrics(o.Registry),
 		cookieSecure: o.CookieSecure, trackTimeout: o.TrackTimeout, ready: o.Ready,
+		limiter: o.Limiter, pageViews: o.PageViews,
 	}
 	r := gin.New()
 	r.HandleMethodNotAllowed = true

@@ -76,6 +76,11 @@ func (a *api) track(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
+	if err := a.limitPageView(site, hit.IP); err != nil {
+		outcome = "rate_limited"
+		a.fail(c, err)
+		return
+	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), a.trackTimeout)
 	defer cancel()
 	res, err := a.svc.Track(ctx, hit)

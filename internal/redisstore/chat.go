@@ -81,26 +81,24 @@ func (s *Store) SaveChat(ctx context.Context, w visitor.ChatWrite) error {
 				"p", w.Webhook.Sealed, "e", w.Webhook.Event, "n", 0, "s", site.ID}},
 			&call{script: queueScript, keys: []string{queueKey(site.ID)}, args: []any{dkey, ms(w.Start), WebhookTTL.Milliseconds()}})
 	}
-	calls = append(calls, &call{script: putHashScript, keys: []string{ck}, args: fields})
-	member := "c:" + w.ChatID
 	var ekey string
 	if w.EmailIndex != "" {
 		ekey = emailKey(site.ID, w.EmailIndex)
 		fields = append(fields, "ei", ekey)
 	}
+	calls = append(calls, &call{script: putHashScript, keys: []string{ck}, args: fields})
+	member, subject := "c:"+w.ChatID, "c:"+w.ChatID
 	if w.VisitorKey != "" {
 		k := keysOf(site.ID, w.VisitorKey)
-		member = "v:" + w.VisitorID
+		member, subject = "v:"+w.VisitorID, w.VisitorKey
 		calls = append(calls, &call{script: chatIndexScript, keys: []string{k.chats, k.records, k.choice, k.indexes},
 			args: []any{w.ChatID, ms(w.Start), ms(chatsUntil), record, recordUntil, ms(w.Start), ekey}})
-	} else {
-		if record != "" {
-			calls = append(calls, &call{script: recordScript, keys: []string{ck + ":r"}, args: []any{record, recordUntil, ms(w.Start)}})
-		}
-		// A chat without identity is a subject of its own for the retention job.
-		calls = append(calls, &call{script: subjectScript, keys: []string{subjectsKey(site.ID)},
-			args: []any{member, ms(w.Start), SubjectsTTL.Milliseconds()}})
+	} else if record != "" {
+		calls = append(calls, &call{script: recordScript, keys: []string{ck + ":r"}, args: []any{record, recordUntil, ms(w.Start)}})
 	}
+	// The subject (a visitor, or a chat without identity, a subject of its own)
+	// enters the index the retention job walks.
+	calls = append(calls, subjectCall(site, subject, w.Start))
 	if ekey != "" {
 		calls = append(calls, &call{script: blindIndexScript, keys: []string{ekey},
 			args: []any{member, ms(chatsUntil), ms(w.Start)}})

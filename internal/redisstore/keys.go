@@ -37,6 +37,8 @@
 //	                                             geo and referrer at the start), wd (queued delivery), w
 //	ch:{shop:3q2Yx…}:r                  zset    marketing consent record of a chat without identity
 //	ch:{shop:3q2Yx…}:w:<id>             hash    a queued webhook delivery: p (sealed body), e (event), n (attempts)
+//	pf:{shop:<keyed hash of chat id>}   zset    consent proof of an erased chat, cut (subject hash,
+//	                                             time, choices, policy, text hash, method)
 //	e:{shop:<keyed hash of e-mail>}     zset    blind index: "v:<visitor id>" or "c:<chat id>", scored by expiry
 //
 // Site-level indexes are derived data and share the hash tag {<site>}:
@@ -47,9 +49,18 @@
 //	sj:{shop}                           zset    subject index the retention job walks: vkeys and
 //	                                             "c:<chat id>" of chats without identity, by last write
 //	er:{shop}                           zset    erasures started and not finished (the sweeper's list)
+//	lk:{shop}:reexpire                  string  the re-expiry job's lock: the owner's token, a lease of
+//	                                             reexpireLease renewed every batch
+//	ck:{shop}:reexpire                  hash    the job's checkpoint: s, m (score and member of the
+//	                                             last subject done), f (the flag's value the pass
+//	                                             started under), r (the windows it applies), t0 (its
+//	                                             start, Redis time ms); TTL LockTTL, renewed every batch
 //	wq:{shop}                           zset    webhook queue: delivery keys scored by next attempt (ms)
 //	wh:{shop:<id>}                      hash    a queued webhook delivery of an erased or rectified subject
 //	au:{shop}                           stream  audit trail: t, actor, action, target (keyed hash)
+//	rate:rl:{shop}:chat:<hash>          string  rate-limit counter (redis_rate's GCRA, which adds
+//	                                             "rate:"): kinds chat, consent, me; hash is the keyed
+//	                                             hash of the truncated IP (visitor.RateLimitKey)
 //
 // TTLs (invariant 3): profile and session index `profiles` retention and
 // sessions `sessions` retention, from the last write; the consent choice until
@@ -57,7 +68,9 @@
 // trimmed on read and write); tombstones 13 months; the live set 2 ×
 // session_timeout; counters 400 days; chats `chats` retention from their start;
 // the blind index its highest score; webhook deliveries and queue 3 days; the
-// audit stream `audit` retention, refreshed on write. Only keys under cfg: have none.
+// audit stream `audit` retention, refreshed on write; rate-limit counters until
+// their bucket is full again (at most a minute, set by redis_rate). Only keys
+// under cfg: have none.
 package redisstore
 
 import (
@@ -124,6 +137,9 @@ const LockTTL = 10 * time.Minute
 func subjectsKey(site string) string { return "sj:{" + site + "}" }
 
 func erasuresKey(site string) string { return "er:{" + site + "}" }
+
+// proofKey names the cut consent proof of an erased chat by its keyed hash.
+func proofKey(site, subject string) string { return "pf:{" + site + ":" + subject + "}" }
 
 func hookKey(site, id string) string { return "wh:{" + site + ":" + id + "}" }
 

@@ -56,8 +56,13 @@ func (s *Store) VisitorData(ctx context.Context, site *visitor.Site, vkey string
 	choice := pipe.HGetAll(ctx, k.choice)
 	records := pipe.ZRange(ctx, k.records, 0, -1)
 	chats := pipe.ZRange(ctx, k.chats, 0, -1)
+	tomb := pipe.Exists(ctx, k.tombstone)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return visitor.VisitorData{}, fmt.Errorf("visitor data: %w", translate(err))
+	}
+	if tomb.Val() > 0 {
+		// What an erasure leaves (cut consent proof) is no one's data.
+		return visitor.VisitorData{}, fmt.Errorf("visitor data: %w", visitor.ErrErased)
 	}
 	var d visitor.VisitorData
 	if p := prof.Val(); len(p) > 0 {
@@ -248,7 +253,7 @@ func (s *Store) Erase(ctx context.Context, site *visitor.Site, e visitor.Erasure
 			return fmt.Errorf("erase keys: %w", err)
 		}
 	}
-	if err := s.cutRecords(ctx, k.records, records.Val(), e.Subject); err != nil {
+	if err := s.cutRecords(ctx, k.records, k.records, records.Val(), e.Subject); err != nil {
 		return err
 	}
 	pipe = s.c.Pipeline()
@@ -262,7 +267,7 @@ func (s *Store) Erase(ctx context.Context, site *visitor.Site, e visitor.Erasure
 
 // cutRecords rewrites consent records to what proves compliance and points at
 // no one: keyed hash, time, choices, policy version, text hash and method.
-func (s *Store) cutRecords(ctx context.Context, key string, records []redis.Z, subject string) error {
+func (s *Store) cutRecords(ctx context.Context, key, dest string, records []redis.Z, subject string) error {
 	if len(records) == 0 {
 		return nil
 	}
@@ -280,8 +285,13 @@ func (s *Store) cutRecords(ctx context.Context, key string, records []redis.Z, s
 		}
 		args = append(args, string(b), int64(z.Score))
 	}
-	if err := s.run(ctx, &call{script: replaceRecordsScript, keys: []string{key}, args: args}); err != nil {
+	if err := s.run(ctx, &call{script: replaceRecordsScript, keys: []string{dest}, args: args}); err != nil {
 		return fmt.Errorf("cut consent records: %w", err)
+	}
+	if dest != key {
+		if err := s.c.Del(ctx, key).Err(); err != nil {
+			return fmt.Errorf("cut consent records: %w", translate(err))
+		}
 	}
 	return nil
 }
@@ -313,7 +323,9 @@ func (s *Store) eraseChat(ctx context.Context, site *visitor.Site, e visitor.Era
 	if err := s.run(ctx, &call{script: eraseChatScript, keys: []string{ck}}); err != nil {
 		return fmt.Errorf("erase chat: %w", err)
 	}
-	if err := s.cutRecords(ctx, ck+":r", records.Val(), e.Subject); err != nil {
+	// The proof of an erased chat leaves the key named by its id for one named by
+	// the keyed hash, which points at no one.
+	if err := s.cutRecords(ctx, ck+":r", proofKey(site.ID, e.Subject), records.Val(), e.Subject); err != nil {
 		return err
 	}
 	if err := s.c.ZRem(ctx, erasuresKey(site.ID), marker).Err(); err != nil {

@@ -19,7 +19,9 @@ local now = tonumber(ARGV[2])
 local c = redis.call('HMGET', KEYS[2], 'a', 'pv', 'u')
 if ARGV[3] == '1' then
   if c[1] ~= '1' or c[2] ~= ARGV[4] or tonumber(c[3] or '0') <= now then return 'no_consent' end
-elseif c[1] == '0' and tonumber(c[3] or '0') > now then
+elseif c[1] == '0' then
+  -- A refusal outlives its own validity until every identity it replaced has
+  -- expired (the key's TTL): tracking never resumes under a refused identity.
   return 'no_consent'
 end
 local p = redis.call('HMGET', KEYS[1], 'sid', 'ss', 'sl', 'ps', 'pc')
@@ -149,13 +151,14 @@ end
 //
 // KEYS: choice, records, tombstone, profile, session index.
 // ARGV: 1 analytics (0|1), 2 marketing (0|1), 3 policy version, 4 given ms,
-// 5 valid until ms, 6 record JSON, 7 record expiry ms, 8 now ms, 9 forget (0|1).
+// 5 valid until ms, 6 record JSON, 7 record expiry ms, 8 now ms, 9 forget (0|1),
+// 10 the choice's expire-at ms (a refusal's lasts as long as the identity it replaced could).
 // Returns: ok | erased.
 var consentScript = redis.NewScript(forgetLua + `
 if redis.call('EXISTS', KEYS[3]) == 1 then return 'erased' end
 local now = tonumber(ARGV[8])
 redis.call('HSET', KEYS[1], 'a', ARGV[1], 'm', ARGV[2], 'pv', ARGV[3], 't', ARGV[4], 'u', ARGV[5])
-redis.call('PEXPIREAT', KEYS[1], ARGV[5])
+redis.call('PEXPIREAT', KEYS[1], ARGV[10])
 redis.call('ZADD', KEYS[2], ARGV[7], ARGV[6])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 local top = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
@@ -164,7 +167,8 @@ if ARGV[9] == '1' then forget(KEYS[4], KEYS[5]) end
 return 'ok'
 `)
 
-var allScripts = []*redis.Script{hitScript, siteScript, forgetScript, consentScript, bindChatScript, putHashScript, chatIndexScript, recordScript, blindIndexScript, queueScript, auditScript, claimScript, subjectScript, eraseChatScript, replaceRecordsScript, rectifyScript, replaceSetScript}
+var allScripts = []*redis.Script{hitScript, siteScript, forgetScript, consentScript, bindChatScript, putHashScript, chatIndexScript, recordScript, blindIndexScript, queueScript, auditScript, claimScript, subjectScript, eraseChatScript, replaceRecordsScript, rectifyScript, replaceSetScript,
+	reexpireVisitorScript, reexpireChatScript, reexpireIndexScript, reexpireStartScript, reexpireEndScript}
 
 // recordLua defines record(key, json, expiry, now): adds a consent record to a
 // zset scored by its expiry, trims the expired ones and expires the key with

@@ -134,6 +134,12 @@ func siteCall(site *visitor.Site, vkey string, now time.Time, live string, add, 
 	}}
 }
 
+// subjectCall enters a subject in the site's subject index, which the retention
+// job walks.
+func subjectCall(site *visitor.Site, subject string, now time.Time) *call {
+	return &call{script: subjectScript, keys: []string{subjectsKey(site.ID)}, args: []any{subject, ms(now), SubjectsTTL.Milliseconds()}}
+}
+
 var hitOps = map[visitor.HitType]string{visitor.HitPageview: "p", visitor.HitHeartbeat: "h", visitor.HitLeave: "l"}
 
 // RecordHit writes a hit as one script on the visitor's slot plus one command on
@@ -264,9 +270,9 @@ func (s *Store) SaveConsent(ctx context.Context, w visitor.ConsentWrite) error {
 	c := w.Choice
 	save := &call{script: consentScript, keys: []string{k.choice, k.records, k.tombstone, k.profile, k.sessions}, args: []any{
 		bit(c.Analytics), bit(c.Marketing), c.PolicyVersion, ms(c.Given), ms(c.ValidUntil),
-		rec, ms(r.Time.Add(days(w.Retention.Consents))), ms(r.Time), bit(w.Forget),
+		rec, ms(r.Time.Add(days(w.Retention.Consents))), ms(r.Time), bit(w.Forget), ms(choiceExpiry(w)),
 	}}
-	calls := []*call{save}
+	calls := []*call{save, subjectCall(w.Site, w.VisitorKey, r.Time)}
 	if w.Forget {
 		calls = append(calls, siteCall(w.Site, w.VisitorKey, r.Time, "-", "", ""))
 	}
@@ -277,6 +283,19 @@ func (s *Store) SaveConsent(ctx context.Context, w visitor.ConsentWrite) error {
 		return fmt.Errorf("save consent: %w", visitor.ErrErased)
 	}
 	return s.waitReplicas(ctx)
+}
+
+// choiceExpiry is when a choice's key goes: a grant when it lapses; a refusal
+// not before every identity it replaced has expired, so a replayed old token
+// stays refused.
+func choiceExpiry(w visitor.ConsentWrite) time.Time {
+	until := w.Choice.ValidUntil
+	if !w.Choice.Analytics {
+		if idEnd := w.Record.Time.Add(visitor.MaxCookieLifetime); idEnd.After(until) {
+			until = idEnd
+		}
+	}
+	return until
 }
 
 // waitReplicas blocks until minReplicas replicas acknowledged this client's writes.

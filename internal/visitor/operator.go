@@ -135,6 +135,10 @@ func (s *Service) Live(ctx context.Context, a Actor, within time.Duration, curso
 		if since, offset, ok = s.openCursor(a.Site.ID, cursor); !ok {
 			return LivePage{}, fmt.Errorf("%w: cursor is not valid", ErrInvalid)
 		}
+		// An old cursor never reaches further back than the live view may.
+		if floor := now.Add(-MaxLiveWithin); since.Before(floor) {
+			since = floor
+		}
 	}
 	rows, more, err := s.store.Live(ctx, a.Site, since, offset, limit)
 	if err != nil {
@@ -195,6 +199,9 @@ type ChatView struct {
 	Device    Device
 	Referrer  string
 	Previous  []PreviousChat
+	// Consents are the chat's own consent records (a chat without identity),
+	// shown to the privacy team only: its GET is that subject's export.
+	Consents []ConsentRecord
 }
 
 // PreviousChat is an earlier chat of the visitor, attributed to a new chat.
@@ -220,12 +227,18 @@ func (s *Service) ChatContext(ctx context.Context, a Actor, chatID string) (Chat
 	if err := s.audit(ctx, site, a.KeyID, "chat.read", "chat", chatID); err != nil {
 		return ChatView{}, err
 	}
+	var consents []ConsentRecord
+	if a.Role == RolePrivacy {
+		if consents, err = s.store.ChatConsents(ctx, site, chatID); err != nil {
+			return ChatView{}, fmt.Errorf("chat consents of %s: %w", site.ID, err)
+		}
+	}
 	contact, err := s.openContact(site.ID, c)
 	if err != nil {
 		return ChatView{}, err
 	}
 	v := ChatView{ID: c.ID, Start: c.Start, Contact: contact, Marketing: c.Marketing, URL: c.URL,
-		Location: c.Location, Device: c.Device, Referrer: c.Referrer}
+		Location: c.Location, Device: c.Device, Referrer: c.Referrer, Consents: consents}
 	if c.SessionID != "" && c.VisitorKey != "" {
 		if v.Trail, err = s.store.Trail(ctx, site, c.VisitorKey, c.SessionID); err != nil {
 			return ChatView{}, fmt.Errorf("chat trail of %s: %w", site.ID, err)

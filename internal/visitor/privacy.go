@@ -3,6 +3,7 @@ package visitor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -117,6 +118,16 @@ type ChatExport struct {
 	Previous  []string
 }
 
+// visitorData reads a visitor's data; an erased visitor is ErrNotFound: what the
+// erasure left points at no one.
+func (s *Service) visitorData(ctx context.Context, site *Site, visitorID string) (VisitorData, error) {
+	d, err := s.store.VisitorData(ctx, site, s.hasher.VisitorKey(site.ID, visitorID))
+	if errors.Is(err, ErrErased) {
+		return VisitorData{}, fmt.Errorf("%w: the visitor was erased", ErrNotFound)
+	}
+	return d, err
+}
+
 func (s *Service) visitorSubject(site *Site, visitorID string) error {
 	if !ValidVisitorID(visitorID) {
 		return fmt.Errorf("%w: no visitor %q", ErrNotFound, truncateUTF8(visitorID, 40))
@@ -146,7 +157,7 @@ func (s *Service) ExportVisitor(ctx context.Context, a Actor, visitorID string) 
 	if err := s.visitorSubject(a.Site, visitorID); err != nil {
 		return Export{}, err
 	}
-	d, err := s.store.VisitorData(ctx, a.Site, s.hasher.VisitorKey(a.Site.ID, visitorID))
+	d, err := s.visitorData(ctx, a.Site, visitorID)
 	if err != nil {
 		return Export{}, fmt.Errorf("export visitor of %s: %w", a.Site.ID, err)
 	}
@@ -206,7 +217,7 @@ func (s *Service) RectifyVisitor(ctx context.Context, a Actor, visitorID string,
 		return Export{}, err
 	}
 	vkey := s.hasher.VisitorKey(a.Site.ID, visitorID)
-	d, err := s.store.VisitorData(ctx, a.Site, vkey)
+	d, err := s.visitorData(ctx, a.Site, visitorID)
 	if err != nil {
 		return Export{}, fmt.Errorf("rectify visitor of %s: %w", a.Site.ID, err)
 	}
@@ -308,7 +319,7 @@ func (s *Service) EraseVisitor(ctx context.Context, a Actor, visitorID string) e
 		return err
 	}
 	vkey := s.hasher.VisitorKey(a.Site.ID, visitorID)
-	d, err := s.store.VisitorData(ctx, a.Site, vkey)
+	d, err := s.visitorData(ctx, a.Site, visitorID)
 	if err != nil {
 		return fmt.Errorf("erase visitor of %s: %w", a.Site.ID, err)
 	}
@@ -381,6 +392,10 @@ func (s *Service) ExportMine(ctx context.Context, site *Site, token string) (Exp
 		return Export{}, err
 	}
 	e, err := s.ExportVisitor(ctx, Actor{Site: site, KeyID: "visitor", Role: RolePrivacy}, id)
+	if errors.Is(err, ErrNotFound) {
+		// An erased visitor's token is foreign from then on.
+		return Export{}, fmt.Errorf("%w: a valid identity token is required", ErrUnauthorized)
+	}
 	if err != nil {
 		return Export{}, err
 	}

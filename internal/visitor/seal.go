@@ -72,15 +72,16 @@ func (s *Sealer) Open(site, field, record, sealed string) (string, error) {
 	kid, b64, ok := strings.Cut(sealed, ":")
 	aead, known := s.aeads[kid]
 	if !ok || !known {
-		return "", fmt.Errorf("open %s of %s: unknown data key %q", field, record, kid)
+		return "", fmt.Errorf("open %s: unknown data key %q", field, kid)
 	}
 	b, err := base64.RawStdEncoding.DecodeString(b64)
 	if err != nil || len(b) < aead.NonceSize() {
-		return "", fmt.Errorf("open %s of %s: malformed ciphertext", field, record)
+		return "", fmt.Errorf("open %s: malformed ciphertext", field)
 	}
 	plain, err := aead.Open(nil, b[:aead.NonceSize()], b[aead.NonceSize():], additionalData(site, field, record))
 	if err != nil {
-		return "", fmt.Errorf("open %s of %s: %w", field, record, err)
+		// The record id stays out of the error: errors reach logs.
+		return "", fmt.Errorf("open %s: %w", field, err)
 	}
 	return string(plain), nil
 }

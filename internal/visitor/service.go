@@ -31,6 +31,7 @@ type Store interface {
 	RetentionStore
 	PrivacyStore
 	AuditStore
+	ReexpiryStore
 }
 
 // Devices turns a User-Agent into a Device.

@@ -1,0 +1,286 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// corpus is DESIGN.md's load corpus: 10k visitors, 30% of page views by
+// returning visitors (who send their token), URLs of 40–120 bytes, titles of
+// 20–80, 2k distinct User-Agents (3% bots), 5% DNT.
+type corpus struct {
+	bodies   [][]byte
+	uas      []string
+	ips      []string
+	visitors int
+	tokens   []atomic.Pointer[string]
+}
+
+func newCorpus(visitors, distinctUAs int) *corpus {
+	rng := rand.New(rand.NewPCG(7, 11))
+	word := func(min, max int) string {
+		n := min + rng.IntN(max-min+1)
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = "abcdefghijklmnopqrstuvwxyz-/"[rng.IntN(28)]
+		}
+		return string(b)
+	}
+	c := &corpus{visitors: visitors, tokens: make([]atomic.Pointer[string], visitors)}
+	for i := range distinctUAs {
+		if i%33 == 0 {
+			c.uas = append(c.uas, fmt.Sprintf("Mozilla/5.0 (compatible; Crawler%d/2.1; +http://crawler.example/bot.html)", i))
+			continue
+		}
+		c.uas = append(c.uas, fmt.Sprintf("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/%d.0.%d.0 Safari/537.36", 90+i%40, i))
+	}
+	// Each visitor has an address of its own, sent in X-Forwarded-For from the
+	// trusted loopback peer, so the per-IP page-view limit sees many visitors.
+	for v := range visitors {
+		c.ips = append(c.ips, fmt.Sprintf("100.%d.%d.1", 64+v>>8&63, v&255))
+	}
+	for range 8192 {
+		// "https://bench.example/" is 22 bytes; the path makes the URL 40–120 bytes.
+		url := "https://bench.example/" + word(18, 98)
+		b, _ := json.Marshal(map[string]string{"site": "bench", "type": "pageview", "url": url, "title": word(20, 80),
+			"referrer": "https://www.search.example/"})
+		c.bodies = append(c.bodies, b)
+	}
+	return c
+}
+
+// request builds the i-th request of the corpus for target.
+func (c *corpus) request(target string, rng *rand.Rand) (*http.Request, int) {
+	body := c.bodies[rng.IntN(len(c.bodies))]
+	r, _ := http.NewRequest(http.MethodPost, target+"/v1/track", bytes.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	v := rng.IntN(c.visitors)
+	r.Header.Set("User-Agent", c.uas[v%len(c.uas)])
+	r.Header.Set("X-Forwarded-For", c.ips[v])
+	if rng.IntN(100) < 5 {
+		r.Header.Set("DNT", "1")
+	}
+	if rng.IntN(100) < 30 {
+		if t := c.tokens[v].Load(); t != nil {
+			r.Header.Set("X-Visitor-Token", *t)
+			return r, -1
+		}
+	}
+	return r, v
+}
+
+// result is one run against one target.
+type result struct {
+	rps      float64
+	p50, p99 time.Duration
+	errors   int
+	tracked  int
+}
+
+// load sends the corpus to target from conns connections: warmup unmeasured,
+// then duration measured.
+func load(ctx context.Context, target string, c *corpus, conns int, warmup, duration time.Duration) result {
+	tr := &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	var measuring atomic.Bool
+	var wg sync.WaitGroup
+	lat := make([][]time.Duration, conns)
+	errs := make([]int, conns)
+	stop := make(chan struct{})
+	for w := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
+			lat[w] = make([]time.Duration, 0, 1<<16)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req, v := c.request(target, rng)
+				start := time.Now()
+				res, err := client.Do(req.WithContext(ctx))
+				if err != nil {
+					if measuring.Load() {
+						errs[w]++
+					}
+					continue
+				}
+				b, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				elapsed := time.Since(start)
+				if res.StatusCode >= 300 {
+					if measuring.Load() {
+						errs[w]++
+					}
+					continue
+				}
+				if v >= 0 {
+					if tok := tokenOf(res, b); tok != "" {
+						c.tokens[v].Store(&tok)
+					}
+				}
+				if measuring.Load() {
+					lat[w] = append(lat[w], elapsed)
+				}
+			}
+		}()
+	}
+	time.Sleep(warmup)
+	measuring.Store(true)
+	start := time.Now()
+	time.Sleep(duration)
+	measuring.Store(false)
+	elapsed := time.Since(start)
+	close(stop)
+	wg.Wait()
+	var all []time.Duration
+	r := result{}
+	for w := range conns {
+		all = append(all, lat[w]...)
+		r.errors += errs[w]
+	}
+	if len(all) == 0 {
+		return r
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	r.rps = float64(len(all)) / elapsed.Seconds()
+	r.p50 = all[len(all)/2]
+	r.p99 = all[len(all)*99/100]
+	return r
+}
+
+// tokenOf is the identity a response carries: visitord's JSON token, or the
+// floor's cookie.
+func tokenOf(res *http.Response, body []byte) string {
+	var m struct {
+		Token string `json:"token"`
+	}
+	if len(body) > 0 && json.Unmarshal(body, &m) == nil && m.Token != "" {
+		return m.Token
+	}
+	return ""
+}
+
+// profileUnderLoad records a 10 s CPU profile of visitord while 64 connections load it.
+func profileUnderLoad(ctx context.Context, target string, c *corpus, path string) error {
+	done := make(chan result)
+	go func() { done <- load(ctx, target, c, 64, time.Second, 12*time.Second) }()
+	time.Sleep(1500 * time.Millisecond)
+	res, err := http.Get(target + "/debug/pprof/profile?seconds=10")
+	if err != nil {
+		<-done
+		return fmt.Errorf("profile: %w", err)
+	}
+	defer res.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		<-done
+		return err
+	}
+	_, err = io.Copy(f, res.Body)
+	f.Close()
+	<-done
+	return err
+}
+
+// measureMemory reports Redis memory per visitor and per stored page view:
+// first 10k new visitors with one page view each, then n page views by those
+// visitors (their sessions stay open), read with INFO memory.
+func measureMemory(ctx context.Context, rs *redisServer, target string, n int) error {
+	if err := rs.flush(); err != nil {
+		return err
+	}
+	base, err := rs.usedMemory()
+	if err != nil {
+		return err
+	}
+	const visitors = 10000
+	ua := "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+	c := newCorpus(visitors, 1)
+	tokens := make([]string, visitors)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	send := func(body []byte, token string) (string, error) {
+		r, _ := http.NewRequestWithContext(ctx, http.MethodPost, target+"/v1/track", bytes.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("User-Agent", ua)
+		r.Header.Set("X-Forwarded-For", c.ips[rand.IntN(visitors)])
+		if token != "" {
+			r.Header.Set("X-Visitor-Token", token)
+		}
+		res, err := client.Do(r)
+		if err != nil {
+			return "", err
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("status %d: %s", res.StatusCode, b)
+		}
+		return tokenOf(res, b), nil
+	}
+	parallel := func(count int, f func(i int) error) error {
+		var wg sync.WaitGroup
+		var first atomic.Value
+		next := atomic.Int64{}
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := int(next.Add(1)) - 1
+					if i >= count || first.Load() != nil {
+						return
+					}
+					if err := f(i); err != nil {
+						first.CompareAndSwap(nil, err)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if err, _ := first.Load().(error); err != nil {
+			return err
+		}
+		return nil
+	}
+	if err := parallel(visitors, func(i int) error {
+		t, err := send(c.bodies[i%len(c.bodies)], "")
+		tokens[i] = t
+		return err
+	}); err != nil {
+		return fmt.Errorf("memory: %w", err)
+	}
+	afterVisitors, err := rs.usedMemory()
+	if err != nil {
+		return err
+	}
+	if err := parallel(n, func(i int) error {
+		_, err := send(c.bodies[(i*7)%len(c.bodies)], tokens[i%visitors])
+		return err
+	}); err != nil {
+		return fmt.Errorf("memory: %w", err)
+	}
+	after, err := rs.usedMemory()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nRedis memory (INFO used_memory), corpus URLs and titles:\n")
+	fmt.Printf("| measure | bytes |\n|---|---|\n")
+	fmt.Printf("| per visitor (profile, first session with one page, indexes), over %d visitors | %.0f |\n", visitors, float64(afterVisitors-base)/visitors)
+	fmt.Printf("| per further stored page view, over %d page views | %.0f |\n", n, float64(after-afterVisitors)/float64(n))
+	return nil
+}

@@ -1,0 +1,687 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/visitord/visitord/internal/redistest"
+	"github.com/visitord/visitord/internal/visitor"
+)
+
+// opBehindProxy makes the test client a trusted proxy, so X-Forwarded-For
+// names the visitor's address.
+func opBehindProxy(o *envOptions) {
+	o.trustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+}
+
+// opTrack sends a page view with a referrer and extra headers; it fails the
+// test unless the view is tracked and returns the token.
+func opTrack(e *env, site, url, referrer, token string, headers map[string]string) string {
+	e.t.Helper()
+	h := map[string]string{}
+	maps.Copy(h, headers)
+	if token != "" {
+		h[tokenHeader] = token
+	}
+	b, _ := json.Marshal(map[string]string{"site": site, "type": "pageview", "url": url, "title": "Title of " + url, "referrer": referrer})
+	r := e.do(req{method: http.MethodPost, path: "/v1/track", body: string(b), headers: h})
+	m := r.json(e.t)
+	if r.status != http.StatusOK || m["tracked"] != true {
+		e.t.Fatalf("pageview of %s: status %d, body %s", url, r.status, r.body)
+	}
+	return m["token"].(string)
+}
+
+// opGet sends an operator GET with a raw Authorization value ("" for none).
+func opGet(e *env, path, authorization string, headers map[string]string, cookies ...*http.Cookie) resp {
+	e.t.Helper()
+	h := map[string]string{}
+	maps.Copy(h, headers)
+	if authorization != "" {
+		h["Authorization"] = authorization
+	}
+	return e.do(req{method: http.MethodGet, path: path, headers: h, cookies: cookies})
+}
+
+// opLive is the live view as the API answers it.
+type opLive struct {
+	Visitors []struct {
+		Pseudonym   string `json:"pseudonym"`
+		CurrentPage struct {
+			URL   string `json:"url"`
+			Title string `json:"title"`
+		} `json:"current_page"`
+		Pages          int     `json:"pages"`
+		SessionSeconds float64 `json:"session_seconds"`
+	} `json:"visitors"`
+	NextCursor string `json:"next_cursor"`
+}
+
+func opDecode[T any](t testing.TB, r resp) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(r.body, &v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+	return v
+}
+
+// opPseudonyms lists the pseudonyms of a live page, in order.
+func opPseudonyms(l opLive) []string {
+	out := make([]string, 0, len(l.Visitors))
+	for _, v := range l.Visitors {
+		out = append(out, v.Pseudonym)
+	}
+	return out
+}
+
+// opPseudonymOf is the pseudonym the live view must show for a visitor's
+// current session: a per-site keyed hash of its session id.
+func opPseudonymOf(e *env, site, token string) string {
+	e.t.Helper()
+	sid := e.profile(site, e.visitorID(site, token))["sid"]
+	if sid == "" {
+		e.t.Fatalf("visitor of %s has no session", site)
+	}
+	return e.hasher.Short(site, visitor.PurposePseudonym, sid)
+}
+
+// opChat starts a chat on shop and returns its id.
+func opChat(e *env, token, name, email string) string {
+	e.t.Helper()
+	r := e.startChat("shop", token, name, email, shopOrigin+"/help", nil)
+	if r.status != http.StatusCreated {
+		e.t.Fatalf("chat start: %d %s", r.status, r.body)
+	}
+	return r.json(e.t)["chat_id"].(string)
+}
+
+// Invariant 7 and the operator routes' auth: a Bearer key of the route's site
+// with role operator or privacy; anything else 401 (with WWW-Authenticate) or
+// 403; never CORS headers, never cached.
+func TestOperatorAuth(t *testing.T) {
+	e := newEnv(t)
+	token := e.mustTrack("shop", shopOrigin+"/pricing", "")
+	chatID := opChat(e, token, "Ada Lovelace", "ada@math.example")
+
+	routes := []struct {
+		name string
+		path string
+	}{
+		{"live", "/v1/sites/shop/visitors/live"},
+		{"chat", "/v1/sites/shop/chats/" + chatID},
+		{"stats", "/v1/sites/shop/stats"},
+	}
+	cases := []struct {
+		name          string
+		authorization string
+		status        int
+		code          string
+	}{
+		{name: "no authorization", authorization: "", status: http.StatusUnauthorized, code: "unauthorized"},
+		{name: "wrong key", authorization: "Bearer op-shop-key-0123456789abcdeX", status: http.StatusUnauthorized, code: "unauthorized"},
+		{name: "empty bearer", authorization: "Bearer ", status: http.StatusUnauthorized, code: "unauthorized"},
+		{name: "basic scheme", authorization: "Basic " + base64.StdEncoding.EncodeToString([]byte("agent-1:"+shopOperatorKey)), status: http.StatusUnauthorized, code: "unauthorized"},
+		{name: "basic scheme with the key", authorization: "Basic " + shopOperatorKey, status: http.StatusUnauthorized, code: "unauthorized"},
+		{name: "key without scheme", authorization: shopOperatorKey, status: http.StatusUnauthorized, code: "unauthorized"},
+		{name: "key of another site", authorization: "Bearer " + blogOperatorKey, status: http.StatusForbidden, code: "forbidden"},
+		{name: "operator key", authorization: "Bearer " + shopOperatorKey, status: http.StatusOK},
+		{name: "privacy key", authorization: "Bearer " + shopPrivacyKey, status: http.StatusOK},
+	}
+	for _, rt := range routes {
+		for _, tc := range cases {
+			t.Run(rt.name+"/"+tc.name, func(t *testing.T) {
+				r := opGet(e, rt.path, tc.authorization, map[string]string{"Origin": shopOrigin})
+				if r.status != tc.status {
+					t.Fatalf("status = %d, want %d: %s", r.status, tc.status, r.body)
+				}
+				if tc.code != "" {
+					if got := r.errorCode(t); got != tc.code {
+						t.Errorf("error code = %q, want %q", got, tc.code)
+					}
+					for _, leak := range []string{"Ada", "ada@math.example", "/pricing"} {
+						if strings.Contains(string(r.body), leak) {
+							t.Errorf("refused response contains %q: %s", leak, r.body)
+						}
+					}
+				}
+				wantAuth := tc.status == http.StatusUnauthorized
+				if got := r.header.Get("WWW-Authenticate"); (got != "") != wantAuth || (wantAuth && !strings.HasPrefix(got, "Bearer")) {
+					t.Errorf("WWW-Authenticate = %q, want a Bearer challenge: %v", got, wantAuth)
+				}
+				if got := r.header.Get("Cache-Control"); got != "no-store" {
+					t.Errorf("Cache-Control = %q, want no-store", got)
+				}
+				for _, h := range []string{"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials"} {
+					if got := r.header.Get(h); got != "" {
+						t.Errorf("operator route sent %s: %q", h, got)
+					}
+				}
+			})
+		}
+	}
+
+	t.Run("unknown site", func(t *testing.T) {
+		for _, path := range []string{"/v1/sites/nosuch/visitors/live", "/v1/sites/nosuch/chats/" + chatID, "/v1/sites/nosuch/stats"} {
+			r := e.operatorGet(path, shopOperatorKey)
+			if r.status != http.StatusNotFound || r.errorCode(t) != "unknown_site" {
+				t.Errorf("GET %s: %d %s, want 404 unknown_site", path, r.status, r.body)
+			}
+		}
+	})
+
+	// Invariant 7 from the other side: blog's own key on blog's routes sees
+	// nothing of shop, not even by a shop chat id.
+	t.Run("tenant isolation", func(t *testing.T) {
+		r := e.operatorGet("/v1/sites/blog/chats/"+chatID, blogOperatorKey)
+		if r.status != http.StatusNotFound || r.errorCode(t) != "not_found" {
+			t.Errorf("shop chat on blog: %d %s, want 404 not_found", r.status, r.body)
+		}
+		live := opDecode[opLive](t, e.operatorGet("/v1/sites/blog/visitors/live", blogOperatorKey))
+		if len(live.Visitors) != 0 {
+			t.Errorf("blog's live view lists shop's visitors: %+v", live)
+		}
+		stats := e.operatorGet("/v1/sites/blog/stats", blogOperatorKey).json(t)
+		if stats["tracked"] != float64(0) {
+			t.Errorf("blog's stats count shop's page views: %v", stats)
+		}
+		if r := e.operatorGet("/v1/sites/blog/stats", shopOperatorKey); r.status != http.StatusForbidden {
+			t.Errorf("shop key on blog: %d, want 403", r.status)
+		}
+	})
+}
+
+// Operator routes ignore cookies: an identity cookie neither authenticates nor
+// changes an answer, and none is set.
+func TestOperatorIgnoresCookies(t *testing.T) {
+	e := newEnv(t)
+	token := e.mustTrack("shop", shopOrigin+"/a", "")
+	e.mustTrack("shop", shopOrigin+"/b", "")
+	chatID := opChat(e, token, "Ada Lovelace", "ada@math.example")
+	cookie := &http.Cookie{Name: "vt_shop", Value: token}
+
+	for _, path := range []string{"/v1/sites/shop/visitors/live", "/v1/sites/shop/chats/" + chatID, "/v1/sites/shop/stats"} {
+		plain := e.operatorGet(path, shopOperatorKey)
+		withCookie := opGet(e, path, "Bearer "+shopOperatorKey, map[string]string{"Origin": shopOrigin}, cookie)
+		if plain.status != http.StatusOK || withCookie.status != http.StatusOK {
+			t.Fatalf("GET %s: %d / %d", path, plain.status, withCookie.status)
+		}
+		if diff := cmp.Diff(plain.json(t), withCookie.json(t)); diff != "" {
+			t.Errorf("GET %s: a vt_shop cookie changed the answer (-without +with):\n%s", path, diff)
+		}
+		if len(withCookie.cookies) != 0 {
+			t.Errorf("GET %s set cookies: %v", path, withCookie.cookies)
+		}
+		if r := opGet(e, path, "", nil, cookie); r.status != http.StatusUnauthorized {
+			t.Errorf("GET %s with a cookie and no key: %d, want 401", path, r.status)
+		}
+	}
+}
+
+// The live view's parameters: within 1m..30m (default 5m), limit 1..200.
+func TestOperatorLiveBounds(t *testing.T) {
+	e := newEnv(t)
+	e.mustTrack("shop", shopOrigin+"/", "")
+	for _, tc := range []struct {
+		name   string
+		query  string
+		status int
+	}{
+		{name: "defaults", query: "", status: http.StatusOK},
+		{name: "within 1m", query: "within=1m", status: http.StatusOK},
+		{name: "within 30m", query: "within=30m", status: http.StatusOK},
+		{name: "within 30s", query: "within=30s", status: http.StatusBadRequest},
+		{name: "within 31m", query: "within=31m", status: http.StatusBadRequest},
+		{name: "within 0s", query: "within=0s", status: http.StatusBadRequest},
+		{name: "within negative", query: "within=-5m", status: http.StatusBadRequest},
+		{name: "within not a duration", query: "within=five", status: http.StatusBadRequest},
+		{name: "limit 1", query: "limit=1", status: http.StatusOK},
+		{name: "limit 200", query: "limit=200", status: http.StatusOK},
+		{name: "limit 201", query: "limit=201", status: http.StatusBadRequest},
+		{name: "limit 0", query: "limit=0", status: http.StatusBadRequest},
+		{name: "limit negative", query: "limit=-1", status: http.StatusBadRequest},
+		{name: "limit not a number", query: "limit=ten", status: http.StatusBadRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.operatorGet("/v1/sites/shop/visitors/live?"+tc.query, shopOperatorKey)
+			if r.status != tc.status {
+				t.Fatalf("status = %d, want %d: %s", r.status, tc.status, r.body)
+			}
+			if tc.status == http.StatusBadRequest && r.errorCode(t) != "invalid_request" {
+				t.Errorf("error code = %q, want invalid_request", r.errorCode(t))
+			}
+			if tc.status == http.StatusOK && len(opDecode[opLive](t, r).Visitors) != 1 {
+				t.Errorf("live view: %s, want the one visitor", r.body)
+			}
+		})
+	}
+}
+
+// Sessions idle longer than within drop out of the live view; the default
+// window is 5 minutes.
+func TestOperatorLiveWindow(t *testing.T) {
+	e := newEnv(t)
+	early := e.mustTrack("shop", shopOrigin+"/early", "")
+	e.clock.Advance(2 * time.Minute)
+	late := e.mustTrack("shop", shopOrigin+"/late", "")
+	pEarly, pLate := opPseudonymOf(e, "shop", early), opPseudonymOf(e, "shop", late)
+
+	e.clock.Advance(4 * time.Minute) // early idle 6m, late idle 4m
+	for _, tc := range []struct {
+		name  string
+		query string
+		want  []string
+	}{
+		{name: "default 5m", query: "", want: []string{pLate}},
+		{name: "within 5m", query: "within=5m", want: []string{pLate}},
+		{name: "within 3m", query: "within=3m", want: []string{}},
+		{name: "within 7m", query: "within=7m", want: []string{pLate, pEarly}},
+		{name: "within 30m", query: "within=30m", want: []string{pLate, pEarly}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := opPseudonyms(opDecode[opLive](t, e.operatorGet("/v1/sites/shop/visitors/live?"+tc.query, shopOperatorKey)))
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("live view (-want +got):\n%s", diff)
+			}
+		})
+	}
+
+	// A heartbeat keeps a session live.
+	if r := e.hit("shop", "heartbeat", early); r.status != http.StatusOK || r.json(t)["tracked"] != true {
+		t.Fatalf("heartbeat: %d %s", r.status, r.body)
+	}
+	got := opPseudonyms(opDecode[opLive](t, e.operatorGet("/v1/sites/shop/visitors/live?within=1m", shopOperatorKey)))
+	if diff := cmp.Diff([]string{pEarly}, got); diff != "" {
+		t.Errorf("live view after a heartbeat (-want +got):\n%s", diff)
+	}
+}
+
+// A row carries the current session only: pseudonym, current page, pages,
+// time in the session, geo, device and referrer; no visitor id, first-seen,
+// visit count or returning flag (invariant 4).
+func TestOperatorLiveRow(t *testing.T) {
+	e := newEnv(t, opBehindProxy)
+	h := map[string]string{"X-Forwarded-For": londonIP, "User-Agent": iphoneUA}
+	token := opTrack(e, "shop", shopOrigin+"/landing?utm_source=news&secret=1", "https://search.example/q?words=x", "", h)
+	e.clock.Advance(90 * time.Second)
+	opTrack(e, "shop", shopOrigin+"/pricing", "", token, h)
+	// A second visitor, so the row is picked by its pseudonym.
+	e.mustTrack("shop", shopOrigin+"/other", "")
+
+	r := e.operatorGet("/v1/sites/shop/visitors/live", shopOperatorKey)
+	var raw struct {
+		Visitors []map[string]any `json:"visitors"`
+	}
+	if err := json.Unmarshal(r.body, &raw); err != nil || r.status != http.StatusOK {
+		t.Fatalf("live: %d %s", r.status, r.body)
+	}
+	pseudonym := opPseudonymOf(e, "shop", token)
+	var row map[string]any
+	for _, v := range raw.Visitors {
+		if v["pseudonym"] == pseudonym {
+			row = v
+		}
+	}
+	if row == nil {
+		t.Fatalf("no row with pseudonym %s (a keyed hash of the session id): %s", pseudonym, r.body)
+	}
+
+	wantFields := []string{"current_page", "device", "location", "pages", "pseudonym", "referrer", "session_seconds"}
+	for _, f := range wantFields {
+		if _, ok := row[f]; !ok {
+			t.Errorf("row lacks %q: %v", f, row)
+		}
+	}
+	for f := range row {
+		lf := strings.ToLower(f)
+		for _, banned := range []string{"visitor", "first", "visits", "visit_count", "returning", "sessions", "token", "ip"} {
+			if strings.Contains(lf, banned) {
+				t.Errorf("row has field %q (invariant 4): %v", f, row)
+			}
+		}
+	}
+	type rowJSON struct {
+		CurrentPage struct {
+			URL   string `json:"url"`
+			Title string `json:"title"`
+		} `json:"current_page"`
+		Pages          int          `json:"pages"`
+		SessionSeconds float64      `json:"session_seconds"`
+		Location       locationJSON `json:"location"`
+		Device         deviceJSON   `json:"device"`
+		Referrer       string       `json:"referrer"`
+	}
+	b, _ := json.Marshal(row)
+	var got rowJSON
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.CurrentPage.URL != shopOrigin+"/pricing" || got.CurrentPage.Title != "Title of "+shopOrigin+"/pricing" {
+		t.Errorf("current page = %+v", got.CurrentPage)
+	}
+	if got.Pages != 2 || got.SessionSeconds != 90 {
+		t.Errorf("pages = %d, session_seconds = %v; want 2 and 90", got.Pages, got.SessionSeconds)
+	}
+	if want := (locationJSON{Country: "GB", Region: "ENG", City: "London", TimeZone: "Europe/London"}); got.Location != want {
+		t.Errorf("location = %+v, want %+v", got.Location, want)
+	}
+	if !got.Device.Mobile || got.Device.Browser == "" || got.Device.OS == "" {
+		t.Errorf("device = %+v, want the iPhone's", got.Device)
+	}
+	if got.Referrer != "https://search.example" {
+		t.Errorf("referrer = %q, want the external referrer's origin", got.Referrer)
+	}
+	vid := e.visitorID("shop", token)
+	for _, leak := range []string{vid, token, e.hasher.VisitorKey("shop", vid), londonIP, "secret=1", "/landing"} {
+		if strings.Contains(string(r.body), leak) {
+			t.Errorf("live view contains %q: %s", leak, r.body)
+		}
+	}
+}
+
+// Paging: the signed cursor walks every live visitor exactly once, most
+// recent first; a tampered cursor, or one of another site, is refused.
+func TestOperatorLivePaging(t *testing.T) {
+	e := newEnv(t)
+	var want []string
+	for i := range 5 {
+		token := e.mustTrack("shop", fmt.Sprintf("%s/page/%d", shopOrigin, i), "")
+		want = append([]string{opPseudonymOf(e, "shop", token)}, want...) // most recent first
+		e.clock.Advance(time.Second)
+	}
+
+	var got []string
+	var cursors []string
+	path := "/v1/sites/shop/visitors/live?limit=2"
+	for page := 0; ; page++ {
+		if page > 5 {
+			t.Fatalf("paging does not end: %v", got)
+		}
+		r := e.operatorGet(path, shopOperatorKey)
+		if r.status != http.StatusOK {
+			t.Fatalf("page %d: %d %s", page, r.status, r.body)
+		}
+		l := opDecode[opLive](t, r)
+		if len(l.Visitors) > 2 {
+			t.Fatalf("page %d has %d rows, limit 2", page, len(l.Visitors))
+		}
+		got = append(got, opPseudonyms(l)...)
+		if l.NextCursor == "" {
+			break
+		}
+		cursors = append(cursors, l.NextCursor)
+		path = "/v1/sites/shop/visitors/live?limit=2&cursor=" + l.NextCursor
+		e.clock.Advance(10 * time.Second) // the cursor, not the clock, fixes the window
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("visitors over all pages (-want +got):\n%s", diff)
+	}
+	if len(cursors) != 2 {
+		t.Errorf("cursors = %d, want 2 (pages of 2, 2 and 1)", len(cursors))
+	}
+
+	// A privacy key of the same site may use the cursor.
+	if r := e.operatorGet("/v1/sites/shop/visitors/live?limit=2&cursor="+cursors[0], shopPrivacyKey); r.status != http.StatusOK {
+		t.Errorf("shop cursor with shop's privacy key: %d %s", r.status, r.body)
+	}
+
+	// blog's cursor, from blog's own live view.
+	e.mustTrack("blog", blogOrigin+"/a", "")
+	e.mustTrack("blog", blogOrigin+"/b", "")
+	blogCursor := opDecode[opLive](t, e.operatorGet("/v1/sites/blog/visitors/live?limit=1", blogOperatorKey)).NextCursor
+	if blogCursor == "" {
+		t.Fatal("blog's live view gave no cursor")
+	}
+
+	payload, sig, _ := strings.Cut(cursors[0], ".")
+	plain, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil {
+		t.Fatalf("cursor payload: %v", err)
+	}
+	since, _, _ := strings.Cut(string(plain), ".")
+	edited := base64.RawURLEncoding.EncodeToString([]byte(since + ".0"))
+	flipped := []byte(sig)
+	flipped[0] ^= 0x01
+	for _, tc := range []struct {
+		name   string
+		cursor string
+	}{
+		{name: "offset edited", cursor: edited + "." + sig},
+		{name: "signature flipped", cursor: payload + "." + string(flipped)},
+		{name: "signature cut", cursor: payload + "."},
+		{name: "no signature", cursor: payload},
+		{name: "garbage", cursor: "not-a-cursor"},
+		{name: "over long", cursor: strings.Repeat("A", 300) + "." + sig},
+		{name: "another site's", cursor: blogCursor},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.operatorGet("/v1/sites/shop/visitors/live?limit=2&cursor="+tc.cursor, shopOperatorKey)
+			if r.status != http.StatusBadRequest || r.errorCode(t) != "invalid_request" {
+				t.Errorf("status = %d %s, want 400 invalid_request", r.status, r.body)
+			}
+		})
+	}
+}
+
+// Site indexes are repaired when read: a live entry whose profile is gone is
+// dropped from the answer and from the live set.
+func TestOperatorLiveRepairsGoneEntries(t *testing.T) {
+	e := newEnv(t)
+	gone := e.mustTrack("shop", shopOrigin+"/gone", "")
+	kept := e.mustTrack("shop", shopOrigin+"/kept", "")
+	ctx := context.Background()
+	goneKey := e.hasher.VisitorKey("shop", e.visitorID("shop", gone))
+	if _, err := e.rdb.ZScore(ctx, "lv:{shop}", goneKey).Result(); err != nil {
+		t.Fatalf("live entry before the deletion: %v", err)
+	}
+	if err := e.rdb.Del(ctx, e.profileKey("shop", e.visitorID("shop", gone))).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	got := opPseudonyms(opDecode[opLive](t, e.operatorGet("/v1/sites/shop/visitors/live", shopOperatorKey)))
+	if diff := cmp.Diff([]string{opPseudonymOf(e, "shop", kept)}, got); diff != "" {
+		t.Errorf("live view (-want +got):\n%s", diff)
+	}
+	if _, err := e.rdb.ZScore(ctx, "lv:{shop}", goneKey).Result(); !errors.Is(err, redis.Nil) {
+		t.Errorf("ZSCORE of the gone entry: %v, want redis.Nil (dropped on read)", err)
+	}
+	keptKey := e.hasher.VisitorKey("shop", e.visitorID("shop", kept))
+	if _, err := e.rdb.ZScore(ctx, "lv:{shop}", keptKey).Result(); err != nil {
+		t.Errorf("ZSCORE of the kept entry: %v", err)
+	}
+}
+
+// The stats route: today's tracked and refused page views by reason (UTC day,
+// default today), zeros for a day without data.
+func TestOperatorStats(t *testing.T) {
+	e := newEnv(t)
+	a := e.mustTrack("shop", shopOrigin+"/1", "")
+	e.mustTrack("shop", shopOrigin+"/2", a)
+	e.mustTrack("shop", shopOrigin+"/3", "")
+	e.pageview("shop", shopOrigin+"/dnt", "", map[string]string{"DNT": "1"})
+	e.pageview("shop", shopOrigin+"/dnt", "", map[string]string{"DNT": "1"})
+	e.pageview("shop", shopOrigin+"/gpc", "", map[string]string{"Sec-GPC": "1"})
+	e.pageview("shop", shopOrigin+"/bot", "", map[string]string{"User-Agent": googlebotUA})
+	refusal := e.do(req{method: http.MethodPut, path: "/v1/consent",
+		body: `{"site":"shop","analytics":false,"marketing":false,"policy_version":"2026-11"}`})
+	refusalToken, _ := refusal.json(t)["token"].(string)
+	if refusal.status != http.StatusOK || refusalToken == "" {
+		t.Fatalf("refusal: %d %s", refusal.status, refusal.body)
+	}
+	e.pageview("shop", shopOrigin+"/refused", refusalToken, nil)
+	e.mustTrack("blog", blogOrigin+"/elsewhere", "")
+
+	today := e.clock.Now().UTC().Format(time.DateOnly)
+	want := map[string]any{
+		"day": today, "tracked": float64(3), "consent_refusals": float64(1),
+		"refused": map[string]any{"dnt": float64(2), "gpc": float64(1), "bot": float64(1), "no_consent": float64(1)},
+	}
+	zeros := map[string]any{
+		"day": "2020-01-01", "tracked": float64(0), "consent_refusals": float64(0),
+		"refused": map[string]any{"dnt": float64(0), "gpc": float64(0), "bot": float64(0), "no_consent": float64(0)},
+	}
+	for _, tc := range []struct {
+		name   string
+		query  string
+		key    string
+		status int
+		want   map[string]any
+	}{
+		{name: "default today", query: "", key: shopOperatorKey, status: http.StatusOK, want: want},
+		{name: "today explicit", query: "?day=" + today, key: shopOperatorKey, status: http.StatusOK, want: want},
+		{name: "privacy key", query: "", key: shopPrivacyKey, status: http.StatusOK, want: want},
+		{name: "day without data", query: "?day=2020-01-01", key: shopOperatorKey, status: http.StatusOK, want: zeros},
+		{name: "bad day", query: "?day=bad", key: shopOperatorKey, status: http.StatusBadRequest},
+		{name: "day with time", query: "?day=2020-01-01T00:00:00Z", key: shopOperatorKey, status: http.StatusBadRequest},
+		{name: "impossible date", query: "?day=2020-02-30", key: shopOperatorKey, status: http.StatusBadRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.operatorGet("/v1/sites/shop/stats"+tc.query, tc.key)
+			if r.status != tc.status {
+				t.Fatalf("status = %d, want %d: %s", r.status, tc.status, r.body)
+			}
+			if tc.status != http.StatusOK {
+				if r.errorCode(t) != "invalid_request" {
+					t.Errorf("error code = %q, want invalid_request", r.errorCode(t))
+				}
+				return
+			}
+			if diff := cmp.Diff(tc.want, r.json(t)); diff != "" {
+				t.Errorf("stats (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// Every read of a chat's context appends one audit entry naming its actor and
+// the chat by a keyed hash, never by the raw id (invariant 6's audit trail).
+func TestOperatorChatReadIsAudited(t *testing.T) {
+	e := newEnv(t)
+	token := e.mustTrack("shop", shopOrigin+"/", "")
+	chatID := opChat(e, token, "Ada Lovelace", "ada@math.example")
+	ctx := context.Background()
+
+	reads := []struct {
+		key   string
+		actor string
+	}{{shopOperatorKey, "agent-1"}, {shopOperatorKey, "agent-1"}, {shopPrivacyKey, "dpo"}}
+	for i, rd := range reads {
+		e.clock.Advance(time.Second)
+		if r := e.operatorGet("/v1/sites/shop/chats/"+chatID, rd.key); r.status != http.StatusOK {
+			t.Fatalf("read %d: %d %s", i, r.status, r.body)
+		}
+		if n, err := e.rdb.XLen(ctx, "au:{shop}").Result(); err != nil || n != int64(i+1) {
+			t.Fatalf("audit entries after read %d = %d (%v), want %d", i, n, err, i+1)
+		}
+	}
+	// Refused reads are not the site's reads: nothing is appended.
+	e.operatorGet("/v1/sites/shop/chats/"+chatID, blogOperatorKey)
+	e.operatorGet("/v1/sites/shop/chats/"+chatID, "")
+
+	msgs, err := e.rdb.XRange(ctx, "au:{shop}", "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != len(reads) {
+		t.Fatalf("audit entries = %d, want %d: %+v", len(msgs), len(reads), msgs)
+	}
+	target := e.hasher.Short("shop", visitor.PurposeAudit, "chat:"+chatID)
+	for i, m := range msgs {
+		fields := slices.Sorted(maps.Keys(m.Values))
+		if diff := cmp.Diff([]string{"action", "actor", "t", "target"}, fields); diff != "" {
+			t.Errorf("entry %d fields (-want +got):\n%s", i, diff)
+		}
+		if m.Values["actor"] != reads[i].actor || m.Values["action"] != "chat.read" {
+			t.Errorf("entry %d = %v, want actor %s, action chat.read", i, m.Values, reads[i].actor)
+		}
+		if m.Values["target"] != target || m.Values["target"] == chatID {
+			t.Errorf("entry %d target = %v, want the keyed hash %s", i, m.Values["target"], target)
+		}
+		ts, _ := m.Values["t"].(string)
+		if want := fmt.Sprint(e.clock.Now().Add(time.Duration(i-len(reads)+1) * time.Second).UnixMilli()); ts != want {
+			t.Errorf("entry %d t = %q, want %s (time of the read, ms)", i, ts, want)
+		}
+	}
+	dump := redistest.DumpValues(t, e.rdb)["au:{shop}"]
+	for _, leak := range []string{chatID, "Ada", "ada@math.example", e.visitorID("shop", token)} {
+		if strings.Contains(dump, leak) {
+			t.Errorf("audit stream contains %q:\n%s", leak, dump)
+		}
+	}
+	if n := e.rdb.Exists(ctx, "au:{blog}").Val(); n != 0 {
+		t.Errorf("blog has an audit stream after blog's key was refused on shop")
+	}
+	if ttl := e.rdb.PTTL(ctx, "au:{shop}").Val(); ttl <= 0 {
+		t.Errorf("audit stream TTL = %v, want the audit window", ttl)
+	}
+}
+
+// A cursor fixes the window of a walk, but never stretches the live view past
+// its 30-minute bound: used later, it lists no session idle longer than that.
+func TestOperatorLiveStaleCursorKeepsBound(t *testing.T) {
+	e := newEnv(t)
+	for i := range 3 {
+		e.mustTrack("shop", fmt.Sprintf("%s/page/%d", shopOrigin, i), "")
+	}
+	cursor := opDecode[opLive](t, e.operatorGet("/v1/sites/shop/visitors/live?limit=1", shopOperatorKey)).NextCursor
+	if cursor == "" {
+		t.Fatal("no cursor")
+	}
+
+	// 45 minutes on, with traffic (each page view trims the live set to
+	// 2 × session_timeout = 1h), the three sessions are idle for 45m: not live.
+	e.clock.Advance(45 * time.Minute)
+	e.mustTrack("shop", shopOrigin+"/now", "")
+	r := e.operatorGet("/v1/sites/shop/visitors/live?limit=1&cursor="+cursor, shopOperatorKey)
+	if r.status == http.StatusBadRequest {
+		return // an expired cursor is refused: as good
+	}
+	if r.status != http.StatusOK {
+		t.Fatalf("stale cursor: %d %s", r.status, r.body)
+	}
+	var l struct {
+		Visitors []struct {
+			LastSeen time.Time `json:"last_seen"`
+		} `json:"visitors"`
+	}
+	if err := json.Unmarshal(r.body, &l); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range l.Visitors {
+		if idle := e.clock.Now().Sub(v.LastSeen); idle > visitor.MaxLiveWithin {
+			t.Errorf("a 45m-old cursor lists a session idle for %v, past the live view's %v bound: %s", idle, visitor.MaxLiveWithin, r.body)
+		}
+	}
+}
+
+// Logs carry no raw identifier from a path: an internal error on a chat's
+// context names the chat by neither its id nor its contact.
+func TestOperatorErrorLogsHoldNoRawID(t *testing.T) {
+	e := newEnv(t)
+	a := opChat(e, "", "Grace Hopper", "grace@navy.example")
+	b := opChat(e, "", "Alan Turing", "alan@bletchley.example")
+	ctx := context.Background()
+	if err := e.rdb.HSet(ctx, "ch:{shop:"+b+"}", "email", e.rdb.HGet(ctx, "ch:{shop:"+a+"}", "email").Val()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.operatorGet("/v1/sites/shop/chats/"+b, shopOperatorKey); r.status != http.StatusInternalServerError {
+		t.Fatalf("read of the tampered chat: %d %s", r.status, r.body)
+	}
+	if !strings.Contains(e.logs.String(), `"internal error"`) {
+		t.Fatalf("the internal error is not logged:\n%s", e.logs.String())
+	}
+	e.assertLogsClean(a, b, "Grace", "grace@navy.example", "Alan", "alan@bletchley.example")
+}

@@ -1,0 +1,404 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/visitord/visitord/internal/config"
+	"github.com/visitord/visitord/internal/device"
+	"github.com/visitord/visitord/internal/redisstore"
+	"github.com/visitord/visitord/internal/redistest"
+	"github.com/visitord/visitord/internal/visitor"
+)
+
+// limitSites are two tenants with small limits: 5 chats and 3 consent (and
+// /v1/me) requests per IP and minute.
+const limitSites = `
+sites:
+  - id: shop
+    origins: ["https://shop.example"]
+    consent: opt-out
+    policy_version: "2026-11"
+    rate_limit: {chats_per_minute: 5, consent_per_minute: 3}
+  - id: blog
+    origins: ["https://blog.example"]
+    consent: opt-out
+    policy_version: "2026-11"
+    rate_limit: {chats_per_minute: 5, consent_per_minute: 3}
+`
+
+// Client addresses of the rate-limit tests, sent as X-Forwarded-For by the
+// trusted loopback proxy. ipA2 is in ipA's /24.
+const (
+	ipA  = "203.0.113.10"
+	ipA2 = "203.0.113.99"
+	ipB  = "198.51.100.20"
+)
+
+// newLimitEnv is the whole stack with the Redis limiter and the page-view
+// limiter on (pinned to the env's clock), and loopback as a trusted proxy.
+// checkTTLs asserts invariant 3 after the test, as newEnvOn does.
+func newLimitEnv(t *testing.T, rs *redistest.Server, checkTTLs bool) *env {
+	t.Helper()
+	sites, err := config.ParseSites([]byte(limitSites), func(string) string { return "" }, 1, 1825)
+	if err != nil {
+		t.Fatalf("sites: %v", err)
+	}
+	siteSet, err := visitor.NewSites(sites)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := visitor.NewSigner([][]byte{testSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hasher, err := visitor.NewHasher(testIndexKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealer, err := visitor.NewSealer([]visitor.DataKey{{ID: "k1", Key: testDataKey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := rs.Client(t)
+	store := redisstore.New(rdb)
+	if err := store.LoadScripts(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{t: time.Now().UTC().Truncate(time.Millisecond)}
+	svc := visitor.NewService(siteSet, store, signer, hasher, sealer, device.NewParser(1024), nil, visitor.WithClock(clk.Now))
+	pageViews := NewPageViewLimiter()
+	pageViews.now = clk.Now
+	logs := &syncBuffer{}
+	reg := prometheus.NewRegistry()
+	h, err := New(Options{
+		Service: svc, Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Registry: reg, TrackTimeout: 2 * time.Second, Ready: store.Ping,
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("::1/128")},
+		Limiter:        redisstore.NewRateLimiter(store), PageViews: pageViews,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	e := &env{
+		t: t, srv: srv, redis: rs, rdb: rdb, clock: clk, logs: logs, sites: siteSet, hasher: hasher,
+		signer: signer, reg: reg, client: srv.Client(),
+	}
+	if checkTTLs {
+		t.Cleanup(func() {
+			if !t.Failed() {
+				e.assertTTLs()
+			}
+		})
+	}
+	return e
+}
+
+// from is the header set of a widget request of site's origin from ip.
+func from(site, ip string) map[string]string {
+	return map[string]string{"Origin": "https://" + site + ".example", "X-Forwarded-For": ip}
+}
+
+// assertRateLimited checks a 429 in the API's error shape with a Retry-After
+// of whole seconds in [1, maxSeconds].
+func assertRateLimited(t *testing.T, r resp, maxSeconds int) {
+	t.Helper()
+	if r.status != http.StatusTooManyRequests || r.errorCode(t) != "rate_limited" {
+		t.Fatalf("status %d, body %s; want 429 rate_limited", r.status, r.body)
+	}
+	s, err := strconv.Atoi(r.header.Get("Retry-After"))
+	if err != nil || s < 1 || s > maxSeconds {
+		t.Errorf("Retry-After %q, want whole seconds in [1, %d]", r.header.Get("Retry-After"), maxSeconds)
+	}
+}
+
+// rateKeys are the rate-limit keys in Redis.
+func (e *env) rateKeys() []string {
+	e.t.Helper()
+	var out []string
+	for _, k := range e.keys() {
+		if strings.HasPrefix(k, "rate:") {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+var chatKeyPattern = regexp.MustCompile(`^ch:\{[a-z0-9-]+:[^}]+\}$`)
+
+// chatCount counts the chat records of site in Redis.
+func (e *env) chatCount(site string) int {
+	e.t.Helper()
+	n := 0
+	for _, k := range e.keys() {
+		if chatKeyPattern.MatchString(k) && strings.HasPrefix(k, "ch:{"+site+":") {
+			n++
+		}
+	}
+	return n
+}
+
+func TestChatRateLimit(t *testing.T) {
+	e := newLimitEnv(t, redistest.Start(t), true)
+	chat := func(site, ip string) resp {
+		t.Helper()
+		return e.startChat(site, "", "Ada", "ada@math.example", "https://"+site+".example/help", from(site, ip))
+	}
+	for i := range 5 {
+		if r := chat("shop", ipA); r.status != http.StatusCreated {
+			t.Fatalf("chat %d: status %d, body %s; want 201", i+1, r.status, r.body)
+		}
+	}
+	r := chat("shop", ipA)
+	// 5 a minute refill one every 12 s.
+	assertRateLimited(t, r, 12)
+	if c := r.cookie(cookieName("shop")); c != nil {
+		t.Errorf("a refused chat set a cookie: %v", c)
+	}
+	if got, want := e.chatCount("shop"), 5; got != want {
+		t.Errorf("chats stored after the refused one: %d, want %d", got, want)
+	}
+
+	for _, tc := range []struct {
+		name, site, ip string
+		want           int
+	}{
+		{name: "same ip block", site: "shop", ip: ipA2, want: http.StatusTooManyRequests},
+		{name: "another ip", site: "shop", ip: ipB, want: http.StatusCreated},
+		{name: "another site", site: "blog", ip: ipA, want: http.StatusCreated},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if r := chat(tc.site, tc.ip); r.status != tc.want {
+				t.Errorf("status %d, body %s; want %d", r.status, r.body, tc.want)
+			}
+		})
+	}
+
+	// The counter is named by the keyed hash of the truncated IP only, and expires.
+	want := "rate:" + visitor.RateLimitKey(e.hasher, "shop", visitor.LimitChat, netip.MustParseAddr(ipA))
+	keys := e.rateKeys()
+	found := false
+	for _, k := range keys {
+		found = found || k == want
+		for _, leak := range []string{ipA, ipA2, ipB, "203.0.113", "198.51.100", "/24"} {
+			if strings.Contains(k, leak) {
+				t.Errorf("rate-limit key %q holds %q", k, leak)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("rate-limit keys %q, want %q among them", keys, want)
+	}
+	ttl, err := e.rdb.TTL(context.Background(), want).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl <= 0 || ttl > time.Minute {
+		t.Errorf("TTL of %s = %v, want in (0, 1m]", want, ttl)
+	}
+}
+
+func TestConsentRateLimit(t *testing.T) {
+	e := newLimitEnv(t, redistest.Start(t), true)
+	consent := func(site, ip string) resp {
+		t.Helper()
+		b, _ := json.Marshal(map[string]any{"site": site, "analytics": true, "marketing": false, "policy_version": "2026-11"})
+		return e.do(req{method: http.MethodPut, path: "/v1/consent", body: string(b), headers: from(site, ip)})
+	}
+	me := func(method, site, ip string) resp {
+		t.Helper()
+		return e.do(req{method: method, path: "/v1/me?site=" + site, headers: from(site, ip)})
+	}
+	for i := range 3 {
+		if r := consent("shop", ipA); r.status != http.StatusOK {
+			t.Fatalf("consent %d: status %d, body %s; want 200", i+1, r.status, r.body)
+		}
+	}
+	// 3 a minute refill one every 20 s.
+	assertRateLimited(t, consent("shop", ipA), 20)
+	if r := consent("shop", ipB); r.status != http.StatusOK {
+		t.Errorf("consent from another IP: status %d, body %s; want 200", r.status, r.body)
+	}
+	if r := consent("blog", ipA); r.status != http.StatusOK {
+		t.Errorf("consent on another site: status %d, body %s; want 200", r.status, r.body)
+	}
+
+	// /v1/me has a budget of its own (consent_per_minute), shared by GET and DELETE.
+	for i, method := range []string{http.MethodGet, http.MethodDelete, http.MethodGet} {
+		if r := me(method, "shop", ipA); r.status == http.StatusTooManyRequests {
+			t.Fatalf("/v1/me request %d (%s): 429 within the limit", i+1, method)
+		}
+	}
+	assertRateLimited(t, me(http.MethodDelete, "shop", ipA), 20)
+	assertRateLimited(t, me(http.MethodGet, "shop", ipA), 20)
+	if r := me(http.MethodGet, "shop", ipB); r.status == http.StatusTooManyRequests {
+		t.Errorf("/v1/me from another IP: 429")
+	}
+	for _, k := range e.rateKeys() {
+		if strings.Contains(k, "203.0.113") || strings.Contains(k, "198.51.100") {
+			t.Errorf("rate-limit key %q holds an IP", k)
+		}
+	}
+}
+
+func TestPageViewRateLimit(t *testing.T) {
+	e := newLimitEnv(t, redistest.Start(t), true)
+	view := func(ip string) resp {
+		t.Helper()
+		return e.pageview("shop", "https://shop.example/", "", from("shop", ip))
+	}
+	for i := range PageViewBurst {
+		if r := view(ipA); r.status != http.StatusOK {
+			t.Fatalf("page view %d: status %d, body %s; want 200", i+1, r.status, r.body)
+		}
+	}
+	// 120 a minute refill one every 0.5 s: Retry-After rounds up to 1.
+	assertRateLimited(t, view(ipA), 1)
+	// Heartbeats and leaves count too.
+	b, _ := json.Marshal(map[string]string{"site": "shop", "type": "heartbeat"})
+	hb := e.do(req{method: http.MethodPost, path: "/v1/track", body: string(b), headers: from("shop", ipA)})
+	assertRateLimited(t, hb, 1)
+	if got, want := e.stats("shop")["tracked"], strconv.Itoa(PageViewBurst); got != want {
+		t.Errorf("tracked counter %q, want %q: a refused page view was counted", got, want)
+	}
+	if r := view(ipB); r.status != http.StatusOK {
+		t.Errorf("another IP: status %d, body %s; want 200", r.status, r.body)
+	}
+	if r := e.pageview("blog", "https://blog.example/", "", from("blog", ipA)); r.status != http.StatusOK {
+		t.Errorf("another site: status %d, body %s; want 200", r.status, r.body)
+	}
+
+	// One second refills two.
+	e.clock.Advance(time.Second)
+	for i := range 2 {
+		if r := view(ipA); r.status != http.StatusOK {
+			t.Fatalf("page view %d after 1 s: status %d, body %s; want 200", i+1, r.status, r.body)
+		}
+	}
+	assertRateLimited(t, view(ipA), 1)
+	// The page-view limit lives in the pod: nothing of it is in Redis.
+	if keys := e.rateKeys(); len(keys) != 0 {
+		t.Errorf("page views wrote rate-limit keys %q", keys)
+	}
+}
+
+func TestRateLimitFailsOpen(t *testing.T) {
+	rs := redistest.Start(t)
+	e := newLimitEnv(t, rs, false)
+	rs.Stop()
+	r := e.startChat("shop", "", "Ada", "ada@math.example", "https://shop.example/help", from("shop", ipA))
+	// The limiter lets the chat through; the chat itself cannot be stored.
+	if r.status != http.StatusServiceUnavailable || r.errorCode(t) != "store_unavailable" {
+		t.Fatalf("chat with Redis down: status %d, body %s; want 503 store_unavailable, not 429 or 500", r.status, r.body)
+	}
+	var warns int
+	for _, l := range strings.Split(e.logs.String(), "\n") {
+		if strings.Contains(l, `"msg":"rate limit not applied"`) {
+			warns++
+			if !strings.Contains(l, `"level":"WARN"`) {
+				t.Errorf("rate-limit failure logged as %s, want WARN", l)
+			}
+		}
+	}
+	if warns != 1 {
+		t.Errorf("rate-limit failure logged %d times, want once:\n%s", warns, e.logs.String())
+	}
+	e.assertLogsClean(ipA, "203.0.113")
+}
+
+func TestPageViewLimiterBounded(t *testing.T) {
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	p := NewPageViewLimiter()
+	p.now = func() time.Time { return now }
+
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	const distinct = 100_000
+	for i := range distinct {
+		// Distinct /24s (IPv4) and /48s (IPv6), half each.
+		ip := netip.AddrFrom4([4]byte{byte(1 + i>>16), byte(i >> 8), byte(i), 1})
+		if i%2 == 1 {
+			ip = netip.MustParseAddr(fmt.Sprintf("2001:%x:%x::1", 0x100+i>>16, i&0xffff))
+		}
+		if ok, _ := p.Allow("shop", ip); !ok {
+			t.Fatalf("first hit of %v refused", ip)
+		}
+	}
+	if got := p.len(); got > MaxTrackedIPs {
+		t.Errorf("after %d distinct IPs the limiter holds %d entries, want at most %d", distinct, got, MaxTrackedIPs)
+	}
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	// A generous budget: well under a KiB per entry of the cap.
+	if grown, budget := int64(after.HeapAlloc)-int64(before.HeapAlloc), int64(MaxTrackedIPs)<<10; grown > budget {
+		t.Errorf("heap grew %d bytes for %d distinct IPs, want at most %d", grown, distinct, budget)
+	}
+
+	// Once their buckets have refilled, idle entries are dropped as traffic
+	// touches their shard.
+	now = now.Add(pageViewIdle)
+	for i := range 1000 {
+		p.Allow("blog", netip.AddrFrom4([4]byte{172, byte(16 + i>>8), byte(i), 1}))
+	}
+	if got, want := p.len(), 1000; got != want {
+		t.Errorf("after the idle time and 1000 new IPs the limiter holds %d entries, want %d", got, want)
+	}
+}
+
+func TestPageViewLimiterBucket(t *testing.T) {
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	p := NewPageViewLimiter()
+	p.now = func() time.Time { return now }
+	ip := netip.MustParseAddr("2001:db8:1:2::5")
+	for i := range PageViewBurst {
+		if ok, _ := p.Allow("shop", ip); !ok {
+			t.Fatalf("hit %d refused within the burst", i+1)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		site   string
+		ip     string
+		wantOK bool
+	}{
+		{name: "same ip", site: "shop", ip: "2001:db8:1:2::5", wantOK: false},
+		{name: "same /48", site: "shop", ip: "2001:db8:1:ffff::1", wantOK: false},
+		{name: "another /48", site: "shop", ip: "2001:db8:2::5", wantOK: true},
+		{name: "another site", site: "blog", ip: "2001:db8:1:2::5", wantOK: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ok, retry := p.Allow(tc.site, netip.MustParseAddr(tc.ip))
+			if ok != tc.wantOK {
+				t.Fatalf("Allow = %v, want %v", ok, tc.wantOK)
+			}
+			if !ok && (retry <= 0 || retry > time.Minute/PageViewsPerMinute) {
+				t.Errorf("retryAfter %v, want in (0, %v]", retry, time.Minute/PageViewsPerMinute)
+			}
+		})
+	}
+	now = now.Add(time.Minute / PageViewsPerMinute)
+	if ok, _ := p.Allow("shop", ip); !ok {
+		t.Errorf("refused after a refill interval")
+	}
+	// The hot path: an IP already known costs no allocation.
+	if n := testing.AllocsPerRun(100, func() { p.Allow("shop", ip) }); n != 0 {
+		t.Errorf("Allow of a known IP allocates %v times, want 0", n)
+	}
+}

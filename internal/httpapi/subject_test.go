@@ -1,0 +1,807 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/visitord/visitord/internal/device"
+	"github.com/visitord/visitord/internal/redisstore"
+	"github.com/visitord/visitord/internal/redistest"
+	"github.com/visitord/visitord/internal/visitor"
+)
+
+// Data-subject requests of the privacy team (DESIGN.md, "Privacy team") and
+// invariant 6: search, export, rectification and erasure, read back from Redis.
+
+// Grace's contact, as she types it into the chat form.
+const (
+	graceName     = "Grace Hopper"
+	graceEmail    = "grace@navy.example"
+	gracePhone    = "+1 555 0100"
+	graceNewEmail = "grace@hopper.example"
+)
+
+// keyDo sends a request with key as its Bearer key ("" for none); body, when not
+// nil, is sent as JSON (a string as it is).
+func keyDo(e *env, key, method, path string, body any) resp {
+	e.t.Helper()
+	var b string
+	switch v := body.(type) {
+	case nil:
+	case string:
+		b = v
+	default:
+		j, err := json.Marshal(v)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		b = string(j)
+	}
+	h := map[string]string{}
+	if key != "" {
+		h["Authorization"] = "Bearer " + key
+	}
+	return e.do(req{method: method, path: path, body: b, headers: h})
+}
+
+// privacyDo sends a privacy-team request of site shop with its privacy key.
+func privacyDo(e *env, method, path string, body any) resp {
+	e.t.Helper()
+	return keyDo(e, shopPrivacyKey, method, path, body)
+}
+
+// wantStatus fails t unless r has status (and, when code is set, that error code).
+func wantStatus(t testing.TB, r resp, status int, code string) {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %d, want %d: %s", r.status, status, r.body)
+	}
+	if code != "" {
+		if got := r.errorCode(t); got != code {
+			t.Fatalf("error code %q, want %q: %s", got, code, r.body)
+		}
+	}
+}
+
+// checkStatus is wantStatus that lets the test go on.
+func checkStatus(t testing.TB, r resp, status int, code string) {
+	t.Helper()
+	if r.status != status {
+		t.Errorf("status %d, want %d: %s", r.status, status, r.body)
+		return
+	}
+	if code != "" {
+		if got := r.errorCode(t); got != code {
+			t.Errorf("error code %q, want %q: %s", got, code, r.body)
+		}
+	}
+}
+
+// subjExport is an export as the API answers it.
+type subjExport struct {
+	Site      string `json:"site"`
+	VisitorID string `json:"visitor_id"`
+	ChatID    string `json:"chat_id"`
+	Profile   *struct {
+		VisitorID string `json:"visitor_id"`
+		IP        string `json:"ip"`
+		Sessions  int    `json:"sessions"`
+		Device    struct {
+			Browser string `json:"browser"`
+		} `json:"device"`
+	} `json:"profile"`
+	Sessions []struct {
+		ID    string `json:"id"`
+		Pages []struct {
+			URL   string `json:"url"`
+			Title string `json:"title"`
+		} `json:"pages"`
+	} `json:"sessions"`
+	Consent *struct {
+		Analytics     bool   `json:"analytics"`
+		Marketing     bool   `json:"marketing"`
+		PolicyVersion string `json:"policy_version"`
+	} `json:"consent"`
+	ConsentRecords []map[string]any `json:"consent_records"`
+	Chats          []subjChatExport `json:"chats"`
+}
+
+type subjChatExport struct {
+	ChatID  string `json:"chat_id"`
+	URL     string `json:"url"`
+	Contact struct {
+		Name  string `json:"name"`
+		Email string `json:"email"`
+		Phone string `json:"phone"`
+	} `json:"contact"`
+	Marketing     bool     `json:"marketing_opt_in"`
+	PreviousChats []string `json:"previous_chats"`
+}
+
+// pages lists the URLs of every session of the export, in order.
+func (x subjExport) pages() []string {
+	var out []string
+	for _, s := range x.Sessions {
+		for _, p := range s.Pages {
+			out = append(out, p.URL)
+		}
+	}
+	return out
+}
+
+// chatIDs lists the chat ids of the export, sorted.
+func (x subjExport) chatIDs() []string {
+	var out []string
+	for _, c := range x.Chats {
+		out = append(out, c.ChatID)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// subjVisitor is a visitor of site shop that the tests made.
+type subjVisitor struct {
+	token string // the latest identity token
+	id    string
+	vkey  string   // the visitor's store key (keyed hash of the id)
+	pages []string // page URLs, in order
+	chats []string // chat ids, in order
+}
+
+// subjChat starts a chat of shop with a full contact and returns its id.
+func subjChat(e *env, token, name, email, phone string, marketing bool, url string) string {
+	e.t.Helper()
+	h := map[string]string{"Origin": shopOrigin}
+	if token != "" {
+		h[tokenHeader] = token
+	}
+	b, _ := json.Marshal(map[string]any{"site": "shop", "contact": map[string]string{"name": name, "email": email, "phone": phone},
+		"marketing_opt_in": marketing, "url": url})
+	r := e.do(req{method: http.MethodPost, path: "/v1/chats", body: string(b), headers: h})
+	id, _ := r.json(e.t)["chat_id"].(string)
+	if r.status != http.StatusCreated || id == "" {
+		e.t.Fatalf("chat: status %d: %s", r.status, r.body)
+	}
+	return id
+}
+
+// subjGrace makes Grace: two sessions of pages, two chats with her contact (the
+// second with a marketing opt-in), then an analytics and marketing grant.
+func subjGrace(e *env) subjVisitor {
+	e.t.Helper()
+	v := subjVisitor{pages: []string{
+		shopOrigin + "/grace/compilers", shopOrigin + "/grace/cobol", shopOrigin + "/grace/nanoseconds",
+	}}
+	v.token = e.mustTrack("shop", v.pages[0], "")
+	e.clock.Advance(time.Minute)
+	e.mustTrack("shop", v.pages[1], v.token)
+	e.clock.Advance(31 * time.Minute) // past session_timeout: a second session
+	e.mustTrack("shop", v.pages[2], v.token)
+	v.id = e.visitorID("shop", v.token)
+	v.vkey = e.hasher.VisitorKey("shop", v.id)
+	e.clock.Advance(time.Minute)
+	v.chats = append(v.chats, subjChat(e, v.token, graceName, graceEmail, gracePhone, false, v.pages[2]))
+	e.clock.Advance(time.Minute)
+	v.chats = append(v.chats, subjChat(e, v.token, graceName, graceEmail, gracePhone, true, v.pages[2]))
+	e.clock.Advance(time.Minute)
+	r := putConsent(e, "shop", true, true, "2026-11", map[string]string{"Origin": shopOrigin, tokenHeader: v.token})
+	token, _ := r.json(e.t)["token"].(string)
+	if r.status != http.StatusOK || token == "" {
+		e.t.Fatalf("consent: status %d: %s", r.status, r.body)
+	}
+	if got := e.visitorID("shop", token); got != v.id {
+		e.t.Fatalf("consent changed the visitor id: %s, want %s", got, v.id)
+	}
+	v.token = token
+	e.clock.Advance(time.Minute)
+	return v
+}
+
+// subjSearch searches shop's blind index for email.
+func subjSearch(e *env, email string) searchResponse {
+	e.t.Helper()
+	r := privacyDo(e, http.MethodPost, "/v1/sites/shop/subjects/search", map[string]string{"email": email})
+	if r.status != http.StatusOK {
+		e.t.Fatalf("search %q: status %d: %s", email, r.status, r.body)
+	}
+	var got searchResponse
+	if err := json.Unmarshal(r.body, &got); err != nil {
+		e.t.Fatalf("search %q: %v: %s", email, err, r.body)
+	}
+	if got.Visitors == nil || got.Chats == nil {
+		e.t.Fatalf("search %q answered null lists, want arrays: %s", email, r.body)
+	}
+	return got
+}
+
+// subjExportOf exports a visitor through the API; it must answer 200.
+func subjExportOf(e *env, visitorID string) subjExport {
+	e.t.Helper()
+	r := privacyDo(e, http.MethodGet, "/v1/sites/shop/visitors/"+visitorID, nil)
+	if r.status != http.StatusOK {
+		e.t.Fatalf("export: status %d: %s", r.status, r.body)
+	}
+	return decode[subjExport](e.t, r)
+}
+
+// auditTarget is the keyed hash under which the audit trail names a subject.
+func auditTarget(e *env, site, kind, id string) string {
+	return e.hasher.Short(site, visitor.PurposeAudit, kind+":"+id)
+}
+
+// proofFields are the only fields a consent record keeps after an erasure.
+var proofFields = map[string]bool{
+	"subject": true, "time": true, "analytics": true, "marketing": true, "policy_version": true,
+	"text_sha256": true, "method": true,
+}
+
+// assertCutRecords fails t unless key holds want consent records, each cut to
+// its proof fields and naming subject.
+func assertCutRecords(t testing.TB, e *env, key, subject string, want int) {
+	t.Helper()
+	members, err := e.rdb.ZRange(context.Background(), key, 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(members) != want {
+		t.Fatalf("%s holds %d consent records, want %d kept as proof: %q", key, len(members), want, members)
+	}
+	for _, m := range members {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(m), &rec); err != nil {
+			t.Fatalf("consent record %q: %v", m, err)
+		}
+		for f := range rec {
+			if !proofFields[f] {
+				t.Errorf("cut consent record keeps %q: %s", f, m)
+			}
+		}
+		for _, f := range []string{"subject", "time", "policy_version", "text_sha256", "method"} {
+			if s, _ := rec[f].(string); s == "" {
+				t.Errorf("cut consent record lost %q: %s", f, m)
+			}
+		}
+		if rec["subject"] != subject {
+			t.Errorf("cut consent record names subject %v, want the keyed hash %s", rec["subject"], subject)
+		}
+	}
+}
+
+// assertVisitorErased proves invariant 6 for v: no key name or value in Redis
+// holds the visitor id, the store key, the e-mails, name, phone, page URLs or
+// chat ids, except the tombstone's and the cut consent records' key names; the
+// tombstone holds the keyed hash; consent records (records of them) are cut;
+// no index has an entry.
+func assertVisitorErased(t testing.TB, e *env, v subjVisitor, records int, needles ...string) {
+	t.Helper()
+	prefix := e.profileKey("shop", v.id)
+	tomb, recs := prefix+":t", prefix+":r"
+	subject := auditTarget(e, "shop", "visitor", v.id)
+	needles = append(needles, v.id, v.vkey, graceEmail, graceNewEmail, graceName, gracePhone)
+	needles = append(needles, v.pages...)
+	needles = append(needles, v.chats...)
+
+	values := redistest.DumpValues(t, e.rdb)
+	for _, k := range redistest.Keys(t, e.rdb) {
+		for _, n := range needles {
+			if n == "" {
+				continue
+			}
+			if strings.Contains(k, n) && !(n == v.vkey && (k == tomb || k == recs)) {
+				t.Errorf("after the erasure the key name %s holds %q", k, n)
+			}
+			if strings.Contains(values[k], n) {
+				t.Errorf("after the erasure key %s holds %q:\n%s", k, n, values[k])
+			}
+		}
+	}
+	if got, want := visitorKeys(e, "shop", v.id), []string{recs, tomb}; !slices.Equal(got, want) {
+		t.Errorf("keys of the erased visitor %q, want only the cut consent records and the tombstone %q", got, want)
+	}
+	if got := values[tomb]; got != subject {
+		t.Errorf("tombstone holds %q, want the keyed hash %q", got, subject)
+	}
+	if d := pttl(e, tomb); d < 390*24*time.Hour || d > redisstore.TombstoneTTL {
+		t.Errorf("tombstone TTL %v, want 13 months (%v)", d, redisstore.TombstoneTTL)
+	}
+	assertCutRecords(t, e, recs, subject, records)
+	if _, ok := liveScore(e, "shop", v.id); ok {
+		t.Error("the live set still has an entry for the erased visitor")
+	}
+	ctx := context.Background()
+	if _, err := e.rdb.ZScore(ctx, "sj:{shop}", v.vkey).Result(); !errors.Is(err, redis.Nil) {
+		t.Errorf("the subject index still has an entry for the erased visitor (err %v)", err)
+	}
+	if n, err := e.rdb.ZCard(ctx, "er:{shop}").Result(); err != nil || n != 0 {
+		t.Errorf("er:{shop} holds %d unfinished erasures (err %v), want none", n, err)
+	}
+}
+
+// A data-subject request end to end: search by a normalised e-mail, export,
+// rectification (the blind index moves), erasure (invariant 6), and the erased
+// visitor's token is foreign from then on.
+func TestSubjectRequestEndToEnd(t *testing.T) {
+	e := newEnv(t)
+	v := subjGrace(e)
+
+	// Search: the e-mail is normalised; a visitor's chats are found as the visitor.
+	got := subjSearch(e, "Grace@Navy.example ")
+	if diff := cmp.Diff(searchResponse{Visitors: []string{v.id}, Chats: []string{}}, got); diff != "" {
+		t.Fatalf("search by Grace's e-mail (-want +got):\n%s", diff)
+	}
+	anon := subjChat(e, "", "Anonymous Admiral", graceEmail, "", false, shopOrigin+"/contact")
+	got = subjSearch(e, graceEmail)
+	if diff := cmp.Diff(searchResponse{Visitors: []string{v.id}, Chats: []string{anon}}, got); diff != "" {
+		t.Fatalf("search after an identity-less chat (-want +got):\n%s", diff)
+	}
+	if got := subjSearch(e, "nobody@nowhere.example"); len(got.Visitors)+len(got.Chats) != 0 {
+		t.Fatalf("search by an e-mail typed by nobody: %+v, want empty lists", got)
+	}
+
+	// Export: everything, contacts decrypted.
+	x := subjExportOf(e, v.id)
+	if x.Site != "shop" || x.VisitorID != v.id {
+		t.Errorf("export names site %q visitor %q", x.Site, x.VisitorID)
+	}
+	if x.Profile == nil || x.Profile.VisitorID != v.id || x.Profile.Sessions != 2 || x.Profile.Device.Browser == "" {
+		t.Errorf("export profile %+v, want the visitor with 2 sessions and a device", x.Profile)
+	}
+	if len(x.Sessions) != 2 {
+		t.Errorf("export has %d sessions, want 2", len(x.Sessions))
+	}
+	if got := x.pages(); !cmp.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(v.pages))) {
+		t.Errorf("export pages %q, want %q", got, v.pages)
+	}
+	if x.Consent == nil || !x.Consent.Analytics || !x.Consent.Marketing || x.Consent.PolicyVersion != "2026-11" {
+		t.Errorf("export consent %+v, want analytics and marketing under 2026-11", x.Consent)
+	}
+	methods := []string{}
+	for _, r := range x.ConsentRecords {
+		m, _ := r["method"].(string)
+		methods = append(methods, m)
+		if r["visitor_id"] != v.id {
+			t.Errorf("exported consent record %v does not name the visitor", r)
+		}
+	}
+	slices.Sort(methods)
+	if want := []string{"banner", "chat_start"}; !slices.Equal(methods, want) {
+		t.Errorf("exported consent records by %q, want %q", methods, want)
+	}
+	if got, want := x.chatIDs(), slices.Sorted(slices.Values(v.chats)); !slices.Equal(got, want) {
+		t.Fatalf("export chats %q, want %q", got, want)
+	}
+	for _, c := range x.Chats {
+		if c.Contact.Name != graceName || c.Contact.Email != graceEmail || c.Contact.Phone != gracePhone {
+			t.Errorf("exported chat %s contact %+v, want it decrypted", c.ChatID, c.Contact)
+		}
+		if c.URL != v.pages[2] {
+			t.Errorf("exported chat %s url %q, want %q", c.ChatID, c.URL, v.pages[2])
+		}
+	}
+
+	// Rectification: every chat gets the new e-mail; the blind index moves.
+	e.clock.Advance(time.Minute)
+	r := privacyDo(e, http.MethodPatch, "/v1/sites/shop/visitors/"+v.id, map[string]any{"contact": map[string]string{"email": graceNewEmail}})
+	if r.status != http.StatusOK {
+		t.Fatalf("rectify: status %d: %s", r.status, r.body)
+	}
+	for name, x := range map[string]subjExport{"PATCH answer": decode[subjExport](t, r), "export": subjExportOf(e, v.id)} {
+		if len(x.Chats) != len(v.chats) {
+			t.Fatalf("%s has %d chats, want %d", name, len(x.Chats), len(v.chats))
+		}
+		for _, c := range x.Chats {
+			if c.Contact.Email != graceNewEmail || c.Contact.Name != graceName || c.Contact.Phone != gracePhone {
+				t.Errorf("%s: chat %s contact %+v, want the new e-mail and the rest unchanged", name, c.ChatID, c.Contact)
+			}
+		}
+	}
+	// The identity-less chat is a subject of its own: it keeps the old e-mail.
+	if diff := cmp.Diff(searchResponse{Visitors: []string{}, Chats: []string{anon}}, subjSearch(e, graceEmail)); diff != "" {
+		t.Errorf("search by the old e-mail after rectification (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(searchResponse{Visitors: []string{v.id}, Chats: []string{}}, subjSearch(e, " GRACE@hopper.example")); diff != "" {
+		t.Errorf("search by the new e-mail after rectification (-want +got):\n%s", diff)
+	}
+
+	// Erasure.
+	e.clock.Advance(time.Minute)
+	wantStatus(t, privacyDo(e, http.MethodDelete, "/v1/sites/shop/visitors/"+v.id, nil), http.StatusNoContent, "")
+	assertVisitorErased(t, e, v, 2)
+	if got := subjSearch(e, graceNewEmail); len(got.Visitors)+len(got.Chats) != 0 {
+		t.Errorf("search by the new e-mail after erasure: %+v, want empty lists", got)
+	}
+	// Nothing is exported of an erased visitor (the cut proof points at no one).
+	checkStatus(t, privacyDo(e, http.MethodGet, "/v1/sites/shop/visitors/"+v.id, nil), http.StatusNotFound, "not_found")
+
+	// The erased visitor's token is foreign: a new visitor, linked to nothing.
+	e.clock.Advance(time.Minute)
+	after := e.mustTrack("shop", shopOrigin+"/after-erasure", v.token)
+	if after == v.token || e.visitorID("shop", after) == v.id {
+		t.Errorf("a page view with the erased token kept the identity (token %q)", after)
+	}
+	r = e.startChat("shop", v.token, "Someone", "someone@else.example", shopOrigin+"/after-erasure", nil)
+	if r.status != http.StatusCreated || r.json(t)["returning"] != false || r.json(t)["previous_chats"] != float64(0) {
+		t.Fatalf("chat with the erased token: %d %s, want 201 linking nothing", r.status, r.body)
+	}
+	chat := r.json(t)["chat_id"].(string)
+	stored, err := e.rdb.HGetAll(context.Background(), "ch:{shop:"+chat+"}").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored["vk"] != "" || stored["vid"] != "" || stored["pc"] != "" || stored["sid"] != "" {
+		t.Errorf("chat with the erased token is bound to an identity: vk %q vid %q pc %q sid %q", stored["vk"], stored["vid"], stored["pc"], stored["sid"])
+	}
+	// Neither the page view nor the chat brought the erased visitor back.
+	assertVisitorErased(t, e, v, 2)
+	e.assertLogsClean(v.id, v.token, graceEmail, graceNewEmail, graceName, gracePhone, "/grace/")
+}
+
+// Erasure order: an erasure killed after its first step (marker and tombstone)
+// is finished by the sweeper, with the same result as a whole erasure.
+func TestSubjectInterruptedErasureFinishedBySweeper(t *testing.T) {
+	e := newEnv(t)
+	v := subjGrace(e)
+	if got := subjSearch(e, graceEmail); !slices.Equal(got.Visitors, []string{v.id}) {
+		t.Fatalf("search before the erasure: %+v", got)
+	}
+	ctx := context.Background()
+	site, err := e.sites.Get("shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := auditTarget(e, "shop", "visitor", v.id)
+	// What Store.Erase writes first: the sweeper's marker and the tombstone.
+	pipe := e.rdb.TxPipeline()
+	pipe.ZAdd(ctx, "er:{shop}", redis.Z{Score: float64(time.Now().UnixMilli()), Member: "v:" + v.vkey + ":" + v.id + ":" + subject})
+	pipe.PExpire(ctx, "er:{shop}", redisstore.LockTTL)
+	pipe.Set(ctx, e.profileKey("shop", v.id)+":t", subject, redisstore.TombstoneTTL)
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	store := redisstore.New(e.rdb)
+	pending, err := store.PendingErasures(ctx, site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []visitor.Erasure{{VisitorKey: v.vkey, VisitorID: v.id, Subject: subject}}
+	if diff := cmp.Diff(want, pending); diff != "" {
+		t.Fatalf("pending erasures (-want +got):\n%s", diff)
+	}
+
+	sealer, err := visitor.NewSealer([]visitor.DataKey{{ID: "k1", Key: testDataKey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := visitor.NewService(e.sites, store, e.signer, e.hasher, sealer, device.NewParser(16), nil, visitor.WithClock(e.clock.Now))
+	n, err := svc.SweepErasures(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("SweepErasures = %d, %v; want 1 erasure finished", n, err)
+	}
+	assertVisitorErased(t, e, v, 2)
+	if got := subjSearch(e, graceEmail); len(got.Visitors)+len(got.Chats) != 0 {
+		t.Errorf("search after the sweep: %+v, want empty lists", got)
+	}
+	checkStatus(t, privacyDo(e, http.MethodGet, "/v1/sites/shop/visitors/"+v.id, nil), http.StatusNotFound, "not_found")
+	if n, err := svc.SweepErasures(ctx); err != nil || n != 0 {
+		t.Errorf("second sweep = %d, %v; want nothing left to finish", n, err)
+	}
+}
+
+// An identity-less chat is a subject of its own: its erasure removes the chat,
+// its blind-index and subject-index entries, and cuts its marketing consent
+// record; erasing one chat of a visitor removes it from their chat index.
+func TestSubjectChatErasure(t *testing.T) {
+	e := newEnv(t)
+	const (
+		adaName  = "Ada Byron"
+		adaEmail = "ada@engine.example"
+		adaPhone = "+44 20 7946 0000"
+	)
+	ctx := context.Background()
+	chat := subjChat(e, "", adaName, adaEmail, adaPhone, true, shopOrigin+"/contact")
+	ck := "ch:{shop:" + chat + "}"
+	ek := "e:{shop:" + e.hasher.Short("shop", visitor.PurposeEmail, adaEmail) + "}"
+	if n, _ := e.rdb.Exists(ctx, ck, ck+":r", ek).Result(); n != 3 {
+		t.Fatalf("before the erasure %d of chat, consent record and blind index exist, want 3: %q", n, e.keys())
+	}
+	if diff := cmp.Diff(searchResponse{Visitors: []string{}, Chats: []string{chat}}, subjSearch(e, adaEmail)); diff != "" {
+		t.Fatalf("search (-want +got):\n%s", diff)
+	}
+	wantStatus(t, privacyDo(e, http.MethodGet, "/v1/sites/shop/chats/"+chat, nil), http.StatusOK, "")
+
+	e.clock.Advance(time.Minute)
+	wantStatus(t, privacyDo(e, http.MethodDelete, "/v1/sites/shop/chats/"+chat, nil), http.StatusNoContent, "")
+	if n, _ := e.rdb.Exists(ctx, ck).Result(); n != 0 {
+		t.Errorf("chat key %s still exists", ck)
+	}
+	if _, err := e.rdb.ZScore(ctx, ek, "c:"+chat).Result(); !errors.Is(err, redis.Nil) {
+		t.Errorf("blind index %s still names the chat (err %v)", ek, err)
+	}
+	if _, err := e.rdb.ZScore(ctx, "sj:{shop}", "c:"+chat).Result(); !errors.Is(err, redis.Nil) {
+		t.Errorf("subject index still names the chat (err %v)", err)
+	}
+	// The proof moves to a key named by the keyed hash: no key names the chat id.
+	subject := auditTarget(e, "shop", "chat", chat)
+	assertCutRecords(t, e, "pf:{shop:"+subject+"}", subject, 1)
+	values := redistest.DumpValues(t, e.rdb)
+	for k, val := range values {
+		for _, n := range []string{adaName, adaEmail, adaPhone, "127.0.0", chromeUA, shopOrigin + "/contact"} {
+			if strings.Contains(val, n) {
+				t.Errorf("after the chat's erasure %s holds %q:\n%s", k, n, val)
+			}
+		}
+		if strings.Contains(val, chat) || strings.Contains(k, chat) {
+			t.Errorf("after the chat's erasure %s names the chat id: %s", k, val)
+		}
+	}
+	if got := subjSearch(e, adaEmail); len(got.Visitors)+len(got.Chats) != 0 {
+		t.Errorf("search after the chat's erasure: %+v, want empty lists", got)
+	}
+	wantStatus(t, privacyDo(e, http.MethodGet, "/v1/sites/shop/chats/"+chat, nil), http.StatusNotFound, "not_found")
+	wantStatus(t, privacyDo(e, http.MethodDelete, "/v1/sites/shop/chats/"+chat, nil), http.StatusNotFound, "not_found")
+
+	// One chat of an identified visitor.
+	v := subjGrace(e)
+	wantStatus(t, privacyDo(e, http.MethodDelete, "/v1/sites/shop/chats/"+v.chats[0], nil), http.StatusNoContent, "")
+	index, err := e.rdb.ZRange(ctx, e.profileKey("shop", v.id)+":C", 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(index, v.chats[1:]) {
+		t.Errorf("visitor's chat index %q, want only %q", index, v.chats[1:])
+	}
+	if n, _ := e.rdb.Exists(ctx, "ch:{shop:"+v.chats[0]+"}").Result(); n != 0 {
+		t.Errorf("erased chat %s still exists", v.chats[0])
+	}
+	x := subjExportOf(e, v.id)
+	if got := x.chatIDs(); !slices.Equal(got, v.chats[1:]) {
+		t.Errorf("export after erasing one chat lists %q, want %q", got, v.chats[1:])
+	}
+	// The other chat still carries the e-mail: the visitor is still found by it.
+	if got := subjSearch(e, graceEmail); !slices.Equal(got.Visitors, []string{v.id}) {
+		t.Errorf("search after erasing one of two chats: %+v, want the visitor", got)
+	}
+	wantStatus(t, privacyDo(e, http.MethodGet, "/v1/sites/shop/chats/"+v.chats[0], nil), http.StatusNotFound, "not_found")
+}
+
+// DESIGN.md: an identity-less chat is a data subject of its own and `GET`
+// (by the privacy team) exports it: all that is stored of it, contacts
+// decrypted, its marketing consent record included (the CLI's
+// `subject export --chat` prints the same).
+func TestSubjectChatExportedByPrivacyTeam(t *testing.T) {
+	e := newEnv(t)
+	chat := subjChat(e, "", "Ada Byron", "ada@engine.example", "+44 20 7946 0000", true, shopOrigin+"/contact")
+	r := privacyDo(e, http.MethodGet, "/v1/sites/shop/chats/"+chat, nil)
+	wantStatus(t, r, http.StatusOK, "")
+	var x struct {
+		ChatID         string           `json:"chat_id"`
+		ConsentRecords []map[string]any `json:"consent_records"`
+	}
+	if err := json.Unmarshal(r.body, &x); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+	if x.ChatID != chat || !strings.Contains(string(r.body), "ada@engine.example") {
+		t.Errorf("privacy GET of a chat answered %s, want the chat with its decrypted contact", r.body)
+	}
+	if len(x.ConsentRecords) != 1 || x.ConsentRecords[0]["method"] != "chat_start" || x.ConsentRecords[0]["marketing"] != true {
+		t.Errorf("privacy GET of a chat has consent_records %v, want its marketing opt-in record: %s", x.ConsentRecords, r.body)
+	}
+	if got := actions(auditEntries(t, e, "?target="+chat)); len(got) != 1 {
+		t.Errorf("the privacy team's read of the chat is audited as %q, want one entry", got)
+	}
+}
+
+// subjAuditPage is an answer of GET /v1/sites/shop/audit.
+type subjAuditPage struct {
+	Entries    []auditEntryJSON `json:"entries"`
+	NextCursor string           `json:"next_cursor"`
+}
+
+// auditEntries reads shop's audit trail with query, one page.
+func auditEntries(t testing.TB, e *env, query string) []auditEntryJSON {
+	t.Helper()
+	return auditPage(t, e, query).Entries
+}
+
+func auditPage(t testing.TB, e *env, query string) subjAuditPage {
+	t.Helper()
+	r := privacyDo(e, http.MethodGet, "/v1/sites/shop/audit"+query, nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("audit%s: status %d: %s", query, r.status, r.body)
+	}
+	return decode[subjAuditPage](t, r)
+}
+
+// auditAll pages through shop's audit trail with limit and query ("&…").
+func auditAll(t testing.TB, e *env, limit, query string) []auditEntryJSON {
+	t.Helper()
+	var all []auditEntryJSON
+	cursor := ""
+	for range 50 {
+		q := "?limit=" + limit + query
+		if cursor != "" {
+			q += "&cursor=" + cursor
+		}
+		p := auditPage(t, e, q)
+		all = append(all, p.Entries...)
+		if p.NextCursor == "" {
+			return all
+		}
+		cursor = p.NextCursor
+	}
+	t.Fatal("audit paging did not end")
+	return nil
+}
+
+// streamIDLess reports whether Redis stream id a is older than b.
+func streamIDLess(t testing.TB, a, b string) bool {
+	t.Helper()
+	parse := func(id string) [2]int64 {
+		ms, seq, ok := strings.Cut(id, "-")
+		x, err1 := strconv.ParseInt(ms, 10, 64)
+		y, err2 := strconv.ParseInt(seq, 10, 64)
+		if !ok || err1 != nil || err2 != nil {
+			t.Fatalf("audit entry id %q is not a stream id", id)
+		}
+		return [2]int64{x, y}
+	}
+	pa, pb := parse(a), parse(b)
+	return pa[0] < pb[0] || (pa[0] == pb[0] && pa[1] < pb[1])
+}
+
+// actions lists entries' actions in order.
+func actions(entries []auditEntryJSON) []string {
+	out := make([]string, 0, len(entries))
+	for _, a := range entries {
+		out = append(out, a.Action)
+	}
+	return out
+}
+
+// The audit trail: who read or changed what, newest first, with actor key ids
+// and keyed-hash targets; filtered by target even after an erasure; paged.
+func TestSubjectAuditTrail(t *testing.T) {
+	e := newEnv(t)
+	v := subjGrace(e)
+	step := func() { e.clock.Advance(time.Second) }
+
+	wantStatus(t, e.operatorGet("/v1/sites/shop/chats/"+v.chats[0], shopOperatorKey), http.StatusOK, "")
+	step()
+	subjExportOf(e, v.id)
+	step()
+	wantStatus(t, privacyDo(e, http.MethodPatch, "/v1/sites/shop/visitors/"+v.id,
+		map[string]any{"contact": map[string]string{"email": graceNewEmail}}), http.StatusOK, "")
+	step()
+	wantStatus(t, privacyDo(e, http.MethodPut, "/v1/sites/shop/retention",
+		map[string]int{"sessions": 60, "profiles": 300, "chats": 60, "consents": 1000, "audit": 365}), http.StatusOK, "")
+	step()
+	wantStatus(t, e.operatorGet("/v1/sites/shop/chats/"+v.chats[1], shopOperatorKey), http.StatusOK, "")
+	step()
+	wantStatus(t, privacyDo(e, http.MethodDelete, "/v1/sites/shop/visitors/"+v.id, nil), http.StatusNoContent, "")
+
+	visitorT := auditTarget(e, "shop", "visitor", v.id)
+	type row struct{ actor, action, target string }
+	want := []row{
+		{"dpo", "subject.erase", visitorT},
+		{"agent-1", "chat.read", auditTarget(e, "shop", "chat", v.chats[1])},
+		{"dpo", "retention.change", auditTarget(e, "shop", "site", "shop")},
+		{"dpo", "subject.export", visitorT}, // the rectification answers with the export
+		{"dpo", "subject.rectify", visitorT},
+		{"dpo", "subject.export", visitorT},
+		{"agent-1", "chat.read", auditTarget(e, "shop", "chat", v.chats[0])},
+	}
+	entries := auditEntries(t, e, "")
+	got := make([]row, 0, len(entries))
+	for _, a := range entries {
+		got = append(got, row{a.Actor, a.Action, a.Target})
+	}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(row{})); diff != "" {
+		t.Fatalf("audit trail, newest first (-want +got):\n%s", diff)
+	}
+	for i := 1; i < len(entries); i++ {
+		if entries[i].Time.After(entries[i-1].Time) || !streamIDLess(t, entries[i].ID, entries[i-1].ID) {
+			t.Errorf("entry %d (%s %v) is not older than entry %d (%s %v)", i, entries[i].ID, entries[i].Time, i-1, entries[i-1].ID, entries[i-1].Time)
+		}
+	}
+
+	// By target: the visitor's entries only, after the erasure too.
+	if got, want := actions(auditEntries(t, e, "?target="+v.id)),
+		[]string{"subject.erase", "subject.export", "subject.rectify", "subject.export"}; !slices.Equal(got, want) {
+		t.Errorf("audit ?target=<visitor id>: %q, want %q", got, want)
+	}
+	if got := actions(auditEntries(t, e, "?target="+v.chats[0])); !slices.Equal(got, []string{"chat.read"}) {
+		t.Errorf("audit ?target=<chat id>: %q, want the operator's read", got)
+	}
+	if got := auditEntries(t, e, "?target="+visitor.NewVisitorID()); len(got) != 0 {
+		t.Errorf("audit ?target=<unknown id>: %+v, want none", got)
+	}
+
+	// Paging: two at a time, the same trail.
+	first := auditPage(t, e, "?limit=2")
+	if len(first.Entries) != 2 || first.NextCursor == "" {
+		t.Fatalf("audit ?limit=2: %d entries, next_cursor %q; want 2 and a cursor", len(first.Entries), first.NextCursor)
+	}
+	if diff := cmp.Diff(entries, auditAll(t, e, "2", "")); diff != "" {
+		t.Errorf("audit paged by 2 differs from the whole trail (-whole +paged):\n%s", diff)
+	}
+	if diff := cmp.Diff(auditEntries(t, e, "?target="+v.id), auditAll(t, e, "2", "&target="+v.id)); diff != "" {
+		t.Errorf("audit of the visitor paged by 2 differs (-whole +paged):\n%s", diff)
+	}
+	for _, q := range []string{"?limit=0", "?limit=201", "?limit=two"} {
+		wantStatus(t, privacyDo(e, http.MethodGet, "/v1/sites/shop/audit"+q, nil), http.StatusBadRequest, "invalid_request")
+	}
+	wantStatus(t, e.operatorGet("/v1/sites/shop/audit", shopOperatorKey), http.StatusForbidden, "forbidden")
+
+	// No entry holds an id, an e-mail or a chat id in clear: not the API, not Redis.
+	body := string(privacyDo(e, http.MethodGet, "/v1/sites/shop/audit", nil).body)
+	stream := redistest.DumpValues(t, e.rdb)["au:{shop}"]
+	if stream == "" {
+		t.Fatal("no audit stream au:{shop}")
+	}
+	for _, leak := range append([]string{v.id, v.vkey, graceEmail, graceNewEmail}, v.chats...) {
+		if strings.Contains(body, leak) || strings.Contains(stream, leak) {
+			t.Errorf("audit trail holds %q in clear:\nAPI: %s\nRedis: %s", leak, body, stream)
+		}
+	}
+}
+
+// The privacy routes' requests that fail: validation, unknown subjects, keys.
+func TestSubjectRequestsRefused(t *testing.T) {
+	e := newEnv(t)
+	v := subjGrace(e)
+	tests := []struct {
+		name   string
+		key    string
+		method string
+		path   string
+		body   any
+		status int
+		code   string
+	}{
+		{name: "search without e-mail", key: shopPrivacyKey, method: http.MethodPost, path: "/v1/sites/shop/subjects/search", body: `{"email":"  "}`, status: 400, code: "invalid_request"},
+		{name: "search not json", key: shopPrivacyKey, method: http.MethodPost, path: "/v1/sites/shop/subjects/search", body: `{"email":`, status: 400, code: "invalid_json"},
+		{name: "search by operator", key: shopOperatorKey, method: http.MethodPost, path: "/v1/sites/shop/subjects/search", body: `{"email":"grace@navy.example"}`, status: 403, code: "forbidden"},
+		{name: "search without key", method: http.MethodPost, path: "/v1/sites/shop/subjects/search", body: `{"email":"grace@navy.example"}`, status: 401, code: "unauthorized"},
+		{name: "search of another site", key: shopPrivacyKey, method: http.MethodPost, path: "/v1/sites/blog/subjects/search", body: `{"email":"grace@navy.example"}`, status: 403, code: "forbidden"},
+		{name: "export by operator", key: shopOperatorKey, method: http.MethodGet, path: "/v1/sites/shop/visitors/" + v.id, status: 403, code: "forbidden"},
+		{name: "export by another site's key", key: blogOperatorKey, method: http.MethodGet, path: "/v1/sites/shop/visitors/" + v.id, status: 403, code: "forbidden"},
+		{name: "export of an unknown visitor", key: shopPrivacyKey, method: http.MethodGet, path: "/v1/sites/shop/visitors/" + visitor.NewVisitorID(), status: 404, code: "not_found"},
+		{name: "export of a malformed id", key: shopPrivacyKey, method: http.MethodGet, path: "/v1/sites/shop/visitors/not-an-id", status: 404, code: "not_found"},
+		{name: "export on another site", key: shopPrivacyKey, method: http.MethodGet, path: "/v1/sites/blog/visitors/" + v.id, status: 403, code: "forbidden"},
+		{name: "rectify without contact", key: shopPrivacyKey, method: http.MethodPatch, path: "/v1/sites/shop/visitors/" + v.id, body: `{}`, status: 400, code: "invalid_request"},
+		{name: "rectify with no field", key: shopPrivacyKey, method: http.MethodPatch, path: "/v1/sites/shop/visitors/" + v.id, body: `{"contact":{}}`, status: 400, code: "invalid_request"},
+		{name: "rectify with a bad e-mail", key: shopPrivacyKey, method: http.MethodPatch, path: "/v1/sites/shop/visitors/" + v.id, body: `{"contact":{"email":"not an e-mail"}}`, status: 400, code: "invalid_request"},
+		{name: "rectify an unknown visitor", key: shopPrivacyKey, method: http.MethodPatch, path: "/v1/sites/shop/visitors/" + visitor.NewVisitorID(), body: `{"contact":{"email":"a@b.example"}}`, status: 404, code: "not_found"},
+		{name: "rectify by operator", key: shopOperatorKey, method: http.MethodPatch, path: "/v1/sites/shop/visitors/" + v.id, body: `{"contact":{"email":"a@b.example"}}`, status: 403, code: "forbidden"},
+		{name: "erase by operator", key: shopOperatorKey, method: http.MethodDelete, path: "/v1/sites/shop/visitors/" + v.id, status: 403, code: "forbidden"},
+		{name: "erase chat by operator", key: shopOperatorKey, method: http.MethodDelete, path: "/v1/sites/shop/chats/" + v.chats[0], status: 403, code: "forbidden"},
+		{name: "erase unknown chat", key: shopPrivacyKey, method: http.MethodDelete, path: "/v1/sites/shop/chats/" + visitor.NewChatID(), status: 404, code: "not_found"},
+		{name: "erase a malformed visitor id", key: shopPrivacyKey, method: http.MethodDelete, path: "/v1/sites/shop/visitors/x", status: 404, code: "not_found"},
+	}
+	before := redistest.DumpValues(t, e.rdb)
+	delete(before, "au:{shop}")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wantStatus(t, keyDo(e, tt.key, tt.method, tt.path, tt.body), tt.status, tt.code)
+		})
+	}
+	after := redistest.DumpValues(t, e.rdb)
+	delete(after, "au:{shop}")
+	if diff := cmp.Diff(before, after); diff != "" {
+		t.Errorf("refused requests changed the store (-before +after):\n%s", diff)
+	}
+	if got := subjExportOf(e, v.id); len(got.Chats) != 2 || got.Chats[0].Contact.Email != graceEmail {
+		t.Errorf("after refused requests the visitor's chats are %+v", got.Chats)
+	}
+}
