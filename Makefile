@@ -19,9 +19,13 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-## bench: page-view, User-Agent and GeoIP benchmarks with allocations
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./internal/...
+## bench: go test benchmarks (page view, UA, GeoIP, chat, live view, retention job) with
+## allocations, then the load comparison of visitord against its floor (cmd/loadbench)
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s -count=1 ./internal/...
+	$(GO) build -o bin/loadbench ./cmd/loadbench
+	bin/loadbench -visitord bin/visitord -profile bin/visitord.cpu.pprof
+	$(GO) tool pprof -top -nodecount 25 bin/visitord bin/visitord.cpu.pprof 2>/dev/null | head -35
 
 ## fuzz: fuzz the track body decoder for 30 s
 fuzz:

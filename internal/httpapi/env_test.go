@@ -128,6 +128,7 @@ type env struct {
 	sites  *visitor.Sites
 	hasher *visitor.Hasher
 	signer *visitor.Signer
+	svc    *visitor.Service
 	reg    *prometheus.Registry
 	client *http.Client
 }
@@ -208,7 +209,7 @@ func newEnvOn(t testing.TB, rs *redistest.Server, o envOptions) *env {
 	t.Cleanup(srv.Close)
 	e := &env{
 		t: t, srv: srv, redis: rs, rdb: rdb, clock: clk, logs: logs, sites: siteSet, hasher: hasher,
-		signer: signer, reg: reg, client: srv.Client(),
+		signer: signer, svc: svc, reg: reg, client: srv.Client(),
 	}
 	// Invariant 3 after every test: whatever it wrote, no key lacks a TTL.
 	t.Cleanup(func() {

@@ -62,10 +62,23 @@ func (a *api) routes(r *gin.Engine, o Options) {
 	r.GET("/readyz", a.readyz)
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{})))
 	if o.PProf {
-		r.GET("/debug/pprof/*profile", gin.WrapF(pprof.Index))
-		r.GET("/debug/pprof/cmdline", gin.WrapF(pprof.Cmdline))
-		r.GET("/debug/pprof/profile", gin.WrapF(pprof.Profile))
-		r.GET("/debug/pprof/symbol", gin.WrapF(pprof.Symbol))
-		r.GET("/debug/pprof/trace", gin.WrapF(pprof.Trace))
+		r.GET("/debug/pprof/*profile", pprofHandler)
+	}
+}
+
+// pprofHandler serves net/http/pprof under one wildcard route: Gin allows no
+// static route beside a catch-all in the same segment.
+func pprofHandler(c *gin.Context) {
+	switch c.Param("profile") {
+	case "/cmdline":
+		pprof.Cmdline(c.Writer, c.Request)
+	case "/profile":
+		pprof.Profile(c.Writer, c.Request)
+	case "/symbol":
+		pprof.Symbol(c.Writer, c.Request)
+	case "/trace":
+		pprof.Trace(c.Writer, c.Request)
+	default:
+		pprof.Index(c.Writer, c.Request)
 	}
 }
