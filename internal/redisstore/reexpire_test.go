@@ -63,7 +63,7 @@ func (e rxEnv) hit(tb testing.TB, vkey, vid, sid string, at time.Time) {
 	tb.Helper()
 	out, err := e.s.RecordHit(e.ctx, visitor.HitWrite{Site: e.site, Retention: rxOld, VisitorID: vid, VisitorKey: vkey,
 		Type: visitor.HitPageview, Now: at, Page: visitor.Page{URL: "https://shop.example/p", Title: "P"},
-		Device: visitor.Device{Browser: "Firefox"}, NewSessionID: sid, Count: true})
+		Device: visitor.Device{Browser: "Firefox"}, NewSessionID: sid, Count: true, NewVisitor: true})
 	if err != nil || out != visitor.OutcomeNewSession {
 		tb.Fatalf("RecordHit(%s at %v) = %v, %v; want a new session", vkey, at, out, err)
 	}

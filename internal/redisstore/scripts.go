@@ -24,7 +24,7 @@ elseif c[1] == '0' then
   -- expired (the key's TTL): tracking never resumes under a refused identity.
   return 'no_consent'
 end
-local p = redis.call('HMGET', KEYS[1], 'sid', 'ss', 'sl', 'ps', 'pc')
+local p = redis.call('HMGET', KEYS[1], 'sid', 'ss', 'sl', 'ps', 'pc', 'np')
 local sid = p[1]
 local ss, sl, ps = tonumber(p[2] or '0'), tonumber(p[3] or '0'), tonumber(p[4] or '0')
 local timeout = tonumber(ARGV[5])
@@ -55,6 +55,7 @@ if ARGV[1] ~= 'p' then
   return 'ok'
 end
 local result = 'ok'
+local np = tonumber(p[6] or '0')
 local skey
 if open and (now - ss) <= tonumber(ARGV[6]) then
   skey = KEYS[1] .. ':s:' .. sid
@@ -64,17 +65,18 @@ else
   result = 'new'
   sid = ARGV[9]
   skey = KEYS[1] .. ':s:' .. sid
+  np = 0
   redis.call('RPUSH', skey, '#' .. now .. '\t' .. ARGV[13])
-  redis.call('HSET', KEYS[1], 'sid', sid, 'ss', now, 'np', 0, 'rf', ARGV[13])
+  -- Device, location and IP are a session's: set when it opens.
+  redis.call('HSET', KEYS[1], 'vid', ARGV[10], 'sid', sid, 'ss', now, 'rf', ARGV[13],
+    'br', ARGV[14], 'bv', ARGV[15], 'os', ARGV[16], 'mob', ARGV[17],
+    'co', ARGV[18], 'rg', ARGV[19], 'ci', ARGV[20], 'tz', ARGV[21], 'ip', ARGV[22])
   redis.call('HINCRBY', KEYS[1], 'ns', 1)
   redis.call('HSETNX', KEYS[1], 'fs', now)
 end
 redis.call('RPUSH', skey, now .. '\t0\t' .. ARGV[11] .. '\t' .. ARGV[12])
-redis.call('HINCRBY', KEYS[1], 'np', 1)
-redis.call('HSET', KEYS[1], 'vid', ARGV[10], 'sl', now, 'ls', now, 'ps', now, 'pc', '0', 'w', now,
-  'cu', ARGV[11], 'ct', ARGV[12],
-  'br', ARGV[14], 'bv', ARGV[15], 'os', ARGV[16], 'mob', ARGV[17],
-  'co', ARGV[18], 'rg', ARGV[19], 'ci', ARGV[20], 'tz', ARGV[21], 'ip', ARGV[22])
+redis.call('HSET', KEYS[1], 'np', np + 1, 'sl', now, 'ls', now, 'ps', now, 'pc', '0', 'w', now,
+  'cu', ARGV[11], 'ct', ARGV[12])
 redis.call('EXPIRE', skey, sttl)
 redis.call('ZADD', KEYS[4], now, sid)
 redis.call('EXPIRE', KEYS[4], pttl)
@@ -92,20 +94,25 @@ return result
 // from both, empty none), 2 vkey, 3 now ms, 4 live TTL ms,
 // 5 counter to add (empty for none), 6 counter to take back (empty for none),
 // 7 counters TTL s, 8 most live entries kept (the least recently active go
-// first), 9 subject index TTL ms (the longest retention window). The subject
-// index is what the retention job walks.
+// first), 9 subject index TTL ms (the longest retention window), 10 trim (1:
+// drop what is past the windows; the caller asks on a fraction of calls, since
+// readers filter by time anyway). The subject index is what the retention job
+// walks; a visitor enters it with their first page view or consent.
 var siteScript = redis.NewScript(`
 if ARGV[1] == '+' or ARGV[1] == 'p' then
   local now, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
   redis.call('ZADD', KEYS[1], now, ARGV[2])
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
-  local n = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[8])
-  if n > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - 1) end
   redis.call('PEXPIRE', KEYS[1], ttl)
+  local trim = ARGV[10] == '1'
+  if trim then
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
+    local n = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[8])
+    if n > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - 1) end
+  end
   if ARGV[1] == 'p' then
     local keep = tonumber(ARGV[9])
     redis.call('ZADD', KEYS[3], now, ARGV[2])
-    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - keep)
+    if trim then redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - keep) end
     redis.call('PEXPIRE', KEYS[3], keep)
   end
 elseif ARGV[1] == '-' then

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -128,11 +129,22 @@ func bit(b bool) string {
 // siteCall updates the site-level indexes (live ops as siteScript says); add and
 // takeBack name per-day counters ("" for none).
 func siteCall(site *visitor.Site, vkey string, now time.Time, live string, add, takeBack visitor.Reason) *call {
+	trim := "0"
+	if siteCalls.Add(1)%trimEvery == 0 {
+		trim = "1"
+	}
 	return &call{script: siteScript, keys: []string{liveKey(site.ID), statsKey(site.ID, now), subjectsKey(site.ID)}, args: []any{
 		live, vkey, ms(now), (2 * site.SessionTimeout).Milliseconds(), string(add), string(takeBack), seconds(StatsTTL), MaxLive,
-		SubjectsTTL.Milliseconds(),
+		SubjectsTTL.Milliseconds(), trim,
 	}}
 }
+
+// trimEvery is how often (one site-index update in trimEvery) the live set and
+// the subject index are trimmed by time and size: trimming on every page view
+// costs Redis work that readers, which filter by time, do not need.
+const trimEvery = 32
+
+var siteCalls atomic.Uint64
 
 // subjectCall enters a subject in the site's subject index, which the retention
 // job walks.
@@ -161,8 +173,8 @@ func (s *Store) RecordHit(ctx context.Context, w visitor.HitWrite) (visitor.HitO
 		w.Location.Country, w.Location.Region, w.Location.City, w.Location.TimeZone, w.IP,
 	}}
 	live := "+"
-	if w.Type == visitor.HitPageview {
-		live = "p"
+	if w.NewVisitor {
+		live = "p" // a visitor enters the subject index once
 	}
 	if err := s.run(ctx, hit, siteCall(w.Site, w.VisitorKey, w.Now, live, tracked, "")); err != nil {
 		return 0, fmt.Errorf("record hit: %w", err)

@@ -287,6 +287,7 @@ func (s *Service) identifyByChat(ctx context.Context, r ChatRequest, site *Site,
 	if page.URL != "" {
 		h := Hit{Site: site, Type: HitPageview, UserAgent: r.UserAgent, IP: r.IP}
 		w := s.hitWrite(h, site, id, page, s.devices.Parse(r.UserAgent), now, true)
+		w.NewVisitor = true
 		if _, err := s.store.RecordHit(ctx, w); err != nil {
 			return "", "", time.Time{}, ChatBinding{}, fmt.Errorf("chat session on %s: %w", site.ID, err)
 		}

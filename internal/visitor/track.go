@@ -95,6 +95,9 @@ type HitWrite struct {
 	RequireGrant bool
 	// Count is the stats counter the hit adds to (page views only).
 	Count bool
+	// NewVisitor is set for a visitor's first page view: it enters the subject
+	// index then.
+	NewVisitor bool
 }
 
 // Validate checks the hit's type and, for a page view, that it names a URL.
@@ -189,7 +192,9 @@ func (s *Service) Track(ctx context.Context, h Hit) (TrackResult, error) {
 // page view under it (opt-out sites only).
 func (s *Service) trackNew(ctx context.Context, h Hit, site *Site, page Page, dev Device, now time.Time) (TrackResult, error) {
 	id := s.newID()
-	out, err := s.store.RecordHit(ctx, s.hitWrite(h, site, id, page, dev, now, false))
+	w := s.hitWrite(h, site, id, page, dev, now, false)
+	w.NewVisitor = true
+	out, err := s.store.RecordHit(ctx, w)
 	if err != nil {
 		return TrackResult{}, err
 	}
