@@ -117,3 +117,48 @@ func BenchmarkTrackDNT(b *testing.B) {
 		h.ServeHTTP(w, r)
 	}
 }
+
+// BenchmarkTrackFirst measures a first visit: a new identity and session.
+func BenchmarkTrackFirst(b *testing.B) {
+	e := newEnv(b)
+	h := e.srv.Config.Handler
+	body := `{"site":"shop","type":"pageview","url":"https://shop.example/products/blue-mug-with-a-long-name?utm_source=mail","title":"Blue mug with a long name"}`
+	b.ReportAllocs()
+	for b.Loop() {
+		r := httptest.NewRequest(http.MethodPost, "/v1/track", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("User-Agent", chromeUA)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusOK {
+			b.Fatalf("status %d: %s", w.Code, w.Body)
+		}
+	}
+}
+
+// BenchmarkChatStart measures a chat start of a returning visitor: contacts
+// sealed, blind index, chat index, all in one pipeline after one read.
+func BenchmarkChatStart(b *testing.B) {
+	e := newEnv(b)
+	h := e.srv.Config.Handler
+	var token string
+	body := `{"site":"shop","contact":{"name":"Ada Lovelace","email":"ada@math.example","phone":"+44 20 7946 0000"},"marketing_opt_in":true,"url":"https://shop.example/contact"}`
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		// A visitor has a few chats, not thousands: a new one every fourth chat.
+		if i%4 == 0 {
+			b.StopTimer()
+			token = e.mustTrack("shop", shopOrigin+"/", "")
+			b.StartTimer()
+		}
+		r := httptest.NewRequest(http.MethodPost, "/v1/chats", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("User-Agent", chromeUA)
+		r.Header.Set(tokenHeader, token)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusCreated {
+			b.Fatalf("status %d: %s", w.Code, w.Body)
+		}
+	}
+}

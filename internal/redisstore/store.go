@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -133,10 +134,52 @@ func siteCall(site *visitor.Site, vkey string, now time.Time, live string, add, 
 	if siteCalls.Add(1)%trimEvery == 0 {
 		trim = "1"
 	}
-	return &call{script: siteScript, keys: []string{liveKey(site.ID), statsKey(site.ID, now), subjectsKey(site.ID)}, args: []any{
-		live, vkey, ms(now), (2 * site.SessionTimeout).Milliseconds(), string(add), string(takeBack), seconds(StatsTTL), MaxLive,
-		SubjectsTTL.Milliseconds(), trim,
+	k := siteKeysOf(site)
+	return &call{script: siteScript, keys: []string{k.live, k.stats(now), k.subjects}, args: []any{
+		live, vkey, ms(now), k.liveTTL, string(add), string(takeBack), statsTTLSeconds, MaxLive, subjectsTTLMillis, trim,
 	}}
+}
+
+// Constant arguments, boxed once.
+var (
+	statsTTLSeconds   any = seconds(StatsTTL)
+	subjectsTTLMillis any = SubjectsTTL.Milliseconds()
+)
+
+// siteKeys are a site's index key names, built once: the page-view path sends
+// them on every call.
+type siteKeys struct {
+	live, subjects string
+	liveTTL        any
+	day            atomic.Pointer[dayKey]
+}
+
+type dayKey struct {
+	day int64 // days since the epoch
+	key string
+}
+
+var siteKeyCache sync.Map // site id → *siteKeys
+
+func siteKeysOf(site *visitor.Site) *siteKeys {
+	if k, ok := siteKeyCache.Load(site.ID); ok {
+		return k.(*siteKeys)
+	}
+	k, _ := siteKeyCache.LoadOrStore(site.ID, &siteKeys{
+		live: liveKey(site.ID), subjects: subjectsKey(site.ID), liveTTL: (2 * site.SessionTimeout).Milliseconds(),
+	})
+	return k.(*siteKeys)
+}
+
+// stats is the counters key of now's day, cached for the day.
+func (k *siteKeys) stats(now time.Time) string {
+	day := now.Unix() / 86400
+	if d := k.day.Load(); d != nil && d.day == day {
+		return d.key
+	}
+	d := &dayKey{day: day, key: "st:{" + k.live[len("lv:{"):len(k.live)-1] + "}:" + now.UTC().Format(time.DateOnly)}
+	k.day.Store(d)
+	return d.key
 }
 
 // trimEvery is how often (one site-index update in trimEvery) the live set and
@@ -159,12 +202,12 @@ var hitOps = map[visitor.HitType]string{visitor.HitPageview: "p", visitor.HitHea
 // that the hit is tracked; when the script refuses it, a second round trip takes
 // the index entries back (rare: a withdrawn grant or an erased visitor).
 func (s *Store) RecordHit(ctx context.Context, w visitor.HitWrite) (visitor.HitOutcome, error) {
-	k := keysOf(w.Site.ID, w.VisitorKey)
+	profile := visitorPrefix(w.Site.ID, w.VisitorKey)
 	var tracked visitor.Reason
 	if w.Count {
 		tracked = visitor.ReasonTracked
 	}
-	hit := &call{script: hitScript, keys: []string{k.profile, k.choice, k.tombstone, k.sessions}, args: []any{
+	hit := &call{script: hitScript, keys: []string{profile, profile + ":c", profile + ":t", profile + ":S"}, args: []any{
 		hitOps[w.Type], ms(w.Now), bit(w.RequireGrant), w.Site.PolicyVersion,
 		w.Site.SessionTimeout.Milliseconds(), w.Site.SessionMax.Milliseconds(),
 		seconds(days(w.Retention.Sessions)), seconds(days(w.Retention.Profiles)),
