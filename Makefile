@@ -3,7 +3,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: run test lint bench fuzz build geoip-fixture
+.PHONY: run test lint bench fuzz build image k8s-test geoip-fixture
 
 ## run: the service with an embedded in-memory Redis, plain-HTTP cookies and the demo site
 run:
@@ -34,6 +34,14 @@ fuzz:
 ## build: a static binary in bin/
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/visitord ./cmd/visitord
+
+## image: the container image visitord:$(VERSION) (Dockerfile; needs a Docker engine)
+image:
+	docker build --build-arg VERSION=$(VERSION) -t visitord:$(VERSION) .
+
+## k8s-test: render the kustomizations in k8s/ and check them against the Kubernetes API types
+k8s-test:
+	$(GO) test -count=1 ./k8s/
 
 ## geoip-fixture: the test GeoIP database in bin/ (known answers, see geoip/README.md)
 geoip-fixture:
