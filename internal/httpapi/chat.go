@@ -44,16 +44,8 @@ func (a *api) startChat(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	site, err := a.siteOf(c, req.Site)
+	site, err := a.widgetSite(c, req.Site, false, visitor.LimitChat)
 	if err != nil {
-		a.fail(c, err)
-		return
-	}
-	if err := checkOrigin(c, site, false); err != nil {
-		a.fail(c, err)
-		return
-	}
-	if err := a.limit(c, site, visitor.LimitChat); err != nil {
 		a.fail(c, err)
 		return
 	}

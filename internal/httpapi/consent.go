@@ -38,12 +38,8 @@ func choiceResponse(ch visitor.Choice, token string) consentResponse {
 }
 
 func (a *api) getConsent(c *gin.Context) {
-	site, err := a.siteOf(c, c.Query("site"))
+	site, err := a.widgetSite(c, c.Query("site"), false, "")
 	if err != nil {
-		a.fail(c, err)
-		return
-	}
-	if err := checkOrigin(c, site, false); err != nil {
 		a.fail(c, err)
 		return
 	}
@@ -72,16 +68,8 @@ func (a *api) putConsent(c *gin.Context) {
 		a.fail(c, errors.Join(visitor.ErrInvalid, errors.New("analytics, marketing and policy_version are required")))
 		return
 	}
-	site, err := a.siteOf(c, req.Site)
+	site, err := a.widgetSite(c, req.Site, false, visitor.LimitConsent)
 	if err != nil {
-		a.fail(c, err)
-		return
-	}
-	if err := checkOrigin(c, site, false); err != nil {
-		a.fail(c, err)
-		return
-	}
-	if err := a.limit(c, site, visitor.LimitConsent); err != nil {
 		a.fail(c, err)
 		return
 	}

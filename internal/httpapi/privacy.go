@@ -292,16 +292,8 @@ func (a *api) audit(c *gin.Context) {
 // The visitor's own export and erasure, proved by the identity token alone.
 
 func (a *api) exportMine(c *gin.Context) {
-	site, err := a.siteOf(c, c.Query("site"))
+	site, err := a.widgetSite(c, c.Query("site"), false, visitor.LimitMe)
 	if err != nil {
-		a.fail(c, err)
-		return
-	}
-	if err := checkOrigin(c, site, false); err != nil {
-		a.fail(c, err)
-		return
-	}
-	if err := a.limit(c, site, visitor.LimitMe); err != nil {
 		a.fail(c, err)
 		return
 	}
@@ -316,16 +308,8 @@ func (a *api) exportMine(c *gin.Context) {
 }
 
 func (a *api) eraseMine(c *gin.Context) {
-	site, err := a.siteOf(c, c.Query("site"))
+	site, err := a.widgetSite(c, c.Query("site"), false, visitor.LimitMe)
 	if err != nil {
-		a.fail(c, err)
-		return
-	}
-	if err := checkOrigin(c, site, false); err != nil {
-		a.fail(c, err)
-		return
-	}
-	if err := a.limit(c, site, visitor.LimitMe); err != nil {
 		a.fail(c, err)
 		return
 	}

@@ -137,6 +137,24 @@ func clientIP(c *gin.Context) netip.Addr {
 	return ip.Unmap()
 }
 
+// widgetSite resolves a widget request's site and applies the forgery rules
+// (checkOrigin) and, with a kind, the site's rate limit for it.
+func (a *api) widgetSite(c *gin.Context, id string, allowNull bool, kind visitor.LimitKind) (*visitor.Site, error) {
+	site, err := a.siteOf(c, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkOrigin(c, site, allowNull); err != nil {
+		return nil, err
+	}
+	if kind != "" {
+		if err := a.limit(c, site, kind); err != nil {
+			return nil, err
+		}
+	}
+	return site, nil
+}
+
 // siteOf looks up a site and remembers its id for the access log.
 func (a *api) siteOf(c *gin.Context, id string) (*visitor.Site, error) {
 	site, err := a.sites.Get(id)
