@@ -121,8 +121,8 @@ func (s *syncBuffer) String() string {
 type env struct {
 	t      testing.TB
 	srv    *httptest.Server
-	redis  *redistest.Server
-	rdb    *redis.Client
+	redis  *redistest.Server // nil when built by newEnvOnClient
+	rdb    redis.UniversalClient
 	clock  *clock
 	logs   *syncBuffer
 	sites  *visitor.Sites
@@ -159,6 +159,15 @@ func newEnv(t testing.TB, opts ...func(*envOptions)) *env {
 
 func newEnvOn(t testing.TB, rs *redistest.Server, o envOptions) *env {
 	t.Helper()
+	e := newEnvOnClient(t, rs.Client(t), o)
+	e.redis = rs
+	return e
+}
+
+// newEnvOnClient builds the stack on any Redis client: a single node, a
+// Sentinel failover client or a Cluster client.
+func newEnvOnClient(t testing.TB, rdb redis.UniversalClient, o envOptions) *env {
+	t.Helper()
 	sites, err := config.ParseSites([]byte(o.sites), func(string) string { return "" }, 1, 1825)
 	if err != nil {
 		t.Fatalf("sites: %v", err)
@@ -184,7 +193,6 @@ func newEnvOn(t testing.TB, rs *redistest.Server, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rdb := rs.Client(t)
 	store := redisstore.New(rdb)
 	if err := store.LoadScripts(context.Background()); err != nil {
 		t.Fatal(err)
@@ -208,7 +216,7 @@ func newEnvOn(t testing.TB, rs *redistest.Server, o envOptions) *env {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	e := &env{
-		t: t, srv: srv, redis: rs, rdb: rdb, clock: clk, logs: logs, sites: siteSet, hasher: hasher,
+		t: t, srv: srv, rdb: rdb, clock: clk, logs: logs, sites: siteSet, hasher: hasher,
 		signer: signer, svc: svc, reg: reg, client: srv.Client(),
 	}
 	// Invariant 3 after every test: whatever it wrote, no key lacks a TTL.
