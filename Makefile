@@ -3,7 +3,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: run test lint bench fuzz build image k8s-test geoip-fixture
+.PHONY: run test test-browser lint bench fuzz build image k8s-test geoip-fixture
 
 ## run: the service with an embedded in-memory Redis, plain-HTTP cookies and the demo site
 run:
@@ -12,6 +12,10 @@ run:
 ## test: every test against real redis-server processes the tests start themselves
 test:
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+## test-browser: the widget, demo shop and console in headless Chromium (/usr/bin/chromium, playwright-core)
+test-browser:
+	cd internal/web/browser && npm ci --no-audit --no-fund && node --test --test-reporter=spec
 
 ## lint: go vet and gofmt
 lint:

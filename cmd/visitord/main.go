@@ -115,7 +115,7 @@ func open(ctx context.Context, getenv func(string) string, log *slog.Logger, lis
 		a.closers = append(a.closers, dev.Close)
 		log.Warn("DEVELOPMENT MODE: VISITORD_REDIS_URL is not set, so data lives in an embedded in-memory Redis; nothing survives a restart",
 			slog.String("redis", dev.Addr()))
-		rdb = redis.NewClient(&redis.Options{Addr: dev.Addr()})
+		rdb = redis.NewClient(&redis.Options{Addr: dev.Addr(), ContextTimeoutEnabled: true})
 	} else if rdb, err = redisstore.Connect(cfg.RedisURL); err != nil {
 		return nil, err
 	}

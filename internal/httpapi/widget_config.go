@@ -21,12 +21,8 @@ type widgetConfigResponse struct {
 // widgetConfig answers what the widget shows: the consent mode, the legal text
 // and policy version a consent is given for, and the marketing question.
 func (a *api) widgetConfig(c *gin.Context) {
-	site, err := a.siteOf(c, c.Param("site"))
+	site, err := a.widgetSite(c, c.Param("site"), false, "")
 	if err != nil {
-		a.fail(c, err)
-		return
-	}
-	if err := checkOrigin(c, site, false); err != nil {
 		a.fail(c, err)
 		return
 	}

@@ -103,10 +103,12 @@ func (s *Store) SaveChat(ctx context.Context, w visitor.ChatWrite) error {
 		calls = append(calls, &call{script: blindIndexScript, keys: []string{ekey},
 			args: []any{member, ms(chatsUntil), ms(w.Start)}})
 	}
-	if err := s.run(ctx, calls...); err != nil {
+	on, release := s.durable()
+	defer release()
+	if err := runOn(ctx, on, calls...); err != nil {
 		return fmt.Errorf("save chat: %w", err)
 	}
-	return s.waitReplicas(ctx)
+	return s.waitReplicas(ctx, on)
 }
 
 // Chat returns a stored chat, its contacts still sealed.

@@ -111,5 +111,8 @@ func Connect(raw string) (redis.UniversalClient, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A request's deadline (a page view's VISITORD_TRACK_TIMEOUT) must reach the
+	// socket: without this a hung Redis holds a page view for ReadTimeout.
+	o.ContextTimeoutEnabled = true
 	return redis.NewUniversalClient(o), nil
 }

@@ -80,7 +80,20 @@ type call struct {
 // involved on a Cluster. A call whose script the node lost (NOSCRIPT after a
 // restart or failover) is sent again whole; the others ran once.
 func (s *Store) run(ctx context.Context, calls ...*call) error {
-	pipe := s.c.Pipeline()
+	return runOn(ctx, s.c, calls...)
+}
+
+// runner is what run needs: the client, or one connection of it (redis.Conn).
+type runner interface {
+	redis.Scripter
+	Pipeline() redis.Pipeliner
+	Do(ctx context.Context, args ...any) *redis.Cmd
+}
+
+// runOn is run on r: with a redis.Conn every command, fallbacks included, goes
+// over that one connection.
+func runOn(ctx context.Context, r runner, calls ...*call) error {
+	pipe := r.Pipeline()
 	for _, c := range calls {
 		c.cmd = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
 	}
@@ -89,7 +102,7 @@ func (s *Store) run(ctx context.Context, calls ...*call) error {
 	}
 	for _, c := range calls {
 		if err := c.cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			c.cmd = c.script.Eval(ctx, s.c, c.keys, c.args...)
+			c.cmd = c.script.Eval(ctx, r, c.keys, c.args...)
 		}
 	}
 	for _, c := range calls {
@@ -331,13 +344,15 @@ func (s *Store) SaveConsent(ctx context.Context, w visitor.ConsentWrite) error {
 	if w.Forget {
 		calls = append(calls, siteCall(w.Site, w.VisitorKey, r.Time, "-", "", ""))
 	}
-	if err := s.run(ctx, calls...); err != nil {
+	on, release := s.durable()
+	defer release()
+	if err := runOn(ctx, on, calls...); err != nil {
 		return fmt.Errorf("save consent: %w", err)
 	}
 	if res, _ := save.cmd.Text(); res == "erased" {
 		return fmt.Errorf("save consent: %w", visitor.ErrErased)
 	}
-	return s.waitReplicas(ctx)
+	return s.waitReplicas(ctx, on)
 }
 
 // choiceExpiry is when a choice's key goes: a grant when it lapses; a refusal
@@ -353,14 +368,32 @@ func choiceExpiry(w visitor.ConsentWrite) time.Time {
 	return until
 }
 
-// waitReplicas blocks until minReplicas replicas acknowledged this client's writes.
-// WAIT applies to one connection; go-redis pools connections, so the store uses a
-// dedicated connection per wait on a single Redis or Sentinel master.
-func (s *Store) waitReplicas(ctx context.Context) error {
+// durable returns where a consent or chat write goes and a function that
+// releases it. WAIT counts only the writes of the connection it runs on, and
+// go-redis pools connections: a WAIT sent through the pool may run on another
+// connection and return at once, acknowledging a write no replica holds. So with
+// WithMinReplicas on a single Redis or a Sentinel master (a *redis.Client) the
+// write and its WAIT share one connection, held until release. A Cluster spreads
+// a write over several nodes, each needing its own WAIT; not done yet, so there
+// WAIT still goes through the pool and proves nothing.
+func (s *Store) durable() (runner, func()) {
+	if s.minReplicas > 0 {
+		if c, ok := s.c.(*redis.Client); ok {
+			conn := c.Conn()
+			return conn, func() { _ = conn.Close() }
+		}
+	}
+	return s.c, func() {}
+}
+
+// waitReplicas blocks until minReplicas replicas acknowledged the writes made
+// on the connection durable returned; ErrStoreUnavailable when fewer did within
+// WAIT's timeout. A write that was not acknowledged may still be on the master.
+func (s *Store) waitReplicas(ctx context.Context, on runner) error {
 	if s.minReplicas <= 0 {
 		return nil
 	}
-	n, err := s.c.Do(ctx, "WAIT", s.minReplicas, 1000).Int()
+	n, err := on.Do(ctx, "WAIT", s.minReplicas, 1000).Int()
 	if err != nil {
 		return fmt.Errorf("wait for replicas: %w", translate(err))
 	}

@@ -13,7 +13,7 @@
   // no credentials, no token, and nothing stored.
   var priv = n.doNotTrack === '1' || n.globalPrivacyControl === true;
   var on = false, stopped = false, asked = false, timer = 0, last = '', cfg = null, banner = null;
-  var noop = function () {};
+  var noop = function () {}, queue = Promise.resolve();
 
   function token() {
     try { return w.localStorage.getItem(slot); } catch (e) { return null; }
@@ -61,17 +61,21 @@
     if (priv) {
       // text/plain: no preflight; strict-origin: no page URL in Referer either.
       fetch(api + '/v1/track', {
-        method: 'POST', credentials: 'omit', referrerPolicy: 'strict-origin', keepalive: true,
+        method: 'POST', credentials: 'omit', referrerPolicy: 'strict-origin',
         body: JSON.stringify({ site: site, type: 'pageview' })
-      }).catch(noop);
+      }).then(function (r) { return r.text(); }).catch(noop); // drained, so the connection is reused
       return;
     }
-    call('POST', '/v1/track', { site: site, type: 'pageview', url: url, title: d.title, referrer: prev || d.referrer })
-      .then(function (j) {
+    var hit = { site: site, type: 'pageview', url: url, title: d.title, referrer: prev || d.referrer };
+    // One page view at a time: a new visitor's second view must carry the
+    // identity the first one brings back, not start a second visitor.
+    queue = queue.then(function () {
+      return call('POST', '/v1/track', hit).then(function (j) {
         on = j.tracked;
         beat();
         if (j.reason === 'no_consent') ask();
       }, noop);
+    });
   }
 
   // beat sends a heartbeat every 15 s while the page is visible and tracked.

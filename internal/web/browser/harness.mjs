@@ -61,6 +61,21 @@ async function waitFor(what, probe, timeoutMs = 20000) {
   throw new Error(`${what} did not come up within ${timeoutMs} ms${last ? ': ' + last.message : ''}`);
 }
 
+// Children this harness started: if the runner exits before a cleanup ran,
+// they are killed by PID on the way out, never by name.
+const children = new Set();
+process.on('exit', () => {
+  for (const c of children) {
+    try { c.kill('SIGKILL'); } catch { /* already gone */ }
+  }
+});
+
+function track(child) {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
 /** stopProcess ends one child this harness started, by its PID, and waits for it. */
 function stopProcess(child) {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
@@ -81,10 +96,10 @@ function stopProcess(child) {
 export async function startService(bin, env, cleanup) {
   const port = await freePort();
   let stderr = '';
-  const child = spawn(bin, [], {
+  const child = track(spawn(bin, [], {
     env: { ...process.env, VISITORD_ADDR: `127.0.0.1:${port}`, VISITORD_COOKIE_SECURE: 'false', ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  }));
   child.stderr.setEncoding('utf8');
   child.stderr.on('data', (d) => { stderr += d; });
   cleanup.push(() => stopProcess(child));
@@ -101,9 +116,9 @@ export async function startService(bin, env, cleanup) {
 export async function startRedis(cleanup) {
   const port = await freePort();
   const dir = await tempDir(cleanup, 'visitord-redis-');
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
+  const child = track(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
     stdio: 'ignore',
-  });
+  }));
   cleanup.push(() => stopProcess(child));
   await waitFor('redis-server', () => new Promise((resolve, reject) => {
     const s = net.connect(port, '127.0.0.1', () => s.write('PING\r\n'));
@@ -184,15 +199,19 @@ export async function launch(cleanup, { dnt = false, blockThirdPartyCookies = fa
 export async function runCleanup(cleanup) {
   while (cleanup.length) {
     const f = cleanup.pop();
+    let timer;
     try {
-      await f();
+      // A step that hangs (a browser that will not close) must not hold the run.
+      await Promise.race([f(), new Promise((_, reject) => { timer = setTimeout(() => reject(new Error('timed out')), 20_000); })]);
     } catch (e) {
       console.error('cleanup:', e.message);
+    } finally {
+      clearTimeout(timer);
     }
   }
 }
 
-/** trackResponse waits for the next answer of POST /v1/track of type pageview. */
+/** nextPageview waits for the next answer of POST /v1/track of type pageview. */
 export function nextPageview(page) {
   return page.waitForResponse((r) => r.url().endsWith('/v1/track') && r.request().method() === 'POST' &&
     JSON.parse(r.request().postData() || '{}').type === 'pageview');

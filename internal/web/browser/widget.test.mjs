@@ -11,6 +11,22 @@ import {
   startPages, startRedis, startService, tempDir,
 } from './harness.mjs';
 
+/** trackMetric reads visitord_track_total for a hit type and outcome from /metrics. */
+async function trackMetric(base, type, outcome) {
+  const text = await (await fetch(base + '/metrics')).text();
+  const m = new RegExp(`^visitord_track_total\\{outcome="${outcome}",type="${type}"\\} (\\d+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+async function waitUntil(probe, what, timeoutMs = 5000) {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await probe()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.fail(`no ${what} within ${timeoutMs} ms`);
+}
+
 // A legal text with markup in it: the banner must show it as text.
 const LEGAL_TEXT = 'We would like to record the pages you visit to help our chat team. <b>No HTML</b> is rendered.';
 const TIMEOUT = { timeout: 90_000 };
@@ -58,7 +74,7 @@ describe('visitord in Chromium', () => {
     sites.pagesPort = pagesPort;
   }, { timeout: 240_000 });
 
-  after(() => runCleanup(cleanup));
+  after(() => runCleanup(cleanup), { timeout: 60_000 });
 
   test('a page view on the demo shop sets the identity cookie, which the next page sends', TIMEOUT, async () => {
     const tc = [];
@@ -130,17 +146,32 @@ describe('visitord in Chromium', () => {
     const tc = [];
     try {
       const { page } = await launch(tc);
+      // The first page view is held back, so the SPA navigation happens while a
+      // new visitor has no identity yet: it must wait for it, not make a second one.
+      let held = false;
+      await page.route('**/v1/track', async (route) => {
+        if (!held) {
+          held = true;
+          await new Promise((r) => setTimeout(r, 700));
+        }
+        await route.continue();
+      });
       let res = nextPageview(page);
+      const second = page.waitForResponse((r) => r.url().endsWith('/v1/track') &&
+        JSON.parse(r.request().postData() || '{}').url === demo.base + '/demo/products');
       await page.goto(demo.base + '/demo');
-      assert.equal((await (await res).json()).tracked, true);
-
-      res = nextPageview(page);
       await page.evaluate(() => history.pushState({}, '', '/demo/products'));
-      let r = await res;
+      const first = await (await res).json();
+      assert.equal(first.tracked, true);
+
+      let r = await second;
       const body = JSON.parse(r.request().postData());
-      assert.equal(body.url, demo.base + '/demo/products');
       assert.equal(body.referrer, demo.base + '/demo', 'the SPA referrer is the previous page');
-      assert.equal((await r.json()).tracked, true);
+      assert.equal((await r.request().allHeaders())['x-visitor-token'], first.token, 'the identity of the first view');
+      const j = await r.json();
+      assert.equal(j.tracked, true);
+      assert.equal(j.token, first.token);
+      await page.unroute('**/v1/track');
 
       res = nextPageview(page);
       await page.evaluate(() => history.back());
@@ -153,6 +184,46 @@ describe('visitord in Chromium', () => {
       const mine = await page.evaluate(() => window.visitord.exportMyData());
       const paths = mine.sessions.flatMap((s) => s.pages.map((p) => new URL(p.url, demo.base).pathname));
       assert.deepEqual(paths, ['/demo', '/demo/products', '/demo']);
+    } finally {
+      await runCleanup(tc);
+    }
+  });
+
+  test('heartbeats every 15 s while the page is visible, none while hidden, and a leave beacon', TIMEOUT, async () => {
+    const tc = [];
+    try {
+      const { context, page } = await launch(tc);
+      const hits = [];
+      context.on('request', (r) => {
+        if (r.url().endsWith('/v1/track')) hits.push(JSON.parse(r.postData() || '{}'));
+      });
+      await page.clock.install();
+      const res = nextPageview(page);
+      await page.goto(demo.base + '/demo');
+      assert.equal((await (await res).json()).tracked, true);
+
+      const beat = page.waitForResponse((r) => r.url().endsWith('/v1/track') &&
+        JSON.parse(r.request().postData() || '{}').type === 'heartbeat');
+      await page.clock.runFor(15_000);
+      const hb = await beat;
+      assert.deepEqual(JSON.parse(hb.request().postData()), { site: 'demo', type: 'heartbeat' });
+      assert.equal((await hb.json()).tracked, true);
+
+      // Hidden: the heartbeats stop.
+      await page.evaluate(() => {
+        Object.defineProperty(document, 'visibilityState', { value: 'hidden', configurable: true });
+        document.dispatchEvent(new Event('visibilitychange'));
+      });
+      const before = hits.filter((h) => h.type === 'heartbeat').length;
+      await page.clock.runFor(60_000);
+      await page.waitForTimeout(300);
+      assert.equal(hits.filter((h) => h.type === 'heartbeat').length, before, 'no heartbeat while hidden');
+
+      // Leaving the page sends the leave beacon, which the service records (a
+      // beacon of an unloading page is not reported to Playwright: read the metric).
+      const leaves = await trackMetric(demo.base, 'leave', 'tracked');
+      await page.goto('about:blank');
+      await waitUntil(async () => (await trackMetric(demo.base, 'leave', 'tracked')) === leaves + 1, 'a recorded leave');
     } finally {
       await runCleanup(tc);
     }
