@@ -336,7 +336,7 @@ func TestServeDevMode(t *testing.T) {
 				strings.Contains(v, strings.Split(pageURL.URL, "?")[0]+"?utm_source=newsletter") && strings.Contains(v, "Blue mug") {
 				stored = true
 			}
-			if strings.HasPrefix(k, "st:{demo}:") && strings.Contains(v, "tracked=1") {
+			if strings.HasPrefix(k, "st:{demo:") && strings.Contains(v, "tracked=1") {
 				counted = true
 			}
 		}

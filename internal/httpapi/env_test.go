@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -380,11 +381,22 @@ func (e *env) session(site, visitorID string) []string {
 // stats reads a site's counters of the clock's day.
 func (e *env) stats(site string) map[string]string {
 	e.t.Helper()
-	m, err := e.rdb.HGetAll(context.Background(), "st:{"+site+"}:"+e.clock.Now().Format(time.DateOnly)).Result()
-	if err != nil {
-		e.t.Fatal(err)
+	sum := map[string]int{}
+	for _, k := range redisstore.StatsKeys(site, e.clock.Now()) {
+		m, err := e.rdb.HGetAll(context.Background(), k).Result()
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for f, v := range m {
+			n, _ := strconv.Atoi(v)
+			sum[f] += n
+		}
 	}
-	return m
+	out := map[string]string{}
+	for f, n := range sum {
+		out[f] = strconv.Itoa(n)
+	}
+	return out
 }
 
 // keys lists every key in Redis.

@@ -106,12 +106,12 @@ func identityConsent(e *env, site, policy string, analytics bool, token string, 
 	return r
 }
 
-// identityKeysOf lists the keys whose name holds s.
+// identityKeysOf lists the keys whose name starts with s.
 func identityKeysOf(e *env, s string) []string {
 	e.t.Helper()
 	var out []string
 	for _, k := range e.keys() {
-		if strings.Contains(k, s) {
+		if strings.HasPrefix(k, s) {
 			out = append(out, k)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/visitord/visitord/internal/redisstore"
 	"github.com/visitord/visitord/internal/redistest"
 	"github.com/visitord/visitord/internal/visitor"
 )
@@ -484,7 +485,7 @@ func TestOperatorLiveRepairsGoneEntries(t *testing.T) {
 	kept := e.mustTrack("shop", shopOrigin+"/kept", "")
 	ctx := context.Background()
 	goneKey := e.hasher.VisitorKey("shop", e.visitorID("shop", gone))
-	if _, err := e.rdb.ZScore(ctx, "lv:{shop}", goneKey).Result(); err != nil {
+	if _, err := e.rdb.ZScore(ctx, redisstore.LiveKeyOf("shop", goneKey), goneKey).Result(); err != nil {
 		t.Fatalf("live entry before the deletion: %v", err)
 	}
 	if err := e.rdb.Del(ctx, e.profileKey("shop", e.visitorID("shop", gone))).Err(); err != nil {
@@ -495,11 +496,11 @@ func TestOperatorLiveRepairsGoneEntries(t *testing.T) {
 	if diff := cmp.Diff([]string{opPseudonymOf(e, "shop", kept)}, got); diff != "" {
 		t.Errorf("live view (-want +got):\n%s", diff)
 	}
-	if _, err := e.rdb.ZScore(ctx, "lv:{shop}", goneKey).Result(); !errors.Is(err, redis.Nil) {
+	if _, err := e.rdb.ZScore(ctx, redisstore.LiveKeyOf("shop", goneKey), goneKey).Result(); !errors.Is(err, redis.Nil) {
 		t.Errorf("ZSCORE of the gone entry: %v, want redis.Nil (dropped on read)", err)
 	}
 	keptKey := e.hasher.VisitorKey("shop", e.visitorID("shop", kept))
-	if _, err := e.rdb.ZScore(ctx, "lv:{shop}", keptKey).Result(); err != nil {
+	if _, err := e.rdb.ZScore(ctx, redisstore.LiveKeyOf("shop", keptKey), keptKey).Result(); err != nil {
 		t.Errorf("ZSCORE of the kept entry: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -166,35 +167,78 @@ func parseTrail(items []string) []visitor.PageVisit {
 
 var liveFields = []string{"sid", "ss", "sl", "np", "cu", "ct", "co", "rg", "ci", "tz", "br", "bv", "os", "mob", "rf"}
 
-// Live returns the sessions active since, most recent first. Entries whose
-// visitor has gone are dropped from the live set as they are met (read repair).
-func (s *Store) Live(ctx context.Context, site *visitor.Site, since time.Time, offset, limit int) ([]visitor.LiveEntry, bool, error) {
-	lk := liveKey(site.ID)
-	members, err := s.c.ZRevRangeByScore(ctx, lk, &redis.ZRangeBy{
-		Min: strconv.FormatInt(ms(since), 10), Max: "+inf", Offset: int64(offset), Count: int64(limit + 1),
-	}).Result()
-	if err != nil {
-		return nil, false, fmt.Errorf("live: %w", translate(err))
-	}
-	more := len(members) > limit
-	if more {
-		members = members[:limit]
+// Live returns the sessions active since, most recent first, from pos on,
+// merged across the live set's shards. Entries whose visitor has gone are
+// dropped from the live set as they are met (read repair).
+func (s *Store) Live(ctx context.Context, site *visitor.Site, since time.Time, pos visitor.LivePos, limit int) ([]visitor.LiveEntry, *visitor.LivePos, error) {
+	max := "+inf"
+	if pos.Before > 0 {
+		max = strconv.FormatInt(pos.Before, 10)
 	}
 	pipe := s.c.Pipeline()
-	cmds := make([]*redis.SliceCmd, len(members))
-	for i, m := range members {
-		cmds[i] = pipe.HMGet(ctx, keysOf(site.ID, m).profile, liveFields...)
+	shards := make([]*redis.ZSliceCmd, SiteShards)
+	for i := range shards {
+		shards[i] = pipe.ZRevRangeByScoreWithScores(ctx, liveKey(site.ID, i), &redis.ZRangeBy{
+			Min: strconv.FormatInt(ms(since), 10), Max: max, Count: int64(limit + pos.Skip + 1),
+		})
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, false, fmt.Errorf("live: %w", translate(err))
+		return nil, nil, fmt.Errorf("live: %w", translate(err))
 	}
-	var gone []any
-	rows := make([]visitor.LiveEntry, 0, len(members))
+	type entry struct {
+		score int64
+		vkey  string
+		shard int
+	}
+	var all []entry
+	for i, cmd := range shards {
+		for _, z := range cmd.Val() {
+			m, _ := z.Member.(string)
+			all = append(all, entry{score: int64(z.Score), vkey: m, shard: i})
+		}
+	}
+	// Most recent first; ties in a fixed order, so that a position can skip them.
+	sort.Slice(all, func(a, b int) bool {
+		if all[a].score != all[b].score {
+			return all[a].score > all[b].score
+		}
+		return all[a].vkey > all[b].vkey
+	})
+	skip := 0
+	for skip < pos.Skip && skip < len(all) && all[skip].score == pos.Before {
+		skip++
+	}
+	all = all[skip:]
+	var next *visitor.LivePos
+	if len(all) > limit {
+		all = all[:limit]
+		last := all[len(all)-1].score
+		n := 0
+		for _, e := range all {
+			if e.score == last {
+				n++
+			}
+		}
+		if last == pos.Before {
+			n += skip
+		}
+		next = &visitor.LivePos{Before: last, Skip: n}
+	}
+	pipe = s.c.Pipeline()
+	cmds := make([]*redis.SliceCmd, len(all))
+	for i, e := range all {
+		cmds[i] = pipe.HMGet(ctx, keysOf(site.ID, e.vkey).profile, liveFields...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, nil, fmt.Errorf("live: %w", translate(err))
+	}
+	repair := s.c.Pipeline()
+	rows := make([]visitor.LiveEntry, 0, len(all))
 	for i, cmd := range cmds {
 		v := cmd.Val()
 		str := func(j int) string { s, _ := v[j].(string); return s }
 		if len(v) != len(liveFields) || str(0) == "" {
-			gone = append(gone, members[i])
+			repair.ZRem(ctx, liveKey(site.ID, all[i].shard), all[i].vkey)
 			continue
 		}
 		last := msTime(str(2))
@@ -210,24 +254,30 @@ func (s *Store) Live(ctx context.Context, site *visitor.Site, since time.Time, o
 			Referrer: str(14),
 		})
 	}
-	if len(gone) > 0 {
-		if err := s.c.ZRem(ctx, lk, gone...).Err(); err != nil {
-			return nil, false, fmt.Errorf("live repair: %w", translate(err))
+	if repair.Len() > 0 {
+		if _, err := repair.Exec(ctx); err != nil {
+			return nil, nil, fmt.Errorf("live repair: %w", translate(err))
 		}
 	}
-	return rows, more, nil
+	return rows, next, nil
 }
 
-// Stats returns a site's per-day counters.
+// Stats returns a site's per-day counters: the sum of its shards.
 func (s *Store) Stats(ctx context.Context, site *visitor.Site, day time.Time) (map[string]int64, error) {
-	m, err := s.c.HGetAll(ctx, statsKey(site.ID, day)).Result()
-	if err != nil {
+	pipe := s.c.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, SiteShards)
+	for i := range cmds {
+		cmds[i] = pipe.HGetAll(ctx, statsKey(site.ID, i, day))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("stats: %w", translate(err))
 	}
-	out := make(map[string]int64, len(m))
-	for k, v := range m {
-		n, _ := strconv.ParseInt(v, 10, 64)
-		out[k] = n
+	out := map[string]int64{}
+	for _, cmd := range cmds {
+		for k, v := range cmd.Val() {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			out[k] += n
+		}
 	}
 	return out, nil
 }

@@ -41,11 +41,17 @@
 //	                                             time, choices, policy, text hash, method)
 //	e:{shop:<keyed hash of e-mail>}     zset    blind index: "v:<visitor id>" or "c:<chat id>", scored by expiry
 //
-// Site-level indexes are derived data and share the hash tag {<site>}:
+// Site-level indexes are derived data. The two written on every hit are cut into
+// SiteShards shards, each under the hash tag {<site>:<shard>}, so that no Cluster
+// node is hot for a busy site (a visitor's live entry is in the shard of its
+// vkey; a counter is added to any shard and read as the sum of all):
 //
-//	lv:{shop}                           zset    live set: vkey scored by last activity (ms)
-//	st:{shop}:2026-11-23                hash    per-day anonymous counters: tracked, dnt, gpc,
+//	lv:{shop:07}                        zset    live set shard: vkey scored by last activity (ms)
+//	st:{shop:07}:2026-11-23             hash    per-day anonymous counters shard: tracked, dnt, gpc,
 //	                                             bot, no_consent, refusal
+//
+// The others share the hash tag {<site>}:
+//
 //	sj:{shop}                           zset    subject index the retention job walks: vkeys and
 //	                                             "c:<chat id>" of chats without identity, by last write
 //	er:{shop}                           zset    erasures started and not finished (the sweeper's list)
@@ -74,6 +80,7 @@
 package redisstore
 
 import (
+	"strconv"
 	"strings"
 	"time"
 )
@@ -108,10 +115,31 @@ func keysOf(site, vkey string) visitorKeys {
 
 func sessionKey(profile, sid string) string { return profile + ":s:" + sid }
 
-func liveKey(site string) string { return "lv:{" + site + "}" }
+// SiteShards is how many shards a site's live set and per-day counters are cut
+// into: they are written on every hit, so one key each would make one Cluster
+// node hot. A visitor's live entry lives in the shard of its key; a counter is
+// added to any shard and read as the sum.
+const SiteShards = 16
 
-func statsKey(site string, day time.Time) string {
-	return "st:{" + site + "}:" + day.UTC().Format(time.DateOnly)
+// shardTag is the hash tag of a site's shard: {shop:07}.
+func shardTag(site string, shard int) string {
+	return "{" + site + ":" + strconv.Itoa(shard/10) + strconv.Itoa(shard%10) + "}"
+}
+
+// shardOf is the shard of a visitor key (FNV-1a).
+func shardOf(vkey string) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(vkey); i++ {
+		h ^= uint32(vkey[i])
+		h *= 16777619
+	}
+	return int(h % SiteShards)
+}
+
+func liveKey(site string, shard int) string { return "lv:" + shardTag(site, shard) }
+
+func statsKey(site string, shard int, day time.Time) string {
+	return "st:" + shardTag(site, shard) + ":" + day.UTC().Format(time.DateOnly)
 }
 
 // MaxLive bounds a site's live set: past it, the least recently active go.
@@ -148,3 +176,16 @@ func retentionKey(site string) string { return "cfg:retention:{" + site + "}" }
 // reexpireKey flags a site whose retention shrank: the re-expiry job applies the
 // new windows to data already stored. A cfg: key: no TTL, no personal data.
 func reexpireKey(site string) string { return "cfg:reexpire:{" + site + "}" }
+
+// LiveKeyOf names the live-set shard that holds a visitor's entry (for tests and
+// tools that read the schema).
+func LiveKeyOf(site, vkey string) string { return liveKey(site, shardOf(vkey)) }
+
+// StatsKeys names every shard of a site's counters of day.
+func StatsKeys(site string, day time.Time) []string {
+	keys := make([]string, SiteShards)
+	for i := range keys {
+		keys[i] = statsKey(site, i, day)
+	}
+	return keys
+}

@@ -24,7 +24,7 @@ func benchPopulateLive(tb testing.TB, c redis.UniversalClient, site string, n in
 	const batch = 5000
 	for start := 0; start < n; start += batch {
 		pipe := c.Pipeline()
-		members := make([]redis.Z, 0, batch)
+		members := map[int][]redis.Z{}
 		for i := start; i < min(start+batch, n); i++ {
 			vkey := fmt.Sprintf("bench%011d", i) // 16 characters, as Hasher.Short gives
 			last := now.Add(-time.Duration(i%240_000) * time.Millisecond)
@@ -34,10 +34,12 @@ func benchPopulateLive(tb testing.TB, c redis.UniversalClient, site string, n in
 				"cu", fmt.Sprintf("https://bench.example/products/%d?utm_source=news", i), "ct", "A product page of some length",
 				"co", "DE", "br", "Chrome", "os", "Windows 10")
 			pipe.Expire(ctx, profile, time.Hour)
-			members = append(members, redis.Z{Score: float64(ms(last)), Member: vkey})
+			members[shardOf(vkey)] = append(members[shardOf(vkey)], redis.Z{Score: float64(ms(last)), Member: vkey})
 		}
-		pipe.ZAdd(ctx, liveKey(site), members...)
-		pipe.Expire(ctx, liveKey(site), time.Hour)
+		for shard, m := range members {
+			pipe.ZAdd(ctx, liveKey(site, shard), m...)
+			pipe.Expire(ctx, liveKey(site, shard), time.Hour)
+		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			tb.Fatalf("populate: %v", err)
 		}
@@ -46,7 +48,8 @@ func benchPopulateLive(tb testing.TB, c redis.UniversalClient, site string, n in
 
 // BenchmarkLive100k measures one page of 200 of the live view over a site with
 // 100k live visitors, and reports the time to walk all of them in pages of 200
-// (offset paging: each page's ZREVRANGEBYSCORE skips the rows before it).
+// (keyset paging across the live set's shards: each page reads up to 201 entries
+// per shard, before the previous page's last activity time).
 func BenchmarkLive100k(b *testing.B) {
 	rs := redistest.Start(b)
 	c := rs.Client(b)
@@ -58,8 +61,8 @@ func BenchmarkLive100k(b *testing.B) {
 	since := now.Add(-5 * time.Minute)
 
 	for b.Loop() {
-		rows, more, err := s.Live(ctx, site, since, 0, 200)
-		if err != nil || len(rows) != 200 || !more {
+		rows, more, err := s.Live(ctx, site, since, visitor.LivePos{}, 200)
+		if err != nil || len(rows) != 200 || more == nil {
 			b.Fatalf("Live = %d rows, more %v, err %v", len(rows), more, err)
 		}
 	}
@@ -67,16 +70,24 @@ func BenchmarkLive100k(b *testing.B) {
 
 	start := time.Now()
 	total, pages := 0, 0
-	for offset := 0; ; offset += 200 {
-		rows, more, err := s.Live(ctx, site, since, offset, 200)
+	seen := map[string]bool{}
+	for pos := (visitor.LivePos{}); ; {
+		rows, next, err := s.Live(ctx, site, since, pos, 200)
 		if err != nil {
 			b.Fatal(err)
 		}
+		for _, r := range rows {
+			if seen[r.SessionID] {
+				b.Fatalf("session %s listed twice", r.SessionID)
+			}
+			seen[r.SessionID] = true
+		}
 		total += len(rows)
 		pages++
-		if !more {
+		if next == nil {
 			break
 		}
+		pos = *next
 	}
 	walk := time.Since(start)
 	if total != benchLiveVisitors {

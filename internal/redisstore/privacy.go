@@ -234,7 +234,7 @@ func (s *Store) Erase(ctx context.Context, site *visitor.Site, e visitor.Erasure
 	}
 	// Index entries.
 	pipe = s.c.Pipeline()
-	pipe.ZRem(ctx, liveKey(site.ID), e.VisitorKey)
+	pipe.ZRem(ctx, liveKey(site.ID, shardOf(e.VisitorKey)), e.VisitorKey)
 	pipe.ZRem(ctx, subjectsKey(site.ID), e.VisitorKey)
 	for _, ik := range indexes.Val() {
 		pipe.ZRem(ctx, ik, "v:"+e.VisitorID)

@@ -84,42 +84,28 @@ redis.call('EXPIRE', KEYS[1], pttl)
 return result
 `)
 
-// siteScript updates the site-level indexes of one hit in one command: the live
-// set (add with trim by time, or remove) and a per-day counter (add and, for a
+// siteScript updates the site-level indexes of one hit in one command on one
+// shard: the live set (add, or remove) and a per-day counter (add and, for a
 // correction, take back another).
 //
-// KEYS: live set, counters, subject index.
-// ARGV: 1 live op (p add a page view's visitor to the live set and the
-// subject index, + add to the live set, - remove from the live set, x remove
-// from both, empty none), 2 vkey, 3 now ms, 4 live TTL ms,
+// KEYS: live set shard, counters shard.
+// ARGV: 1 live op (+ add, - remove, empty none), 2 vkey, 3 now ms, 4 live TTL ms,
 // 5 counter to add (empty for none), 6 counter to take back (empty for none),
-// 7 counters TTL s, 8 most live entries kept (the least recently active go
-// first), 9 subject index TTL ms (the longest retention window), 10 trim (1:
-// drop what is past the windows; the caller asks on a fraction of calls, since
-// readers filter by time anyway). The subject index is what the retention job
-// walks; a visitor enters it with their first page view or consent.
+// 7 counters TTL s, 8 most live entries kept in the shard (the least recently
+// active go first), 9 trim (1: drop what is past the window; the caller asks on
+// a fraction of calls, since readers filter by time anyway).
 var siteScript = redis.NewScript(`
-if ARGV[1] == '+' or ARGV[1] == 'p' then
+if ARGV[1] == '+' then
   local now, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
   redis.call('ZADD', KEYS[1], now, ARGV[2])
   redis.call('PEXPIRE', KEYS[1], ttl)
-  local trim = ARGV[10] == '1'
-  if trim then
+  if ARGV[9] == '1' then
     redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
     local n = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[8])
     if n > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - 1) end
   end
-  if ARGV[1] == 'p' then
-    local keep = tonumber(ARGV[9])
-    redis.call('ZADD', KEYS[3], now, ARGV[2])
-    if trim then redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - keep) end
-    redis.call('PEXPIRE', KEYS[3], keep)
-  end
 elseif ARGV[1] == '-' then
   redis.call('ZREM', KEYS[1], ARGV[2])
-elseif ARGV[1] == 'x' then
-  redis.call('ZREM', KEYS[1], ARGV[2])
-  redis.call('ZREM', KEYS[3], ARGV[2])
 end
 if ARGV[5] ~= '' then
   redis.call('HINCRBY', KEYS[2], ARGV[5], 1)
@@ -295,10 +281,14 @@ if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'n', ARGV
 return 1
 `)
 
-// subjectScript adds a subject to the site's subject index.
+// subjectScript adds a subject to the site's subject index, or removes it.
 //
-// KEYS: subject index. ARGV: 1 member, 2 last write ms, 3 TTL ms.
+// KEYS: subject index. ARGV: 1 member, 2 last write ms (empty: remove), 3 TTL ms.
 var subjectScript = redis.NewScript(`
+if ARGV[2] == '' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return 1
+end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1

@@ -140,16 +140,22 @@ func bit(b bool) string {
 	return "0"
 }
 
-// siteCall updates the site-level indexes (live ops as siteScript says); add and
-// takeBack name per-day counters ("" for none).
+// siteCall updates the site-level indexes of one hit, on the shard of vkey (any
+// shard when there is none): live op as siteScript says; add and takeBack name
+// per-day counters ("" for none).
 func siteCall(site *visitor.Site, vkey string, now time.Time, live string, add, takeBack visitor.Reason) *call {
+	n := siteCalls.Add(1)
 	trim := "0"
-	if siteCalls.Add(1)%trimEvery == 0 {
+	if n%trimEvery == 0 {
 		trim = "1"
 	}
-	k := siteKeysOf(site)
-	return &call{script: siteScript, keys: []string{k.live, k.stats(now), k.subjects}, args: []any{
-		live, vkey, ms(now), k.liveTTL, string(add), string(takeBack), statsTTLSeconds, MaxLive, subjectsTTLMillis, trim,
+	shard := int(n % SiteShards)
+	if vkey != "" {
+		shard = shardOf(vkey)
+	}
+	k := siteKeysOf(site).shards[shard]
+	return &call{script: siteScript, keys: []string{k.live, k.stats(now)}, args: []any{
+		live, vkey, ms(now), siteKeysOf(site).liveTTL, string(add), string(takeBack), statsTTLSeconds, maxLivePerShard, trim,
 	}}
 }
 
@@ -157,14 +163,20 @@ func siteCall(site *visitor.Site, vkey string, now time.Time, live string, add, 
 var (
 	statsTTLSeconds   any = seconds(StatsTTL)
 	subjectsTTLMillis any = SubjectsTTL.Milliseconds()
+	maxLivePerShard   any = MaxLive / SiteShards
 )
 
 // siteKeys are a site's index key names, built once: the page-view path sends
 // them on every call.
 type siteKeys struct {
-	live, subjects string
-	liveTTL        any
-	day            atomic.Pointer[dayKey]
+	liveTTL any
+	shards  [SiteShards]*shardKeys
+}
+
+type shardKeys struct {
+	site, live string
+	shard      int
+	day        atomic.Pointer[dayKey]
 }
 
 type dayKey struct {
@@ -178,26 +190,28 @@ func siteKeysOf(site *visitor.Site) *siteKeys {
 	if k, ok := siteKeyCache.Load(site.ID); ok {
 		return k.(*siteKeys)
 	}
-	k, _ := siteKeyCache.LoadOrStore(site.ID, &siteKeys{
-		live: liveKey(site.ID), subjects: subjectsKey(site.ID), liveTTL: (2 * site.SessionTimeout).Milliseconds(),
-	})
-	return k.(*siteKeys)
+	k := &siteKeys{liveTTL: (2 * site.SessionTimeout).Milliseconds()}
+	for i := range k.shards {
+		k.shards[i] = &shardKeys{site: site.ID, shard: i, live: liveKey(site.ID, i)}
+	}
+	v, _ := siteKeyCache.LoadOrStore(site.ID, k)
+	return v.(*siteKeys)
 }
 
-// stats is the counters key of now's day, cached for the day.
-func (k *siteKeys) stats(now time.Time) string {
+// stats is the shard's counters key of now's day, cached for the day.
+func (k *shardKeys) stats(now time.Time) string {
 	day := now.Unix() / 86400
 	if d := k.day.Load(); d != nil && d.day == day {
 		return d.key
 	}
-	d := &dayKey{day: day, key: "st:{" + k.live[len("lv:{"):len(k.live)-1] + "}:" + now.UTC().Format(time.DateOnly)}
+	d := &dayKey{day: day, key: statsKey(k.site, k.shard, now)}
 	k.day.Store(d)
 	return d.key
 }
 
-// trimEvery is how often (one site-index update in trimEvery) the live set and
-// the subject index are trimmed by time and size: trimming on every page view
-// costs Redis work that readers, which filter by time, do not need.
+// trimEvery is how often (one site-index update in trimEvery) a live-set shard
+// is trimmed by time and size: trimming on every page view costs Redis work that
+// readers, which filter by time, do not need.
 const trimEvery = 32
 
 var siteCalls atomic.Uint64
@@ -228,11 +242,11 @@ func (s *Store) RecordHit(ctx context.Context, w visitor.HitWrite) (visitor.HitO
 		w.Device.Browser, w.Device.Version, w.Device.OS, bit(w.Device.Mobile),
 		w.Location.Country, w.Location.Region, w.Location.City, w.Location.TimeZone, w.IP,
 	}}
-	live := "+"
+	calls := []*call{hit, siteCall(w.Site, w.VisitorKey, w.Now, "+", tracked, "")}
 	if w.NewVisitor {
-		live = "p" // a visitor enters the subject index once
+		calls = append(calls, subjectCall(w.Site, w.VisitorKey, w.Now)) // a visitor enters the subject index once
 	}
-	if err := s.run(ctx, hit, siteCall(w.Site, w.VisitorKey, w.Now, live, tracked, "")); err != nil {
+	if err := s.run(ctx, calls...); err != nil {
 		return 0, fmt.Errorf("record hit: %w", err)
 	}
 	res, err := hit.cmd.Text()
@@ -241,7 +255,7 @@ func (s *Store) RecordHit(ctx context.Context, w visitor.HitWrite) (visitor.HitO
 	}
 	var out visitor.HitOutcome
 	var refused visitor.Reason
-	undo := "-"
+	undo := []*call{siteCall(w.Site, w.VisitorKey, w.Now, "-", "", "")}
 	switch res {
 	case "new":
 		return visitor.OutcomeNewSession, nil
@@ -255,11 +269,13 @@ func (s *Store) RecordHit(ctx context.Context, w visitor.HitWrite) (visitor.HitO
 			refused = visitor.ReasonNoConsent
 		}
 	case "erased":
-		out, undo = visitor.OutcomeErased, "x"
+		out = visitor.OutcomeErased
+		undo = append(undo, &call{script: subjectScript, keys: []string{subjectsKey(w.Site.ID)}, args: []any{w.VisitorKey, "", subjectsTTLMillis}})
 	default:
 		return 0, fmt.Errorf("record hit: unexpected script answer %q", res)
 	}
-	if err := s.run(ctx, siteCall(w.Site, w.VisitorKey, w.Now, undo, refused, tracked)); err != nil {
+	undo[0] = siteCall(w.Site, w.VisitorKey, w.Now, "-", refused, tracked)
+	if err := s.run(ctx, undo...); err != nil {
 		return 0, fmt.Errorf("take back hit: %w", err)
 	}
 	return out, nil

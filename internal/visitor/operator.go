@@ -72,6 +72,14 @@ type LiveEntry struct {
 	Referrer     string
 }
 
+// LivePos is a position in the live view: before the activity time Before (ms;
+// 0 for the start), skipping the first Skip entries of exactly that time. It
+// holds no identifier, so a cursor links nothing.
+type LivePos struct {
+	Before int64
+	Skip   int
+}
+
 // LiveVisitor is one row of the live view: the current session only, under a
 // per-session pseudonym, with no visitor id, first-seen, visit count or
 // returning flag (invariant 4).
@@ -105,9 +113,9 @@ type AuditEntry struct {
 
 // OperatorStore is what the Service needs of its storage for operators.
 type OperatorStore interface {
-	// Live returns the sessions active since, most recent first, from offset; more
-	// says whether rows remain.
-	Live(ctx context.Context, site *Site, since time.Time, offset, limit int) (rows []LiveEntry, more bool, err error)
+	// Live returns the sessions active since, most recent first, from pos on; next
+	// is where the following page starts, nil at the end.
+	Live(ctx context.Context, site *Site, since time.Time, pos LivePos, limit int) (rows []LiveEntry, next *LivePos, err error)
 	// Stats returns the site's anonymous counters of day.
 	Stats(ctx context.Context, site *Site, day time.Time) (map[string]int64, error)
 	// Audit appends an entry to the site's audit trail.
@@ -129,10 +137,10 @@ func (s *Service) Live(ctx context.Context, a Actor, within time.Duration, curso
 		return LivePage{}, fmt.Errorf("%w: limit must be 1..%d", ErrInvalid, MaxLiveLimit)
 	}
 	now := utc(s.now())
-	since, offset := now.Add(-within), 0
+	since, pos := now.Add(-within), LivePos{}
 	if cursor != "" {
 		var ok bool
-		if since, offset, ok = s.openCursor(a.Site.ID, cursor); !ok {
+		if since, pos, ok = s.openCursor(a.Site.ID, cursor); !ok {
 			return LivePage{}, fmt.Errorf("%w: cursor is not valid", ErrInvalid)
 		}
 		// An old cursor never reaches further back than the live view may.
@@ -140,7 +148,7 @@ func (s *Service) Live(ctx context.Context, a Actor, within time.Duration, curso
 			since = floor
 		}
 	}
-	rows, more, err := s.store.Live(ctx, a.Site, since, offset, limit)
+	rows, next, err := s.store.Live(ctx, a.Site, since, pos, limit)
 	if err != nil {
 		return LivePage{}, fmt.Errorf("live of %s: %w", a.Site.ID, err)
 	}
@@ -153,38 +161,43 @@ func (s *Service) Live(ctx context.Context, a Actor, within time.Duration, curso
 			Location: r.Location, Device: r.Device, Referrer: r.Referrer,
 		})
 	}
-	if more {
-		page.Next = s.sealCursor(a.Site.ID, since, offset+limit)
+	if next != nil {
+		page.Next = s.sealCursor(a.Site.ID, since, *next)
 	}
 	return page, nil
 }
 
 // sealCursor signs a live-view position so a client can neither forge nor edit it.
-func (s *Service) sealCursor(site string, since time.Time, offset int) string {
-	payload := base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(since.UnixMilli(), 10) + "." + strconv.Itoa(offset)))
+func (s *Service) sealCursor(site string, since time.Time, pos LivePos) string {
+	payload := base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(since.UnixMilli(), 10) + "." +
+		strconv.FormatInt(pos.Before, 10) + "." + strconv.Itoa(pos.Skip)))
 	return payload + "." + base64.RawURLEncoding.EncodeToString(s.hasher.Sum(site, PurposeCursor, payload)[:16])
 }
 
-func (s *Service) openCursor(site, cursor string) (time.Time, int, bool) {
+func (s *Service) openCursor(site, cursor string) (time.Time, LivePos, bool) {
 	payload, sig, ok := strings.Cut(cursor, ".")
 	if !ok || len(cursor) > 200 {
-		return time.Time{}, 0, false
+		return time.Time{}, LivePos{}, false
 	}
 	got, err := base64.RawURLEncoding.DecodeString(sig)
 	if err != nil || !hmac.Equal(got, s.hasher.Sum(site, PurposeCursor, payload)[:16]) {
-		return time.Time{}, 0, false
+		return time.Time{}, LivePos{}, false
 	}
 	b, err := base64.RawURLEncoding.DecodeString(payload)
 	if err != nil {
-		return time.Time{}, 0, false
+		return time.Time{}, LivePos{}, false
 	}
-	a, o, ok := strings.Cut(string(b), ".")
-	since, err1 := strconv.ParseInt(a, 10, 64)
-	offset, err2 := strconv.Atoi(o)
-	if !ok || err1 != nil || err2 != nil || offset < 0 {
-		return time.Time{}, 0, false
+	f := strings.Split(string(b), ".")
+	if len(f) != 3 {
+		return time.Time{}, LivePos{}, false
 	}
-	return time.UnixMilli(since).UTC(), offset, true
+	since, err1 := strconv.ParseInt(f[0], 10, 64)
+	before, err2 := strconv.ParseInt(f[1], 10, 64)
+	skip, err3 := strconv.Atoi(f[2])
+	if err1 != nil || err2 != nil || err3 != nil || skip < 0 || before < 0 {
+		return time.Time{}, LivePos{}, false
+	}
+	return time.UnixMilli(since).UTC(), LivePos{Before: before, Skip: skip}, true
 }
 
 // ChatView is a chat's context as an operator sees it.
