@@ -337,7 +337,6 @@ func waitSynced(addr string) error {
 func (s *Sentinel) launch(port int) (*process, error) {
 	logPath := filepath.Join(s.dir, sentinelLogName)
 	outPath := filepath.Join(s.dir, sentinelOutName)
-	logFrom, outFrom := fileSize(logPath), fileSize(outPath)
 	conf := strings.Join([]string{
 		"port " + strconv.Itoa(port),
 		"bind 127.0.0.1",
@@ -358,30 +357,7 @@ func (s *Sentinel) launch(port int) (*process, error) {
 	}
 	defer out.Close() // the child holds its own descriptor
 
-	cmd := exec.Command(s.bin, confPath, "--sentinel")
-	cmd.Dir = s.dir
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	err = p.waitReady(addr, readyTimeout)
-	if err == nil {
-		return p, nil
-	}
-	p.kill()
-	if errors.Is(err, errPortInUse) ||
-		logMentions(logPath, logFrom, "Address already in use") ||
-		logMentions(outPath, outFrom, "Address already in use") {
-		return nil, fmt.Errorf("%s: %w", addr, errPortInUse)
-	}
-	return nil, err
+	return startCmd(exec.Command(s.bin, confPath, "--sentinel"), s.dir, out, port, logPath, outPath)
 }
 
 // waitMonitoring polls the sentinel until it reports the master up (flags

@@ -202,7 +202,6 @@ func (s *Server) Restart(tb testing.TB) {
 func (s *Server) launch(port int) (*process, error) {
 	logPath := filepath.Join(s.dir, logName)
 	outPath := filepath.Join(s.dir, outName)
-	logFrom, outFrom := fileSize(logPath), fileSize(outPath)
 
 	out, err := os.OpenFile(outPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -220,7 +219,15 @@ func (s *Server) launch(port int) (*process, error) {
 		"--logfile", logPath,
 	}
 	cmd := exec.Command(s.bin, append(argv, s.args...)...)
-	cmd.Dir = s.dir
+	return startCmd(cmd, s.dir, out, port, logPath, outPath)
+}
+
+// startCmd starts a redis-server (or sentinel) command in dir with its output
+// to out, and waits until it answers on port; a port taken by another process
+// wraps errPortInUse.
+func startCmd(cmd *exec.Cmd, dir string, out *os.File, port int, logPath, outPath string) (*process, error) {
+	logFrom, outFrom := fileSize(logPath), fileSize(outPath)
+	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
@@ -231,9 +238,8 @@ func (s *Server) launch(port int) (*process, error) {
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
-
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	err = p.waitReady(addr, readyTimeout)
+	err := p.waitReady(addr, readyTimeout)
 	if err == nil {
 		return p, nil
 	}
