@@ -34,13 +34,8 @@ type chatResponse struct {
 }
 
 func (a *api) startChat(c *gin.Context) {
-	b, err := readBody(c, false)
-	if err != nil {
-		a.fail(c, err)
-		return
-	}
 	var req chatRequest
-	if err := decodeJSON(b, &req); err != nil {
+	if err := bindJSON(c, &req); err != nil {
 		a.fail(c, err)
 		return
 	}

@@ -54,13 +54,8 @@ func (a *api) getConsent(c *gin.Context) {
 }
 
 func (a *api) putConsent(c *gin.Context) {
-	b, err := readBody(c, false)
-	if err != nil {
-		a.fail(c, err)
-		return
-	}
 	var req consentRequest
-	if err := decodeJSON(b, &req); err != nil {
+	if err := bindJSON(c, &req); err != nil {
 		a.fail(c, err)
 		return
 	}

@@ -30,13 +30,8 @@ func (a *api) getRetention(c *gin.Context) {
 }
 
 func (a *api) putRetention(c *gin.Context) {
-	b, err := readBody(c, false)
-	if err != nil {
-		a.fail(c, err)
-		return
-	}
 	var req retentionJSON
-	if err := decodeJSON(b, &req); err != nil {
+	if err := bindJSON(c, &req); err != nil {
 		a.fail(c, err)
 		return
 	}
@@ -66,13 +61,8 @@ type searchResponse struct {
 }
 
 func (a *api) searchSubjects(c *gin.Context) {
-	b, err := readBody(c, false)
-	if err != nil {
-		a.fail(c, err)
-		return
-	}
 	var req searchRequest
-	if err := decodeJSON(b, &req); err != nil {
+	if err := bindJSON(c, &req); err != nil {
 		a.fail(c, err)
 		return
 	}
@@ -210,13 +200,8 @@ type rectifyRequest struct {
 }
 
 func (a *api) rectifyVisitor(c *gin.Context) {
-	b, err := readBody(c, false)
-	if err != nil {
-		a.fail(c, err)
-		return
-	}
 	var req rectifyRequest
-	if err := decodeJSON(b, &req); err != nil {
+	if err := bindJSON(c, &req); err != nil {
 		a.fail(c, err)
 		return
 	}

@@ -103,6 +103,15 @@ func (a *api) track(c *gin.Context) {
 	c.JSON(http.StatusOK, trackResponse{Reason: string(res.Reason)})
 }
 
+// bindJSON reads an application/json body (16 KiB at most) into v.
+func bindJSON(c *gin.Context, v any) error {
+	b, err := readBody(c, false)
+	if err != nil {
+		return err
+	}
+	return decodeJSON(b, v)
+}
+
 // decodeJSON decodes a request body: malformed JSON is errInvalidJSON, a field
 // of the wrong type ErrInvalid naming the field.
 func decodeJSON(b []byte, v any) error {
