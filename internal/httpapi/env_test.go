@@ -186,23 +186,12 @@ func newEnvOnClient(t testing.TB, rdb redis.UniversalClient, o envOptions) *env 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { loc.Close() })
-	signer, err := visitor.NewSigner(o.secrets)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hasher, err := visitor.NewHasher(testIndexKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer, hasher, sealer := testKeys(t, o.secrets)
 	store := redisstore.New(rdb)
 	if err := store.LoadScripts(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	clk := &clock{t: time.Now().UTC().Truncate(time.Millisecond)}
-	sealer, err := visitor.NewSealer([]visitor.DataKey{{ID: "k1", Key: testDataKey}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	svc := visitor.NewService(siteSet, store, signer, hasher, sealer, device.NewParser(1024), loc, visitor.WithClock(clk.Now))
 	logs := &syncBuffer{}
 	reg := prometheus.NewRegistry()
@@ -445,4 +434,22 @@ func (e *env) startChat(site, token, name, email, url string, headers map[string
 	b, _ := json.Marshal(map[string]any{"site": site, "contact": map[string]string{"name": name, "email": email},
 		"marketing_opt_in": false, "url": url})
 	return e.do(req{method: http.MethodPost, path: "/v1/chats", body: string(b), headers: h})
+}
+
+// testKeys builds the signer, hasher and sealer of the tests' secrets.
+func testKeys(t testing.TB, secrets [][]byte) (*visitor.Signer, *visitor.Hasher, *visitor.Sealer) {
+	t.Helper()
+	signer, err := visitor.NewSigner(secrets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hasher, err := visitor.NewHasher(testIndexKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealer, err := visitor.NewSealer([]visitor.DataKey{{ID: "k1", Key: testDataKey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signer, hasher, sealer
 }

@@ -61,18 +61,7 @@ func newLimitEnv(t *testing.T, rs *redistest.Server, checkTTLs bool) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := visitor.NewSigner([][]byte{testSecret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hasher, err := visitor.NewHasher(testIndexKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sealer, err := visitor.NewSealer([]visitor.DataKey{{ID: "k1", Key: testDataKey}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer, hasher, sealer := testKeys(t, [][]byte{testSecret})
 	rdb := rs.Client(t)
 	store := redisstore.New(rdb)
 	if err := store.LoadScripts(context.Background()); err != nil {

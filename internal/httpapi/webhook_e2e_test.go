@@ -107,18 +107,7 @@ sites:
 	if err := store.LoadScripts(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	signer, err := visitor.NewSigner([][]byte{testSecret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hasher, err := visitor.NewHasher(testIndexKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sealer, err := visitor.NewSealer([]visitor.DataKey{{ID: "k1", Key: testDataKey}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer, hasher, sealer := testKeys(t, [][]byte{testSecret})
 	svc := visitor.NewService(sites, store, signer, hasher, sealer, device.NewParser(1024), nil, visitor.WithClock(clk.Now))
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -35,18 +35,7 @@ func assetServer(t *testing.T, demo bool) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := visitor.NewSigner([][]byte{testSecret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hasher, err := visitor.NewHasher(testIndexKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sealer, err := visitor.NewSealer([]visitor.DataKey{{ID: "k1", Key: testDataKey}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer, hasher, sealer := testKeys(t, [][]byte{testSecret})
 	store := redisstore.New(redistest.Start(t).Client(t))
 	svc := visitor.NewService(siteSet, store, signer, hasher, sealer, device.NewParser(64), nil)
 	h, err := New(Options{

@@ -153,9 +153,10 @@ func siteCall(site *visitor.Site, vkey string, now time.Time, live string, add, 
 	if vkey != "" {
 		shard = shardOf(vkey)
 	}
-	k := siteKeysOf(site).shards[shard]
+	sk := siteKeysOf(site)
+	k := sk.shards[shard]
 	return &call{script: siteScript, keys: []string{k.live, k.stats(now)}, args: []any{
-		live, vkey, ms(now), siteKeysOf(site).liveTTL, string(add), string(takeBack), statsTTLSeconds, maxLivePerShard, trim,
+		live, vkey, ms(now), sk.liveTTL, string(add), string(takeBack), statsTTLSeconds, maxLivePerShard, trim,
 	}}
 }
 

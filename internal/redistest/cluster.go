@@ -89,34 +89,13 @@ func startClusterNode(tb testing.TB, bin string) *Server {
 	s := &Server{bin: bin, dir: tb.TempDir()}
 	// Registered after TempDir so that it runs before the directory is removed.
 	tb.Cleanup(s.Stop)
-	var err error
-	for range startAttempts {
-		var port int
-		if port, err = freeClusterPort(); err != nil {
-			tb.Fatalf("redistest: pick a cluster port: %v", err)
-		}
-		s.args = []string{
+	return s.startOn(tb, "cluster node", freeClusterPort, func(port int) []string {
+		return []string{
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", filepath.Join(s.dir, "nodes-"+strconv.Itoa(port)+".conf"),
 			"--cluster-node-timeout", strconv.Itoa(clusterNodeTimeout),
 		}
-		var p *process
-		if p, err = s.launch(port); err == nil {
-			s.port = port
-			s.mu.Lock()
-			s.proc = p
-			s.mu.Unlock()
-			return s
-		}
-		if !errors.Is(err, errPortInUse) {
-			break
-		}
-	}
-	if errors.Is(err, errPortInUse) {
-		err = fmt.Errorf("%d attempts, the last: %w", startAttempts, err)
-	}
-	tb.Fatalf("redistest: start cluster node: %v\n%s", err, s.logTail())
-	return nil
+	})
 }
 
 // freeClusterPort returns a loopback port that, like its bus port (port +

@@ -75,11 +75,22 @@ func Start(tb testing.TB, args ...string) *Server {
 	// Registered after TempDir so that it runs before the directory is removed.
 	tb.Cleanup(s.Stop)
 
+	return s.startOn(tb, "redis-server", freePort, nil)
+}
+
+// startOn starts s on a port pick gives, retrying on another port while the
+// chosen one turns out taken; argsFor, when not nil, sets the arguments that
+// depend on the port.
+func (s *Server) startOn(tb testing.TB, what string, pick func() (int, error), argsFor func(port int) []string) *Server {
+	tb.Helper()
 	var err error
 	for range startAttempts {
 		var port int
-		if port, err = freePort(); err != nil {
-			tb.Fatalf("redistest: pick a port: %v", err)
+		if port, err = pick(); err != nil {
+			tb.Fatalf("redistest: pick a port for %s: %v", what, err)
+		}
+		if argsFor != nil {
+			s.args = argsFor(port)
 		}
 		var p *process
 		if p, err = s.launch(port); err == nil {
@@ -96,7 +107,7 @@ func Start(tb testing.TB, args ...string) *Server {
 	if errors.Is(err, errPortInUse) {
 		err = fmt.Errorf("%d attempts, the last: %w", startAttempts, err)
 	}
-	tb.Fatalf("redistest: start redis-server: %v\n%s", err, s.logTail())
+	tb.Fatalf("redistest: start %s: %v\n%s", what, err, s.logTail())
 	return nil
 }
 
