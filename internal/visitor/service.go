@@ -98,10 +98,12 @@ func (s *Service) verify(raw string, site *Site, now time.Time) (Token, bool) {
 }
 
 // issueID returns a new identity token for visitorID; expires is kept from an
-// earlier token so a re-issue never extends the identity's lifetime.
+// earlier token so a re-issue never extends the identity's lifetime. A new
+// identity lives as long as the profiles retention in force (overrides
+// included), at most 13 months.
 func (s *Service) issueID(site *Site, visitorID string, now, expires time.Time, grant Choice) (string, time.Time) {
 	if expires.IsZero() {
-		expires = now.Add(site.IdentityLifetime())
+		expires = now.Add(s.Retention(site).IdentityLifetime())
 	}
 	t := Token{Kind: KindID, Site: site.ID, IssuedAt: now, Expires: expires, VisitorID: visitorID}
 	if grant.Analytics {

@@ -116,10 +116,10 @@ func (s *Site) AllowsOrigin(origin string) bool {
 	return false
 }
 
-// IdentityLifetime is how long an identity token issued now may live: at most 13
-// months and never longer than the site keeps profiles.
-func (s *Site) IdentityLifetime() time.Duration {
-	d := time.Duration(s.Retention.Profiles) * 24 * time.Hour
+// IdentityLifetime is how long an identity token issued now may live under these
+// windows: at most 13 months and never longer than profiles are kept.
+func (r Retention) IdentityLifetime() time.Duration {
+	d := time.Duration(r.Profiles) * 24 * time.Hour
 	if d <= 0 || d > MaxCookieLifetime {
 		return MaxCookieLifetime
 	}

@@ -1,0 +1,148 @@
+package visitor_test
+
+import (
+	"bytes"
+	"context"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/visitord/visitord/internal/redisstore"
+	"github.com/visitord/visitord/internal/redistest"
+	"github.com/visitord/visitord/internal/visitor"
+)
+
+// The domain tests run visitor.Service over a real redisstore.Store on a real
+// redis-server, and read back through the store's read methods or the export.
+
+const (
+	domainUA     = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
+	domainOrigin = "https://shop.example"
+)
+
+// domainDevices parses every User-Agent as one desktop Firefox.
+type domainDevices struct{}
+
+func (domainDevices) Parse(ua string) visitor.Device {
+	if strings.Contains(ua, "bot") {
+		return visitor.Device{Bot: true}
+	}
+	return visitor.Device{Browser: "Firefox", Version: "120.0", OS: "Linux", Mobile: false}
+}
+
+// domainLocator places every IP in Berlin.
+type domainLocator struct{}
+
+func (domainLocator) Lookup(netip.Addr) visitor.Location {
+	return visitor.Location{Country: "DE", Region: "BE", City: "Berlin", TimeZone: "Europe/Berlin"}
+}
+
+// domainClock is a settable clock; it starts at the current time, because
+// Redis expires keys by its own clock.
+type domainClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *domainClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *domainClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+type domain struct {
+	svc    *visitor.Service
+	store  *redisstore.Store
+	rdb    *redis.Client
+	site   *visitor.Site
+	clock  *domainClock
+	hasher *visitor.Hasher
+	ctx    context.Context
+	// privacy and operator are the site's API keys as actors.
+	privacy, operator visitor.Actor
+}
+
+func domainSite() *visitor.Site {
+	return &visitor.Site{ID: "shop", Origins: []string{domainOrigin}, Consent: visitor.ConsentOptOut,
+		ConsentValidDays: 180, IP: visitor.IPTruncate, SessionTimeout: 30 * time.Minute, SessionMax: 4 * time.Hour,
+		KeepTitle: true, PolicyVersion: "2026-11", LegalText: "We record the pages you visit.",
+		Retention: visitor.Retention{Sessions: 90, Profiles: 395, Chats: 90, Consents: 1095, Audit: 365}}
+}
+
+// newDomain starts a redis-server and a Service over it for site (domainSite
+// when nil).
+func newDomain(tb testing.TB, site *visitor.Site) *domain {
+	tb.Helper()
+	if site == nil {
+		site = domainSite()
+	}
+	rs := redistest.Start(tb)
+	rdb := rs.Client(tb)
+	store := redisstore.New(rdb, redisstore.WithSites(site.ID))
+	sites, err := visitor.NewSites([]*visitor.Site{site})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	signer, err := visitor.NewSigner([][]byte{bytes.Repeat([]byte("s"), visitor.MinSecretBytes)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	hasher, err := visitor.NewHasher(bytes.Repeat([]byte("i"), 32))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sealer, err := visitor.NewSealer([]visitor.DataKey{{ID: "k1", Key: bytes.Repeat([]byte("d"), 32)}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	clock := &domainClock{t: time.Now().UTC().Truncate(time.Millisecond)}
+	svc := visitor.NewService(sites, store, signer, hasher, sealer, domainDevices{}, domainLocator{}, visitor.WithClock(clock.Now))
+	tb.Cleanup(func() {
+		redistest.AssertAllKeysHaveTTL(tb, rdb, func(k string) bool { return strings.HasPrefix(k, "cfg:") })
+	})
+	return &domain{svc: svc, store: store, rdb: rdb, site: site, clock: clock, hasher: hasher, ctx: context.Background(),
+		privacy:  visitor.Actor{Site: site, KeyID: "dpo", Role: visitor.RolePrivacy},
+		operator: visitor.Actor{Site: site, KeyID: "agent-1", Role: visitor.RoleOperator}}
+}
+
+// pageview tracks a page view of path with token ("" for a new visitor) and
+// returns the token in force after it.
+func (d *domain) pageview(tb testing.TB, token, path, title, referrer string) string {
+	tb.Helper()
+	res, err := d.svc.Track(d.ctx, visitor.Hit{Site: d.site, Type: visitor.HitPageview, URL: domainOrigin + path,
+		Title: title, Referrer: referrer, Token: token, UserAgent: domainUA, IP: netip.MustParseAddr("192.0.2.77")})
+	if err != nil {
+		tb.Fatalf("Track(%s): %v", path, err)
+	}
+	if !res.Tracked {
+		tb.Fatalf("Track(%s) not tracked: %s", path, res.Reason)
+	}
+	return res.Token
+}
+
+// visitorID is the visitor id behind an identity token.
+func (d *domain) visitorID(tb testing.TB, token string) string {
+	tb.Helper()
+	signer, err := visitor.NewSigner([][]byte{bytes.Repeat([]byte("s"), visitor.MinSecretBytes)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tok, ok := signer.Verify(token, d.site.ID, d.clock.Now())
+	if !ok || tok.Kind != visitor.KindID {
+		tb.Fatalf("not an identity token: %q", token)
+	}
+	return tok.VisitorID
+}
+
+// vkey is the store's key of a visitor id.
+func (d *domain) vkey(id string) string { return d.hasher.VisitorKey(d.site.ID, id) }
