@@ -28,35 +28,53 @@ type Actor struct {
 	Role  Role
 }
 
-// Authenticate finds the API key presented for siteID among the sites' keys by
-// its SHA-256, comparing every stored hash in constant time. A key no site knows
-// is ErrUnauthorized; another site's key, or a role not in roles, ErrForbidden.
+// Authenticate finds the API key presented for siteID among that site's keys
+// only, by its SHA-256 compared in constant time, and acts with the role the
+// site gives it: one key may be listed on several sites (an agency serving
+// several shops), each with its own role (invariant 7). A key no site lists is
+// ErrUnauthorized; a key this site does not list, or a role not in roles,
+// ErrForbidden, with a message that never says where else the key is valid.
 func (s *Service) Authenticate(siteID, presented string, roles ...Role) (Actor, error) {
 	if presented == "" {
 		return Actor{}, fmt.Errorf("%w: an Authorization: Bearer key is required", ErrUnauthorized)
 	}
+	site, err := s.sites.Get(siteID)
+	if err != nil {
+		return Actor{}, err
+	}
 	sum := sha256.Sum256([]byte(presented))
-	var found *APIKey
-	var foundSite *Site
+	found := -1
+	for i := range site.Keys {
+		if subtle.ConstantTimeCompare(sum[:], site.Keys[i].SHA256[:]) == 1 {
+			found = i
+		}
+	}
+	if found < 0 {
+		if !s.anySiteLists(sum) {
+			return Actor{}, fmt.Errorf("%w: the API key is not valid", ErrUnauthorized)
+		}
+		return Actor{}, fmt.Errorf("%w: the API key is not valid for site %s", ErrForbidden, site.ID)
+	}
+	key := site.Keys[found]
+	for _, r := range roles {
+		if key.Role == r {
+			return Actor{Site: site, KeyID: key.ID, Role: key.Role}, nil
+		}
+	}
+	return Actor{}, fmt.Errorf("%w: role %s may not use this route", ErrForbidden, key.Role)
+}
+
+// anySiteLists reports whether any site lists the key hash sum, comparing every
+// stored hash in constant time; it only tells a wrong key (401) from a key the
+// requested site does not list (403).
+func (s *Service) anySiteLists(sum [32]byte) bool {
+	n := 0
 	for _, site := range s.sites.All() {
 		for i := range site.Keys {
-			if subtle.ConstantTimeCompare(sum[:], site.Keys[i].SHA256[:]) == 1 {
-				found, foundSite = &site.Keys[i], site
-			}
+			n |= subtle.ConstantTimeCompare(sum[:], site.Keys[i].SHA256[:])
 		}
 	}
-	if found == nil {
-		return Actor{}, fmt.Errorf("%w: the API key is not valid", ErrUnauthorized)
-	}
-	if foundSite.ID != siteID {
-		return Actor{}, fmt.Errorf("%w: the API key belongs to another site", ErrForbidden)
-	}
-	for _, r := range roles {
-		if found.Role == r {
-			return Actor{Site: foundSite, KeyID: found.ID, Role: found.Role}, nil
-		}
-	}
-	return Actor{}, fmt.Errorf("%w: role %s may not use this route", ErrForbidden, found.Role)
+	return n == 1
 }
 
 // LiveEntry is what the store knows of a live visitor's current session.
