@@ -247,7 +247,7 @@ func (s *Service) StartChat(ctx context.Context, r ChatRequest) (ChatResult, err
 	if r.MarketingOptIn {
 		w.MarketingRecord = &ConsentRecord{
 			VisitorID: visitorID, Time: now, Marketing: true, PolicyVersion: site.PolicyVersion,
-			TextSHA256: s.textHash[site.ID], Method: MethodChatStart, IP: TruncateIP(r.IP),
+			TextSHA256: s.textHash[site.ID], Method: MethodChatStart, IP: site.StoredIP(r.IP),
 			UserAgent: truncateUTF8(cleanText(r.UserAgent), MaxUserAgentBytes),
 		}
 	}

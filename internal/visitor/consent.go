@@ -40,7 +40,7 @@ type ConsentRecord struct {
 	PolicyVersion string
 	TextSHA256    string
 	Method        string
-	IP            string // truncated
+	IP            string // as the site's ip mode stores it: none under drop
 	UserAgent     string
 }
 
@@ -158,7 +158,7 @@ func (s *Service) saveConsent(ctx context.Context, r ConsentRequest, site *Site,
 	rec := ConsentRecord{
 		VisitorID: visitorID, Time: now, Analytics: c.Analytics, Marketing: c.Marketing,
 		PolicyVersion: c.PolicyVersion, TextSHA256: s.textHash[site.ID], Method: r.Method,
-		IP: TruncateIP(r.IP), UserAgent: truncateUTF8(cleanText(r.UserAgent), MaxUserAgentBytes),
+		IP: site.StoredIP(r.IP), UserAgent: truncateUTF8(cleanText(r.UserAgent), MaxUserAgentBytes),
 	}
 	return s.store.SaveConsent(ctx, ConsentWrite{
 		Site: site, Retention: s.Retention(site), VisitorKey: s.hasher.VisitorKey(site.ID, visitorID),

@@ -28,7 +28,8 @@ type Page struct {
 // one of the site's origins (else ErrURLNotInSite); the fragment goes, the query
 // keeps only allow-listed parameters, a redacted path becomes RedactedPath; an
 // external referrer keeps its origin, an internal one its (redactable) path; the
-// title is kept only with keep_title, at most MaxTitleBytes.
+// title is kept only with keep_title and never for a redacted path, cleaned by
+// cleanText and cut to MaxTitleBytes.
 func (s *Site) MinimisePage(rawURL, title, referrer string) (Page, error) {
 	u, err := url.Parse(strings.TrimSpace(rawURL))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -37,19 +38,22 @@ func (s *Site) MinimisePage(rawURL, title, referrer string) (Page, error) {
 	if !s.AllowsOrigin(Origin(u)) {
 		return Page{}, fmt.Errorf("%w: the url's origin is not one of site %s's origins", ErrURLNotInSite, s.ID)
 	}
-	p := Page{URL: s.minimiseURL(u)}
-	if s.KeepTitle {
+	redacted := s.redacted(u.Path)
+	p := Page{URL: s.minimiseURL(u, redacted)}
+	// A redacted path's title goes with it: it names what the path hides
+	// ("Invoice for <name>, <street>").
+	if s.KeepTitle && !redacted {
 		p.Title = truncateUTF8(cleanText(title), MaxTitleBytes)
 	}
 	p.Referrer = s.minimiseReferrer(referrer)
 	return p, nil
 }
 
-func (s *Site) minimiseURL(u *url.URL) string {
+func (s *Site) minimiseURL(u *url.URL, redacted bool) string {
 	var b strings.Builder
 	b.Grow(len(u.Scheme) + len(u.Host) + len(u.EscapedPath()) + 16)
 	b.WriteString(Origin(u))
-	if s.redacted(u.Path) {
+	if redacted {
 		b.WriteString(RedactedPath)
 		return b.String()
 	}
@@ -172,19 +176,31 @@ func TruncateIP(ip netip.Addr) string {
 	return p.String()
 }
 
-// cleanText folds control characters (tabs, new lines) to spaces and drops
-// invalid UTF-8, so a title is one printable line.
+// cleanText makes text one printable line (invariant 5): line breaks, tabs
+// and other white-space controls become spaces; every other control character,
+// every format character (bidi embeddings, overrides and isolates, zero-width
+// spaces and joiners, the byte-order mark, soft hyphens) and invalid UTF-8 are
+// removed, so a title or a name cannot reorder or hide what an operator reads.
 func cleanText(s string) string {
 	s = strings.ToValidUTF8(s, "")
-	if strings.IndexFunc(s, unicode.IsControl) < 0 {
+	if strings.IndexFunc(s, unprintable) < 0 {
 		return strings.TrimSpace(s)
 	}
 	return strings.TrimSpace(strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
+		switch {
+		case r == '\t' || r == '\n' || r == '\v' || r == '\f' || r == '\r' || r == 0x85 || r == 0x2028 || r == 0x2029:
 			return ' '
+		case unprintable(r):
+			return -1
 		}
 		return r
 	}, s))
+}
+
+// unprintable reports a control (Cc), format (Cf) or line/paragraph separator
+// character: cleanText folds or removes each.
+func unprintable(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == 0x2028 || r == 0x2029
 }
 
 // truncateUTF8 cuts s to at most n bytes without splitting a character.

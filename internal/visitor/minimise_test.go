@@ -86,6 +86,18 @@ func TestMinimisePage(t *testing.T) {
 			want: Page{URL: "https://shop.example" + RedactedPath},
 		},
 		{
+			name:  "redacted path drops its title",
+			url:   "https://shop.example/orders/1234/invoice",
+			title: "Invoice for Jane Doe, 1 High Street",
+			want:  Page{URL: "https://shop.example" + RedactedPath},
+		},
+		{
+			name:  "redacted path drops its title, found through an escape",
+			url:   "https://shop.example/%72eset/9f8e7d6c",
+			title: "Reset the password of jane@doe.example",
+			want:  Page{URL: "https://shop.example" + RedactedPath},
+		},
+		{
 			name: "redacted path with a sub-path",
 			url:  "https://shop.example/orders/1234/invoice",
 			want: Page{URL: "https://shop.example" + RedactedPath},
@@ -158,8 +170,20 @@ func TestMinimisePage(t *testing.T) {
 		{
 			name:  "control characters folded",
 			url:   "https://shop.example/",
-			title: "Blue\tmug\nsale\r\x00now\x7f\u0085!",
-			want:  Page{URL: "https://shop.example/", Title: "Blue mug sale  now  !"},
+			title: "Blue\tmug\nsale\r\x00now\x7f\u0085!\u2028ok",
+			want:  Page{URL: "https://shop.example/", Title: "Blue mug sale now ! ok"},
+		},
+		{
+			name:  "bidi overrides, embeddings and isolates removed",
+			url:   "https://shop.example/",
+			title: "Invoice \u202egpj.exe\u202c \u202bx\u202a \u2066y\u2069\u2067z\u2068 \u200e\u200f\u061c",
+			want:  Page{URL: "https://shop.example/", Title: "Invoice gpj.exe x yz"},
+		},
+		{
+			name:  "zero-width characters removed",
+			url:   "https://shop.example/",
+			title: "\ufeffB\u200blue\u200c m\u200dug\u2060\u00ad",
+			want:  Page{URL: "https://shop.example/", Title: "Blue mug"},
 		},
 		{
 			name:  "surrounding space trimmed",
@@ -339,5 +363,40 @@ func TestLocationHoldsNoCoordinates(t *testing.T) {
 	}
 	if want := []string{"Country", "Region", "City", "TimeZone"}; !slices.Equal(fields, want) {
 		t.Errorf("Location fields = %q, want %q", fields, want)
+	}
+}
+
+// TestContactClean pins invariant 5 for contact names: what a visitor typed
+// reaches operators and the CRM as one printable line, without characters that
+// reorder or hide text.
+func TestContactClean(t *testing.T) {
+	tests := []struct {
+		name string
+		in   Contact
+		want Contact
+	}{
+		{name: "plain", in: Contact{Name: "Ada Lovelace", Email: " ada@math.example ", Phone: " +44 20 7946 0000 "},
+			want: Contact{Name: "Ada Lovelace", Email: "ada@math.example", Phone: "+44 20 7946 0000"}},
+		{name: "line breaks and tabs folded", in: Contact{Name: "Ada\nLovelace\t"}, want: Contact{Name: "Ada Lovelace"}},
+		{name: "other controls removed", in: Contact{Name: "A\x00da\x1b[31m\x7f"}, want: Contact{Name: "Ada[31m"}},
+		{name: "bidi override removed", in: Contact{Name: "\u202eecalevoL adA\u202c"}, want: Contact{Name: "ecalevoL adA"}},
+		{name: "bidi isolates and marks removed", in: Contact{Name: "\u2067Ada\u2069 \u200fLovelace\u200e"}, want: Contact{Name: "Ada Lovelace"}},
+		{name: "zero-width removed", in: Contact{Name: "A\u200bd\u200ca\u200d \ufeffLove\u2060lace"}, want: Contact{Name: "Ada Lovelace"}},
+		{name: "invalid UTF-8 removed", in: Contact{Name: "Ada\xff Lovelace"}, want: Contact{Name: "Ada Lovelace"}},
+		{name: "only invisible characters leave nothing", in: Contact{Name: "\u200b\u202e\u2066"}, want: Contact{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tt.in.Clean()
+			if got != tt.want {
+				t.Fatalf("Clean() = %+q, want %+q", got, tt.want)
+			}
+			if err := got.Validate(); err != nil {
+				t.Errorf("Validate after Clean: %v", err)
+			}
+			if strings.IndexFunc(got.Name, unprintable) >= 0 {
+				t.Errorf("name %+q keeps an unprintable character", got.Name)
+			}
+		})
 	}
 }
