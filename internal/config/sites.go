@@ -29,6 +29,9 @@ const (
 	DefaultPolicyVersion    = "1"
 	DefaultChatsPerMinute   = 5
 	DefaultConsentPerMinute = 20
+	// DefaultNewVisitorsPerMinute is sized for offices and carrier NAT, where
+	// many new visitors share one IP block.
+	DefaultNewVisitorsPerMinute = 600
 )
 
 // DefaultRetention is the retention of a site that names none.
@@ -82,8 +85,9 @@ type webhookYAML struct {
 }
 
 type rateLimitYAML struct {
-	ChatsPerMinute   *int `yaml:"chats_per_minute"`
-	ConsentPerMinute *int `yaml:"consent_per_minute"`
+	NewVisitorsPerMinute *int `yaml:"new_visitors_per_minute"`
+	ChatsPerMinute       *int `yaml:"chats_per_minute"`
+	ConsentPerMinute     *int `yaml:"consent_per_minute"`
 }
 
 type keyYAML struct {
@@ -161,7 +165,8 @@ func (y siteYAML) site(getenv func(string) string, minDays, maxDays int) (*visit
 		LegalText: y.LegalText,
 		Controller: visitor.Controller{Name: y.Controller.Name, Contact: y.Controller.Contact,
 			DPO: y.Controller.DPO, Transfers: or(y.Controller.Transfers, "none")},
-		RateLimit: visitor.RateLimit{ChatsPerMinute: DefaultChatsPerMinute, ConsentPerMinute: DefaultConsentPerMinute},
+		RateLimit: visitor.RateLimit{NewVisitorsPerMinute: DefaultNewVisitorsPerMinute,
+			ChatsPerMinute: DefaultChatsPerMinute, ConsentPerMinute: DefaultConsentPerMinute},
 	}
 	if !visitor.ValidSiteID(s.ID) {
 		return nil, fmt.Errorf("id: %q must match [a-z0-9-]{1,32}", y.ID)
@@ -249,7 +254,11 @@ func (y siteYAML) site(getenv func(string) string, minDays, maxDays int) (*visit
 			name string
 			v    *int
 			dst  *int
-		}{{"chats_per_minute", r.ChatsPerMinute, &s.RateLimit.ChatsPerMinute}, {"consent_per_minute", r.ConsentPerMinute, &s.RateLimit.ConsentPerMinute}} {
+		}{
+			{"new_visitors_per_minute", r.NewVisitorsPerMinute, &s.RateLimit.NewVisitorsPerMinute},
+			{"chats_per_minute", r.ChatsPerMinute, &s.RateLimit.ChatsPerMinute},
+			{"consent_per_minute", r.ConsentPerMinute, &s.RateLimit.ConsentPerMinute},
+		} {
 			if f.v == nil {
 				continue
 			}

@@ -54,7 +54,7 @@ sites:
     legal_text: "We use your chat details only to answer you."
     controller: {name: "Shop Ltd", contact: "privacy@shop.example", dpo: "dpo@shop.example", transfers: "none"}
     webhook: {url: "https://crm.shop.example/hooks/visitord", secret_env: DEMO_WEBHOOK_SECRET}
-    rate_limit: {chats_per_minute: 5, consent_per_minute: 20}
+    rate_limit: {new_visitors_per_minute: 900, chats_per_minute: 5, consent_per_minute: 20}
     keys:
       - {id: agent-1, role: operator, sha256: "` + sumHex("agent-key") + `"}
       - {id: dpo, role: privacy, sha256: "` + strings.ToUpper(sumHex("dpo-key")) + `"}
@@ -85,7 +85,7 @@ func TestParseSitesDesignExample(t *testing.T) {
 		LegalText:        "We use your chat details only to answer you.",
 		Controller:       visitor.Controller{Name: "Shop Ltd", Contact: "privacy@shop.example", DPO: "dpo@shop.example", Transfers: "none"},
 		Webhook:          visitor.Webhook{URL: "https://crm.shop.example/hooks/visitord", Secret: []byte(webhookSecret)},
-		RateLimit:        visitor.RateLimit{ChatsPerMinute: 5, ConsentPerMinute: 20},
+		RateLimit:        visitor.RateLimit{NewVisitorsPerMinute: 900, ChatsPerMinute: 5, ConsentPerMinute: 20},
 		Keys: []visitor.APIKey{
 			{ID: "agent-1", Role: visitor.RoleOperator, SHA256: sum("agent-key")},
 			{ID: "dpo", Role: visitor.RolePrivacy, SHA256: sum("dpo-key")},
@@ -114,7 +114,7 @@ func TestParseSitesDefaults(t *testing.T) {
 		Retention:        visitor.Retention{Sessions: 90, Profiles: 395, Chats: 90, Consents: 1095, Audit: 365},
 		PolicyVersion:    "1",
 		Controller:       visitor.Controller{Transfers: "none"},
-		RateLimit:        visitor.RateLimit{ChatsPerMinute: 5, ConsentPerMinute: 20},
+		RateLimit:        visitor.RateLimit{NewVisitorsPerMinute: 600, ChatsPerMinute: 5, ConsentPerMinute: 20},
 	}}
 	if diff := cmp.Diff(want, sites, siteCmp, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -141,6 +141,12 @@ func TestParseSitesExplicitValues(t *testing.T) {
 			want := visitor.Retention{Sessions: 30, Profiles: 395, Chats: 90, Consents: 1095, Audit: 365}
 			if s.Retention != want {
 				t.Errorf("Retention = %+v, want %+v", s.Retention, want)
+			}
+		}},
+		{name: "partial rate_limit keeps the other defaults", extra: "rate_limit: {new_visitors_per_minute: 2000}", check: func(t *testing.T, s *visitor.Site) {
+			want := visitor.RateLimit{NewVisitorsPerMinute: 2000, ChatsPerMinute: 5, ConsentPerMinute: 20}
+			if s.RateLimit != want {
+				t.Errorf("RateLimit = %+v, want %+v", s.RateLimit, want)
 			}
 		}},
 		{name: "on-chat with ip drop", extra: "consent: on-chat\n    ip: drop", check: func(t *testing.T, s *visitor.Site) {
@@ -249,6 +255,9 @@ func TestParseSitesValidation(t *testing.T) {
 		{name: "retention above max", yaml: shopSite("retention_days: {audit: 1826}"), want: []string{`"shop"`, "retention_days", "audit"}},
 		{name: "consents below profiles", yaml: shopSite("retention_days: {profiles: 395, consents: 200}"), want: []string{`"shop"`, "retention_days", "consents"}},
 		{name: "consents below consent_valid_days", yaml: shopSite("consent_valid_days: 300\n    retention_days: {profiles: 30, consents: 250}"), want: []string{`"shop"`, "retention_days", "consents"}},
+		{name: "new_visitors_per_minute zero", yaml: shopSite("rate_limit: {new_visitors_per_minute: 0}"), want: []string{`"shop"`, "rate_limit.new_visitors_per_minute"}},
+		{name: "chats_per_minute negative", yaml: shopSite("rate_limit: {chats_per_minute: -1}"), want: []string{`"shop"`, "rate_limit.chats_per_minute"}},
+		{name: "unknown rate_limit field", yaml: shopSite("rate_limit: {page_views_per_minute: 10}"), want: []string{"page_views_per_minute"}},
 		{name: "key with bad role", yaml: shopSite(`keys: [{id: a, role: admin, sha256: "` + sumHex("k") + `"}]`), want: []string{`"shop"`, "keys[0].role"}},
 		{name: "key with non-hex sha256", yaml: shopSite(`keys: [{id: a, role: operator, sha256: "` + strings.Repeat("zz", 32) + `"}]`), want: []string{`"shop"`, "keys[0].sha256"}},
 		{name: "key with short sha256", yaml: shopSite(`keys: [{id: a, role: operator, sha256: "abcd"}]`), want: []string{`"shop"`, "keys[0].sha256"}},

@@ -39,7 +39,7 @@ func (a *api) startChat(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	site, err := a.widgetSite(c, req.Site, false, visitor.LimitChat)
+	site, err := a.widgetSite(c, req.Site, false, widgetLimit{kind: visitor.LimitChat})
 	if err != nil {
 		a.fail(c, err)
 		return

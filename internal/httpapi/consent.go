@@ -38,7 +38,7 @@ func choiceResponse(ch visitor.Choice, token string) consentResponse {
 }
 
 func (a *api) getConsent(c *gin.Context) {
-	site, err := a.widgetSite(c, c.Query("site"), false, "")
+	site, err := a.widgetSite(c, c.Query("site"), false, widgetLimit{})
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -63,7 +63,7 @@ func (a *api) putConsent(c *gin.Context) {
 		a.fail(c, errors.Join(visitor.ErrInvalid, errors.New("analytics, marketing and policy_version are required")))
 		return
 	}
-	site, err := a.widgetSite(c, req.Site, false, visitor.LimitConsent)
+	site, err := a.widgetSite(c, req.Site, false, widgetLimit{kind: visitor.LimitConsent, refusing: !*req.Analytics || !*req.Marketing})
 	if err != nil {
 		a.fail(c, err)
 		return

@@ -277,7 +277,7 @@ func (a *api) audit(c *gin.Context) {
 // The visitor's own export and erasure, proved by the identity token alone.
 
 func (a *api) exportMine(c *gin.Context) {
-	site, err := a.widgetSite(c, c.Query("site"), false, visitor.LimitMe)
+	site, err := a.widgetSite(c, c.Query("site"), false, widgetLimit{kind: visitor.LimitMe})
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -293,7 +293,7 @@ func (a *api) exportMine(c *gin.Context) {
 }
 
 func (a *api) eraseMine(c *gin.Context) {
-	site, err := a.widgetSite(c, c.Query("site"), false, visitor.LimitMe)
+	site, err := a.widgetSite(c, c.Query("site"), false, widgetLimit{kind: visitor.LimitMe, refusing: true})
 	if err != nil {
 		a.fail(c, err)
 		return

@@ -12,39 +12,35 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"golang.org/x/time/rate"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/visitord/visitord/internal/visitor"
 )
 
-// Rate limits (DESIGN.md, Storage). Page views are limited per pod in process,
-// so the hot path makes no extra round trip; chats, consent and /v1/me are
-// limited in Redis through Options.Limiter, so every pod shares one budget.
+// Rate limits (DESIGN.md, Storage; every limit is in the README). A request
+// with a valid identity or refusal token is counted under that identity only,
+// one without under its IP block (/24, /48); visitor.RateLimit.PerMinute gives
+// each budget. Track calls are limited per pod in process, so the page-view
+// path makes no extra round trip; chats, consent, /v1/me and API keys in Redis
+// through Options.Limiter, so every pod shares one budget.
 const (
-	// PageViewsPerMinute is how many track hits (page views, heartbeats and
-	// leaves alike) one IP block may send to one site per minute on one pod.
-	PageViewsPerMinute = 120
-	// PageViewBurst is how many track hits one IP block may send at once.
-	PageViewBurst = 30
-	// MaxTrackedIPs bounds the (site, IP block) pairs the page-view limiter
-	// remembers (a few hundred bytes each); past it the least recently seen goes.
-	MaxTrackedIPs = 50_000
+	// MaxLimiterEntries bounds the identities and IP blocks the page-view
+	// limiter remembers (about 220 bytes each: 22 MB at the bound); past it
+	// the least recently seen goes, which only gives that caller a fresh budget.
+	MaxLimiterEntries = 100_000
 
-	pageViewShards = 32
+	pageViewShardBits = 5
+	pageViewShards    = 1 << pageViewShardBits
 	// rateLimitTimeout bounds a Redis limit check; past it the request goes on.
 	rateLimitTimeout = 300 * time.Millisecond
 )
 
-// pageViewIdle is how long a bucket takes to refill whole: an entry idle this
-// long is the same as none, so it is dropped.
-const pageViewIdle = time.Duration(PageViewBurst) * time.Minute / PageViewsPerMinute
-
-// PageViewLimiter limits track hits per (site, IP block) in this process: a
-// token bucket of PageViewBurst refilled at PageViewsPerMinute. IPs are counted
-// by their /24 (IPv4) or /48 (IPv6), as they are stored, and kept only in
-// memory while their bucket refills. Memory is bounded: at most MaxTrackedIPs
-// entries, idle ones dropped first, then the least recently seen. Evicting an
-// entry early only gives that IP a fresh burst. It is safe for concurrent use.
+// PageViewLimiter limits track calls per (site, identity) or, without a valid
+// token, per (site, IP block) in this process. Each caller has a GCRA bucket of
+// a minute's budget refilled evenly over the minute; the bucket is one
+// timestamp. Memory is bounded: at most MaxLimiterEntries entries, those whose
+// bucket is full again dropped first, then the least recently seen. A known
+// caller costs no allocation. It is safe for concurrent use.
 type PageViewLimiter struct {
 	now    func() time.Time
 	seed   maphash.Seed
@@ -58,34 +54,66 @@ type pageViewShard struct {
 	max int
 }
 
+// pageViewKey names a bucket: a site and either an identity (by the process's
+// keyed hash of it, so the limiter holds no visitor id) or an IP block
+// (packed exactly).
 type pageViewKey struct {
-	site  string
-	block netip.Prefix
+	site     string
+	identity bool
+	sum      uint64
 }
 
 type pageViewEntry struct {
-	key  pageViewKey
-	lim  *rate.Limiter
-	last time.Time
+	key pageViewKey
+	// tat is GCRA's theoretical arrival time (Unix ns): the bucket is full
+	// when tat ≤ now, and each call moves it one interval on.
+	tat int64
 }
 
-// NewPageViewLimiter returns a PageViewLimiter with the package's limits.
+// NewPageViewLimiter returns an empty PageViewLimiter.
 func NewPageViewLimiter() *PageViewLimiter {
 	p := &PageViewLimiter{now: time.Now, seed: maphash.MakeSeed()}
 	for i := range p.shards {
 		p.shards[i].m = make(map[pageViewKey]*list.Element)
-		p.shards[i].max = MaxTrackedIPs / pageViewShards
+		p.shards[i].max = MaxLimiterEntries / pageViewShards
 	}
 	return p
 }
 
-// Allow counts one track hit of site from ip and reports whether it is within
+// AllowIdentity counts one track call of site by the identity id (a
+// visitor.Caller's LimitID) against perMinute and reports whether it is within
 // the limit; when it is not, retryAfter says when the next one will be.
-func (p *PageViewLimiter) Allow(site string, ip netip.Addr) (ok bool, retryAfter time.Duration) {
-	now := p.now()
-	k := pageViewKey{site: site, block: visitor.IPBlock(ip)}
-	a16 := k.block.Addr().As16()
-	sh := &p.shards[maphash.Bytes(p.seed, a16[:])%pageViewShards]
+func (p *PageViewLimiter) AllowIdentity(site, id string, perMinute int) (ok bool, retryAfter time.Duration) {
+	return p.allow(pageViewKey{site: site, identity: true, sum: maphash.String(p.seed, id)}, perMinute)
+}
+
+// AllowBlock counts one track call of site from ip's block (/24, /48) against
+// perMinute, as AllowIdentity does.
+func (p *PageViewLimiter) AllowBlock(site string, ip netip.Addr, perMinute int) (ok bool, retryAfter time.Duration) {
+	return p.allow(pageViewKey{site: site, sum: blockKey(ip)}, perMinute)
+}
+
+// blockKey packs the /24 of an IPv4 or the /48 of an IPv6 address into one
+// integer, the low bit telling the families apart.
+func blockKey(ip netip.Addr) uint64 {
+	ip = ip.Unmap()
+	if ip.Is4() {
+		b := ip.As4()
+		return uint64(b[0])<<17 | uint64(b[1])<<9 | uint64(b[2])<<1 | 1
+	}
+	b := ip.As16()
+	return uint64(b[0])<<41 | uint64(b[1])<<33 | uint64(b[2])<<25 | uint64(b[3])<<17 | uint64(b[4])<<9 | uint64(b[5])<<1
+}
+
+func (p *PageViewLimiter) allow(k pageViewKey, perMinute int) (bool, time.Duration) {
+	if perMinute < 1 {
+		return true, 0
+	}
+	now := p.now().UnixNano()
+	interval := int64(time.Minute) / int64(perMinute)
+	// Fibonacci hashing: the top bits of the product depend on all key bits
+	// (an IP block's low bit is fixed).
+	sh := &p.shards[((k.sum^maphash.String(p.seed, k.site))*0x9E3779B97F4A7C15)>>(64-pageViewShardBits)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sh.dropIdle(now)
@@ -93,32 +121,35 @@ func (p *PageViewLimiter) Allow(site string, ip netip.Addr) (ok bool, retryAfter
 	if el, found := sh.m[k]; found {
 		e = el.Value.(*pageViewEntry)
 		sh.lru.MoveToFront(el)
+	} else if sh.lru.Len() >= sh.max {
+		// Reuse the least recently seen entry: a full limiter allocates nothing.
+		el := sh.lru.Back()
+		e = el.Value.(*pageViewEntry)
+		delete(sh.m, e.key)
+		*e = pageViewEntry{key: k, tat: now}
+		sh.m[k] = el
+		sh.lru.MoveToFront(el)
 	} else {
-		if sh.lru.Len() >= sh.max {
-			sh.remove(sh.lru.Back())
-		}
-		e = &pageViewEntry{key: k, lim: rate.NewLimiter(rate.Limit(PageViewsPerMinute)/60, PageViewBurst)}
+		e = &pageViewEntry{key: k, tat: now}
 		sh.m[k] = sh.lru.PushFront(e)
 	}
-	e.last = now
-	if e.lim.AllowN(now, 1) {
-		return true, 0
+	// GCRA with a burst of a minute's budget: a call is allowed while the
+	// bucket's debt, after it, stays within one minute.
+	tat := max(e.tat, now) + interval
+	if allowAt := tat - int64(time.Minute); now < allowAt {
+		return false, time.Duration(allowAt - now)
 	}
-	missing := 1 - e.lim.TokensAt(now)
-	return false, time.Duration(missing * float64(time.Minute) / PageViewsPerMinute)
+	e.tat = tat
+	return true, 0
 }
 
-// dropIdle drops the entries whose bucket has refilled whole since they were
-// last seen; they sit at the back, as the list is ordered by last use.
-func (sh *pageViewShard) dropIdle(now time.Time) {
-	for el := sh.lru.Back(); el != nil && now.Sub(el.Value.(*pageViewEntry).last) >= pageViewIdle; el = sh.lru.Back() {
-		sh.remove(el)
+// dropIdle drops the entries at the back whose bucket is full again: they are
+// the same as none.
+func (sh *pageViewShard) dropIdle(now int64) {
+	for el := sh.lru.Back(); el != nil && el.Value.(*pageViewEntry).tat <= now; el = sh.lru.Back() {
+		delete(sh.m, el.Value.(*pageViewEntry).key)
+		sh.lru.Remove(el)
 	}
-}
-
-func (sh *pageViewShard) remove(el *list.Element) {
-	delete(sh.m, el.Value.(*pageViewEntry).key)
-	sh.lru.Remove(el)
 }
 
 // len is how many entries the limiter holds.
@@ -133,20 +164,75 @@ func (p *PageViewLimiter) len() int {
 	return n
 }
 
-// limitPageView applies the per-pod page-view limit to a track hit of site
-// from ip; without a PageViewLimiter (tests, benchmarks) it allows all.
-func (a *api) limitPageView(site *visitor.Site, ip netip.Addr) error {
+// newLimitMetrics registers visitord_rate_limited_total, with a series for
+// every limit there is (visitor.Limits) from the start.
+func newLimitMetrics(reg *prometheus.Registry) *prometheus.CounterVec {
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "visitord_rate_limited_total",
+		Help: "Requests refused with 429 by rate limit: kind (track, consent, me, chat, api) and by (identity, ip_block, api_key).",
+	}, []string{"kind", "by"})
+	for _, l := range visitor.Limits {
+		refused.WithLabelValues(string(l.Kind), string(l.By))
+	}
+	reg.MustRegister(refused)
+	return refused
+}
+
+// limitTrack applies the per-pod limit to a track call whose token the handler
+// has verified (h.Caller): by identity with a valid token, else by IP block
+// (new visitors). A GPC objection carrying a valid identity is a withdrawal and
+// is never refused. Without a PageViewLimiter (tests, benchmarks) it allows all.
+func (a *api) limitTrack(site *visitor.Site, h visitor.Hit) error {
 	if a.pageViews == nil {
 		return nil
 	}
-	if ok, retry := a.pageViews.Allow(site.ID, ip); !ok {
-		return &visitor.RateLimitError{RetryAfter: retry}
+	c := h.Caller
+	var ok bool
+	var retry time.Duration
+	by := visitor.ByIdentity
+	switch {
+	case c.Valid && h.GPC && c.Token.Kind == visitor.KindID:
+		return nil
+	case c.Valid:
+		ok, retry = a.pageViews.AllowIdentity(site.ID, c.LimitID(), site.RateLimit.PerMinute(visitor.LimitTrack, by))
+	default:
+		by = visitor.ByIPBlock
+		ok, retry = a.pageViews.AllowBlock(site.ID, h.IP, site.RateLimit.PerMinute(visitor.LimitTrack, by))
 	}
-	return nil
+	if ok {
+		return nil
+	}
+	a.limited.WithLabelValues(string(visitor.LimitTrack), string(by)).Inc()
+	return &visitor.RateLimitError{RetryAfter: retry}
 }
 
-// limit applies the site's Redis-backed limit of kind to the caller's IP and
-// returns a *visitor.RateLimitError when it is spent; without a Limiter (tests
+// widgetLimit is the Redis-backed limit a widget request is counted under; the
+// zero value is none.
+type widgetLimit struct {
+	kind visitor.LimitKind
+	// refusing marks a refusal, withdrawal or erasure: with a valid token it is
+	// never refused by a limit (DESIGN.md, Storage).
+	refusing bool
+}
+
+// limitWidget applies lim to a widget request of site: by the identity of a
+// valid token, else by the caller's IP block.
+func (a *api) limitWidget(c *gin.Context, site *visitor.Site, lim widgetLimit) error {
+	if lim.kind == "" || a.limiter == nil {
+		return nil
+	}
+	caller := a.svc.Caller(site, tokenOf(c, site.ID))
+	switch {
+	case caller.Valid && lim.refusing:
+		return nil
+	case caller.Valid:
+		return a.limit(c, site, lim.kind, visitor.ByIdentity, caller.Subject())
+	}
+	return a.limit(c, site, lim.kind, visitor.ByIPBlock, visitor.BlockSubject(clientIP(c)))
+}
+
+// limit counts a request of kind on site under subject in Redis and returns a
+// *visitor.RateLimitError when the budget is spent; without a Limiter (tests
 // that do not care) it allows all.
 //
 // It fails open: when Redis cannot be reached, or does not answer within
@@ -155,13 +241,13 @@ func (a *api) limitPageView(site *visitor.Site, ip netip.Addr) error {
 // Redis; the request's own store work then answers for itself (503
 // store_unavailable when Redis is down), and page views, the bulk of the
 // traffic, keep their in-process limit.
-func (a *api) limit(c *gin.Context, site *visitor.Site, kind visitor.LimitKind) error {
+func (a *api) limit(c *gin.Context, site *visitor.Site, kind visitor.LimitKind, by visitor.LimitBy, subject visitor.LimitSubject) error {
 	if a.limiter == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), rateLimitTimeout)
 	defer cancel()
-	ok, retry, err := a.limiter.Allow(ctx, a.svc.RateLimitKey(site, kind, clientIP(c)), site.RateLimit.PerMinute(kind))
+	ok, retry, err := a.limiter.Allow(ctx, a.svc.RateLimitKey(site, kind, subject), site.RateLimit.PerMinute(kind, by))
 	if err != nil {
 		a.log.LogAttrs(c.Request.Context(), slog.LevelWarn, "rate limit not applied",
 			slog.String("route", routeOf(c)), slog.String("site", site.ID), slog.String("kind", string(kind)),
@@ -169,6 +255,7 @@ func (a *api) limit(c *gin.Context, site *visitor.Site, kind visitor.LimitKind) 
 		return nil
 	}
 	if !ok {
+		a.limited.WithLabelValues(string(kind), string(by)).Inc()
 		return &visitor.RateLimitError{RetryAfter: retry}
 	}
 	return nil

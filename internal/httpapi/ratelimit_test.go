@@ -24,20 +24,20 @@ import (
 	"github.com/visitord/visitord/internal/visitor"
 )
 
-// limitSites are two tenants with small limits: 5 chats and 3 consent (and
-// /v1/me) requests per IP and minute.
+// limitSites are two tenants with small limits per IP block and minute: 30
+// new visitors, 5 chats and 3 consent (and /v1/me) requests.
 const limitSites = `
 sites:
   - id: shop
     origins: ["https://shop.example"]
     consent: opt-out
     policy_version: "2026-11"
-    rate_limit: {chats_per_minute: 5, consent_per_minute: 3}
+    rate_limit: {new_visitors_per_minute: 30, chats_per_minute: 5, consent_per_minute: 3}
   - id: blog
     origins: ["https://blog.example"]
     consent: opt-out
     policy_version: "2026-11"
-    rate_limit: {chats_per_minute: 5, consent_per_minute: 3}
+    rate_limit: {new_visitors_per_minute: 30, chats_per_minute: 5, consent_per_minute: 3}
 `
 
 // Client addresses of the rate-limit tests, sent as X-Forwarded-For by the
@@ -53,7 +53,13 @@ const (
 // checkTTLs asserts invariant 3 after the test, as newEnvOn does.
 func newLimitEnv(t *testing.T, rs *redistest.Server, checkTTLs bool) *env {
 	t.Helper()
-	sites, err := config.ParseSites([]byte(limitSites), func(string) string { return "" }, 1, 1825)
+	return newLimitEnvWith(t, rs, limitSites, checkTTLs)
+}
+
+// newLimitEnvWith is newLimitEnv over the sites file sitesYAML.
+func newLimitEnvWith(t *testing.T, rs *redistest.Server, sitesYAML string, checkTTLs bool) *env {
+	t.Helper()
+	sites, err := config.ParseSites([]byte(sitesYAML), func(string) string { return "" }, 1, 1825)
 	if err != nil {
 		t.Fatalf("sites: %v", err)
 	}
@@ -86,7 +92,7 @@ func newLimitEnv(t *testing.T, rs *redistest.Server, checkTTLs bool) *env {
 	t.Cleanup(srv.Close)
 	e := &env{
 		t: t, srv: srv, redis: rs, rdb: rdb, clock: clk, logs: logs, sites: siteSet, hasher: hasher,
-		signer: signer, reg: reg, client: srv.Client(),
+		signer: signer, svc: svc, reg: reg, client: srv.Client(),
 	}
 	if checkTTLs {
 		t.Cleanup(func() {
@@ -179,7 +185,7 @@ func TestChatRateLimit(t *testing.T) {
 	}
 
 	// The counter is named by the keyed hash of the truncated IP only, and expires.
-	want := "rate:" + visitor.RateLimitKey(e.hasher, "shop", visitor.LimitChat, netip.MustParseAddr(ipA))
+	want := "rate:" + visitor.RateLimitKey(e.hasher, "shop", visitor.LimitChat, visitor.BlockSubject(netip.MustParseAddr(ipA)))
 	keys := e.rateKeys()
 	found := false
 	for _, k := range keys {
@@ -247,43 +253,68 @@ func TestConsentRateLimit(t *testing.T) {
 
 func TestPageViewRateLimit(t *testing.T) {
 	e := newLimitEnv(t, redistest.Start(t), true)
-	view := func(ip string) resp {
+	view := func(token, ip string) resp {
 		t.Helper()
-		return e.pageview("shop", "https://shop.example/", "", from("shop", ip))
+		return e.pageview("shop", "https://shop.example/", token, from("shop", ip))
 	}
-	for i := range PageViewBurst {
-		if r := view(ipA); r.status != http.StatusOK {
+	// Without a token, a page view is a new visitor: shop allows 30 a minute
+	// per IP block.
+	for i := range 30 {
+		if r := view("", ipA); r.status != http.StatusOK {
 			t.Fatalf("page view %d: status %d, body %s; want 200", i+1, r.status, r.body)
 		}
 	}
-	// 120 a minute refill one every 0.5 s: Retry-After rounds up to 1.
-	assertRateLimited(t, view(ipA), 1)
-	// Heartbeats and leaves count too.
-	b, _ := json.Marshal(map[string]string{"site": "shop", "type": "heartbeat"})
-	hb := e.do(req{method: http.MethodPost, path: "/v1/track", body: string(b), headers: from("shop", ipA)})
-	assertRateLimited(t, hb, 1)
-	if got, want := e.stats("shop")["tracked"], strconv.Itoa(PageViewBurst); got != want {
+	// 30 a minute refill one every 2 s.
+	assertRateLimited(t, view("", ipA2), 2)
+	if got, want := e.stats("shop")["tracked"], "30"; got != want {
 		t.Errorf("tracked counter %q, want %q: a refused page view was counted", got, want)
 	}
-	if r := view(ipB); r.status != http.StatusOK {
-		t.Errorf("another IP: status %d, body %s; want 200", r.status, r.body)
+	if r := view("", ipB); r.status != http.StatusOK {
+		t.Errorf("another IP block: status %d, body %s; want 200", r.status, r.body)
 	}
 	if r := e.pageview("blog", "https://blog.example/", "", from("blog", ipA)); r.status != http.StatusOK {
 		t.Errorf("another site: status %d, body %s; want 200", r.status, r.body)
 	}
 
-	// One second refills two.
-	e.clock.Advance(time.Second)
-	for i := range 2 {
-		if r := view(ipA); r.status != http.StatusOK {
-			t.Fatalf("page view %d after 1 s: status %d, body %s; want 200", i+1, r.status, r.body)
+	// A visitor with a token is counted by identity, not by the spent block:
+	// page views, heartbeats and leaves share its 120 a minute.
+	token := view("", ipB).json(t)["token"].(string)
+	hb := func() resp {
+		return e.do(req{method: http.MethodPost, path: "/v1/track", body: `{"site":"shop","type":"heartbeat"}`,
+			headers: map[string]string{"Origin": shopOrigin, "X-Forwarded-For": ipA, tokenHeader: token}})
+	}
+	for i := range visitor.IdentityHitsPerMinute {
+		var r resp
+		if i%2 == 0 {
+			r = view(token, ipA)
+		} else {
+			r = hb()
+		}
+		if r.status != http.StatusOK {
+			t.Fatalf("call %d of the identity: status %d, body %s; want 200", i+1, r.status, r.body)
 		}
 	}
-	assertRateLimited(t, view(ipA), 1)
+	// 120 a minute refill one every 0.5 s: Retry-After rounds up to 1.
+	assertRateLimited(t, hb(), 1)
+	assertRateLimited(t, view(token, ipB), 1)
+
+	// Two seconds refill one new visitor of the block and four calls of the identity.
+	e.clock.Advance(2 * time.Second)
+	if r := view("", ipA); r.status != http.StatusOK {
+		t.Errorf("new visitor after 2 s: status %d, body %s; want 200", r.status, r.body)
+	}
+	assertRateLimited(t, view("", ipA), 2)
+	for i := range 4 {
+		if r := view(token, ipA); r.status != http.StatusOK {
+			t.Fatalf("identity's call %d after 2 s: status %d, body %s; want 200", i+1, r.status, r.body)
+		}
+	}
+	assertRateLimited(t, view(token, ipA), 1)
 	// The page-view limit lives in the pod: nothing of it is in Redis.
 	if keys := e.rateKeys(); len(keys) != 0 {
 		t.Errorf("page views wrote rate-limit keys %q", keys)
 	}
+	e.assertLogsClean(ipA, ipB, "203.0.113", token)
 }
 
 func TestRateLimitFailsOpen(t *testing.T) {
@@ -318,36 +349,42 @@ func TestPageViewLimiterBounded(t *testing.T) {
 	var before runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	const distinct = 100_000
+	const distinct = 300_000
 	for i := range distinct {
-		// Distinct /24s (IPv4) and /48s (IPv6), half each.
-		ip := netip.AddrFrom4([4]byte{byte(1 + i>>16), byte(i >> 8), byte(i), 1})
-		if i%2 == 1 {
-			ip = netip.MustParseAddr(fmt.Sprintf("2001:%x:%x::1", 0x100+i>>16, i&0xffff))
+		var ok bool
+		switch i % 3 {
+		case 0: // distinct /24s
+			ok, _ = p.AllowBlock("shop", netip.AddrFrom4([4]byte{byte(1 + i>>16), byte(i >> 8), byte(i), 1}), 600)
+		case 1: // distinct /48s
+			ok, _ = p.AllowBlock("shop", netip.MustParseAddr(fmt.Sprintf("2001:%x:%x::1", 0x100+i>>16, i&0xffff)), 600)
+		default: // distinct identities
+			ok, _ = p.AllowIdentity("shop", fmt.Sprintf("visitor-%d", i), 120)
 		}
-		if ok, _ := p.Allow("shop", ip); !ok {
-			t.Fatalf("first hit of %v refused", ip)
+		if !ok {
+			t.Fatalf("first hit %d refused", i)
 		}
 	}
-	if got := p.len(); got > MaxTrackedIPs {
-		t.Errorf("after %d distinct IPs the limiter holds %d entries, want at most %d", distinct, got, MaxTrackedIPs)
+	held := p.len()
+	if held > MaxLimiterEntries {
+		t.Errorf("after %d distinct callers the limiter holds %d entries, want at most %d", distinct, held, MaxLimiterEntries)
 	}
 	var after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	// A generous budget: well under a KiB per entry of the cap.
-	if grown, budget := int64(after.HeapAlloc)-int64(before.HeapAlloc), int64(MaxTrackedIPs)<<10; grown > budget {
-		t.Errorf("heap grew %d bytes for %d distinct IPs, want at most %d", grown, distinct, budget)
+	grown := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("%d distinct callers: %d entries held, heap grew %d bytes (%d per entry)", distinct, held, grown, grown/int64(max(held, 1)))
+	if budget := int64(MaxLimiterEntries) * 320; grown > budget {
+		t.Errorf("heap grew %d bytes for %d distinct callers, want at most %d (320 bytes an entry)", grown, distinct, budget)
 	}
 
-	// Once their buckets have refilled, idle entries are dropped as traffic
+	// Once their buckets are full again, idle entries are dropped as traffic
 	// touches their shard.
-	now = now.Add(pageViewIdle)
+	now = now.Add(time.Minute)
 	for i := range 1000 {
-		p.Allow("blog", netip.AddrFrom4([4]byte{172, byte(16 + i>>8), byte(i), 1}))
+		p.AllowBlock("blog", netip.AddrFrom4([4]byte{172, byte(16 + i>>8), byte(i), 1}), 600)
 	}
 	if got, want := p.len(), 1000; got != want {
-		t.Errorf("after the idle time and 1000 new IPs the limiter holds %d entries, want %d", got, want)
+		t.Errorf("after a minute and 1000 new IPs the limiter holds %d entries, want %d", got, want)
 	}
 }
 
@@ -356,38 +393,84 @@ func TestPageViewLimiterBucket(t *testing.T) {
 	p := NewPageViewLimiter()
 	p.now = func() time.Time { return now }
 	ip := netip.MustParseAddr("2001:db8:1:2::5")
-	for i := range PageViewBurst {
-		if ok, _ := p.Allow("shop", ip); !ok {
-			t.Fatalf("hit %d refused within the burst", i+1)
+	const perMinute = 120
+	for i := range perMinute {
+		if ok, _ := p.AllowBlock("shop", ip, perMinute); !ok {
+			t.Fatalf("hit %d refused within the minute's budget", i+1)
+		}
+		if ok, _ := p.AllowIdentity("shop", "ada", perMinute); !ok {
+			t.Fatalf("identity's hit %d refused within the minute's budget", i+1)
 		}
 	}
 	for _, tc := range []struct {
 		name   string
-		site   string
-		ip     string
+		allow  func() (bool, time.Duration)
 		wantOK bool
 	}{
-		{name: "same ip", site: "shop", ip: "2001:db8:1:2::5", wantOK: false},
-		{name: "same /48", site: "shop", ip: "2001:db8:1:ffff::1", wantOK: false},
-		{name: "another /48", site: "shop", ip: "2001:db8:2::5", wantOK: true},
-		{name: "another site", site: "blog", ip: "2001:db8:1:2::5", wantOK: true},
+		{name: "same ip", allow: func() (bool, time.Duration) { return p.AllowBlock("shop", ip, perMinute) }},
+		{name: "same /48", allow: func() (bool, time.Duration) {
+			return p.AllowBlock("shop", netip.MustParseAddr("2001:db8:1:ffff::1"), perMinute)
+		}},
+		{name: "same identity", allow: func() (bool, time.Duration) { return p.AllowIdentity("shop", "ada", perMinute) }},
+		{name: "another /48", wantOK: true, allow: func() (bool, time.Duration) {
+			return p.AllowBlock("shop", netip.MustParseAddr("2001:db8:2::5"), perMinute)
+		}},
+		{name: "another site", wantOK: true, allow: func() (bool, time.Duration) { return p.AllowBlock("blog", ip, perMinute) }},
+		{name: "another identity", wantOK: true, allow: func() (bool, time.Duration) { return p.AllowIdentity("shop", "grace", perMinute) }},
+		{name: "identity on another site", wantOK: true, allow: func() (bool, time.Duration) {
+			return p.AllowIdentity("blog", "ada", perMinute)
+		}},
+		{name: "no limit", wantOK: true, allow: func() (bool, time.Duration) { return p.AllowBlock("shop", ip, 0) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ok, retry := p.Allow(tc.site, netip.MustParseAddr(tc.ip))
+			ok, retry := tc.allow()
 			if ok != tc.wantOK {
 				t.Fatalf("Allow = %v, want %v", ok, tc.wantOK)
 			}
-			if !ok && (retry <= 0 || retry > time.Minute/PageViewsPerMinute) {
-				t.Errorf("retryAfter %v, want in (0, %v]", retry, time.Minute/PageViewsPerMinute)
+			if !ok && (retry <= 0 || retry > time.Minute/perMinute) {
+				t.Errorf("retryAfter %v, want in (0, %v]", retry, time.Minute/perMinute)
 			}
 		})
 	}
-	now = now.Add(time.Minute / PageViewsPerMinute)
-	if ok, _ := p.Allow("shop", ip); !ok {
+	now = now.Add(time.Minute / perMinute)
+	if ok, _ := p.AllowBlock("shop", ip, perMinute); !ok {
 		t.Errorf("refused after a refill interval")
 	}
-	// The hot path: an IP already known costs no allocation.
-	if n := testing.AllocsPerRun(100, func() { p.Allow("shop", ip) }); n != 0 {
-		t.Errorf("Allow of a known IP allocates %v times, want 0", n)
+	if ok, _ := p.AllowBlock("shop", ip, perMinute); ok {
+		t.Errorf("allowed twice after one refill interval")
 	}
+	// The hot path: a caller already known costs no allocation.
+	if n := testing.AllocsPerRun(100, func() { p.AllowIdentity("shop", "ada", perMinute) }); n != 0 {
+		t.Errorf("AllowIdentity of a known identity allocates %v times, want 0", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { p.AllowBlock("shop", ip, perMinute) }); n != 0 {
+		t.Errorf("AllowBlock of a known IP block allocates %v times, want 0", n)
+	}
+}
+
+// BenchmarkPageViewLimiter measures the page-view limiter's hot path: a known
+// identity (0 allocs/op) and a stream of callers ten times the limiter's bound,
+// which reuses evicted entries.
+func BenchmarkPageViewLimiter(b *testing.B) {
+	b.Run("known identity", func(b *testing.B) {
+		p := NewPageViewLimiter()
+		b.ReportAllocs()
+		for b.Loop() {
+			p.AllowIdentity("shop", "0123456789abcdef0123456789abcdef", 1<<30)
+		}
+	})
+	b.Run("many identities", func(b *testing.B) {
+		p := NewPageViewLimiter()
+		ids := make([]string, 10*MaxLimiterEntries)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("%032x", i)
+		}
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			p.AllowIdentity("shop", ids[i%len(ids)], 120)
+			i++
+		}
+		b.ReportMetric(float64(p.len()), "entries")
+	})
 }

@@ -39,10 +39,11 @@ type Options struct {
 	PProf bool
 	// Demo serves the demo shop on /demo, for the built-in demo site.
 	Demo bool
-	// Limiter applies the sites' limits of chats, consent and /v1/me per IP,
+	// Limiter applies the limits of chats, consent, /v1/me and API keys,
 	// shared by every pod; nil applies none (tests that do not care).
 	Limiter visitor.RateLimiter
-	// PageViews limits track hits per IP in this process; nil applies none.
+	// PageViews limits track calls per identity or IP block in this process;
+	// nil applies none.
 	PageViews *PageViewLimiter
 }
 
@@ -56,6 +57,7 @@ type api struct {
 	ready        func(context.Context) error
 	limiter      visitor.RateLimiter
 	pageViews    *PageViewLimiter
+	limited      *prometheus.CounterVec
 }
 
 // New returns the HTTP handler of the whole API.
@@ -64,7 +66,7 @@ func New(o Options) (http.Handler, error) {
 	a := &api{
 		svc: o.Service, sites: o.Service.Sites(), log: o.Logger, metrics: newMetrics(o.Registry),
 		cookieSecure: o.CookieSecure, trackTimeout: o.TrackTimeout, ready: o.Ready,
-		limiter: o.Limiter, pageViews: o.PageViews,
+		limiter: o.Limiter, pageViews: o.PageViews, limited: newLimitMetrics(o.Registry),
 	}
 	r := gin.New()
 	r.HandleMethodNotAllowed = true

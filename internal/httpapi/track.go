@@ -76,7 +76,8 @@ func (a *api) track(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	if err := a.limitPageView(site, hit.IP); err != nil {
+	hit.Caller = a.svc.Caller(site, hit.Token) // verified once: Track uses it too
+	if err := a.limitTrack(site, hit); err != nil {
 		outcome = "rate_limited"
 		a.fail(c, err)
 		return

@@ -138,8 +138,8 @@ func clientIP(c *gin.Context) netip.Addr {
 }
 
 // widgetSite resolves a widget request's site and applies the forgery rules
-// (checkOrigin) and, with a kind, the site's rate limit for it.
-func (a *api) widgetSite(c *gin.Context, id string, allowNull bool, kind visitor.LimitKind) (*visitor.Site, error) {
+// (checkOrigin) and the rate limit lim.
+func (a *api) widgetSite(c *gin.Context, id string, allowNull bool, lim widgetLimit) (*visitor.Site, error) {
 	site, err := a.siteOf(c, id)
 	if err != nil {
 		return nil, err
@@ -147,10 +147,8 @@ func (a *api) widgetSite(c *gin.Context, id string, allowNull bool, kind visitor
 	if err := checkOrigin(c, site, allowNull); err != nil {
 		return nil, err
 	}
-	if kind != "" {
-		if err := a.limit(c, site, kind); err != nil {
-			return nil, err
-		}
+	if err := a.limitWidget(c, site, lim); err != nil {
+		return nil, err
 	}
 	return site, nil
 }

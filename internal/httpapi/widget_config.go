@@ -21,7 +21,7 @@ type widgetConfigResponse struct {
 // widgetConfig answers what the widget shows: the consent mode, the legal text
 // and policy version a consent is given for, and the marketing question.
 func (a *api) widgetConfig(c *gin.Context) {
-	site, err := a.widgetSite(c, c.Param("site"), false, "")
+	site, err := a.widgetSite(c, c.Param("site"), false, widgetLimit{})
 	if err != nil {
 		a.fail(c, err)
 		return

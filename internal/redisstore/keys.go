@@ -65,8 +65,9 @@
 //	wh:{shop:<id>}                      hash    a queued webhook delivery of an erased or rectified subject
 //	au:{shop}                           stream  audit trail: t, actor, action, target (keyed hash)
 //	rate:rl:{shop}:chat:<hash>          string  rate-limit counter (redis_rate's GCRA, which adds
-//	                                             "rate:"): kinds chat, consent, me; hash is the keyed
-//	                                             hash of the truncated IP (visitor.RateLimitKey)
+//	                                             "rate:"): kinds chat, consent, me, api; hash is the
+//	                                             keyed hash of what is counted: the truncated IP, the
+//	                                             identity or the API key id (visitor.RateLimitKey)
 //
 // TTLs (invariant 3): profile and session index `profiles` retention and
 // sessions `sessions` retention, from the last write; the consent choice until

@@ -30,7 +30,7 @@ func TestRateLimiterAllow(t *testing.T) {
 	h := newHasher(t)
 	ctx := context.Background()
 	ip := netip.MustParseAddr("203.0.113.77")
-	key := visitor.RateLimitKey(h, "shop", visitor.LimitChat, ip)
+	key := visitor.RateLimitKey(h, "shop", visitor.LimitChat, visitor.BlockSubject(ip))
 
 	for i := range 5 {
 		ok, retry, err := rl.Allow(ctx, key, 5)
@@ -51,9 +51,9 @@ func TestRateLimiterAllow(t *testing.T) {
 		name string
 		key  string
 	}{
-		{name: "another ip", key: visitor.RateLimitKey(h, "shop", visitor.LimitChat, netip.MustParseAddr("198.51.100.7"))},
-		{name: "another site", key: visitor.RateLimitKey(h, "blog", visitor.LimitChat, ip)},
-		{name: "another kind", key: visitor.RateLimitKey(h, "shop", visitor.LimitConsent, ip)},
+		{name: "another ip", key: visitor.RateLimitKey(h, "shop", visitor.LimitChat, visitor.BlockSubject(netip.MustParseAddr("198.51.100.7")))},
+		{name: "another site", key: visitor.RateLimitKey(h, "blog", visitor.LimitChat, visitor.BlockSubject(ip))},
+		{name: "another kind", key: visitor.RateLimitKey(h, "shop", visitor.LimitConsent, visitor.BlockSubject(ip))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if ok, _, err := rl.Allow(ctx, tc.key, 5); err != nil || !ok {
@@ -63,7 +63,7 @@ func TestRateLimiterAllow(t *testing.T) {
 	}
 
 	// The same /24 shares the budget: it is the truncated IP that is counted.
-	neighbour := visitor.RateLimitKey(h, "shop", visitor.LimitChat, netip.MustParseAddr("203.0.113.8"))
+	neighbour := visitor.RateLimitKey(h, "shop", visitor.LimitChat, visitor.BlockSubject(netip.MustParseAddr("203.0.113.8")))
 	if neighbour != key {
 		t.Errorf("key of a neighbour in the same /24 = %q, want %q", neighbour, key)
 	}

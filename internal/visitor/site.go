@@ -61,9 +61,15 @@ type Webhook struct {
 	Secret []byte
 }
 
-// RateLimit bounds what one IP may do per minute on a site.
+// RateLimit bounds what one IP block may do per minute on a site without a
+// valid token (DESIGN.md, Storage); PerMinute gives every limit.
 type RateLimit struct {
-	ChatsPerMinute   int
+	// NewVisitorsPerMinute bounds track calls without a valid token: the
+	// identities issued.
+	NewVisitorsPerMinute int
+	// ChatsPerMinute bounds chats, per identity or, without one, per IP block.
+	ChatsPerMinute int
+	// ConsentPerMinute bounds consent and /v1/me requests without a valid token.
 	ConsentPerMinute int
 }
 

@@ -46,6 +46,9 @@ type Hit struct {
 	IP        netip.Addr
 	DNT       bool
 	GPC       bool
+	// Caller is Token as the transport already verified it (Service.Caller),
+	// so a page view verifies its token once; left zero, Track verifies it.
+	Caller Caller
 }
 
 // TrackResult is what became of a Hit.
@@ -130,7 +133,10 @@ func (s *Service) Track(ctx context.Context, h Hit) (TrackResult, error) {
 		page = p
 	}
 	now := utc(s.now())
-	tok, valid := s.verify(h.Token, site, now)
+	tok, valid := h.Caller.Token, h.Caller.Valid
+	if !h.Caller.checked || h.Caller.Raw != h.Token {
+		tok, valid = s.verify(h.Token, site, now)
+	}
 	pageview := h.Type == HitPageview
 
 	if h.GPC || h.DNT {
