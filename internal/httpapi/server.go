@@ -44,6 +44,9 @@ type Options struct {
 	Limiter visitor.RateLimiter
 	// PageViews limits track hits per IP in this process; nil applies none.
 	PageViews *PageViewLimiter
+	// Streams holds the live-list streams, which Streams.Close ends at shutdown;
+	// nil makes a set with the default options that nothing closes.
+	Streams *Streams
 }
 
 type api struct {
@@ -56,6 +59,7 @@ type api struct {
 	ready        func(context.Context) error
 	limiter      visitor.RateLimiter
 	pageViews    *PageViewLimiter
+	streams      *Streams
 }
 
 // New returns the HTTP handler of the whole API.
@@ -64,8 +68,12 @@ func New(o Options) (http.Handler, error) {
 	a := &api{
 		svc: o.Service, sites: o.Service.Sites(), log: o.Logger, metrics: newMetrics(o.Registry),
 		cookieSecure: o.CookieSecure, trackTimeout: o.TrackTimeout, ready: o.Ready,
-		limiter: o.Limiter, pageViews: o.PageViews,
+		limiter: o.Limiter, pageViews: o.PageViews, streams: o.Streams,
 	}
+	if a.streams == nil {
+		a.streams = NewStreams(StreamOptions{})
+	}
+	a.streams.attach(o.Service, o.Logger, o.Registry)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.ForwardedByClientIP = true
