@@ -198,10 +198,12 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer, re
 	cfg := a.cfg
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	streams := httpapi.NewStreams(httpapi.StreamOptions{})
 	handler, err := httpapi.New(httpapi.Options{
 		Service: a.svc, Logger: log, Registry: reg, TrustedProxies: cfg.TrustedProxies,
 		CookieSecure: cfg.CookieSecure, TrackTimeout: cfg.TrackTimeout, Ready: a.store.Ping, PProf: cfg.PProf,
 		Demo: cfg.DemoSite, Limiter: redisstore.NewRateLimiter(a.store), PageViews: httpapi.NewPageViewLimiter(),
+		Streams: streams,
 	})
 	if err != nil {
 		ln.Close()
@@ -230,6 +232,9 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer, re
 		WriteTimeout: 15 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 32 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// Live streams never go idle by themselves: shutdown ends them at once, so
+	// that draining waits only for ordinary requests.
+	srv.RegisterOnShutdown(streams.Close)
 	log.Info("visitord listening", slog.String("addr", ln.Addr().String()), slog.String("version", version), slog.Int("sites", len(cfg.Sites)))
 	if cfg.DemoSite {
 		printDemo(stderr, ln.Addr().String(), cfg)

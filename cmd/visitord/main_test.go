@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -614,5 +615,55 @@ func TestRunCommands(t *testing.T) {
 				t.Errorf("stdout = %q, want %q", got, tt.wantOut)
 			}
 		})
+	}
+}
+
+// Shutdown ends an open live stream at once, so that serve returns within the
+// drain bound instead of waiting on a response that never ends.
+func TestServeShutdownEndsLiveStreams(t *testing.T) {
+	srv := redistest.Start(t)
+	sum := sha256.Sum256([]byte("agent-key"))
+	sites := writeSites(t, `
+sites:
+  - id: shop
+    origins: ["https://shop.example"]
+    consent: opt-out
+    keys:
+      - {id: agent-1, role: operator, sha256: "`+hex.EncodeToString(sum[:])+`"}
+`)
+	in := start(t, prodEnv(srv, sites))
+	rq, err := http.NewRequest(http.MethodGet, "http://"+in.addr+"/v1/sites/shop/visitors/live/stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rq.Header.Set("Authorization", "Bearer agent-key")
+	res, err := http.DefaultClient.Do(rq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if ct := res.Header.Get("Content-Type"); res.StatusCode != http.StatusOK || ct != "text/event-stream" {
+		t.Fatalf("stream: %d %s", res.StatusCode, ct)
+	}
+	// The first event is the (empty) live list.
+	br := bufio.NewReader(res.Body)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("stream ended before its snapshot: %v", err)
+		}
+		if strings.HasPrefix(line, "event: snapshot") {
+			break
+		}
+	}
+	ended := make(chan error, 1)
+	go func() { _, err := io.Copy(io.Discard, br); ended <- err }()
+	if err := in.stop(t); err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	select {
+	case <-ended:
+	case <-time.After(startTimeout):
+		t.Fatal("the stream did not end at shutdown")
 	}
 }

@@ -180,15 +180,20 @@ func (a *api) live(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	out := liveResponse{Visitors: make([]liveVisitorJSON, 0, len(page.Visitors)), NextCursor: page.Next}
-	for _, v := range page.Visitors {
-		out.Visitors = append(out.Visitors, liveVisitorJSON{
+	c.JSON(http.StatusOK, liveResponse{Visitors: liveRowsOf(page.Visitors), NextCursor: page.Next})
+}
+
+// liveRowsOf renders live rows, for GET visitors/live and its stream alike.
+func liveRowsOf(vs []visitor.LiveVisitor) []liveVisitorJSON {
+	out := make([]liveVisitorJSON, 0, len(vs))
+	for _, v := range vs {
+		out = append(out, liveVisitorJSON{
 			Pseudonym: v.Pseudonym, CurrentPage: currentPage{URL: v.CurrentURL, Title: v.CurrentTitle}, Pages: v.Pages,
 			SessionSeconds: v.Duration.Seconds(), LastSeen: v.LastSeen, Location: locationOf(v.Location),
 			Device: deviceOf(v.Device), Referrer: v.Referrer,
 		})
 	}
-	c.JSON(http.StatusOK, out)
+	return out
 }
 
 type statsResponse struct {
@@ -198,18 +203,61 @@ type statsResponse struct {
 	Refusals int64            `json:"consent_refusals"`
 }
 
+type statsRangeResponse struct {
+	From string          `json:"from"`
+	To   string          `json:"to"`
+	Days []statsResponse `json:"days"`
+}
+
+func statsOf(day time.Time, m map[string]int64) statsResponse {
+	out := statsResponse{Day: day.Format(time.DateOnly), Tracked: m[string(visitor.ReasonTracked)], Refused: map[string]int64{},
+		Refusals: m[string(visitor.ReasonRefusal)]}
+	for _, r := range []visitor.Reason{visitor.ReasonGPC, visitor.ReasonDNT, visitor.ReasonBot, visitor.ReasonNoConsent} {
+		out.Refused[string(r)] = m[string(r)]
+	}
+	return out
+}
+
+// queryDay reads an optional UTC day parameter; the zero time when absent.
+func queryDay(c *gin.Context, name string) (time.Time, error) {
+	d := c.Query(name)
+	if d == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.DateOnly, d)
+	if err != nil {
+		return time.Time{}, errors.Join(visitor.ErrInvalid, errors.New(name+" must be YYYY-MM-DD"))
+	}
+	return t, nil
+}
+
 func (a *api) stats(c *gin.Context) {
-	var day time.Time
-	if d := c.Query("day"); d != "" {
-		t, err := time.Parse(time.DateOnly, d)
-		if err != nil {
-			a.fail(c, errors.Join(visitor.ErrInvalid, errors.New("day must be YYYY-MM-DD")))
-			return
-		}
-		day = t
+	day, err1 := queryDay(c, "day")
+	from, err2 := queryDay(c, "from")
+	to, err3 := queryDay(c, "to")
+	if err := errors.Join(err1, err2, err3); err != nil {
+		a.fail(c, err)
+		return
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
 	defer cancel()
+	if !from.IsZero() || !to.IsZero() {
+		if !day.IsZero() || from.IsZero() || to.IsZero() {
+			a.fail(c, errors.Join(visitor.ErrInvalid, errors.New("give day, or both from and to")))
+			return
+		}
+		days, err := a.svc.StatsRange(ctx, actorOf(c), from, to)
+		if err != nil {
+			a.fail(c, err)
+			return
+		}
+		out := statsRangeResponse{From: from.Format(time.DateOnly), To: to.Format(time.DateOnly), Days: make([]statsResponse, 0, len(days))}
+		for _, d := range days {
+			out.Days = append(out.Days, statsOf(d.Day, d.Counts))
+		}
+		c.JSON(http.StatusOK, out)
+		return
+	}
 	if day.IsZero() {
 		day = a.svc.Today()
 	}
@@ -218,10 +266,5 @@ func (a *api) stats(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	out := statsResponse{Day: day.Format(time.DateOnly), Tracked: m[string(visitor.ReasonTracked)], Refused: map[string]int64{},
-		Refusals: m[string(visitor.ReasonRefusal)]}
-	for _, r := range []visitor.Reason{visitor.ReasonGPC, visitor.ReasonDNT, visitor.ReasonBot, visitor.ReasonNoConsent} {
-		out.Refused[string(r)] = m[string(r)]
-	}
-	c.JSON(http.StatusOK, out)
+	c.JSON(http.StatusOK, statsOf(day, m))
 }

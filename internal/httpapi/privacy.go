@@ -25,8 +25,34 @@ func retentionOf(r visitor.Retention) retentionJSON {
 	return retentionJSON{Sessions: &r.Sessions, Profiles: &r.Profiles, Chats: &r.Chats, Consents: &r.Consents, Audit: &r.Audit}
 }
 
+// retentionViewJSON is the retention in force with when it last changed and
+// the bounds a change must keep to.
+type retentionViewJSON struct {
+	retentionJSON
+	ChangedAt *time.Time `json:"changed_at,omitempty"`
+	MinDays   int        `json:"min_days"`
+	MaxDays   int        `json:"max_days"`
+}
+
+// retentionView renders r with the time of the site's last change.
+func (a *api) retentionView(c *gin.Context, ctx context.Context, r visitor.Retention) {
+	changed, err := a.svc.RetentionChanged(ctx, actorOf(c))
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	b := a.svc.RetentionBounds()
+	out := retentionViewJSON{retentionJSON: retentionOf(r), MinDays: b.Min, MaxDays: b.Max}
+	if !changed.IsZero() {
+		out.ChangedAt = &changed
+	}
+	c.JSON(http.StatusOK, out)
+}
+
 func (a *api) getRetention(c *gin.Context) {
-	c.JSON(http.StatusOK, retentionOf(a.svc.Retention(actorOf(c).Site)))
+	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	defer cancel()
+	a.retentionView(c, ctx, a.svc.Retention(actorOf(c).Site))
 }
 
 func (a *api) putRetention(c *gin.Context) {
@@ -48,7 +74,7 @@ func (a *api) putRetention(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, retentionOf(r))
+	a.retentionView(c, ctx, r)
 }
 
 type searchRequest struct {

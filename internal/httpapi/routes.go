@@ -28,6 +28,7 @@ func (a *api) routes(r *gin.Engine, o Options) {
 
 	// Operators (Bearer key of the site; no CORS, cookies ignored).
 	r.GET("/v1/sites/:site/visitors/live", a.operator(operators...), a.live)
+	r.GET("/v1/sites/:site/visitors/live/stream", a.operator(operators...), a.liveStream)
 	r.GET("/v1/sites/:site/chats/:chat", a.operator(operators...), a.chatContext)
 	r.GET("/v1/sites/:site/stats", a.operator(operators...), a.stats)
 

@@ -45,6 +45,9 @@ type Options struct {
 	// PageViews limits track calls per identity or IP block in this process;
 	// nil applies none.
 	PageViews *PageViewLimiter
+	// Streams holds the live-list streams, which Streams.Close ends at shutdown;
+	// nil makes a set with the default options that nothing closes.
+	Streams *Streams
 }
 
 type api struct {
@@ -58,6 +61,7 @@ type api struct {
 	limiter      visitor.RateLimiter
 	pageViews    *PageViewLimiter
 	limited      *prometheus.CounterVec
+	streams      *Streams
 }
 
 // New returns the HTTP handler of the whole API.
@@ -67,7 +71,12 @@ func New(o Options) (http.Handler, error) {
 		svc: o.Service, sites: o.Service.Sites(), log: o.Logger, metrics: newMetrics(o.Registry),
 		cookieSecure: o.CookieSecure, trackTimeout: o.TrackTimeout, ready: o.Ready,
 		limiter: o.Limiter, pageViews: o.PageViews, limited: newLimitMetrics(o.Registry),
+		streams: o.Streams,
 	}
+	if a.streams == nil {
+		a.streams = NewStreams(StreamOptions{})
+	}
+	a.streams.attach(o.Service, o.Logger, o.Registry)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.ForwardedByClientIP = true

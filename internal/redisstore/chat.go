@@ -282,6 +282,35 @@ func (s *Store) Stats(ctx context.Context, site *visitor.Site, day time.Time) (m
 	return out, nil
 }
 
+// StatsDays returns a site's per-day counters of each of days, in their order:
+// every shard of every day in one pipeline.
+func (s *Store) StatsDays(ctx context.Context, site *visitor.Site, days []time.Time) ([]map[string]int64, error) {
+	pipe := s.c.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, 0, len(days)*SiteShards)
+	for _, day := range days {
+		for i := range SiteShards {
+			cmds = append(cmds, pipe.HGetAll(ctx, statsKey(site.ID, i, day)))
+		}
+	}
+	if len(cmds) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("stats: %w", translate(err))
+		}
+	}
+	out := make([]map[string]int64, len(days))
+	for d := range days {
+		m := map[string]int64{}
+		for _, cmd := range cmds[d*SiteShards : (d+1)*SiteShards] {
+			for k, v := range cmd.Val() {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				m[k] += n
+			}
+		}
+		out[d] = m
+	}
+	return out, nil
+}
+
 // Audit appends an entry to the site's audit stream, trimmed to the audit window.
 func (s *Store) Audit(ctx context.Context, site *visitor.Site, r visitor.Retention, e visitor.AuditEntry) error {
 	window := days(r.Audit)

@@ -388,12 +388,25 @@ func (s *Store) retentions(ctx context.Context) (map[string]visitor.Retention, e
 	return out, nil
 }
 
+// RetentionChanged returns when site's override was last saved; the zero time
+// when it has none (or was saved before the time was kept).
+func (s *Store) RetentionChanged(ctx context.Context, site *visitor.Site) (time.Time, error) {
+	v, err := s.c.HGet(ctx, retentionKey(site.ID), "t").Result()
+	if errors.Is(err, redis.Nil) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("retention changed: %w", translate(err))
+	}
+	return msTime(v), nil
+}
+
 // SaveRetention stores a site's override under cfg: (no TTL, no personal data)
 // and, for a shorter window, asks for a re-expiry job.
 func (s *Store) SaveRetention(ctx context.Context, site *visitor.Site, r visitor.Retention, shorter bool) error {
 	pipe := s.c.TxPipeline()
 	pipe.HSet(ctx, retentionKey(site.ID), "sessions", r.Sessions, "profiles", r.Profiles, "chats", r.Chats,
-		"consents", r.Consents, "audit", r.Audit)
+		"consents", r.Consents, "audit", r.Audit, "t", time.Now().UnixMilli())
 	if shorter {
 		pipe.Set(ctx, reexpireKey(site.ID), time.Now().UnixMilli(), 0)
 	}

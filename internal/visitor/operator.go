@@ -136,6 +136,9 @@ type OperatorStore interface {
 	Live(ctx context.Context, site *Site, since time.Time, pos LivePos, limit int) (rows []LiveEntry, next *LivePos, err error)
 	// Stats returns the site's anonymous counters of day.
 	Stats(ctx context.Context, site *Site, day time.Time) (map[string]int64, error)
+	// StatsDays returns the site's anonymous counters of each of days, in their
+	// order, in one round trip.
+	StatsDays(ctx context.Context, site *Site, days []time.Time) ([]map[string]int64, error)
 	// Audit appends an entry to the site's audit trail.
 	Audit(ctx context.Context, site *Site, retention Retention, e AuditEntry) error
 }
@@ -324,6 +327,42 @@ func (s *Service) Stats(ctx context.Context, a Actor, day time.Time) (map[string
 		return nil, fmt.Errorf("stats of %s: %w", a.Site.ID, err)
 	}
 	return m, nil
+}
+
+// MaxStatsDays is the longest span, in days, one stats read may cover.
+const MaxStatsDays = 90
+
+// DayStats are one UTC day's anonymous counters, by reason (ReasonTracked for
+// page views tracked).
+type DayStats struct {
+	Day    time.Time
+	Counts map[string]int64
+}
+
+// StatsRange returns a site's anonymous counters of every UTC day from from to
+// to, both included, oldest first: at most MaxStatsDays days, else ErrInvalid.
+func (s *Service) StatsRange(ctx context.Context, a Actor, from, to time.Time) ([]DayStats, error) {
+	from, to = utc(from).Truncate(24*time.Hour), utc(to).Truncate(24*time.Hour)
+	if to.Before(from) {
+		return nil, fmt.Errorf("%w: from must not be after to", ErrInvalid)
+	}
+	n := int(to.Sub(from)/(24*time.Hour)) + 1
+	if n > MaxStatsDays {
+		return nil, fmt.Errorf("%w: from..to covers %d days, at most %d", ErrInvalid, n, MaxStatsDays)
+	}
+	days := make([]time.Time, n)
+	for i := range days {
+		days[i] = from.AddDate(0, 0, i)
+	}
+	counts, err := s.store.StatsDays(ctx, a.Site, days)
+	if err != nil {
+		return nil, fmt.Errorf("stats of %s: %w", a.Site.ID, err)
+	}
+	out := make([]DayStats, n)
+	for i, d := range days {
+		out[i] = DayStats{Day: d, Counts: counts[i]}
+	}
+	return out, nil
 }
 
 // Today is the current UTC day by the service's clock.

@@ -18,6 +18,9 @@ type RetentionStore interface {
 	// SaveRetention stores site's override and, when shorter says so, asks for a
 	// re-expiry job that applies it to data already stored.
 	SaveRetention(ctx context.Context, site *Site, r Retention, shorter bool) error
+	// RetentionChanged returns when site's override was last saved, the zero
+	// time when it has none.
+	RetentionChanged(ctx context.Context, site *Site) (time.Time, error)
 }
 
 // retentions is the in-process cache of overrides, replaced whole on refresh.
@@ -48,6 +51,19 @@ func (s *Service) RefreshRetention(ctx context.Context) error {
 
 // RetentionBounds are the bounds of retention windows in days.
 type RetentionBounds struct{ Min, Max int }
+
+// RetentionBounds returns the bounds a retention change must keep to.
+func (s *Service) RetentionBounds() RetentionBounds { return s.bounds }
+
+// RetentionChanged returns when the actor's site's windows were last changed
+// through the API; the zero time while the sites file's windows apply.
+func (s *Service) RetentionChanged(ctx context.Context, a Actor) (time.Time, error) {
+	t, err := s.store.RetentionChanged(ctx, a.Site)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("retention of %s: %w", a.Site.ID, err)
+	}
+	return t, nil
+}
 
 // WithRetentionBounds sets VISITORD_RETENTION_MIN_DAYS and _MAX_DAYS.
 func WithRetentionBounds(min, max int) Option {
