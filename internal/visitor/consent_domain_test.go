@@ -20,49 +20,49 @@ import (
 
 // Fixtures of the domain tests over a real store.
 const (
-	domainUA     = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
-	domainOrigin = "https://shop.example"
+	consentUA     = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+	consentOrigin = "https://shop.example"
 	domainPolicy = "2026-11"
 )
 
 // domainIP is a visitor's address; no part of it may be stored under ip: drop.
 var domainIP = netip.MustParseAddr("81.2.69.160")
 
-// domainClock is a settable clock for the service under test.
-type domainClock struct {
+// consentClock is a settable clock for the service under test.
+type consentClock struct {
 	mu sync.Mutex
 	t  time.Time
 }
 
-func (c *domainClock) Now() time.Time {
+func (c *consentClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.t
 }
 
-func (c *domainClock) Advance(d time.Duration) {
+func (c *consentClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
 }
 
-// domain is visitor.Service over a real redisstore.Store on its own redis-server.
-type domain struct {
+// consentDomain is visitor.Service over a real redisstore.Store on its own redis-server.
+type consentDomain struct {
 	t      testing.TB
 	svc    *visitor.Service
 	store  *redisstore.Store
 	rdb    redis.UniversalClient
-	clock  *domainClock
+	clock  *consentClock
 	hasher *visitor.Hasher
 	sealer *visitor.Sealer
 	signer *visitor.Signer
 	sites  map[string]*visitor.Site
 }
 
-// domainSite is a site as a sites file gives it, in consent mode mode.
-func domainSite(id string, mode visitor.ConsentMode, ip visitor.IPMode) *visitor.Site {
+// consentSite is a site as a sites file gives it, in consent mode mode.
+func consentSite(id string, mode visitor.ConsentMode, ip visitor.IPMode) *visitor.Site {
 	return &visitor.Site{
-		ID: id, Origins: []string{domainOrigin}, Consent: mode, ConsentValidDays: 180, IP: ip,
+		ID: id, Origins: []string{consentOrigin}, Consent: mode, ConsentValidDays: 180, IP: ip,
 		SessionTimeout: 30 * time.Minute, SessionMax: 4 * time.Hour, KeepQuery: []string{"utm_*"},
 		RedactPaths: []*regexp.Regexp{regexp.MustCompile(`^/orders/[0-9]+`)}, KeepTitle: true,
 		Retention:     visitor.Retention{Sessions: 90, Profiles: 395, Chats: 90, Consents: 1095, Audit: 365},
@@ -71,7 +71,7 @@ func domainSite(id string, mode visitor.ConsentMode, ip visitor.IPMode) *visitor
 	}
 }
 
-func newDomain(t testing.TB, sites ...*visitor.Site) *domain {
+func newConsentDomain(t testing.TB, sites ...*visitor.Site) *consentDomain {
 	t.Helper()
 	set, err := visitor.NewSites(sites)
 	if err != nil {
@@ -94,9 +94,9 @@ func newDomain(t testing.TB, sites ...*visitor.Site) *domain {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &domainClock{t: time.Now().UTC().Truncate(time.Millisecond)}
+	clk := &consentClock{t: time.Now().UTC().Truncate(time.Millisecond)}
 	svc := visitor.NewService(set, store, signer, hasher, sealer, device.NewParser(64), nil, visitor.WithClock(clk.Now))
-	d := &domain{t: t, svc: svc, store: store, rdb: rdb, clock: clk, hasher: hasher, sealer: sealer, signer: signer, sites: map[string]*visitor.Site{}}
+	d := &consentDomain{t: t, svc: svc, store: store, rdb: rdb, clock: clk, hasher: hasher, sealer: sealer, signer: signer, sites: map[string]*visitor.Site{}}
 	for _, s := range sites {
 		d.sites[s.ID] = s
 	}
@@ -109,16 +109,16 @@ func newDomain(t testing.TB, sites ...*visitor.Site) *domain {
 }
 
 // privacy is the privacy team's actor on site.
-func (d *domain) privacy(site string) visitor.Actor {
+func (d *consentDomain) privacy(site string) visitor.Actor {
 	return visitor.Actor{Site: d.sites[site], KeyID: "dpo", Role: visitor.RolePrivacy}
 }
 
 // grant records an analytics grant by the banner and returns the identity token.
-func (d *domain) grant(site string, marketing bool) string {
+func (d *consentDomain) grant(site string, marketing bool) string {
 	d.t.Helper()
 	res, err := d.svc.SetConsent(context.Background(), visitor.ConsentRequest{
 		Site: d.sites[site], Analytics: true, Marketing: marketing, PolicyVersion: domainPolicy,
-		Method: visitor.MethodBanner, UserAgent: domainUA, IP: domainIP,
+		Method: visitor.MethodBanner, UserAgent: consentUA, IP: domainIP,
 	})
 	if err != nil || res.Token == "" {
 		d.t.Fatalf("grant on %s: %v (token %q)", site, err, res.Token)
@@ -127,11 +127,11 @@ func (d *domain) grant(site string, marketing bool) string {
 }
 
 // track records a page view and fails unless it was tracked.
-func (d *domain) track(site, token, path, title string) string {
+func (d *consentDomain) track(site, token, path, title string) string {
 	d.t.Helper()
 	res, err := d.svc.Track(context.Background(), visitor.Hit{
-		Site: d.sites[site], Type: visitor.HitPageview, URL: domainOrigin + path, Title: title,
-		Token: token, UserAgent: domainUA, IP: domainIP,
+		Site: d.sites[site], Type: visitor.HitPageview, URL: consentOrigin + path, Title: title,
+		Token: token, UserAgent: consentUA, IP: domainIP,
 	})
 	if err != nil || !res.Tracked {
 		d.t.Fatalf("track %s on %s: %v (%+v)", path, site, err, res)
@@ -140,7 +140,7 @@ func (d *domain) track(site, token, path, title string) string {
 }
 
 // idOf returns the visitor id an identity token carries.
-func (d *domain) idOf(site, token string) string {
+func (d *consentDomain) idOf(site, token string) string {
 	d.t.Helper()
 	tok, ok := d.signer.Verify(token, site, d.clock.Now())
 	if !ok || tok.Kind != visitor.KindID {
@@ -150,7 +150,7 @@ func (d *domain) idOf(site, token string) string {
 }
 
 // data reads everything the store holds of a visitor, through the store.
-func (d *domain) data(site, visitorID string) visitor.VisitorData {
+func (d *consentDomain) data(site, visitorID string) visitor.VisitorData {
 	d.t.Helper()
 	vd, err := d.store.VisitorData(context.Background(), d.sites[site], d.hasher.VisitorKey(site, visitorID))
 	if err != nil {
@@ -160,7 +160,7 @@ func (d *domain) data(site, visitorID string) visitor.VisitorData {
 }
 
 // assertNoValue fails when any key or value in Redis holds one of needles.
-func (d *domain) assertNoValue(needles ...string) {
+func (d *consentDomain) assertNoValue(needles ...string) {
 	d.t.Helper()
 	for key, value := range redistest.DumpValues(d.t, d.rdb) {
 		for _, n := range needles {
@@ -186,22 +186,22 @@ func TestConsentRecordIPFollowsSiteMode(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			d := newDomain(t, domainSite("shop", visitor.ConsentOptIn, tt.mode))
+			d := newConsentDomain(t, consentSite("shop", visitor.ConsentOptIn, tt.mode))
 			ctx := context.Background()
 			site := d.sites["shop"]
 			token := d.grant("shop", false)
 			d.track("shop", token, "/pricing", "Pricing")
 			if _, err := d.svc.StartChat(ctx, visitor.ChatRequest{Site: site, Token: token, MarketingOptIn: true,
-				Contact: visitor.Contact{Name: "Ada"}, URL: domainOrigin + "/pricing", UserAgent: domainUA, IP: domainIP}); err != nil {
+				Contact: visitor.Contact{Name: "Ada"}, URL: consentOrigin + "/pricing", UserAgent: consentUA, IP: domainIP}); err != nil {
 				t.Fatal(err)
 			}
 			anon, err := d.svc.StartChat(ctx, visitor.ChatRequest{Site: site, MarketingOptIn: true,
-				Contact: visitor.Contact{Name: "Bob"}, UserAgent: domainUA, IP: domainIP})
+				Contact: visitor.Contact{Name: "Bob"}, UserAgent: consentUA, IP: domainIP})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if _, err := d.svc.SetConsent(ctx, visitor.ConsentRequest{Site: site, Analytics: false, Marketing: false,
-				PolicyVersion: domainPolicy, Method: visitor.MethodAPI, Token: token, UserAgent: domainUA, IP: domainIP}); err != nil {
+				PolicyVersion: domainPolicy, Method: visitor.MethodAPI, Token: token, UserAgent: consentUA, IP: domainIP}); err != nil {
 				t.Fatal(err)
 			}
 
