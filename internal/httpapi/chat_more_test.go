@@ -414,7 +414,7 @@ func TestChatOnChatSiteIssuesIdentity(t *testing.T) {
 	if err != nil || choice["a"] != "1" || choice["pv"] != "p1" {
 		t.Errorf("consent choice = %v (%v), want analytics for p1", choice, err)
 	}
-	p := e.profile("onchat", vid)
+	p := e.current("onchat", vid)
 	if p["cu"] != cmOnchatOrigin+"/help" || p["np"] != "1" {
 		t.Errorf("profile = %v, want the session started at the chat's url", p)
 	}
@@ -429,7 +429,7 @@ func TestChatOnChatSiteIssuesIdentity(t *testing.T) {
 	// From then on the visitor's page views are tracked, in the chat's session.
 	e.clock.Advance(time.Minute)
 	e.pageview("onchat", cmOnchatOrigin+"/pricing", token, origin)
-	if p := e.profile("onchat", vid); p["np"] != "2" || p["cu"] != cmOnchatOrigin+"/pricing" {
+	if p := e.current("onchat", vid); p["np"] != "2" || p["cu"] != cmOnchatOrigin+"/pricing" {
 		t.Errorf("profile after a page view = %v, want it tracked", p)
 	}
 	v = opDecode[cmChatView](t, e.operatorGet("/v1/sites/onchat/chats/"+chatID, cmOnchatKey))

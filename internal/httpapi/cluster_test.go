@@ -89,7 +89,7 @@ func clusterIngest(t *testing.T, e *env, cc *redis.ClusterClient) {
 		}
 	}
 	id := e.visitorID("shop", a)
-	if p := e.profile("shop", id); p["np"] != "2" || p["ns"] != "1" || p["pc"] != "1" {
+	if p := e.current("shop", id); p["np"] != "2" || p["ns"] != "1" || p["pc"] != "1" {
 		t.Errorf("profile after two pages and a leave: np %q ns %q pc %q, want 2, 1, 1", p["np"], p["ns"], p["pc"])
 	}
 	first := e.session("shop", id)
@@ -101,7 +101,7 @@ func clusterIngest(t *testing.T, e *env, cc *redis.ClusterClient) {
 	// Past session_timeout: a second session.
 	e.clock.Advance(31 * time.Minute)
 	e.mustTrack("shop", shopOrigin+"/again", a)
-	if p := e.profile("shop", id); p["ns"] != "2" || p["np"] != "1" {
+	if p := e.current("shop", id); p["ns"] != "2" || p["np"] != "1" {
 		t.Errorf("profile after a new session: ns %q np %q, want 2, 1", p["ns"], p["np"])
 	}
 	if got := e.session("shop", id); len(got) != 2 || !strings.Contains(got[1], "/again") {
@@ -168,7 +168,7 @@ func clusterConsent(t *testing.T, e *env) {
 	e.mustTrack("optin", originOptin+"/a", token)
 	e.clock.Advance(time.Minute)
 	e.mustTrack("optin", originOptin+"/b", token)
-	if got := e.profile("optin", id)["np"]; got != "2" {
+	if got := e.current("optin", id)["np"]; got != "2" {
 		t.Errorf("pages this session %q, want 2", got)
 	}
 	if m := getConsent(e, "optin", token).json(t); m["analytics"] != true || m["policy_version"] != "v2" {

@@ -190,7 +190,7 @@ func TestConsentOptInGrantRecordsProof(t *testing.T) {
 			if m := p.json(t); p.status != http.StatusOK || m["tracked"] != true {
 				t.Fatalf("page view with the cookie: status %d: %s", p.status, p.body)
 			}
-			if got, want := e.profile("optin", id)["np"], "2"; got != want {
+			if got, want := e.current("optin", id)["np"], "2"; got != want {
 				t.Errorf("pages this session = %s, want %s", got, want)
 			}
 			if got, want := statCount(e, "optin", "tracked"), 2; got != want {
@@ -247,7 +247,7 @@ func TestConsentOptInGrantLapses(t *testing.T) {
 	token := mustGrant(e)
 	id := e.visitorID("optin", token)
 	e.mustTrack("optin", originOptin+"/a", token)
-	profile := e.profile("optin", id)
+	profile := e.current("optin", id)
 	keys := nonStatKeys(e)
 
 	e.clock.Advance(31 * oneDay)
@@ -260,7 +260,7 @@ func TestConsentOptInGrantLapses(t *testing.T) {
 	r := trackWith(e, "optin", originOptin+"/c", map[string]string{"Origin": originOptin}, identityCookie("optin", token))
 	wantRefused(t, r, "no_consent")
 
-	if diff := cmp.Diff(profile, e.profile("optin", id)); diff != "" {
+	if diff := cmp.Diff(profile, e.current("optin", id)); diff != "" {
 		t.Errorf("profile changed after the grant lapsed (-before +after):\n%s", diff)
 	}
 	if diff := cmp.Diff(keys, nonStatKeys(e)); diff != "" {
@@ -285,7 +285,8 @@ func TestConsentOptInWithdrawal(t *testing.T) {
 	e.clock.Advance(31 * time.Minute)
 	e.mustTrack("optin", originOptin+"/c", token)
 	pk := e.profileKey("optin", id)
-	if got := len(visitorKeys(e, "optin", id)); got != 6 {
+	// Profile, session index, choice, records, and two sessions of a list and a hash each.
+	if got := len(visitorKeys(e, "optin", id)); got != 8 {
 		t.Fatalf("visitor keys before withdrawal: %q", visitorKeys(e, "optin", id))
 	}
 

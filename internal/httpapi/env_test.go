@@ -356,6 +356,28 @@ func (e *env) profile(site, visitorID string) map[string]string {
 	return m
 }
 
+// current reads a visitor's profile hash with its current session's hash
+// (sessionFields in redisstore) merged in: what the profile held before issue 17.
+func (e *env) current(site, visitorID string) map[string]string {
+	e.t.Helper()
+	p := e.profile(site, visitorID)
+	if p["sid"] == "" {
+		return p
+	}
+	m, err := e.rdb.HGetAll(context.Background(), e.profileKey(site, visitorID)+":s:"+p["sid"]+":m").Result()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	out := make(map[string]string, len(p)+len(m))
+	for k, v := range p {
+		out[k] = v
+	}
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
 // session reads the items of a visitor's current session back from Redis.
 func (e *env) session(site, visitorID string) []string {
 	e.t.Helper()

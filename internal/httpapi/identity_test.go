@@ -20,11 +20,11 @@ import (
 	"github.com/visitord/visitord/internal/visitor"
 )
 
-// identityProfileFields is every field of a profile hash: those keys.go
-// documents, and cu/ct (the current page's minimised URL and title) that
-// hitScript writes. A stored profile holds no other: no latitude or longitude.
+// identityProfileFields is every field of a profile hash and its current
+// session's hash as env.current merges them: those keys.go documents. A stored
+// profile or session holds no other: no latitude or longitude.
 var identityProfileFields = []string{
-	"vid", "fs", "ls", "br", "bv", "os", "mob", "co", "rg", "ci", "tz", "ip",
+	"vid", "fs", "br", "bv", "os", "mob", "co", "rg", "ci", "tz", "ip",
 	"sid", "ss", "sl", "ps", "pc", "np", "ns", "rf", "w", "cu", "ct",
 }
 
@@ -162,7 +162,7 @@ func TestIdentityIssuedOnFirstPageView(t *testing.T) {
 	if err != nil || len(raw)*8 < 128 {
 		t.Errorf("visitor id %q: %d bits (%v), want at least 128 random bits", id, len(raw)*8, err)
 	}
-	if got := e.profile("shop", id)["vid"]; got != id {
+	if got := e.current("shop", id)["vid"]; got != id {
 		t.Errorf("profile vid = %q, want %q", got, id)
 	}
 
@@ -212,11 +212,11 @@ func TestIdentityKeptByReturningVisitor(t *testing.T) {
 					t.Errorf("visit %d: Set-Cookie %q; the cookie's lifetime is fixed at issue", i+2, sc)
 				}
 			}
-			if got, want := e.profile("shop", id)["ns"], "3"; got != want {
+			if got, want := e.current("shop", id)["ns"], "3"; got != want {
 				t.Errorf("sessions of the visitor = %s, want %s", got, want)
 			}
-			if got := len(identityKeysOf(e, "v:{shop:")); got != 2+3 {
-				t.Errorf("%d visitor keys on shop, want one visitor's profile, session index and 3 sessions: %q",
+			if got := len(identityKeysOf(e, "v:{shop:")); got != 2+3*2 {
+				t.Errorf("%d visitor keys on shop, want one visitor's profile, session index and 3 sessions (list and hash): %q",
 					got, identityKeysOf(e, "v:{shop:"))
 			}
 		})
@@ -244,7 +244,7 @@ func TestIdentitySurvivesSecretRotation(t *testing.T) {
 	if r.cookie("vt_shop") != nil {
 		t.Error("a returning visitor got a new cookie after rotation")
 	}
-	if got := after.profile("shop", id)["np"]; got != "2" {
+	if got := after.current("shop", id)["np"]; got != "2" {
 		t.Errorf("pages of the visitor = %s, want 2", got)
 	}
 
@@ -343,7 +343,7 @@ func TestIdentityForeignTokenMakesANewVisitor(t *testing.T) {
 			}
 			var oldProfile map[string]string
 			if oldID != "" {
-				oldProfile = e.profile("shop", oldID)
+				oldProfile = e.current("shop", oldID)
 			}
 
 			r := identityTrack(e, tt.site, origin+"/next", presented, tt.viaCookie, map[string]string{"Origin": origin})
@@ -362,12 +362,12 @@ func TestIdentityForeignTokenMakesANewVisitor(t *testing.T) {
 			if id == oldID {
 				t.Fatalf("the foreign token's visitor %s was kept", id)
 			}
-			p := e.profile(tt.site, id)
+			p := e.current(tt.site, id)
 			if p["np"] != "1" || p["ns"] != "1" {
 				t.Errorf("new visitor's profile %v, want its first page of its first session", p)
 			}
 			if oldID != "" {
-				if got := e.profile("shop", oldID); !maps.Equal(got, oldProfile) {
+				if got := e.current("shop", oldID); !maps.Equal(got, oldProfile) {
 					t.Errorf("profile of the token's visitor changed:\n\tbefore %v\n\tafter  %v", oldProfile, got)
 				}
 			}
@@ -501,14 +501,14 @@ func TestIdentityWithdrawalReplacesIdentityWithRefusal(t *testing.T) {
 	if f := identityPayload(t, refusal); f[1] != "refusal" || f[6] != "" {
 		t.Fatalf("withdrawal answered %q, want a refusal token without visitor id", f)
 	}
-	if p := e.profile("shop", id); len(p) != 0 {
+	if p := e.current("shop", id); len(p) != 0 {
 		t.Errorf("profile %v after the withdrawal, want none", p)
 	}
 	m := e.pageview("shop", shopOrigin+"/again", refusal, nil).json(t)
 	if m["tracked"] != false || m["reason"] != "no_consent" {
 		t.Errorf("page view under the refusal token: %v", m)
 	}
-	if p := e.profile("shop", id); len(p) != 0 {
+	if p := e.current("shop", id); len(p) != 0 {
 		t.Errorf("profile %v came back under the refusal token", p)
 	}
 }
@@ -608,7 +608,7 @@ func TestIdentityTokenNeverReadFromURL(t *testing.T) {
 	if got := e.visitorID("shop", m["token"].(string)); got == id {
 		t.Error("the token in the query string identified the visitor")
 	}
-	if got := e.profile("shop", id)["np"]; got != "1" {
+	if got := e.current("shop", id)["np"]; got != "1" {
 		t.Errorf("pages of the query string's visitor = %s, want 1 (untouched)", got)
 	}
 
@@ -686,7 +686,7 @@ func TestIdentityClientIPAndLocation(t *testing.T) {
 			if r.status != http.StatusOK || m["tracked"] != true {
 				t.Fatalf("status %d, body %s", r.status, r.body)
 			}
-			p := e.profile(tt.site, e.visitorID(tt.site, m["token"].(string)))
+			p := e.current(tt.site, e.visitorID(tt.site, m["token"].(string)))
 			if tt.wantGeo != nil {
 				got := []string{p["co"], p["rg"], p["ci"], p["tz"]}
 				if !slices.Equal(got, tt.wantGeo) {

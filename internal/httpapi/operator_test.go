@@ -93,7 +93,7 @@ func opPseudonyms(l opLive) []string {
 // current session: a per-site keyed hash of its session id.
 func opPseudonymOf(e *env, site, token string) string {
 	e.t.Helper()
-	sid := e.profile(site, e.visitorID(site, token))["sid"]
+	sid := e.current(site, e.visitorID(site, token))["sid"]
 	if sid == "" {
 		e.t.Fatalf("visitor of %s has no session", site)
 	}

@@ -105,20 +105,31 @@ func (a *api) searchSubjects(c *gin.Context) {
 // Export DTOs.
 
 type profileJSON struct {
-	VisitorID string       `json:"visitor_id"`
-	FirstSeen time.Time    `json:"first_seen"`
-	LastSeen  time.Time    `json:"last_seen"`
-	Device    deviceJSON   `json:"device"`
-	Location  locationJSON `json:"location"`
-	IP        string       `json:"ip"`
-	Sessions  int          `json:"sessions"`
+	VisitorID      string    `json:"visitor_id"`
+	FirstSeen      time.Time `json:"first_seen"`
+	LastSeen       time.Time `json:"last_seen"`
+	Sessions       int       `json:"sessions"`
+	CurrentSession string    `json:"current_session,omitempty"`
 }
 
 type sessionJSON struct {
-	ID       string     `json:"id"`
-	Start    time.Time  `json:"start"`
-	Referrer string     `json:"referrer"`
-	Pages    []pageJSON `json:"pages"`
+	ID          string           `json:"id"`
+	Start       time.Time        `json:"start"`
+	LastSeen    *time.Time       `json:"last_seen,omitempty"`
+	Referrer    string           `json:"referrer"`
+	Device      deviceJSON       `json:"device"`
+	Location    locationJSON     `json:"location"`
+	IP          string           `json:"ip"`
+	CurrentPage *currentPageJSON `json:"current_page,omitempty"`
+	PageViews   int              `json:"page_views"`
+	Pages       []pageJSON       `json:"pages"`
+}
+
+type currentPageJSON struct {
+	URL    string     `json:"url"`
+	Title  string     `json:"title"`
+	Time   *time.Time `json:"time,omitempty"`
+	Closed bool       `json:"closed"`
 }
 
 type choiceJSON struct {
@@ -143,13 +154,16 @@ type consentRecordJSON struct {
 }
 
 type chatExportJSON struct {
-	ChatID        string      `json:"chat_id"`
-	Time          time.Time   `json:"time"`
-	SessionID     string      `json:"session_id,omitempty"`
-	URL           string      `json:"url"`
-	Contact       contactJSON `json:"contact"`
-	Marketing     bool        `json:"marketing_opt_in"`
-	PreviousChats []string    `json:"previous_chats"`
+	ChatID        string       `json:"chat_id"`
+	Time          time.Time    `json:"time"`
+	SessionID     string       `json:"session_id,omitempty"`
+	URL           string       `json:"url"`
+	Contact       contactJSON  `json:"contact"`
+	Marketing     bool         `json:"marketing_opt_in"`
+	PreviousChats []string     `json:"previous_chats"`
+	Device        deviceJSON   `json:"device"`
+	Location      locationJSON `json:"location"`
+	Referrer      string       `json:"referrer"`
 }
 
 type exportJSON struct {
@@ -173,10 +187,14 @@ func exportOf(e visitor.Export, now time.Time) exportJSON {
 		Sessions: []sessionJSON{}, ConsentRecords: []consentRecordJSON{}, Chats: []chatExportJSON{}}
 	if p := e.Profile; p != nil {
 		out.Profile = &profileJSON{VisitorID: p.VisitorID, FirstSeen: p.FirstSeen, LastSeen: p.LastSeen,
-			Device: deviceOf(p.Device), Location: locationOf(p.Location), IP: p.IP, Sessions: p.Sessions}
+			Sessions: p.Sessions, CurrentSession: p.CurrentSession}
 	}
 	for _, s := range e.Sessions {
-		sj := sessionJSON{ID: s.ID, Start: s.Start, Referrer: s.Referrer, Pages: []pageJSON{}}
+		sj := sessionJSON{ID: s.ID, Start: s.Start, LastSeen: timePtr(s.LastSeen), Referrer: s.Referrer,
+			Device: deviceOf(s.Device), Location: locationOf(s.Location), IP: s.IP, PageViews: s.PageViews, Pages: []pageJSON{}}
+		if s.CurrentURL != "" || s.CurrentTitle != "" {
+			sj.CurrentPage = &currentPageJSON{URL: s.CurrentURL, Title: s.CurrentTitle, Time: timePtr(s.CurrentStart), Closed: s.CurrentClosed}
+		}
 		for _, p := range s.Pages {
 			sj.Pages = append(sj.Pages, pageJSON{URL: p.URL, Title: p.Title, Time: p.Start, DurationSeconds: p.Duration.Seconds()})
 		}
@@ -195,9 +213,18 @@ func exportOf(e visitor.Export, now time.Time) exportJSON {
 			prev = []string{}
 		}
 		out.Chats = append(out.Chats, chatExportJSON{ChatID: ch.ID, Time: ch.Start, SessionID: ch.SessionID, URL: ch.URL,
-			Contact: contactJSON(ch.Contact), Marketing: ch.Marketing, PreviousChats: prev})
+			Contact: contactJSON(ch.Contact), Marketing: ch.Marketing, PreviousChats: prev,
+			Device: deviceOf(ch.Device), Location: locationOf(ch.Location), Referrer: ch.Referrer})
 	}
 	return out
+}
+
+// timePtr is t, or nil for the zero time (a field the store does not hold).
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }
 
 func consentRecordOf(r visitor.ConsentRecord) consentRecordJSON {

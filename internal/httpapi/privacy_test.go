@@ -190,7 +190,7 @@ func TestTrackDNTRefreshesNoTTL(t *testing.T) {
 	token := e.mustTrack("shop", shopOrigin+"/a", "")
 	id := e.visitorID("shop", token)
 	pk := e.profileKey("shop", id)
-	profile := e.profile("shop", id)
+	profile := e.current("shop", id)
 	ttlKeys := []string{pk, pk + ":S", pk + ":s:" + profile["sid"]}
 	before := map[string]time.Duration{}
 	for _, k := range ttlKeys {
@@ -217,7 +217,7 @@ func TestTrackDNTRefreshesNoTTL(t *testing.T) {
 	if diff := cmp.Diff(keys, nonStatKeys(e)); diff != "" {
 		t.Errorf("keys other than counters changed (-before +after):\n%s", diff)
 	}
-	if diff := cmp.Diff(profile, e.profile("shop", id)); diff != "" {
+	if diff := cmp.Diff(profile, e.current("shop", id)); diff != "" {
 		t.Errorf("profile changed (-before +after):\n%s", diff)
 	}
 	if got, want := len(e.session("shop", id)), 2; got != want {
@@ -263,7 +263,7 @@ func TestTrackGPCDeletesBehaviourKeepsConsent(t *testing.T) {
 	if len(sids) != 2 {
 		t.Fatalf("session index %q, want 2 sessions", sids)
 	}
-	want := []string{pk, pk + ":S", pk + ":c", pk + ":r", pk + ":s:" + sids[0], pk + ":s:" + sids[1]}
+	want := []string{pk, pk + ":S", pk + ":c", pk + ":r", pk + ":s:" + sids[0], pk + ":s:" + sids[0] + ":m", pk + ":s:" + sids[1], pk + ":s:" + sids[1] + ":m"}
 	slices.Sort(want)
 	if diff := cmp.Diff(want, visitorKeys(e, "optin", id)); diff != "" {
 		t.Fatalf("visitor keys before GPC (-want +got):\n%s", diff)
@@ -383,7 +383,7 @@ func TestTrackBotsNotTracked(t *testing.T) {
 			e := newEnv(t)
 			token := e.mustTrack("shop", shopOrigin+"/", "")
 			id := e.visitorID("shop", token)
-			profile := e.profile("shop", id)
+			profile := e.current("shop", id)
 			before := nonStatKeys(e)
 			e.clock.Advance(time.Minute)
 
@@ -399,7 +399,7 @@ func TestTrackBotsNotTracked(t *testing.T) {
 			if diff := cmp.Diff(before, nonStatKeys(e)); diff != "" {
 				t.Errorf("keys other than counters changed (-before +after):\n%s", diff)
 			}
-			if diff := cmp.Diff(profile, e.profile("shop", id)); diff != "" {
+			if diff := cmp.Diff(profile, e.current("shop", id)); diff != "" {
 				t.Errorf("profile changed (-before +after):\n%s", diff)
 			}
 			if diff := cmp.Diff(map[string]string{"tracked": "1", "bot": "1"}, e.stats("shop")); diff != "" {

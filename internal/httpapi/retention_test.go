@@ -83,7 +83,7 @@ func cfgKeys(e *env) []string {
 // sessionKeyOf is the key of a visitor's current session list.
 func sessionKeyOf(e *env, visitorID string) string {
 	e.t.Helper()
-	sid := e.profile("shop", visitorID)["sid"]
+	sid := e.current("shop", visitorID)["sid"]
 	if sid == "" {
 		e.t.Fatalf("visitor %s has no current session", visitorID)
 	}

@@ -44,7 +44,7 @@ func sessionRead(e *env, key string) (header string, pages []sessionPage) {
 // sessionCurrent reads the visitor's current session.
 func sessionCurrent(e *env, site, visitorID string) (sid, header string, pages []sessionPage) {
 	e.t.Helper()
-	sid = e.profile(site, visitorID)["sid"]
+	sid = e.current(site, visitorID)["sid"]
 	if sid == "" {
 		e.t.Fatalf("visitor %s of %s has no current session", visitorID, site)
 	}
@@ -113,12 +113,12 @@ func TestSessionStartsAfterTimeout(t *testing.T) {
 			origin := sessionOrigin(tt.site)
 			token := e.mustTrack(tt.site, origin+"/a", "")
 			id := e.visitorID(tt.site, token)
-			before := e.profile(tt.site, id)
+			before := e.current(tt.site, id)
 			firstKey := e.profileKey(tt.site, id) + ":s:" + before["sid"]
 
 			e.clock.Advance(tt.idle)
 			sessionTrack(e, tt.site, "pageview", origin+"/b", token)
-			after := e.profile(tt.site, id)
+			after := e.current(tt.site, id)
 			sid, _, pages := sessionCurrent(e, tt.site, id)
 			n, err := e.rdb.ZCard(context.Background(), e.profileKey(tt.site, id)+":S").Result()
 			if err != nil {
@@ -164,13 +164,13 @@ func TestSessionMaxRollsOverWhileActive(t *testing.T) {
 	start := e.clock.Now()
 	token := e.mustTrack("blog", blogOrigin+"/p/0", "")
 	id := e.visitorID("blog", token)
-	firstSID := e.profile("blog", id)["sid"]
+	firstSID := e.current("blog", id)["sid"]
 	var rolledAt time.Duration
 	for i := 1; i <= 16; i++ {
 		e.clock.Advance(5 * time.Minute)
 		elapsed := e.clock.Now().Sub(start)
 		sessionTrack(e, "blog", "pageview", blogOrigin+"/p/"+strconv.Itoa(i), token)
-		p := e.profile("blog", id)
+		p := e.current("blog", id)
 		wantNS := "1"
 		if elapsed > time.Hour {
 			wantNS = "2"
@@ -192,7 +192,7 @@ func TestSessionMaxRollsOverWhileActive(t *testing.T) {
 	if got, want := old[12].duration, "300000"; got != want {
 		t.Errorf("last page of the first session lasted %s ms, want %s: the rollover closes it", got, want)
 	}
-	if got := e.profile("blog", id)["np"]; got != "4" {
+	if got := e.current("blog", id)["np"]; got != "4" {
 		t.Errorf("np = %s, want 4 (65..80 min)", got)
 	}
 }
@@ -223,7 +223,7 @@ func TestSessionTimeOnPage(t *testing.T) {
 			t.Fatalf("%s: durations %q ms, want %q", s.name, got, s.want)
 		}
 	}
-	p := e.profile("shop", id)
+	p := e.current("shop", id)
 	if p["np"] != "3" || p["ns"] != "1" {
 		t.Errorf("np %s, ns %s; want 3 pages in 1 session (heartbeat and leave add none)", p["np"], p["ns"])
 	}
@@ -445,7 +445,7 @@ func TestSessionStoresMinimisedPage(t *testing.T) {
 			if got := pages[0].title; got != tt.wantTitle {
 				t.Errorf("stored title %q, want %q", got, tt.wantTitle)
 			}
-			p := e.profile(tt.site, id)
+			p := e.current(tt.site, id)
 			if p["rf"] != tt.wantReferrer || p["cu"] != tt.wantURL || p["ct"] != tt.wantTitle {
 				t.Errorf("profile rf %q, cu %q, ct %q; want the minimised referrer, url and title", p["rf"], p["cu"], p["ct"])
 			}

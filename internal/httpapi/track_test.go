@@ -46,7 +46,7 @@ func TestTrackRecordsPageViewsAndSessions(t *testing.T) {
 	if f := strings.Split(items[1], "\t"); f[1] != "10000" {
 		t.Errorf("time on first page = %s ms, want 10000", f[1])
 	}
-	p := e.profile("shop", id)
+	p := e.current("shop", id)
 	if p["np"] != "2" || p["ns"] != "1" || p["br"] != "Chrome" || p["os"] == "" {
 		t.Errorf("profile %v", p)
 	}

@@ -139,13 +139,19 @@ func storedChat(chatID string, m map[string]string) visitor.StoredChat {
 	return c
 }
 
-// Trail returns a session's pages, oldest first.
+// Trail returns a session's pages, oldest first: at most MaxSessionPages (a list
+// written before the cap may hold more; the first are shown).
 func (s *Store) Trail(ctx context.Context, site *visitor.Site, vkey, sid string) ([]visitor.PageVisit, error) {
-	items, err := s.c.LRange(ctx, sessionKey(keysOf(site.ID, vkey).profile, sid), 0, -1).Result()
+	// The list's first item is its header.
+	items, err := s.c.LRange(ctx, sessionKey(keysOf(site.ID, vkey).profile, sid), 0, MaxSessionPages).Result()
 	if err != nil {
 		return nil, fmt.Errorf("trail: %w", translate(err))
 	}
-	return parseTrail(items), nil
+	out := parseTrail(items)
+	if len(out) > MaxSessionPages {
+		out = out[:MaxSessionPages]
+	}
+	return out, nil
 }
 
 // parseTrail decodes a session list: a "#" header, then "start\tduration\turl\ttitle" items.
@@ -164,8 +170,6 @@ func parseTrail(items []string) []visitor.PageVisit {
 	}
 	return out
 }
-
-var liveFields = []string{"sid", "ss", "sl", "np", "cu", "ct", "co", "rg", "ci", "tz", "br", "bv", "os", "mob", "rf"}
 
 // Live returns the sessions active since, most recent first, from pos on,
 // merged across the live set's shards. Entries whose visitor has gone are
@@ -224,20 +228,19 @@ func (s *Store) Live(ctx context.Context, site *visitor.Site, since time.Time, p
 		}
 		next = &visitor.LivePos{Before: last, Skip: n}
 	}
-	pipe = s.c.Pipeline()
-	cmds := make([]*redis.SliceCmd, len(all))
+	calls := make([]*call, len(all))
 	for i, e := range all {
-		cmds[i] = pipe.HMGet(ctx, keysOf(site.ID, e.vkey).profile, liveFields...)
+		calls[i] = &call{script: liveScript, keys: []string{keysOf(site.ID, e.vkey).profile}}
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, nil, fmt.Errorf("live: %w", translate(err))
+	if err := s.run(ctx, calls...); err != nil {
+		return nil, nil, fmt.Errorf("live: %w", err)
 	}
 	repair := s.c.Pipeline()
 	rows := make([]visitor.LiveEntry, 0, len(all))
-	for i, cmd := range cmds {
-		v := cmd.Val()
+	for i, c := range calls {
+		v, _ := c.cmd.Slice()
 		str := func(j int) string { s, _ := v[j].(string); return s }
-		if len(v) != len(liveFields) || str(0) == "" {
+		if len(v) != 15 || str(0) == "" {
 			repair.ZRem(ctx, liveKey(site.ID, all[i].shard), all[i].vkey)
 			continue
 		}

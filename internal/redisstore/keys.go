@@ -8,15 +8,17 @@
 // visitor id, and all of a visitor's keys live on one Cluster slot, so a page view
 // is one script on that slot.
 //
-//	v:{shop:Q2x8Yk1vZjRrS3pN}           hash    profile: vid, fs/ls (first/last seen ms),
-//	                                             br/bv/os/mob (device), co/rg/ci/tz (geo), ip,
-//	                                             sid/ss/sl (current session, its start and last
-//	                                             activity ms), ps/pc (current page start ms, closed
-//	                                             by a leave), np (pages this session), ns (sessions),
-//	                                             rf (referrer of the session), cu/ct (current page's
-//	                                             URL and title, for the live view), w (write time ms)
-//	v:{shop:Q2x8Yk1vZjRrS3pN}:s:<sid>   list    one session: "#<start ms>\t<referrer>", then a page
-//	                                             per item: "<start ms>\t<duration ms>\t<url>\t<title>"
+//	v:{shop:Q2x8Yk1vZjRrS3pN}           hash    profile, identity-level facts only (invariant 5):
+//	                                             vid, fs (first seen ms), ns (sessions), sid (current
+//	                                             session), w (write time ms)
+//	v:{shop:Q2x8Yk1vZjRrS3pN}:s:<sid>   list    one session's pages: "#<start ms>\t<referrer>", then a
+//	                                             page per item: "<start ms>\t<duration ms>\t<url>\t<title>";
+//	                                             at most MaxSessionPages pages (later ones only counted)
+//	v:{shop:Q2x8Yk1vZjRrS3pN}:s:<sid>:m hash    the same session's record (sessionFields): ss/sl (start,
+//	                                             last activity ms), ps/pc (current page start ms, closed
+//	                                             by a leave), np (page views, counted past the cap), cu/ct
+//	                                             (current page's URL and title, for the live view), rf
+//	                                             (referrer), br/bv/os/mob (device), co/rg/ci/tz (geo), ip
 //	v:{shop:Q2x8Yk1vZjRrS3pN}:S         zset    the visitor's session ids, scored by last write (ms)
 //	v:{shop:Q2x8Yk1vZjRrS3pN}:c         hash    current consent choice: a, m (0|1), pv, t (given ms),
 //	                                             u (valid until ms)
@@ -52,6 +54,10 @@
 //
 // The others share the hash tag {<site>}:
 //
+//	cfg:schema:{shop}                   string  layout version of the site's stored data; when it is
+//	                                             older than the code's, the re-expiry job runs one pass
+//	                                             that migrates every subject (no TTL: cfg:)
+//
 //	sj:{shop}                           zset    subject index the retention job walks: vkeys and
 //	                                             "c:<chat id>" of chats without identity, by last write
 //	er:{shop}                           zset    erasures started and not finished (the sweeper's list)
@@ -70,7 +76,7 @@
 //	                                             identity or the API key id (visitor.RateLimitKey)
 //
 // TTLs (invariant 3): profile and session index `profiles` retention and
-// sessions `sessions` retention, from the last write; the consent choice until
+// sessions (list and hash) `sessions` retention, from the last write; the consent choice until
 // it lapses; consent records until the newest record's expiry (older ones are
 // trimmed on read and write); tombstones 13 months; the live set 2 ×
 // session_timeout; counters 400 days; chats `chats` retention from their start;
@@ -115,6 +121,9 @@ func keysOf(site, vkey string) visitorKeys {
 }
 
 func sessionKey(profile, sid string) string { return profile + ":s:" + sid }
+
+// sessionMetaKey names the hash of a session record (sessionFields).
+func sessionMetaKey(profile, sid string) string { return profile + ":s:" + sid + ":m" }
 
 // SiteShards is how many shards a site's live set and per-day counters are cut
 // into: they are written on every hit, so one key each would make one Cluster
@@ -177,6 +186,10 @@ func retentionKey(site string) string { return "cfg:retention:{" + site + "}" }
 // reexpireKey flags a site whose retention shrank: the re-expiry job applies the
 // new windows to data already stored. A cfg: key: no TTL, no personal data.
 func reexpireKey(site string) string { return "cfg:reexpire:{" + site + "}" }
+
+// schemaKey holds the layout version of a site's stored data (schemaVersion).
+// A cfg: key: no TTL, no personal data.
+func schemaKey(site string) string { return "cfg:schema:{" + site + "}" }
 
 // LiveKeyOf names the live-set shard that holds a visitor's entry (for tests and
 // tools that read the schema).

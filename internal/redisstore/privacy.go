@@ -50,6 +50,10 @@ func parseRecord(member string) (visitor.ConsentRecord, bool) {
 // their pages, consent choice and records, and chats (contacts sealed).
 func (s *Store) VisitorData(ctx context.Context, site *visitor.Site, vkey string) (visitor.VisitorData, error) {
 	k := keysOf(site.ID, vkey)
+	// A profile written before sessions kept their own data is migrated first.
+	if err := s.run(ctx, &call{script: migrateScript, keys: []string{k.profile}}); err != nil {
+		return visitor.VisitorData{}, fmt.Errorf("visitor data: %w", err)
+	}
 	pipe := s.c.Pipeline()
 	prof := pipe.HGetAll(ctx, k.profile)
 	sids := pipe.ZRange(ctx, k.sessions, 0, -1)
@@ -68,9 +72,7 @@ func (s *Store) VisitorData(ctx context.Context, site *visitor.Site, vkey string
 	if p := prof.Val(); len(p) > 0 {
 		ns, _ := strconv.Atoi(p["ns"])
 		d.Profile = &visitor.Profile{
-			VisitorID: p["vid"], FirstSeen: msTime(p["fs"]), LastSeen: msTime(p["ls"]), IP: p["ip"], Sessions: ns,
-			Device:   visitor.Device{Browser: p["br"], Version: p["bv"], OS: p["os"], Mobile: p["mob"] == "1"},
-			Location: visitor.Location{Country: p["co"], Region: p["rg"], City: p["ci"], TimeZone: p["tz"]},
+			VisitorID: p["vid"], FirstSeen: msTime(p["fs"]), LastSeen: msTime(p["w"]), Sessions: ns, CurrentSession: p["sid"],
 		}
 	}
 	if c := choice.Val(); len(c) > 0 {
@@ -89,8 +91,10 @@ func (s *Store) VisitorData(ctx context.Context, site *visitor.Site, vkey string
 	if len(ids) > 0 || len(chats.Val()) > 0 {
 		pipe = s.c.Pipeline()
 		lists := make([]*redis.StringSliceCmd, len(ids))
+		metas := make([]*redis.MapStringStringCmd, len(ids))
 		for i, sid := range ids {
 			lists[i] = pipe.LRange(ctx, sessionKey(k.profile, sid), 0, -1)
+			metas[i] = pipe.HGetAll(ctx, sessionMetaKey(k.profile, sid))
 		}
 		hashes := make([]*redis.MapStringStringCmd, len(chats.Val()))
 		for i, id := range chats.Val() {
@@ -100,15 +104,11 @@ func (s *Store) VisitorData(ctx context.Context, site *visitor.Site, vkey string
 			return visitor.VisitorData{}, fmt.Errorf("visitor data: %w", translate(err))
 		}
 		for i, l := range lists {
-			items := l.Val()
-			if len(items) == 0 {
+			items, m := l.Val(), metas[i].Val()
+			if len(items) == 0 && len(m) == 0 {
 				continue
 			}
-			sd := visitor.SessionData{ID: ids[i], Pages: parseTrail(items)}
-			if head, ok := strings.CutPrefix(items[0], "#"); ok {
-				start, ref, _ := strings.Cut(head, "\t")
-				sd.Start, sd.Referrer = msTime(start), ref
-			}
+			sd := sessionData(ids[i], items, m)
 			d.Sessions = append(d.Sessions, sd)
 		}
 		for i, h := range hashes {
@@ -118,6 +118,33 @@ func (s *Store) VisitorData(ctx context.Context, site *visitor.Site, vkey string
 		}
 	}
 	return d, nil
+}
+
+// sessionData decodes a session record: its page list and its hash.
+func sessionData(sid string, items []string, m map[string]string) visitor.SessionData {
+	np, _ := strconv.Atoi(m["np"])
+	sd := visitor.SessionData{ID: sid, Pages: parseTrail(items), Start: msTime(m["ss"]), LastSeen: msTime(m["sl"]),
+		Referrer: m["rf"], IP: m["ip"], CurrentURL: m["cu"], CurrentTitle: m["ct"], PageViews: np,
+		CurrentStart: msTime(m["ps"]), CurrentClosed: m["pc"] == "1",
+		Device:   visitor.Device{Browser: m["br"], Version: m["bv"], OS: m["os"], Mobile: m["mob"] == "1"},
+		Location: visitor.Location{Country: m["co"], Region: m["rg"], City: m["ci"], TimeZone: m["tz"]},
+	}
+	// A session's list starts with a header: "#<start ms>\t<referrer>".
+	if len(items) > 0 {
+		if head, ok := strings.CutPrefix(items[0], "#"); ok {
+			start, ref, _ := strings.Cut(head, "\t")
+			if sd.Start.IsZero() {
+				sd.Start = msTime(start)
+			}
+			if _, ok := m["rf"]; !ok {
+				sd.Referrer = ref
+			}
+		}
+	}
+	if sd.PageViews < len(sd.Pages) {
+		sd.PageViews = len(sd.Pages)
+	}
+	return sd
 }
 
 func contains(list []string, s string) bool {

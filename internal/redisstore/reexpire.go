@@ -112,8 +112,9 @@ end
 `
 
 // reexpireVisitorScript re-expires one visitor on its slot: the profile from its
-// write time (w) with the profiles window; each session list from its last
-// write (its score in the session index) with the sessions window, dropping
+// write time (w) with the profiles window, after migrating a profile that still
+// holds session data (sessionLua); each session record (list and hash) from its
+// last write (its score in the session index) with the sessions window, dropping
 // the gone ones from the index; the session index from its newest session with
 // the profiles window (or the sessions window, if longer); the chat index and the blind-index list from the newest
 // chat's start with the chats window (chats past it leave the index); the
@@ -125,8 +126,15 @@ end
 // expiry ms (0: none left), n, n blind-index keys..., the chat ids of the index
 // as it was (their hashes live on their own slots)}. A visitor without chats
 // has no blind-index entries: its list, if any, lapses with its own expiry.
-var reexpireVisitorScript = redis.NewScript(reexpireLua + `
+var reexpireVisitorScript = redis.NewScript(reexpireLua + sessionLua + `
 local sessions, profiles, chats = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+-- A profile written before sessions kept their own data gives it to its
+-- current session's record (or drops it, if that session is gone).
+if redis.call('HEXISTS', KEYS[1], 'sl') == 1 then
+  local ls = redis.call('HMGET', KEYS[1], 'w', 'ls')
+  if not ls[1] and ls[2] then redis.call('HSET', KEYS[1], 'w', ls[2]) end
+  migrate(KEYS[1])
+end
 local p = redis.call('HMGET', KEYS[1], 'vid', 'w', 'ls')
 local vid = p[1] or ''
 local w = p[2] or p[3]
@@ -135,7 +143,9 @@ local sids = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
 local last = 0
 for i = 1, #sids, 2 do
   local at = tonumber(sids[i + 1])
-  if expire_at(KEYS[1] .. ':s:' .. sids[i], at + sessions) then
+  local skey, mkey = session_of(KEYS[1], sids[i])
+  expire_at(mkey, at + sessions)
+  if expire_at(skey, at + sessions) then
     if at > last then last = at end
   else
     redis.call('ZREM', KEYS[2], sids[i])
@@ -329,10 +339,35 @@ end
 return 'kept'
 `)
 
-// PendingReexpiry reports whether a retention window of site shrank and the
-// re-expiry job has yet to apply it to the data already stored.
+// schemaVersion is the version of the stored data's layout the job brings every
+// subject to: 2 moved what a session observed from the profile into the session
+// record (issue 17).
+const schemaVersion = "2"
+
+// pendingScript reports whether the re-expiry job has work; a site whose data
+// may have been written under an older layout (schema key below schemaVersion,
+// subjects stored) gets the job's flag once, so that one pass migrates every
+// subject, including those that never come back. A site without data needs none.
+//
+// KEYS: schema key, flag, subject index. ARGV: 1 schema version, 2 now ms.
+// Returns 1 when the flag is set.
+var pendingScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] and redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('SET', KEYS[2], ARGV[2], 'NX')
+end
+return redis.call('EXISTS', KEYS[2])
+`)
+
+// PendingReexpiry reports whether a retention window of site shrank (or its
+// data's layout changed) and the re-expiry job has yet to apply it to the data
+// already stored.
 func (s *Store) PendingReexpiry(ctx context.Context, site *visitor.Site) (bool, error) {
-	n, err := s.c.Exists(ctx, reexpireKey(site.ID)).Result()
+	c := &call{script: pendingScript, keys: []string{schemaKey(site.ID), reexpireKey(site.ID), subjectsKey(site.ID)}, args: []any{schemaVersion, ms(time.Now())}}
+	if err := s.run(ctx, c); err != nil {
+		return false, fmt.Errorf("pending re-expiry of %s: %w", site.ID, err)
+	}
+	n, err := c.cmd.Int64()
 	if err != nil {
 		return false, fmt.Errorf("pending re-expiry of %s: %w", site.ID, translate(err))
 	}

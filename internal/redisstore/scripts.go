@@ -2,18 +2,75 @@ package redisstore
 
 import "github.com/redis/go-redis/v9"
 
+// sessionLua defines what the scripts that read or write a visitor's session
+// share. A session record is two keys of the visitor's slot with one TTL (the
+// sessions window, from the last write): the page list <profile>:s:<sid> and
+// the session hash <profile>:s:<sid>:m (sessionFields). The profile keeps only
+// identity-level facts (DESIGN.md invariant 5).
+//
+// migrate(profile) moves what a profile written before that split still holds
+// of its current session (device, location, IP, referrer, current page, session
+// state) into that session's hash, when the session is still stored, and drops
+// it from the profile; a no-op on a profile without those fields. Callers check
+// the marker field sl first, so the common case costs nothing.
+//
+// session_of(profile, sid) names the session's list and hash.
+const sessionLua = `
+local LEGACY = {'ss', 'sl', 'ps', 'pc', 'np', 'cu', 'ct', 'rf', 'br', 'bv', 'os', 'mob', 'co', 'rg', 'ci', 'tz', 'ip'}
+local function session_of(profile, sid)
+  local skey = profile .. ':s:' .. sid
+  return skey, skey .. ':m'
+end
+local function migrate(profile)
+  local old = redis.call('HMGET', profile, 'sid', unpack(LEGACY))
+  local sid = old[1]
+  if sid then
+    local skey, mkey = session_of(profile, sid)
+    local ttl = redis.call('PTTL', skey)
+    if ttl > 0 and redis.call('EXISTS', mkey) == 0 then
+      local args = {}
+      for i = 2, #LEGACY + 1 do
+        if old[i] then
+          args[#args + 1] = LEGACY[i - 1]
+          args[#args + 1] = old[i]
+        end
+      end
+      if #args > 0 then
+        redis.call('HSET', mkey, unpack(args))
+        redis.call('PEXPIRE', mkey, ttl)
+      end
+    end
+  end
+  redis.call('HDEL', profile, 'ls', unpack(LEGACY))
+end
+`
+
+// sessionFields are the fields of a session hash: ss (start ms), sl (last
+// activity ms), ps (current page start ms), pc (1: current page closed by a
+// leave), np (page views of the session, counted past MaxSessionPages), cu/ct
+// (current page's URL and title, for the live view), rf (referrer), br/bv/os/mob
+// (device), co/rg/ci/tz (location), ip (as the site's ip mode keeps it).
+var sessionFields = []string{"ss", "sl", "ps", "pc", "np", "cu", "ct", "rf", "br", "bv", "os", "mob", "co", "rg", "ci", "tz", "ip"}
+
+// MaxSessionPages is how many pages a session stores (DESIGN.md invariant 5):
+// later page views are counted in np, not stored.
+const MaxSessionPages = 500
+
 // hitScript records a page view, heartbeat or leave on the visitor's slot. It is
 // the source of truth: it refuses an erased visitor and a missing grant, opens a
 // session after session_timeout of inactivity or session_max, and closes the time
-// on the current page (capped at session_timeout).
+// on the current page (capped at session_timeout). What the session observes
+// goes to the session record; the profile gets only vid, sid, ns, fs and w.
 //
-// KEYS: profile, choice, tombstone, session index.
+// KEYS: profile, choice, tombstone, session index; the session's list and hash
+// are derived from the profile and share its hash tag.
 // ARGV: 1 op (p|h|l), 2 now ms, 3 require grant (0|1), 4 policy version,
 // 5 session_timeout ms, 6 session_max ms, 7 sessions TTL s, 8 profiles TTL s,
 // 9 new session id, 10 visitor id, 11 url, 12 title, 13 referrer, 14 browser,
-// 15 version, 16 os, 17 mobile, 18 country, 19 region, 20 city, 21 time zone, 22 ip.
+// 15 version, 16 os, 17 mobile, 18 country, 19 region, 20 city, 21 time zone, 22 ip,
+// 23 most pages stored per session.
 // Returns: new | ok | no_session | no_consent | erased.
-var hitScript = redis.NewScript(`
+var hitScript = redis.NewScript(sessionLua + `
 if redis.call('EXISTS', KEYS[3]) == 1 then return 'erased' end
 local now = tonumber(ARGV[2])
 local c = redis.call('HMGET', KEYS[2], 'a', 'pv', 'u')
@@ -24,13 +81,24 @@ elseif c[1] == '0' then
   -- expired (the key's TTL): tracking never resumes under a refused identity.
   return 'no_consent'
 end
-local p = redis.call('HMGET', KEYS[1], 'sid', 'ss', 'sl', 'ps', 'pc', 'np')
-local sid = p[1]
-local ss, sl, ps = tonumber(p[2] or '0'), tonumber(p[3] or '0'), tonumber(p[4] or '0')
+local pr = redis.call('HMGET', KEYS[1], 'sid', 'sl')
+if pr[2] then migrate(KEYS[1]) end
+local sid = pr[1]
+local p = {}
+if sid then
+  local _, mkey = session_of(KEYS[1], sid)
+  p = redis.call('HMGET', mkey, 'ss', 'sl', 'ps', 'pc', 'np')
+end
+local ss, sl, ps = tonumber(p[1] or '0'), tonumber(p[2] or '0'), tonumber(p[3] or '0')
+local np = tonumber(p[5] or '0')
 local timeout = tonumber(ARGV[5])
-local open = sid and (now - sl) <= timeout
+local cap = tonumber(ARGV[23])
+local open = sid and p[2] and (now - sl) <= timeout
 local sttl, pttl = tonumber(ARGV[7]), tonumber(ARGV[8])
+-- close ends the time on the current page, when that page is stored (the
+-- list's last item); a page past the cap was counted only.
 local function close(skey)
+  if np > cap then return end
   local dur = now - ps
   if dur > timeout then dur = timeout end
   if dur < 0 then dur = 0 end
@@ -41,46 +109,48 @@ local function close(skey)
     redis.call('LSET', skey, -1, string.sub(item, 1, i) .. dur .. string.sub(item, j))
   end
 end
-if ARGV[1] ~= 'p' then
-  if not open then return 'no_session' end
-  local skey = KEYS[1] .. ':s:' .. sid
-  close(skey)
-  local pc = '0'
-  if ARGV[1] == 'l' then pc = '1' end
-  redis.call('HSET', KEYS[1], 'sl', now, 'ls', now, 'pc', pc, 'w', now)
+local function touch(skey, mkey)
+  redis.call('HSET', KEYS[1], 'w', now)
   redis.call('EXPIRE', skey, sttl)
+  redis.call('EXPIRE', mkey, sttl)
   redis.call('ZADD', KEYS[4], now, sid)
   redis.call('EXPIRE', KEYS[4], pttl)
   redis.call('EXPIRE', KEYS[1], pttl)
+end
+if ARGV[1] ~= 'p' then
+  if not open then return 'no_session' end
+  local skey, mkey = session_of(KEYS[1], sid)
+  close(skey)
+  local pc = '0'
+  if ARGV[1] == 'l' then pc = '1' end
+  redis.call('HSET', mkey, 'sl', now, 'pc', pc)
+  touch(skey, mkey)
   return 'ok'
 end
 local result = 'ok'
-local np = tonumber(p[6] or '0')
-local skey
+local skey, mkey
 if open and (now - ss) <= tonumber(ARGV[6]) then
-  skey = KEYS[1] .. ':s:' .. sid
-  if p[5] ~= '1' then close(skey) end
+  skey, mkey = session_of(KEYS[1], sid)
+  if p[4] ~= '1' then close(skey) end
 else
-  if open and p[5] ~= '1' then close(KEYS[1] .. ':s:' .. sid) end
+  if open and p[4] ~= '1' then close((session_of(KEYS[1], sid))) end
   result = 'new'
   sid = ARGV[9]
-  skey = KEYS[1] .. ':s:' .. sid
+  skey, mkey = session_of(KEYS[1], sid)
   np = 0
   redis.call('RPUSH', skey, '#' .. now .. '\t' .. ARGV[13])
   -- Device, location and IP are a session's: set when it opens.
-  redis.call('HSET', KEYS[1], 'vid', ARGV[10], 'sid', sid, 'ss', now, 'rf', ARGV[13],
+  redis.call('HSET', mkey, 'ss', now, 'rf', ARGV[13],
     'br', ARGV[14], 'bv', ARGV[15], 'os', ARGV[16], 'mob', ARGV[17],
     'co', ARGV[18], 'rg', ARGV[19], 'ci', ARGV[20], 'tz', ARGV[21], 'ip', ARGV[22])
+  redis.call('HSET', KEYS[1], 'vid', ARGV[10], 'sid', sid)
   redis.call('HINCRBY', KEYS[1], 'ns', 1)
   redis.call('HSETNX', KEYS[1], 'fs', now)
 end
-redis.call('RPUSH', skey, now .. '\t0\t' .. ARGV[11] .. '\t' .. ARGV[12])
-redis.call('HSET', KEYS[1], 'np', np + 1, 'sl', now, 'ls', now, 'ps', now, 'pc', '0', 'w', now,
-  'cu', ARGV[11], 'ct', ARGV[12])
-redis.call('EXPIRE', skey, sttl)
-redis.call('ZADD', KEYS[4], now, sid)
-redis.call('EXPIRE', KEYS[4], pttl)
-redis.call('EXPIRE', KEYS[1], pttl)
+np = np + 1
+if np <= cap then redis.call('RPUSH', skey, now .. '\t0\t' .. ARGV[11] .. '\t' .. ARGV[12]) end
+redis.call('HSET', mkey, 'np', np, 'sl', now, 'ps', now, 'pc', '0', 'cu', ARGV[11], 'ct', ARGV[12])
+touch(skey, mkey)
 return result
 `)
 
@@ -132,9 +202,9 @@ return 1
 const forgetLua = `
 local function forget(profile, index)
   local sids = redis.call('ZRANGE', index, 0, -1)
-  for _, sid in ipairs(sids) do redis.call('DEL', profile .. ':s:' .. sid) end
+  for _, sid in ipairs(sids) do redis.call('DEL', profile .. ':s:' .. sid, profile .. ':s:' .. sid .. ':m') end
   local cur = redis.call('HGET', profile, 'sid')
-  if cur then redis.call('DEL', profile .. ':s:' .. cur) end
+  if cur then redis.call('DEL', profile .. ':s:' .. cur, profile .. ':s:' .. cur .. ':m') end
   redis.call('DEL', profile, index)
 end
 `
@@ -160,8 +230,8 @@ if ARGV[9] == '1' then forget(KEYS[4], KEYS[5]) end
 return 'ok'
 `)
 
-var allScripts = []*redis.Script{hitScript, siteScript, forgetScript, consentScript, bindChatScript, putHashScript, chatIndexScript, recordScript, blindIndexScript, queueScript, auditScript, claimScript, subjectScript, eraseChatScript, replaceRecordsScript, rectifyScript, replaceSetScript,
-	reexpireVisitorScript, reexpireChatScript, reexpireIndexScript, reexpireStartScript, reexpireEndScript}
+var allScripts = []*redis.Script{hitScript, siteScript, forgetScript, consentScript, bindChatScript, liveScript, migrateScript, putHashScript, chatIndexScript, recordScript, blindIndexScript, queueScript, auditScript, claimScript, subjectScript, eraseChatScript, replaceRecordsScript, rectifyScript, replaceSetScript,
+	reexpireVisitorScript, reexpireChatScript, reexpireIndexScript, reexpireStartScript, reexpireEndScript, pendingScript}
 
 // recordLua defines record(key, json, expiry, now): adds a consent record to a
 // zset scored by its expiry, trims the expired ones and expires the key with
@@ -176,21 +246,55 @@ end
 `
 
 // bindChatScript reads what a chat of the visitor binds to: the open session,
-// the device, location and referrer of the profile, and the earlier chats.
+// the device, location and referrer of the current session's record, and the
+// earlier chats.
 //
-// KEYS: profile, tombstone, chat index.
+// KEYS: profile, tombstone, chat index (the session's hash shares the hash tag).
 // ARGV: 1 now ms, 2 session_timeout ms.
-// Returns: 'erased', or {sid or ”, br, bv, os, mob, co, rg, ci, tz, rf, chat ids...}.
-var bindChatScript = redis.NewScript(`
+// Returns: 'erased', or {sid (empty when none is open), br, bv, os, mob, co, rg, ci, tz, rf, chat ids...}.
+var bindChatScript = redis.NewScript(sessionLua + `
 if redis.call('EXISTS', KEYS[2]) == 1 then return 'erased' end
-local p = redis.call('HMGET', KEYS[1], 'sid', 'sl', 'br', 'bv', 'os', 'mob', 'co', 'rg', 'ci', 'tz', 'rf')
-local sid = ''
-if p[1] and tonumber(ARGV[1]) - tonumber(p[2] or '0') <= tonumber(ARGV[2]) then sid = p[1] end
-local out = {sid}
-for i = 3, 11 do out[#out + 1] = p[i] or '' end
+local pr = redis.call('HMGET', KEYS[1], 'sid', 'sl')
+if pr[2] then migrate(KEYS[1]) end
+local out = {''}
+if pr[1] then
+  local _, mkey = session_of(KEYS[1], pr[1])
+  local p = redis.call('HMGET', mkey, 'sl', 'br', 'bv', 'os', 'mob', 'co', 'rg', 'ci', 'tz', 'rf')
+  if p[1] and tonumber(ARGV[1]) - tonumber(p[1]) <= tonumber(ARGV[2]) then out[1] = pr[1] end
+  for i = 2, 10 do out[#out + 1] = p[i] or '' end
+else
+  for i = 2, 10 do out[#out + 1] = '' end
+end
 local chats = redis.call('ZRANGE', KEYS[3], 0, -1)
 for _, c in ipairs(chats) do out[#out + 1] = c end
 return out
+`)
+
+// liveScript reads a live visitor's current session: the profile's current
+// session id and that session's hash.
+//
+// KEYS: profile (the session's hash shares the hash tag).
+// Returns: {} when there is no current session, else {sid, then the values of
+// ss, sl, np, cu, ct, co, rg, ci, tz, br, bv, os, mob, rf (empty when absent)}.
+var liveScript = redis.NewScript(sessionLua + `
+local pr = redis.call('HMGET', KEYS[1], 'sid', 'sl')
+if pr[2] then migrate(KEYS[1]) end
+if not pr[1] then return {} end
+local _, mkey = session_of(KEYS[1], pr[1])
+local m = redis.call('HMGET', mkey, 'ss', 'sl', 'np', 'cu', 'ct', 'co', 'rg', 'ci', 'tz', 'br', 'bv', 'os', 'mob', 'rf')
+if not m[2] then return {} end
+local out = {pr[1]}
+for i = 1, #m do out[#out + 1] = m[i] or '' end
+return out
+`)
+
+// migrateScript moves what a profile written before the session record held
+// the session's data into that record (sessionLua's migrate).
+//
+// KEYS: profile.
+var migrateScript = redis.NewScript(sessionLua + `
+if redis.call('HEXISTS', KEYS[1], 'sl') == 1 then migrate(KEYS[1]) end
+return 1
 `)
 
 // putHashScript writes a hash whole and its absolute expiry.

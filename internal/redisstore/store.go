@@ -165,6 +165,7 @@ var (
 	statsTTLSeconds   any = seconds(StatsTTL)
 	subjectsTTLMillis any = SubjectsTTL.Milliseconds()
 	maxLivePerShard   any = MaxLive / SiteShards
+	maxSessionPages   any = MaxSessionPages
 )
 
 // siteKeys are a site's index key names, built once: the page-view path sends
@@ -241,7 +242,7 @@ func (s *Store) RecordHit(ctx context.Context, w visitor.HitWrite) (visitor.HitO
 		seconds(days(w.Retention.Sessions)), seconds(days(w.Retention.Profiles)),
 		w.NewSessionID, w.VisitorID, w.Page.URL, w.Page.Title, w.Page.Referrer,
 		w.Device.Browser, w.Device.Version, w.Device.OS, bit(w.Device.Mobile),
-		w.Location.Country, w.Location.Region, w.Location.City, w.Location.TimeZone, w.IP,
+		w.Location.Country, w.Location.Region, w.Location.City, w.Location.TimeZone, w.IP, maxSessionPages,
 	}}
 	calls := []*call{hit, siteCall(w.Site, w.VisitorKey, w.Now, "+", tracked, "")}
 	if w.NewVisitor {

@@ -9,23 +9,40 @@ import (
 	"time"
 )
 
-// Profile is what the store keeps of a visitor across sessions.
+// Profile is what the store keeps of a visitor across sessions: identity-level
+// facts only (DESIGN.md invariant 5). What a session observed is in its
+// SessionData.
 type Profile struct {
 	VisitorID string
 	FirstSeen time.Time
-	LastSeen  time.Time
-	Device    Device
-	Location  Location
-	IP        string
-	Sessions  int
+	// LastSeen is the profile's write time.
+	LastSeen time.Time
+	Sessions int
+	// CurrentSession is the id of the visitor's current (latest) session.
+	CurrentSession string
 }
 
-// SessionData is one stored session with its pages.
+// SessionData is one stored session: what it observed and its pages.
 type SessionData struct {
 	ID       string
 	Start    time.Time
+	LastSeen time.Time
 	Referrer string
-	Pages    []PageVisit
+	Device   Device
+	Location Location
+	IP       string
+	// CurrentURL and CurrentTitle are the session's latest page, as the live
+	// view shows it (past the page cap, the latest page is kept only here).
+	CurrentURL   string
+	CurrentTitle string
+	// CurrentStart is when the latest page was opened; CurrentClosed is true
+	// once a leave closed it.
+	CurrentStart  time.Time
+	CurrentClosed bool
+	// PageViews counts the session's page views, the ones past the cap of
+	// stored pages included.
+	PageViews int
+	Pages     []PageVisit
 }
 
 // VisitorData is everything the store holds of one visitor, contacts sealed.
@@ -116,6 +133,10 @@ type ChatExport struct {
 	Contact   Contact
 	Marketing bool
 	Previous  []string
+	// Device, Location and Referrer are the session's at the chat's start.
+	Device   Device
+	Location Location
+	Referrer string
 }
 
 // visitorData reads a visitor's data; an erased visitor is ErrNotFound: what the
@@ -184,7 +205,7 @@ func (s *Service) chatExport(site *Site, c StoredChat) (ChatExport, error) {
 		return ChatExport{}, err
 	}
 	return ChatExport{ID: c.ID, Start: c.Start, SessionID: c.SessionID, URL: c.URL, Contact: contact,
-		Marketing: c.Marketing, Previous: c.Previous}, nil
+		Marketing: c.Marketing, Previous: c.Previous, Device: c.Device, Location: c.Location, Referrer: c.Referrer}, nil
 }
 
 // ExportChat exports one chat as a subject of its own, audited.
@@ -406,8 +427,8 @@ func (s *Service) ExportMine(ctx context.Context, site *Site, token string) (Exp
 	for i := range e.Consents {
 		e.Consents[i].IP, e.Consents[i].UserAgent = "", ""
 	}
-	if e.Profile != nil {
-		e.Profile.IP = ""
+	for i := range e.Sessions {
+		e.Sessions[i].IP = ""
 	}
 	return e, nil
 }

@@ -67,6 +67,7 @@ type domain struct {
 	site   *visitor.Site
 	clock  *domainClock
 	hasher *visitor.Hasher
+	signer *visitor.Signer
 	ctx    context.Context
 	// privacy and operator are the site's API keys as actors.
 	privacy, operator visitor.Actor
@@ -110,7 +111,7 @@ func newDomain(tb testing.TB, site *visitor.Site) *domain {
 	tb.Cleanup(func() {
 		redistest.AssertAllKeysHaveTTL(tb, rdb, func(k string) bool { return strings.HasPrefix(k, "cfg:") })
 	})
-	return &domain{svc: svc, store: store, rdb: rdb, site: site, clock: clock, hasher: hasher, ctx: context.Background(),
+	return &domain{svc: svc, store: store, rdb: rdb, site: site, clock: clock, hasher: hasher, signer: signer, ctx: context.Background(),
 		privacy:  visitor.Actor{Site: site, KeyID: "dpo", Role: visitor.RolePrivacy},
 		operator: visitor.Actor{Site: site, KeyID: "agent-1", Role: visitor.RoleOperator}}
 }
@@ -133,11 +134,7 @@ func (d *domain) pageview(tb testing.TB, token, path, title, referrer string) st
 // visitorID is the visitor id behind an identity token.
 func (d *domain) visitorID(tb testing.TB, token string) string {
 	tb.Helper()
-	signer, err := visitor.NewSigner([][]byte{bytes.Repeat([]byte("s"), visitor.MinSecretBytes)})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tok, ok := signer.Verify(token, d.site.ID, d.clock.Now())
+	tok, ok := d.signer.Verify(token, d.site.ID, d.clock.Now())
 	if !ok || tok.Kind != visitor.KindID {
 		tb.Fatalf("not an identity token: %q", token)
 	}
@@ -146,3 +143,13 @@ func (d *domain) visitorID(tb testing.TB, token string) string {
 
 // vkey is the store's key of a visitor id.
 func (d *domain) vkey(id string) string { return d.hasher.VisitorKey(d.site.ID, id) }
+
+// signID signs an identity token for visitor id, as the service issues them.
+func (d *domain) signID(tb testing.TB, id string, now time.Time) string {
+	tb.Helper()
+	return d.signer.Sign(visitor.Token{Kind: visitor.KindID, Site: d.site.ID, IssuedAt: now, Expires: now.Add(24 * time.Hour), VisitorID: id})
+}
+
+func redisZ(score int64, member string) redis.Z {
+	return redis.Z{Score: float64(score), Member: member}
+}
