@@ -54,7 +54,7 @@ func newWHReceiver(t *testing.T, clk *clock, statuses ...int) *whReceiver {
 		defer rc.mu.Unlock()
 		rc.got = append(rc.got, whRequest{
 			method: r.Method, path: r.URL.Path, header: r.Header.Clone(), body: body,
-			verifyErr: webhook.Verify(whSecret, r.Header.Get("Visitord-Signature"), body, rc.clock.Now(), webhook.DefaultTolerance),
+			verifyErr: webhook.Verify(whSecret, r.Header.Get("Visitord-Signature"), r.Header.Get("Visitord-Delivery"), body, rc.clock.Now(), webhook.DefaultTolerance),
 		})
 		w.WriteHeader(rc.statuses[min(len(rc.got), len(rc.statuses))-1])
 	}))
@@ -247,7 +247,7 @@ func TestWebhookChatStartedDelivered(t *testing.T) {
 	if r.verifyErr != nil {
 		t.Errorf("Visitord-Signature %q does not verify: %v", r.header.Get("Visitord-Signature"), r.verifyErr)
 	}
-	if err := webhook.Verify([]byte("another-secret-0123456789abcdef-0123"), r.header.Get("Visitord-Signature"), r.body, s.clock.Now(), webhook.DefaultTolerance); err == nil {
+	if err := webhook.Verify([]byte("another-secret-0123456789abcdef-0123"), r.header.Get("Visitord-Signature"), r.header.Get("Visitord-Delivery"), r.body, s.clock.Now(), webhook.DefaultTolerance); err == nil {
 		t.Error("the signature verifies under another secret")
 	}
 	if r.header.Get("Visitord-Event") != "chat.started" || !strings.HasSuffix(dkey, ":w:"+r.header.Get("Visitord-Delivery")) {

@@ -1,0 +1,4 @@
+package redisstore
+
+// answered is a purpose's answer in a consent record.
+func answered(b bool) *bool { return &b }
