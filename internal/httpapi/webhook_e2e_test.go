@@ -91,6 +91,7 @@ sites:
     webhook: {url: %q, secret_env: HOOK}
     keys:
       - {id: agent-1, role: operator, sha256: "933174a2b21fc9af707473cd8a34d704c75c44d34c15073977611508c0d94f01"}
+      - {id: dpo, role: privacy, sha256: "9b98b2e892e32b76693355ee5ffe2e7a6b98b001059abbc172169dd1e75e4660"}
 `, shopOrigin, rc.srv.URL+"/hooks/visitord")
 	getenv := func(k string) string { return map[string]string{"HOOK": string(whSecret)}[k] }
 	parsed, err := config.ParseSites([]byte(yaml), getenv, 1, 1825)

@@ -391,3 +391,105 @@ func TestGPCObjectionWritesCutWithdrawal(t *testing.T) {
 		})
 	}
 }
+
+// Invariant 2 (issue 17, item 3): PUT consent with marketing false withdraws
+// the marketing opt-in of every chat of the visitor in the same write (the chat
+// context and the export then say false) and queues marketing.withdrawn; a
+// chat-start opt-in records the marketing purpose alone.
+func TestMarketingWithdrawalReachesChats(t *testing.T) {
+	site := domainSite("shop", visitor.ConsentOptIn, visitor.IPTruncate)
+	site.Webhook = visitor.Webhook{URL: "https://crm.shop.example/hooks", Secret: bytes.Repeat([]byte("w"), 32)}
+	d := newDomain(t, site)
+	ctx := context.Background()
+	token := d.grant("shop", false)
+	id := d.idOf("shop", token)
+	d.track("shop", token, "/pricing", "Pricing")
+	var chats []string
+	for _, name := range []string{"Ada", "Ada L"} {
+		res, err := d.svc.StartChat(ctx, visitor.ChatRequest{Site: site, Token: token, MarketingOptIn: true,
+			Contact: visitor.Contact{Name: name, Email: "ada@math.example"}, URL: domainOrigin + "/pricing", UserAgent: domainUA, IP: domainIP})
+		if err != nil {
+			t.Fatal(err)
+		}
+		chats = append(chats, res.ChatID)
+		d.clock.Advance(time.Minute)
+	}
+	recs := d.data("shop", id).Consents
+	if len(recs) != 3 {
+		t.Fatalf("%d consent records, want the grant and two chat-start opt-ins", len(recs))
+	}
+	for _, r := range recs[1:] {
+		if r.Method != visitor.MethodChatStart || r.Analytics != nil || r.Marketing == nil || !*r.Marketing {
+			t.Errorf("chat-start record answers analytics %v, marketing %v; want marketing true alone", r.Analytics, r.Marketing)
+		}
+	}
+	op := visitor.Actor{Site: site, KeyID: "agent-1", Role: visitor.RoleOperator}
+	if v, err := d.svc.ChatContext(ctx, op, chats[1]); err != nil || !v.Marketing {
+		t.Fatalf("chat context before withdrawal: marketing %t, %v", v.Marketing, err)
+	}
+	queue := redisstore.NewWebhookQueue(d.store, d.sealer)
+	drain := func() []string {
+		t.Helper()
+		due, err := queue.Due(ctx, "shop", d.clock.Now(), 100, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bodies []string
+		for _, w := range due {
+			if w.Err != nil {
+				t.Fatalf("delivery %s: %v", w.ID, w.Err)
+			}
+			bodies = append(bodies, string(w.Body))
+			if err := queue.Done(ctx, w); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return bodies
+	}
+	drain() // the chat.started deliveries
+
+	d.clock.Advance(time.Minute)
+	res, err := d.svc.SetConsent(ctx, visitor.ConsentRequest{Site: site, Analytics: true, Marketing: false,
+		PolicyVersion: domainPolicy, Method: visitor.MethodBanner, Token: token, UserAgent: domainUA, IP: domainIP})
+	if err != nil || res.Choice.Marketing || !res.Choice.Analytics {
+		t.Fatalf("withdrawal: %+v, %v", res.Choice, err)
+	}
+	for _, c := range chats {
+		v, err := d.svc.ChatContext(ctx, op, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Marketing {
+			t.Errorf("chat context of %s says marketing true after the withdrawal", c)
+		}
+		for _, p := range v.Previous {
+			if p.Marketing {
+				t.Errorf("previous chat %s says marketing true after the withdrawal", p.ID)
+			}
+		}
+	}
+	e, err := d.svc.ExportVisitor(ctx, d.privacy("shop"), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range e.Chats {
+		if c.Marketing {
+			t.Errorf("export says chat %s has marketing true after the withdrawal", c.ID)
+		}
+	}
+	bodies := drain()
+	if len(bodies) != 1 || !strings.Contains(bodies[0], `"event":"marketing.withdrawn"`) ||
+		!strings.Contains(bodies[0], chats[0]) || !strings.Contains(bodies[0], chats[1]) || strings.Contains(bodies[0], "Ada") {
+		t.Errorf("queued after the withdrawal: %q, want one marketing.withdrawn naming both chats, ids only", bodies)
+	}
+
+	// A second withdrawal finds nothing left to withdraw: no second event.
+	d.clock.Advance(time.Minute)
+	if _, err := d.svc.SetConsent(ctx, visitor.ConsentRequest{Site: site, Analytics: true, Marketing: false,
+		PolicyVersion: domainPolicy, Method: visitor.MethodBanner, Token: token, UserAgent: domainUA, IP: domainIP}); err != nil {
+		t.Fatal(err)
+	}
+	if bodies := drain(); len(bodies) != 0 {
+		t.Errorf("a repeated withdrawal queued %q", bodies)
+	}
+}
