@@ -135,10 +135,12 @@ func clusterIngest(t *testing.T, e *env, cc *redis.ClusterClient) {
 		t.Error("blog's visitor is not in blog's live set")
 	}
 	// GPC with an identity objects: the visitor's behaviour data and live
-	// entry go (its slot and the site's, in one pipeline).
+	// entry go (its slot and the site's, in one pipeline); the refused choice
+	// and the consent records (with the gpc withdrawal) stay as proof.
 	wantRefused(t, e.pageview("blog", blogOrigin+"/gpc", blog, map[string]string{"Sec-GPC": "1"}), "gpc")
-	if keys := visitorKeys(e, "blog", blogID); len(keys) != 0 {
-		t.Errorf("blog's visitor keeps %q after a GPC page view", keys)
+	pk := e.profileKey("blog", blogID)
+	if diff := cmp.Diff([]string{pk + ":c", pk + ":r"}, visitorKeys(e, "blog", blogID)); diff != "" {
+		t.Errorf("blog's visitor keys after a GPC page view (-want +got):\n%s", diff)
 	}
 	if _, ok := liveScore(e, "blog", blogID); ok {
 		t.Error("blog's visitor is still live after a GPC page view")

@@ -18,6 +18,8 @@ type consentResponse struct {
 	PolicyVersion string     `json:"policy_version"`
 	ValidUntil    *time.Time `json:"valid_until"`
 	Token         string     `json:"token,omitempty"`
+	// Reason says a DNT or GPC signal refused a grant (PUT only).
+	Reason string `json:"reason,omitempty"`
 }
 
 // consentRequest is the body of PUT /v1/consent.
@@ -77,11 +79,19 @@ func (a *api) putConsent(c *gin.Context) {
 	res, err := a.svc.SetConsent(ctx, visitor.ConsentRequest{
 		Site: site, Analytics: *req.Analytics, Marketing: *req.Marketing, PolicyVersion: req.PolicyVersion,
 		Method: method, Token: tokenOf(c, site.ID), UserAgent: c.Request.UserAgent(), IP: clientIP(c),
+		DNT: c.GetHeader("DNT") == "1", GPC: c.GetHeader("Sec-GPC") == "1",
 	})
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
-	a.setIdentity(c, site.ID, res.Token, res.TokenExpires)
-	c.JSON(http.StatusOK, choiceResponse(res.Choice, res.Token))
+	if res.Token != "" {
+		a.setIdentity(c, site.ID, res.Token, res.TokenExpires)
+	}
+	if res.ForgetIdentity {
+		a.expireIdentity(c, site.ID)
+	}
+	out := choiceResponse(res.Choice, res.Token)
+	out.Reason = string(res.Reason)
+	c.JSON(http.StatusOK, out)
 }

@@ -144,8 +144,8 @@ type consentRecordJSON struct {
 	VisitorID     string    `json:"visitor_id,omitempty"`
 	Subject       string    `json:"subject,omitempty"`
 	Time          time.Time `json:"time"`
-	Analytics     bool      `json:"analytics"`
-	Marketing     bool      `json:"marketing"`
+	Analytics     *bool     `json:"analytics,omitempty"` // absent: not asked
+	Marketing     *bool     `json:"marketing,omitempty"`
 	PolicyVersion string    `json:"policy_version"`
 	TextSHA256    string    `json:"text_sha256"`
 	Method        string    `json:"method"`

@@ -240,7 +240,7 @@ func TestTrackDNTRefreshesNoTTL(t *testing.T) {
 
 // Invariant 1: GPC with a valid identity is an objection: the visitor's
 // behaviour data (profile, sessions, session index, live entry) goes at once;
-// the consent choice and records stay as proof.
+// the consent records stay as proof, with a gpc withdrawal beside them.
 func TestTrackGPCDeletesBehaviourKeepsConsent(t *testing.T) {
 	e := newEnv(t)
 	r := putConsent(e, "optin", true, false, "v2", map[string]string{"Origin": originOptin})
@@ -283,9 +283,15 @@ func TestTrackGPCDeletesBehaviourKeepsConsent(t *testing.T) {
 	if _, ok := liveScore(e, "optin", id); ok {
 		t.Error("the visitor is still in the live set after GPC")
 	}
+	// The grant stays as proof; the objection adds a gpc withdrawal cut like
+	// an erased record: no visitor id, IP or User-Agent.
 	recs := consentRecordsOf(e, "optin", id)
-	if len(recs) != 1 || !recs[0].Analytics || recs[0].VisitorID != id {
-		t.Errorf("consent records after GPC = %+v, want the grant", recs)
+	if len(recs) != 2 || !recs[0].Analytics || recs[0].VisitorID != id {
+		t.Fatalf("consent records after GPC = %+v, want the grant and a gpc withdrawal", recs)
+	}
+	if w := recs[1]; w.Method != "gpc" || w.Analytics || w.Marketing || w.VisitorID != "" || w.IP != "" || w.UserAgent != "" ||
+		w.PolicyVersion != "v2" || !w.Time.Equal(e.clock.Now()) {
+		t.Errorf("gpc withdrawal record = %+v", w)
 	}
 	if got, want := statCount(e, "optin", "gpc"), 1; got != want {
 		t.Errorf("counter gpc = %d, want %d", got, want)

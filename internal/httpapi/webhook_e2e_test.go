@@ -54,7 +54,7 @@ func newWHReceiver(t *testing.T, clk *clock, statuses ...int) *whReceiver {
 		defer rc.mu.Unlock()
 		rc.got = append(rc.got, whRequest{
 			method: r.Method, path: r.URL.Path, header: r.Header.Clone(), body: body,
-			verifyErr: webhook.Verify(whSecret, r.Header.Get("Visitord-Signature"), body, rc.clock.Now(), webhook.DefaultTolerance),
+			verifyErr: webhook.Verify(whSecret, r.Header.Get("Visitord-Signature"), r.Header.Get("Visitord-Delivery"), body, rc.clock.Now(), webhook.DefaultTolerance),
 		})
 		w.WriteHeader(rc.statuses[min(len(rc.got), len(rc.statuses))-1])
 	}))
@@ -91,6 +91,7 @@ sites:
     webhook: {url: %q, secret_env: HOOK}
     keys:
       - {id: agent-1, role: operator, sha256: "933174a2b21fc9af707473cd8a34d704c75c44d34c15073977611508c0d94f01"}
+      - {id: dpo, role: privacy, sha256: "9b98b2e892e32b76693355ee5ffe2e7a6b98b001059abbc172169dd1e75e4660"}
 `, shopOrigin, rc.srv.URL+"/hooks/visitord")
 	getenv := func(k string) string { return map[string]string{"HOOK": string(whSecret)}[k] }
 	parsed, err := config.ParseSites([]byte(yaml), getenv, 1, 1825)
@@ -247,7 +248,7 @@ func TestWebhookChatStartedDelivered(t *testing.T) {
 	if r.verifyErr != nil {
 		t.Errorf("Visitord-Signature %q does not verify: %v", r.header.Get("Visitord-Signature"), r.verifyErr)
 	}
-	if err := webhook.Verify([]byte("another-secret-0123456789abcdef-0123"), r.header.Get("Visitord-Signature"), r.body, s.clock.Now(), webhook.DefaultTolerance); err == nil {
+	if err := webhook.Verify([]byte("another-secret-0123456789abcdef-0123"), r.header.Get("Visitord-Signature"), r.header.Get("Visitord-Delivery"), r.body, s.clock.Now(), webhook.DefaultTolerance); err == nil {
 		t.Error("the signature verifies under another secret")
 	}
 	if r.header.Get("Visitord-Event") != "chat.started" || !strings.HasSuffix(dkey, ":w:"+r.header.Get("Visitord-Delivery")) {

@@ -79,7 +79,7 @@ func (s *Store) SaveChat(ctx context.Context, w visitor.ChatWrite) error {
 		fields = append(fields, "wd", dkey)
 		calls = append(calls,
 			&call{script: putHashScript, keys: []string{dkey}, args: []any{ms(w.Start.Add(WebhookTTL)),
-				"p", w.Webhook.Sealed, "e", w.Webhook.Event, "n", 0, "s", site.ID}},
+				"i", w.Webhook.ID, "p", w.Webhook.Sealed, "e", w.Webhook.Event, "n", 0, "s", site.ID}},
 			&call{script: queueScript, keys: []string{queueKey(site.ID)}, args: []any{dkey, ms(w.Start), WebhookTTL.Milliseconds()}})
 	}
 	var ekey string
@@ -121,7 +121,16 @@ func (s *Store) Chat(ctx context.Context, site *visitor.Site, chatID string) (vi
 	if len(m) == 0 {
 		return visitor.StoredChat{}, fmt.Errorf("chat: %w", visitor.ErrNotFound)
 	}
-	return storedChat(chatID, m), nil
+	c := storedChat(chatID, m)
+	if c.Marketing && c.VisitorKey != "" {
+		// The visitor may have withdrawn the opt-in since (SaveConsent).
+		withdrawn, err := s.c.SIsMember(ctx, keysOf(site.ID, c.VisitorKey).withdrawn, chatID).Result()
+		if err != nil {
+			return visitor.StoredChat{}, fmt.Errorf("chat: %w", translate(err))
+		}
+		c.Marketing = !withdrawn
+	}
+	return c, nil
 }
 
 // storedChat decodes a chat hash.

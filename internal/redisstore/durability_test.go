@@ -103,7 +103,7 @@ func durSite() *visitor.Site {
 
 func durConsent(site *visitor.Site, vkey string, at time.Time) visitor.ConsentWrite {
 	return visitor.ConsentWrite{Site: site, Retention: rxOld, VisitorKey: vkey,
-		Record: visitor.ConsentRecord{VisitorID: "vid-" + vkey, Time: at, Analytics: true, PolicyVersion: "2026-11",
+		Record: visitor.ConsentRecord{VisitorID: "vid-" + vkey, Time: at, Analytics: answered(true), PolicyVersion: "2026-11",
 			TextSHA256: "ab12", Method: "banner", IP: "192.0.2.0", UserAgent: "Firefox"},
 		Choice: visitor.Choice{Analytics: true, PolicyVersion: "2026-11", Given: at, ValidUntil: at.Add(180 * 24 * time.Hour)}}
 }
@@ -134,11 +134,11 @@ func TestMinReplicasWaitsOnTheWritingConnection(t *testing.T) {
 		flush bool
 	}{
 		{name: "consent", key: keysOf(site.ID, "frozen1").choice,
-			write: func(at time.Time) error { return s.SaveConsent(ctx, durConsent(site, "frozen1", at)) }},
+			write: func(at time.Time) error { _, err := s.SaveConsent(ctx, durConsent(site, "frozen1", at)); return err }},
 		{name: "chat", key: chatKey(site.ID, "frozenchat1"),
 			write: func(at time.Time) error { return s.SaveChat(ctx, durChat(site, "frozenchat1", at)) }},
 		{name: "consent after NOSCRIPT", key: keysOf(site.ID, "frozen2").choice, flush: true,
-			write: func(at time.Time) error { return s.SaveConsent(ctx, durConsent(site, "frozen2", at)) }},
+			write: func(at time.Time) error { _, err := s.SaveConsent(ctx, durConsent(site, "frozen2", at)); return err }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -191,7 +191,7 @@ func TestMinReplicasAcknowledgedWritesAreOnTheReplica(t *testing.T) {
 		wg.Go(func() {
 			for i := range perWriter {
 				vkey, chat := fmt.Sprintf("w%dv%d", w, i), fmt.Sprintf("w%dc%d", w, i)
-				if err := s.SaveConsent(ctx, durConsent(site, vkey, rxNow())); err != nil {
+				if _, err := s.SaveConsent(ctx, durConsent(site, vkey, rxNow())); err != nil {
 					errs <- fmt.Errorf("consent %s: %w", vkey, err)
 					continue
 				}

@@ -27,6 +27,11 @@
 //
 //	v:{shop:Q2x8Yk1vZjRrS3pN}:C         zset    the visitor's chat ids, scored by start (ms)
 //	v:{shop:Q2x8Yk1vZjRrS3pN}:I         set     the blind-index keys the visitor is entered in
+//	v:{shop:Q2x8Yk1vZjRrS3pN}:M         set     chat ids whose marketing opt-in the visitor withdrew
+//	                                             (expires with the chat index)
+//	v:{shop:Q2x8Yk1vZjRrS3pN}:w:<id>    hash    a queued delivery carrying the visitor's contact details
+//	                                             (subject.rectified): i (id), p, e, n, s
+//	v:{shop:Q2x8Yk1vZjRrS3pN}:W         set     the keys of those deliveries, purged by an erasure
 //
 // A chat has its own hash tag, so an operator reaches it by its id alone, and a
 // chat without identity is a subject of its own:
@@ -38,7 +43,8 @@
 //	                                             ids, comma list), br/bv/os/mob/co/rg/ci/tz/rf (device,
 //	                                             geo and referrer at the start), wd (queued delivery), w
 //	ch:{shop:3q2Yx…}:r                  zset    marketing consent record of a chat without identity
-//	ch:{shop:3q2Yx…}:w:<id>             hash    a queued webhook delivery: p (sealed body), e (event), n (attempts)
+//	ch:{shop:3q2Yx…}:w:<id>             hash    the chat's queued chat.started delivery: i (delivery id), p (sealed
+//	                                             body), e (event), n (attempts), s (site)
 //	pf:{shop:<keyed hash of chat id>}   zset    consent proof of an erased chat, cut (subject hash,
 //	                                             time, choices, policy, text hash, method)
 //	e:{shop:<keyed hash of e-mail>}     zset    blind index: "v:<visitor id>" or "c:<chat id>", scored by expiry
@@ -68,7 +74,8 @@
 //	                                             started under), r (the windows it applies), t0 (its
 //	                                             start, Redis time ms); TTL LockTTL, renewed every batch
 //	wq:{shop}                           zset    webhook queue: delivery keys scored by next attempt (ms)
-//	wh:{shop:<id>}                      hash    a queued webhook delivery of an erased or rectified subject
+//	wh:{shop:<id>}                      hash    a queued delivery of ids only (subject.erased, marketing.withdrawn),
+//	                                             which outlives the subject: i, p, e, n, s
 //	au:{shop}                           stream  audit trail: t, actor, action, target (keyed hash)
 //	rate:rl:{shop}:chat:<hash>          string  rate-limit counter (redis_rate's GCRA, which adds
 //	                                             "rate:"): kinds chat, consent, me, api; hash is the
@@ -112,12 +119,13 @@ func visitorPrefix(site, vkey string) string {
 
 // visitorKeys names the declared keys of one visitor.
 type visitorKeys struct {
-	profile, sessions, choice, records, tombstone, chats, indexes string
+	profile, sessions, choice, records, tombstone, chats, indexes, withdrawn, deliveries string
 }
 
 func keysOf(site, vkey string) visitorKeys {
 	p := visitorPrefix(site, vkey)
-	return visitorKeys{profile: p, sessions: p + ":S", choice: p + ":c", records: p + ":r", tombstone: p + ":t", chats: p + ":C", indexes: p + ":I"}
+	return visitorKeys{profile: p, sessions: p + ":S", choice: p + ":c", records: p + ":r", tombstone: p + ":t", chats: p + ":C", indexes: p + ":I",
+		withdrawn: p + ":M", deliveries: p + ":W"}
 }
 
 func sessionKey(profile, sid string) string { return profile + ":s:" + sid }

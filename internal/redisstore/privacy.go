@@ -60,6 +60,7 @@ func (s *Store) VisitorData(ctx context.Context, site *visitor.Site, vkey string
 	choice := pipe.HGetAll(ctx, k.choice)
 	records := pipe.ZRange(ctx, k.records, 0, -1)
 	chats := pipe.ZRange(ctx, k.chats, 0, -1)
+	withdrawn := pipe.SMembers(ctx, k.withdrawn)
 	tomb := pipe.Exists(ctx, k.tombstone)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return visitor.VisitorData{}, fmt.Errorf("visitor data: %w", translate(err))
@@ -113,7 +114,9 @@ func (s *Store) VisitorData(ctx context.Context, site *visitor.Site, vkey string
 		}
 		for i, h := range hashes {
 			if m := h.Val(); len(m) > 0 {
-				d.Chats = append(d.Chats, storedChat(chats.Val()[i], m))
+				c := storedChat(chats.Val()[i], m)
+				c.Marketing = c.Marketing && !contains(withdrawn.Val(), c.ID)
+				d.Chats = append(d.Chats, c)
 			}
 		}
 	}
@@ -269,22 +272,31 @@ func (s *Store) Erase(ctx context.Context, site *visitor.Site, e visitor.Erasure
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("erase index entries: %w", translate(err))
 	}
-	// Keys: chats (with queued deliveries), behaviour, consent records cut.
+	// Keys: chats and queued deliveries with contact details (off the queue
+	// too), behaviour, consent records cut.
 	var calls []*call
 	for _, id := range chats.Val() {
 		calls = append(calls, &call{script: eraseChatScript, keys: []string{chatKey(site.ID, id)}})
 	}
-	calls = append(calls, &call{script: forgetScript, keys: []string{k.profile, k.sessions}})
-	if len(calls) > 0 {
-		if err := s.run(ctx, calls...); err != nil {
-			return fmt.Errorf("erase keys: %w", err)
+	purge := &call{script: purgeScript, keys: []string{k.deliveries}}
+	calls = append(calls, purge, &call{script: forgetScript, keys: []string{k.profile, k.sessions}})
+	if err := s.run(ctx, calls...); err != nil {
+		return fmt.Errorf("erase keys: %w", err)
+	}
+	purged, _ := purge.cmd.StringSlice()
+	for _, c := range calls[:len(chats.Val())] {
+		if wd, _ := c.cmd.Text(); wd != "" {
+			purged = append(purged, wd)
 		}
+	}
+	if err := s.dequeue(ctx, site, purged); err != nil {
+		return fmt.Errorf("erase: %w", err)
 	}
 	if err := s.cutRecords(ctx, k.records, k.records, records.Val(), e.Subject); err != nil {
 		return err
 	}
 	pipe = s.c.Pipeline()
-	pipe.Del(ctx, k.choice, k.chats, k.indexes)
+	pipe.Del(ctx, k.choice, k.chats, k.indexes, k.withdrawn)
 	pipe.ZRem(ctx, erasuresKey(site.ID), marker)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("erase: %w", translate(err))
@@ -343,12 +355,19 @@ func (s *Store) eraseChat(ctx context.Context, site *visitor.Site, e visitor.Era
 	}
 	if vk := str(0); vk != "" {
 		pipe.ZRem(ctx, keysOf(site.ID, vk).chats, e.ChatID)
+		pipe.SRem(ctx, keysOf(site.ID, vk).withdrawn, e.ChatID)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("erase chat index entries: %w", translate(err))
 	}
-	if err := s.run(ctx, &call{script: eraseChatScript, keys: []string{ck}}); err != nil {
+	erase := &call{script: eraseChatScript, keys: []string{ck}}
+	if err := s.run(ctx, erase); err != nil {
 		return fmt.Errorf("erase chat: %w", err)
+	}
+	if wd, _ := erase.cmd.Text(); wd != "" {
+		if err := s.dequeue(ctx, site, []string{wd}); err != nil {
+			return fmt.Errorf("erase chat: %w", err)
+		}
 	}
 	// The proof of an erased chat leaves the key named by its id for one named by
 	// the keyed hash, which points at no one.
@@ -380,14 +399,38 @@ func (s *Store) PendingErasures(ctx context.Context, site *visitor.Site) ([]visi
 	return out, nil
 }
 
-// Enqueue queues a sealed webhook delivery under its own key.
+// Enqueue queues a sealed webhook delivery: one carrying a visitor's contact
+// details (d.VisitorKey) under the visitor's hash tag and in its delivery set,
+// so an erasure purges it; one of ids only under its own key.
 func (s *Store) Enqueue(ctx context.Context, site *visitor.Site, d visitor.Delivery, now time.Time) error {
-	dk := hookKey(site.ID, d.ID)
+	dk, keys := hookKey(site.ID, d.ID), []string(nil)
+	if d.VisitorKey != "" {
+		k := keysOf(site.ID, d.VisitorKey)
+		dk = k.profile + ":w:" + d.ID
+		keys = []string{dk, k.deliveries}
+	} else {
+		keys = []string{dk}
+	}
 	err := s.run(ctx,
-		&call{script: putHashScript, keys: []string{dk}, args: []any{ms(now.Add(WebhookTTL)), "p", d.Sealed, "e", d.Event, "n", 0, "s", site.ID}},
+		&call{script: enqueueScript, keys: keys, args: []any{ms(now.Add(WebhookTTL)), "i", d.ID, "p", d.Sealed, "e", d.Event, "n", 0, "s", site.ID}},
 		&call{script: queueScript, keys: []string{queueKey(site.ID)}, args: []any{dk, ms(now), WebhookTTL.Milliseconds()}})
 	if err != nil {
 		return fmt.Errorf("enqueue webhook: %w", err)
+	}
+	return nil
+}
+
+// dequeue takes deleted deliveries off the site's queue.
+func (s *Store) dequeue(ctx context.Context, site *visitor.Site, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	members := make([]any, len(keys))
+	for i, k := range keys {
+		members[i] = k
+	}
+	if err := s.c.ZRem(ctx, queueKey(site.ID), members...).Err(); err != nil {
+		return fmt.Errorf("dequeue webhooks: %w", translate(err))
 	}
 	return nil
 }

@@ -75,8 +75,8 @@ func (e rxEnv) hit(tb testing.TB, vkey, vid, sid string, at time.Time) {
 
 func (e rxEnv) consent(tb testing.TB, vkey, vid string, at time.Time) {
 	tb.Helper()
-	err := e.s.SaveConsent(e.ctx, visitor.ConsentWrite{Site: e.site, Retention: rxOld, VisitorKey: vkey,
-		Record: visitor.ConsentRecord{VisitorID: vid, Time: at, Analytics: true, PolicyVersion: "2026-11",
+	_, err := e.s.SaveConsent(e.ctx, visitor.ConsentWrite{Site: e.site, Retention: rxOld, VisitorKey: vkey,
+		Record: visitor.ConsentRecord{VisitorID: vid, Time: at, Analytics: answered(true), PolicyVersion: "2026-11",
 			TextSHA256: "ab12", Method: "banner", IP: "192.0.2.0", UserAgent: "Firefox"},
 		Choice: visitor.Choice{Analytics: true, PolicyVersion: "2026-11", Given: at, ValidUntil: at.Add(180 * 24 * time.Hour)}})
 	if err != nil {
@@ -90,7 +90,7 @@ func (e rxEnv) chat(tb testing.TB, id, vkey, vid, email string, at time.Time, we
 	tb.Helper()
 	w := visitor.ChatWrite{Site: e.site, Retention: rxOld, ChatID: id, VisitorID: vid, VisitorKey: vkey, Start: at,
 		URL: "https://shop.example/p", Marketing: true, Name: "k1:sealed", Email: "k1:sealed", EmailIndex: email,
-		MarketingRecord: &visitor.ConsentRecord{VisitorID: vid, Time: at, Marketing: true, PolicyVersion: "2026-11",
+		MarketingRecord: &visitor.ConsentRecord{VisitorID: vid, Time: at, Marketing: answered(true), PolicyVersion: "2026-11",
 			TextSHA256: "ab12", Method: "chat_start"}}
 	if webhook {
 		w.Webhook = &visitor.Delivery{ID: "d" + id, Event: "chat.started", Sealed: "k1:sealed"}
@@ -596,7 +596,7 @@ func benchPopulateReexpire(tb testing.TB, c redis.UniversalClient, site string, 
 			pipe.Expire(ctx, sk, 90*rxDay)
 			pipe.ZAdd(ctx, k.sessions, redis.Z{Score: float64(ms(w)), Member: sid})
 			pipe.Expire(ctx, k.sessions, 395*rxDay)
-			rec, _ := json.Marshal(consentRecordJSON{VisitorID: vid, Time: w, Analytics: true, PolicyVersion: "2026-11",
+			rec, _ := json.Marshal(consentRecordJSON{VisitorID: vid, Time: w, Analytics: answered(true), PolicyVersion: "2026-11",
 				TextSHA256: strings.Repeat("ab", 32), Method: "banner", IP: "192.0.2.0", UserAgent: "Mozilla/5.0 Chrome/120"})
 			pipe.ZAdd(ctx, k.records, redis.Z{Score: float64(ms(w.Add(1095 * rxDay))), Member: string(rec)})
 			pipe.PExpireAt(ctx, k.records, w.Add(1095*rxDay))

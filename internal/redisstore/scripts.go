@@ -210,13 +210,17 @@ end
 `
 
 // consentScript writes a consent record and the choice it makes; with forget it
-// deletes the visitor's behaviour data too. Refuses an erased visitor.
+// deletes the visitor's behaviour data too; with withdraw it withdraws the
+// marketing permission of every chat of the visitor (adds the chat ids to the
+// withdrawn set, which expires with the chat index). Refuses an erased visitor.
 //
-// KEYS: choice, records, tombstone, profile, session index.
+// KEYS: choice, records, tombstone, profile, session index, chat index,
+// marketing-withdrawn set.
 // ARGV: 1 analytics (0|1), 2 marketing (0|1), 3 policy version, 4 given ms,
 // 5 valid until ms, 6 record JSON, 7 record expiry ms, 8 now ms, 9 forget (0|1),
-// 10 the choice's expire-at ms (a refusal's lasts as long as the identity it replaced could).
-// Returns: ok | erased.
+// 10 the choice's expire-at ms (a refusal's lasts as long as the identity it
+// replaced could), 11 withdraw marketing (0|1).
+// Returns: 'erased', or the ids of the chats whose permission it withdrew.
 var consentScript = redis.NewScript(forgetLua + `
 if redis.call('EXISTS', KEYS[3]) == 1 then return 'erased' end
 local now = tonumber(ARGV[8])
@@ -227,10 +231,20 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 local top = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[2], top[2])
 if ARGV[9] == '1' then forget(KEYS[4], KEYS[5]) end
-return 'ok'
+local withdrawn = {}
+if ARGV[11] == '1' then
+  local expiry = redis.call('PEXPIRETIME', KEYS[6])
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[6], 0, -1)) do
+    if redis.call('SADD', KEYS[7], id) == 1 then withdrawn[#withdrawn + 1] = id end
+  end
+  -- The chat index always has a TTL; should it have none, the record's bounds it.
+  if expiry <= 0 then expiry = ARGV[7] end
+  if #withdrawn > 0 then redis.call('PEXPIREAT', KEYS[7], expiry) end
+end
+return withdrawn
 `)
 
-var allScripts = []*redis.Script{hitScript, siteScript, forgetScript, consentScript, bindChatScript, liveScript, migrateScript, putHashScript, chatIndexScript, recordScript, blindIndexScript, queueScript, auditScript, claimScript, subjectScript, eraseChatScript, replaceRecordsScript, rectifyScript, replaceSetScript,
+var allScripts = []*redis.Script{hitScript, siteScript, forgetScript, consentScript, bindChatScript, liveScript, migrateScript, putHashScript, chatIndexScript, recordScript, blindIndexScript, queueScript, auditScript, claimScript, subjectScript, eraseChatScript, enqueueScript, purgeScript, replaceRecordsScript, rectifyScript, replaceSetScript,
 	reexpireVisitorScript, reexpireChatScript, reexpireIndexScript, reexpireStartScript, reexpireEndScript, pendingScript}
 
 // recordLua defines record(key, json, expiry, now): adds a consent record to a
@@ -399,14 +413,41 @@ return 1
 `)
 
 // eraseChatScript deletes a chat and its queued delivery; the caller cuts its
-// consent records first.
+// consent records first. The delivery key (wd) shares the chat's hash tag.
 //
-// KEYS: chat. Returns the chat's blind-index key (empty for none).
+// KEYS: chat. Returns the key of the delivery it deleted (empty for none), to
+// leave the queue.
 var eraseChatScript = redis.NewScript(`
-local f = redis.call('HMGET', KEYS[1], 'wd', 'ei')
-if f[1] and f[1] ~= '' then redis.call('DEL', f[1]) end
+local wd = redis.call('HGET', KEYS[1], 'wd')
+if wd and wd ~= '' then redis.call('DEL', wd) else wd = '' end
 redis.call('DEL', KEYS[1])
-return f[2] or ''
+return wd
+`)
+
+// enqueueScript writes a queued delivery whole with its absolute expiry and,
+// for one kept with a visitor, enters it in the visitor's delivery set (same
+// hash tag), which lasts as long as its newest delivery.
+//
+// KEYS: delivery[, delivery set]. ARGV: 1 expire-at ms, then field, value pairs.
+var enqueueScript = redis.NewScript(`
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+if KEYS[2] then
+  redis.call('SADD', KEYS[2], KEYS[1])
+  if redis.call('PEXPIRETIME', KEYS[2]) < tonumber(ARGV[1]) then redis.call('PEXPIREAT', KEYS[2], ARGV[1]) end
+end
+return 1
+`)
+
+// purgeScript deletes the deliveries a visitor's delivery set names (keys of the
+// set's hash tag) and the set.
+//
+// KEYS: delivery set. Returns the keys it named, to leave the queue.
+var purgeScript = redis.NewScript(`
+local keys = redis.call('SMEMBERS', KEYS[1])
+for _, k in ipairs(keys) do redis.call('DEL', k) end
+redis.call('DEL', KEYS[1])
+return keys
 `)
 
 // replaceRecordsScript replaces a records zset whole (consent records cut to

@@ -291,17 +291,6 @@ func (s *Store) CountRefused(ctx context.Context, site *visitor.Site, now time.T
 	return nil
 }
 
-// Object deletes the visitor's behaviour data and live entry and counts reason
-// ("" counts nothing), in one pipeline.
-func (s *Store) Object(ctx context.Context, site *visitor.Site, vkey string, now time.Time, reason visitor.Reason) error {
-	k := keysOf(site.ID, vkey)
-	forget := &call{script: forgetScript, keys: []string{k.profile, k.sessions}}
-	if err := s.run(ctx, forget, siteCall(site, vkey, now, "-", reason, "")); err != nil {
-		return fmt.Errorf("object: %w", err)
-	}
-	return nil
-}
-
 // ConsentChoice returns the visitor's current consent choice.
 func (s *Store) ConsentChoice(ctx context.Context, site *visitor.Site, vkey string) (visitor.Choice, bool, error) {
 	v, err := s.c.HMGet(ctx, keysOf(site.ID, vkey).choice, "a", "m", "pv", "t", "u").Result()
@@ -331,8 +320,8 @@ type consentRecordJSON struct {
 	VisitorID     string    `json:"visitor_id,omitempty"`
 	Subject       string    `json:"subject,omitempty"` // keyed hash, after an erasure
 	Time          time.Time `json:"time"`
-	Analytics     bool      `json:"analytics"`
-	Marketing     bool      `json:"marketing"`
+	Analytics     *bool     `json:"analytics,omitempty"` // absent: not asked
+	Marketing     *bool     `json:"marketing,omitempty"`
 	PolicyVersion string    `json:"policy_version"`
 	TextSHA256    string    `json:"text_sha256"`
 	Method        string    `json:"method"`
@@ -341,36 +330,43 @@ type consentRecordJSON struct {
 }
 
 // SaveConsent writes a consent record and the choice it makes in one script on
-// the visitor's slot; a refusal also deletes behaviour data and the live entry.
-// With WithMinReplicas it returns once that many replicas hold the write.
-func (s *Store) SaveConsent(ctx context.Context, w visitor.ConsentWrite) error {
+// the visitor's slot; a refusal also deletes behaviour data and the live entry,
+// a marketing withdrawal withdraws the permission of the visitor's chats (the
+// ids returned) in the same script. With WithMinReplicas it returns once that
+// many replicas hold the write.
+func (s *Store) SaveConsent(ctx context.Context, w visitor.ConsentWrite) ([]string, error) {
 	k := keysOf(w.Site.ID, w.VisitorKey)
 	r := w.Record
 	rec, err := json.Marshal(consentRecordJSON{
-		VisitorID: r.VisitorID, Time: r.Time, Analytics: r.Analytics, Marketing: r.Marketing,
+		VisitorID: r.VisitorID, Subject: r.Subject, Time: r.Time, Analytics: r.Analytics, Marketing: r.Marketing,
 		PolicyVersion: r.PolicyVersion, TextSHA256: r.TextSHA256, Method: r.Method, IP: r.IP, UserAgent: r.UserAgent,
 	})
 	if err != nil {
-		return fmt.Errorf("save consent: %w", err)
+		return nil, fmt.Errorf("save consent: %w", err)
 	}
 	c := w.Choice
-	save := &call{script: consentScript, keys: []string{k.choice, k.records, k.tombstone, k.profile, k.sessions}, args: []any{
-		bit(c.Analytics), bit(c.Marketing), c.PolicyVersion, ms(c.Given), ms(c.ValidUntil),
-		rec, ms(r.Time.Add(days(w.Retention.Consents))), ms(r.Time), bit(w.Forget), ms(choiceExpiry(w)),
-	}}
+	save := &call{script: consentScript, keys: []string{k.choice, k.records, k.tombstone, k.profile, k.sessions, k.chats, k.withdrawn},
+		args: []any{
+			bit(c.Analytics), bit(c.Marketing), c.PolicyVersion, ms(c.Given), ms(c.ValidUntil),
+			rec, ms(r.Time.Add(days(w.Retention.Consents))), ms(r.Time), bit(w.Forget), ms(choiceExpiry(w)),
+			bit(w.WithdrawMarketing),
+		}}
 	calls := []*call{save, subjectCall(w.Site, w.VisitorKey, r.Time)}
 	if w.Forget {
-		calls = append(calls, siteCall(w.Site, w.VisitorKey, r.Time, "-", "", ""))
+		calls = append(calls, siteCall(w.Site, w.VisitorKey, r.Time, "-", w.Count, ""))
+	} else if w.Count != "" {
+		calls = append(calls, siteCall(w.Site, "", r.Time, "", w.Count, ""))
 	}
 	on, release := s.durable()
 	defer release()
 	if err := runOn(ctx, on, calls...); err != nil {
-		return fmt.Errorf("save consent: %w", err)
+		return nil, fmt.Errorf("save consent: %w", err)
 	}
 	if res, _ := save.cmd.Text(); res == "erased" {
-		return fmt.Errorf("save consent: %w", visitor.ErrErased)
+		return nil, fmt.Errorf("save consent: %w", visitor.ErrErased)
 	}
-	return s.waitReplicas(ctx, on)
+	withdrawn, _ := save.cmd.StringSlice()
+	return withdrawn, s.waitReplicas(ctx, on)
 }
 
 // choiceExpiry is when a choice's key goes: a grant when it lapses; a refusal

@@ -27,12 +27,16 @@ func NewWebhookQueue(s *Store, sealer *visitor.Sealer) *WebhookQueue {
 	return &WebhookQueue{s: s, sealer: sealer}
 }
 
-// deliveryID is the id a delivery key ends with: ch:{site:chat}:w:<id>.
+// deliveryID is the id of a delivery written before its hash held it (field
+// i): the key ends with it, ch:{site:chat}:w:<id> or wh:{site:<id>}.
 func deliveryID(key string) string {
+	key = strings.TrimSuffix(key, "}")
 	return key[strings.LastIndex(key, ":")+1:]
 }
 
 // Due claims up to n due deliveries of site for lease and returns them opened.
+// A delivery that is gone (expired) or cannot be opened is returned with Err
+// set, so the dispatcher logs, counts and removes it: none is dropped in silence.
 func (q *WebhookQueue) Due(ctx context.Context, site string, now time.Time, n int, lease time.Duration) ([]webhook.Delivery, error) {
 	qk := queueKey(site)
 	keys, err := claimScript.Run(ctx, q.s.c, []string{qk}, ms(now), lease.Milliseconds(), n).StringSlice()
@@ -45,39 +49,37 @@ func (q *WebhookQueue) Due(ctx context.Context, site string, now time.Time, n in
 	pipe := q.s.c.Pipeline()
 	cmds := make([]*redis.SliceCmd, len(keys))
 	for i, k := range keys {
-		cmds[i] = pipe.HMGet(ctx, k, "p", "e", "n")
+		cmds[i] = pipe.HMGet(ctx, k, "p", "e", "n", "i")
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("webhook due: %w", translate(err))
 	}
-	var out []webhook.Delivery
-	var gone []any
+	out := make([]webhook.Delivery, 0, len(keys))
 	for i, cmd := range cmds {
 		v := cmd.Val()
-		sealed, _ := v[0].(string)
+		str := func(j int) string { s, _ := v[j].(string); return s }
+		d := webhook.Delivery{ID: str(3), Site: site, Event: str(1), Ref: keys[i]}
+		if d.ID == "" {
+			d.ID = deliveryID(keys[i])
+		}
+		d.Attempts, _ = strconv.Atoi(str(2))
+		sealed := str(0)
 		if sealed == "" {
-			gone = append(gone, keys[i]) // erased with its subject, or expired
+			d.Err = webhook.ErrGone
+			out = append(out, d)
 			continue
 		}
-		id := deliveryID(keys[i])
-		body, err := q.sealer.Open(site, "webhook", id, sealed)
+		body, err := q.sealer.Open(site, "webhook", d.ID, sealed)
 		if err != nil {
-			gone = append(gone, keys[i]) // sealed under a key no longer configured
-			continue
+			d.Err = fmt.Errorf("%w: %v", webhook.ErrUnreadable, err)
 		}
-		event, _ := v[1].(string)
-		attempts, _ := strconv.Atoi(fmt.Sprint(v[2]))
-		out = append(out, webhook.Delivery{ID: id, Site: site, Event: event, Body: []byte(body), Attempts: attempts, Ref: keys[i]})
-	}
-	if len(gone) > 0 {
-		if err := q.s.c.ZRem(ctx, qk, gone...).Err(); err != nil {
-			return nil, fmt.Errorf("webhook due: %w", translate(err))
-		}
+		d.Body = []byte(body)
+		out = append(out, d)
 	}
 	return out, nil
 }
 
-// Done removes a delivered or abandoned delivery.
+// Done removes a delivered, abandoned or unreadable delivery.
 func (q *WebhookQueue) Done(ctx context.Context, d webhook.Delivery) error {
 	pipe := q.s.c.Pipeline()
 	pipe.ZRem(ctx, queueKey(d.Site), d.Ref)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/mail"
@@ -54,13 +53,6 @@ func (c Contact) Clean() Contact {
 
 // NormalizeEmail is the form of an e-mail the blind index hashes: trimmed, lower case.
 func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
-
-// Webhook events.
-const (
-	EventChatStarted      = "chat.started"
-	EventSubjectRectified = "subject.rectified"
-	EventSubjectErased    = "subject.erased"
-)
 
 // ChatRequest is a chat start as the widget sends it.
 type ChatRequest struct {
@@ -117,13 +109,6 @@ type ChatWrite struct {
 	Webhook *Delivery
 }
 
-// Delivery is a queued, sealed webhook delivery.
-type Delivery struct {
-	ID     string
-	Event  string
-	Sealed string
-}
-
 // StoredChat is a chat as the store keeps it, contacts still sealed.
 type StoredChat struct {
 	ID                 string
@@ -170,21 +155,6 @@ func NewChatID() string {
 
 // ValidChatID reports whether id has the shape NewChatID gives.
 func ValidChatID(id string) bool { return validVisitorID(id) }
-
-// chatStartedEvent is the body of a chat.started webhook.
-type chatStartedEvent struct {
-	Event          string    `json:"event"`
-	Site           string    `json:"site"`
-	ChatID         string    `json:"chat_id"`
-	Time           time.Time `json:"time"`
-	Name           string    `json:"name,omitempty"`
-	Email          string    `json:"email,omitempty"`
-	Phone          string    `json:"phone,omitempty"`
-	MarketingOptIn bool      `json:"marketing_opt_in"`
-	URL            string    `json:"url,omitempty"`
-	Returning      bool      `json:"returning"`
-	PreviousChats  int       `json:"previous_chats"`
-}
 
 // StartChat starts a chat. With a valid identity the chat is bound to the
 // visitor's open session and linked to their earlier chats, through the identity
@@ -246,7 +216,7 @@ func (s *Service) StartChat(ctx context.Context, r ChatRequest) (ChatResult, err
 	}
 	if r.MarketingOptIn {
 		w.MarketingRecord = &ConsentRecord{
-			VisitorID: visitorID, Time: now, Marketing: true, PolicyVersion: site.PolicyVersion,
+			VisitorID: visitorID, Time: now, Marketing: answer(true), PolicyVersion: site.PolicyVersion,
 			TextSHA256: s.textHash[site.ID], Method: MethodChatStart, IP: site.StoredIP(r.IP),
 			UserAgent: truncateUTF8(cleanText(r.UserAgent), MaxUserAgentBytes),
 		}
@@ -254,7 +224,7 @@ func (s *Service) StartChat(ctx context.Context, r ChatRequest) (ChatResult, err
 	res.PreviousChats = len(binding.Previous)
 	res.Returning = res.PreviousChats > 0
 	if site.Webhook.URL != "" {
-		body, err := json.Marshal(chatStartedEvent{
+		d, err := s.seal(site, EventChatStarted, ChatStartedBody{
 			Event: EventChatStarted, Site: site.ID, ChatID: res.ChatID, Time: now, Name: c.Name, Email: c.Email,
 			Phone: c.Phone, MarketingOptIn: r.MarketingOptIn, URL: page.URL, Returning: res.Returning,
 			PreviousChats: res.PreviousChats,
@@ -262,8 +232,7 @@ func (s *Service) StartChat(ctx context.Context, r ChatRequest) (ChatResult, err
 		if err != nil {
 			return ChatResult{}, fmt.Errorf("start chat on %s: %w", site.ID, err)
 		}
-		id := NewChatID()
-		w.Webhook = &Delivery{ID: id, Event: EventChatStarted, Sealed: s.sealer.Seal(site.ID, "webhook", id, string(body))}
+		w.Webhook = &d
 	}
 	if err := s.store.SaveChat(ctx, w); err != nil {
 		return ChatResult{}, fmt.Errorf("start chat on %s: %w", site.ID, err)
@@ -280,7 +249,7 @@ func (s *Service) identifyByChat(ctx context.Context, r ChatRequest, site *Site,
 		ValidUntil: now.Add(site.ConsentValidity())}
 	cr := ConsentRequest{Site: site, Analytics: true, Marketing: r.MarketingOptIn, PolicyVersion: site.PolicyVersion,
 		Method: MethodChatStart, UserAgent: r.UserAgent, IP: r.IP}
-	if err := s.saveConsent(ctx, cr, site, id, choice, now); err != nil {
+	if _, err := s.saveConsent(ctx, cr, site, id, choice, now); err != nil {
 		return "", "", time.Time{}, ChatBinding{}, fmt.Errorf("chat consent on %s: %w", site.ID, err)
 	}
 	var binding ChatBinding

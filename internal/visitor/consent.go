@@ -13,6 +13,8 @@ const (
 	MethodBanner    = "banner"
 	MethodAPI       = "api"
 	MethodChatStart = "chat_start"
+	// MethodGPC is a withdrawal by a Global Privacy Control signal (invariant 1).
+	MethodGPC = "gpc"
 )
 
 // MaxUserAgentBytes bounds the User-Agent kept in a consent record.
@@ -32,11 +34,14 @@ type Choice struct {
 // ConsentRecord is the proof of one consent choice (invariant 2).
 type ConsentRecord struct {
 	VisitorID string
-	// Subject is the keyed hash that replaces VisitorID after an erasure.
-	Subject       string
-	Time          time.Time
-	Analytics     bool
-	Marketing     bool
+	// Subject is the keyed hash that replaces VisitorID after an erasure, and
+	// names the visitor of a GPC withdrawal, which is cut like an erased record.
+	Subject string
+	Time    time.Time
+	// Analytics and Marketing are the answers of the purposes asked; nil for a
+	// purpose not asked (a chat-start marketing opt-in answers marketing alone).
+	Analytics     *bool
+	Marketing     *bool
 	PolicyVersion string
 	TextSHA256    string
 	Method        string
@@ -53,6 +58,11 @@ type ConsentWrite struct {
 	Choice     Choice
 	// Forget deletes the visitor's behaviour data: a refusal or withdrawal.
 	Forget bool
+	// WithdrawMarketing clears the marketing permission of every chat of the
+	// visitor in the same write: the record answers marketing false.
+	WithdrawMarketing bool
+	// Count is the anonymous counter the write adds to ("" for none).
+	Count Reason
 }
 
 // ConsentRequest is a visitor's choice as the widget sends it.
@@ -65,6 +75,8 @@ type ConsentRequest struct {
 	Token         string
 	UserAgent     string
 	IP            netip.Addr
+	DNT           bool
+	GPC           bool
 }
 
 // ConsentResult is the choice in force after a request, with the token that
@@ -73,6 +85,10 @@ type ConsentResult struct {
 	Choice       Choice
 	Token        string
 	TokenExpires time.Time
+	// Reason is set when a DNT or GPC signal refused a grant (ReasonGPC, ReasonDNT).
+	Reason Reason
+	// ForgetIdentity asks the transport to expire the identity cookie it carried.
+	ForgetIdentity bool
 }
 
 // Defaults is the choice a site assumes before the visitor makes one.
@@ -116,6 +132,19 @@ func (s *Service) SetConsent(ctx context.Context, r ConsentRequest) (ConsentResu
 	if ok && tok.Kind == KindID {
 		visitorID, expires = tok.VisitorID, tok.Expires
 	}
+	if (r.DNT || r.GPC) && (r.Analytics || r.Marketing) {
+		// Invariant 1: the signal wins over a grant sent with it. Nothing is
+		// stored and no token issued; a GPC objection of a known visitor is
+		// honoured as on a page view. A refusal goes on as usual.
+		res := ConsentResult{Choice: Choice{PolicyVersion: site.PolicyVersion}, Reason: signalReason(r.GPC),
+			ForgetIdentity: r.Token != ""}
+		if r.GPC && visitorID != "" {
+			if err := s.object(ctx, site, visitorID, now, ""); err != nil {
+				return ConsentResult{}, fmt.Errorf("consent on %s: %w", site.ID, err)
+			}
+		}
+		return res, nil
+	}
 	choice := Choice{Analytics: r.Analytics, Marketing: r.Marketing, PolicyVersion: site.PolicyVersion, Given: now}
 	if r.Analytics {
 		choice.ValidUntil = now.Add(site.ConsentValidity())
@@ -132,7 +161,7 @@ func (s *Service) SetConsent(ctx context.Context, r ConsentRequest) (ConsentResu
 	if visitorID == "" {
 		visitorID = s.newID()
 	}
-	err := s.saveConsent(ctx, r, site, visitorID, choice, now)
+	withdrawn, err := s.saveConsent(ctx, r, site, visitorID, choice, now)
 	if errors.Is(err, ErrErased) {
 		// The token named an erased visitor: it is foreign, the caller is new.
 		expires = time.Time{}
@@ -141,9 +170,12 @@ func (s *Service) SetConsent(ctx context.Context, r ConsentRequest) (ConsentResu
 			return ConsentResult{Choice: choice, Token: token, TokenExpires: exp}, nil
 		}
 		visitorID = s.newID()
-		err = s.saveConsent(ctx, r, site, visitorID, choice, now)
+		withdrawn, err = s.saveConsent(ctx, r, site, visitorID, choice, now)
 	}
 	if err != nil {
+		return ConsentResult{}, err
+	}
+	if err := s.notifyWithdrawn(ctx, site, withdrawn); err != nil {
 		return ConsentResult{}, err
 	}
 	if !r.Analytics {
@@ -154,14 +186,57 @@ func (s *Service) SetConsent(ctx context.Context, r ConsentRequest) (ConsentResu
 	return ConsentResult{Choice: choice, Token: token, TokenExpires: exp}, nil
 }
 
-func (s *Service) saveConsent(ctx context.Context, r ConsentRequest, site *Site, visitorID string, c Choice, now time.Time) error {
+// saveConsent writes the record of a choice answering both purposes and the
+// choice; a refusal forgets behaviour data, a marketing refusal withdraws the
+// marketing permission of the visitor's chats. It returns the chats withdrawn.
+func (s *Service) saveConsent(ctx context.Context, r ConsentRequest, site *Site, visitorID string, c Choice, now time.Time) ([]string, error) {
 	rec := ConsentRecord{
-		VisitorID: visitorID, Time: now, Analytics: c.Analytics, Marketing: c.Marketing,
+		VisitorID: visitorID, Time: now, Analytics: answer(c.Analytics), Marketing: answer(c.Marketing),
 		PolicyVersion: c.PolicyVersion, TextSHA256: s.textHash[site.ID], Method: r.Method,
 		IP: site.StoredIP(r.IP), UserAgent: truncateUTF8(cleanText(r.UserAgent), MaxUserAgentBytes),
 	}
 	return s.store.SaveConsent(ctx, ConsentWrite{
 		Site: site, Retention: s.Retention(site), VisitorKey: s.hasher.VisitorKey(site.ID, visitorID),
-		Record: rec, Choice: c, Forget: !c.Analytics,
+		Record: rec, Choice: c, Forget: !c.Analytics, WithdrawMarketing: !c.Marketing,
 	})
+}
+
+// object honours a GPC objection of an identified visitor (invariant 1): as a
+// withdrawal, it deletes the behaviour data, refuses both purposes for the
+// identity and withdraws the chats' marketing permission, in one write with a
+// withdrawal record of method gpc cut like an erased one (keyed hash, time,
+// choices, policy version, method: no visitor id, IP or User-Agent). count is
+// the page view's counter ("" for none). A token of an erased visitor is
+// foreign: then only count.
+func (s *Service) object(ctx context.Context, site *Site, visitorID string, now time.Time, count Reason) error {
+	rec := ConsentRecord{
+		Subject: s.AuditTarget(site.ID, "visitor", visitorID), Time: now,
+		Analytics: answer(false), Marketing: answer(false), PolicyVersion: site.PolicyVersion, Method: MethodGPC,
+	}
+	choice := Choice{PolicyVersion: site.PolicyVersion, Given: now, ValidUntil: now.Add(site.RefusalLifetime())}
+	withdrawn, err := s.store.SaveConsent(ctx, ConsentWrite{
+		Site: site, Retention: s.Retention(site), VisitorKey: s.hasher.VisitorKey(site.ID, visitorID),
+		Record: rec, Choice: choice, Forget: true, WithdrawMarketing: true, Count: count,
+	})
+	if errors.Is(err, ErrErased) {
+		if count == "" {
+			return nil
+		}
+		return s.store.CountRefused(ctx, site, now, count)
+	}
+	if err != nil {
+		return err
+	}
+	return s.notifyWithdrawn(ctx, site, withdrawn)
+}
+
+// answer is a purpose's answer in a consent record.
+func answer(b bool) *bool { return &b }
+
+// signalReason is the reason a DNT or GPC signal gives; GPC wins.
+func signalReason(gpc bool) Reason {
+	if gpc {
+		return ReasonGPC
+	}
+	return ReasonDNT
 }

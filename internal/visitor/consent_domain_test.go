@@ -226,3 +226,270 @@ func TestConsentRecordIPFollowsSiteMode(t *testing.T) {
 		})
 	}
 }
+
+// Invariant 1 (issue 17, item 7): a grant under DNT or GPC stores nothing, issues
+// no token and answers the choice refused with the reason; with an identity it
+// asks the transport to expire the cookie, and GPC's objection is honoured. A
+// refusal under DNT/GPC is recorded as usual.
+func TestSetConsentUnderSignal(t *testing.T) {
+	tests := []struct {
+		name                 string
+		dnt, gpc             bool
+		analytics, marketing bool
+		identity             bool
+		wantReason           visitor.Reason
+		wantToken            bool
+		wantMethods          []string // the visitor's consent records after, oldest first
+		wantBehaviour        bool     // the visitor's profile and sessions remain
+	}{
+		{name: "grant under DNT, new visitor", dnt: true, analytics: true, wantReason: visitor.ReasonDNT},
+		{name: "grant under GPC, new visitor", gpc: true, analytics: true, marketing: true, wantReason: visitor.ReasonGPC},
+		{name: "marketing-only grant under GPC", gpc: true, marketing: true, wantReason: visitor.ReasonGPC},
+		{name: "both signals: gpc wins", dnt: true, gpc: true, analytics: true, wantReason: visitor.ReasonGPC},
+		{name: "grant under DNT with identity stores nothing", dnt: true, analytics: true, identity: true,
+			wantReason: visitor.ReasonDNT, wantMethods: []string{"banner"}, wantBehaviour: true},
+		{name: "grant under GPC with identity is an objection", gpc: true, analytics: true, identity: true,
+			wantReason: visitor.ReasonGPC, wantMethods: []string{"banner", "gpc"}},
+		{name: "refusal under DNT without identity", dnt: true, wantToken: true},
+		{name: "refusal under GPC with identity is recorded as usual", gpc: true, identity: true, wantToken: true,
+			wantMethods: []string{"banner", "api"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			d := newConsentDomain(t, consentSite("shop", visitor.ConsentOptIn, visitor.IPTruncate))
+			ctx := context.Background()
+			site := d.sites["shop"]
+			var token, id string
+			if tt.identity {
+				token = d.grant("shop", false)
+				id = d.idOf("shop", token)
+				d.track("shop", token, "/pricing", "Pricing")
+				d.clock.Advance(time.Minute)
+			}
+			before := redistest.Keys(t, d.rdb)
+			res, err := d.svc.SetConsent(ctx, visitor.ConsentRequest{Site: site, Analytics: tt.analytics, Marketing: tt.marketing,
+				PolicyVersion: domainPolicy, Method: visitor.MethodAPI, Token: token, UserAgent: consentUA, IP: domainIP,
+				DNT: tt.dnt, GPC: tt.gpc})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Reason != tt.wantReason || (res.Token != "") != tt.wantToken {
+				t.Errorf("reason %q, token %t; want %q, %t", res.Reason, res.Token != "", tt.wantReason, tt.wantToken)
+			}
+			if tt.wantReason != "" {
+				if res.Choice.Analytics || res.Choice.Marketing || !res.Choice.ValidUntil.IsZero() {
+					t.Errorf("choice %+v, want refused", res.Choice)
+				}
+				if res.ForgetIdentity != tt.identity {
+					t.Errorf("ForgetIdentity = %t, want %t", res.ForgetIdentity, tt.identity)
+				}
+			}
+			if !tt.identity {
+				if tt.wantToken {
+					return // a refusal without identity is only counted
+				}
+				if got := redistest.Keys(t, d.rdb); len(got) != 0 {
+					t.Errorf("a grant under a signal wrote %q", got)
+				}
+				return
+			}
+			if tt.wantReason == visitor.ReasonDNT {
+				if got := redistest.Keys(t, d.rdb); !slicesEqual(got, before) {
+					t.Errorf("keys %q, want unchanged %q", got, before)
+				}
+			}
+			vd := d.data("shop", id)
+			var methods []string
+			for _, r := range vd.Consents {
+				methods = append(methods, r.Method)
+			}
+			if !slicesEqual(methods, tt.wantMethods) {
+				t.Errorf("consent records %q, want %q", methods, tt.wantMethods)
+			}
+			if got := vd.Profile != nil && len(vd.Sessions) > 0; got != tt.wantBehaviour {
+				t.Errorf("behaviour data kept = %t, want %t", got, tt.wantBehaviour)
+			}
+		})
+	}
+}
+
+func slicesEqual(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Invariant 1 (issue 17, item 6): GPC from a known visitor is an objection: the
+// behaviour data goes, a withdrawal record with method gpc is written cut like
+// an erased one (keyed hash, time, choices, policy version, method), and the
+// identity is never tracked again.
+func TestGPCObjectionWritesCutWithdrawal(t *testing.T) {
+	for _, mode := range []visitor.ConsentMode{visitor.ConsentOptIn, visitor.ConsentOptOut} {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			d := newConsentDomain(t, consentSite("shop", mode, visitor.IPTruncate))
+			ctx := context.Background()
+			site := d.sites["shop"]
+			var token string
+			if mode == visitor.ConsentOptIn {
+				token = d.grant("shop", false)
+				d.track("shop", token, "/a", "A")
+			} else {
+				token = d.track("shop", "", "/a", "A")
+			}
+			id := d.idOf("shop", token)
+			d.clock.Advance(time.Minute)
+			now := d.clock.Now()
+			res, err := d.svc.Track(ctx, visitor.Hit{Site: site, Type: visitor.HitPageview, Token: token,
+				UserAgent: consentUA, IP: domainIP, GPC: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Tracked || res.Reason != visitor.ReasonGPC || !res.ForgetIdentity {
+				t.Fatalf("GPC ping = %+v, want refused for gpc, identity forgotten", res)
+			}
+			vd := d.data("shop", id)
+			if vd.Profile != nil || len(vd.Sessions) != 0 {
+				t.Errorf("behaviour data after GPC: profile %+v, %d sessions", vd.Profile, len(vd.Sessions))
+			}
+			if vd.Choice == nil || vd.Choice.Analytics || vd.Choice.Marketing {
+				t.Errorf("choice after GPC = %+v, want both purposes refused", vd.Choice)
+			}
+			last := vd.Consents[len(vd.Consents)-1]
+			no := false
+			want := visitor.ConsentRecord{Subject: d.svc.AuditTarget("shop", "visitor", id), Time: now,
+				Analytics: &no, Marketing: &no, PolicyVersion: domainPolicy, Method: visitor.MethodGPC}
+			if got := last; got.Subject != want.Subject || !got.Time.Equal(want.Time) || got.VisitorID != "" ||
+				got.Analytics == nil || *got.Analytics || got.Marketing == nil || *got.Marketing ||
+				got.PolicyVersion != want.PolicyVersion || got.Method != want.Method || got.IP != "" ||
+				got.UserAgent != "" || got.TextSHA256 != "" {
+				t.Errorf("gpc record = %+v, want %+v", got, want)
+			}
+			d.assertNoValue(`"visitor_id":"` + id + `","subject"`)
+
+			d.clock.Advance(time.Minute)
+			again, err := d.svc.Track(ctx, visitor.Hit{Site: site, Type: visitor.HitPageview, URL: consentOrigin + "/b",
+				Token: token, UserAgent: consentUA, IP: domainIP})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// As after a withdrawal, the identity stays refused (its cookie is
+			// expired): tracking never resumes under it.
+			if again.Tracked || again.Reason != visitor.ReasonNoConsent || !again.ForgetIdentity {
+				t.Errorf("the objected identity's next page view = %+v, want no_consent and the identity forgotten", again)
+			}
+			if vd := d.data("shop", id); vd.Profile != nil || len(vd.Sessions) != 0 {
+				t.Errorf("the objected identity was recognised again: %+v", vd.Profile)
+			}
+		})
+	}
+}
+
+// Invariant 2 (issue 17, item 3): PUT consent with marketing false withdraws
+// the marketing opt-in of every chat of the visitor in the same write (the chat
+// context and the export then say false) and queues marketing.withdrawn; a
+// chat-start opt-in records the marketing purpose alone.
+func TestMarketingWithdrawalReachesChats(t *testing.T) {
+	site := consentSite("shop", visitor.ConsentOptIn, visitor.IPTruncate)
+	site.Webhook = visitor.Webhook{URL: "https://crm.shop.example/hooks", Secret: bytes.Repeat([]byte("w"), 32)}
+	d := newConsentDomain(t, site)
+	ctx := context.Background()
+	token := d.grant("shop", false)
+	id := d.idOf("shop", token)
+	d.track("shop", token, "/pricing", "Pricing")
+	var chats []string
+	for _, name := range []string{"Ada", "Ada L"} {
+		res, err := d.svc.StartChat(ctx, visitor.ChatRequest{Site: site, Token: token, MarketingOptIn: true,
+			Contact: visitor.Contact{Name: name, Email: "ada@math.example"}, URL: consentOrigin + "/pricing", UserAgent: consentUA, IP: domainIP})
+		if err != nil {
+			t.Fatal(err)
+		}
+		chats = append(chats, res.ChatID)
+		d.clock.Advance(time.Minute)
+	}
+	recs := d.data("shop", id).Consents
+	if len(recs) != 3 {
+		t.Fatalf("%d consent records, want the grant and two chat-start opt-ins", len(recs))
+	}
+	for _, r := range recs[1:] {
+		if r.Method != visitor.MethodChatStart || r.Analytics != nil || r.Marketing == nil || !*r.Marketing {
+			t.Errorf("chat-start record answers analytics %v, marketing %v; want marketing true alone", r.Analytics, r.Marketing)
+		}
+	}
+	op := visitor.Actor{Site: site, KeyID: "agent-1", Role: visitor.RoleOperator}
+	if v, err := d.svc.ChatContext(ctx, op, chats[1]); err != nil || !v.Marketing {
+		t.Fatalf("chat context before withdrawal: marketing %t, %v", v.Marketing, err)
+	}
+	queue := redisstore.NewWebhookQueue(d.store, d.sealer)
+	drain := func() []string {
+		t.Helper()
+		due, err := queue.Due(ctx, "shop", d.clock.Now(), 100, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bodies []string
+		for _, w := range due {
+			if w.Err != nil {
+				t.Fatalf("delivery %s: %v", w.ID, w.Err)
+			}
+			bodies = append(bodies, string(w.Body))
+			if err := queue.Done(ctx, w); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return bodies
+	}
+	drain() // the chat.started deliveries
+
+	d.clock.Advance(time.Minute)
+	res, err := d.svc.SetConsent(ctx, visitor.ConsentRequest{Site: site, Analytics: true, Marketing: false,
+		PolicyVersion: domainPolicy, Method: visitor.MethodBanner, Token: token, UserAgent: consentUA, IP: domainIP})
+	if err != nil || res.Choice.Marketing || !res.Choice.Analytics {
+		t.Fatalf("withdrawal: %+v, %v", res.Choice, err)
+	}
+	for _, c := range chats {
+		v, err := d.svc.ChatContext(ctx, op, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Marketing {
+			t.Errorf("chat context of %s says marketing true after the withdrawal", c)
+		}
+		for _, p := range v.Previous {
+			if p.Marketing {
+				t.Errorf("previous chat %s says marketing true after the withdrawal", p.ID)
+			}
+		}
+	}
+	e, err := d.svc.ExportVisitor(ctx, d.privacy("shop"), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range e.Chats {
+		if c.Marketing {
+			t.Errorf("export says chat %s has marketing true after the withdrawal", c.ID)
+		}
+	}
+	bodies := drain()
+	if len(bodies) != 1 || !strings.Contains(bodies[0], `"event":"marketing.withdrawn"`) ||
+		!strings.Contains(bodies[0], chats[0]) || !strings.Contains(bodies[0], chats[1]) || strings.Contains(bodies[0], "Ada") {
+		t.Errorf("queued after the withdrawal: %q, want one marketing.withdrawn naming both chats, ids only", bodies)
+	}
+
+	// A second withdrawal finds nothing left to withdraw: no second event.
+	d.clock.Advance(time.Minute)
+	if _, err := d.svc.SetConsent(ctx, visitor.ConsentRequest{Site: site, Analytics: true, Marketing: false,
+		PolicyVersion: domainPolicy, Method: visitor.MethodBanner, Token: token, UserAgent: consentUA, IP: domainIP}); err != nil {
+		t.Fatal(err)
+	}
+	if bodies := drain(); len(bodies) != 0 {
+		t.Errorf("a repeated withdrawal queued %q", bodies)
+	}
+}

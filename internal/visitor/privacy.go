@@ -2,7 +2,6 @@ package visitor
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -108,7 +107,8 @@ type PrivacyStore interface {
 	Erase(ctx context.Context, site *Site, e Erasure) error
 	// PendingErasures lists erasures that were started and not finished.
 	PendingErasures(ctx context.Context, site *Site) ([]Erasure, error)
-	// Enqueue queues a sealed webhook delivery not tied to a stored subject.
+	// Enqueue queues a sealed webhook delivery; one naming a subject
+	// (Delivery.VisitorKey or ChatID) is kept with it, so its erasure drops it.
 	Enqueue(ctx context.Context, site *Site, d Delivery, now time.Time) error
 }
 
@@ -298,38 +298,9 @@ func (s *Service) rectify(ctx context.Context, a Actor, member, vkey string, cha
 	if err := s.store.Rectify(ctx, site, r); err != nil {
 		return fmt.Errorf("rectify on %s: %w", site.ID, err)
 	}
-	return s.notify(ctx, site, subjectEvent{Event: EventSubjectRectified, ChatIDs: ids, Contact: &probe})
-}
-
-// subjectEvent is the body of subject.rectified and subject.erased webhooks: the
-// chats the receiver knows from chat.started.
-type subjectEvent struct {
-	Event   string    `json:"event"`
-	Site    string    `json:"site"`
-	Time    time.Time `json:"time"`
-	ChatIDs []string  `json:"chat_ids"`
-	Contact *Contact  `json:"contact,omitempty"`
-}
-
-func (s *Service) notify(ctx context.Context, site *Site, e subjectEvent) error {
-	if site.Webhook.URL == "" || len(e.ChatIDs) == 0 {
-		return nil
-	}
-	e.Site, e.Time = site.ID, utc(s.now())
-	if e.Contact != nil {
-		c := *e.Contact
-		e.Contact = &c
-	}
-	body, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("%s webhook: %w", e.Event, err)
-	}
-	id := NewChatID()
-	d := Delivery{ID: id, Event: e.Event, Sealed: s.sealer.Seal(site.ID, "webhook", id, string(body))}
-	if err := s.store.Enqueue(ctx, site, d, e.Time); err != nil {
-		return fmt.Errorf("%s webhook: %w", e.Event, err)
-	}
-	return nil
+	// The new contact details are kept with the subject: its erasure drops them.
+	return s.notify(ctx, site, EventSubjectRectified, ids, &ContactBody{Name: probe.Name, Email: probe.Email, Phone: probe.Phone},
+		vkey)
 }
 
 // EraseVisitor erases everything of a visitor: tombstone first, so the browser's
@@ -355,7 +326,7 @@ func (s *Service) EraseVisitor(ctx context.Context, a Actor, visitorID string) e
 	for _, c := range d.Chats {
 		ids = append(ids, c.ID)
 	}
-	return s.notify(ctx, a.Site, subjectEvent{Event: EventSubjectErased, ChatIDs: ids})
+	return s.notify(ctx, a.Site, EventSubjectErased, ids, nil, "")
 }
 
 // EraseChat erases one chat: a chat without identity is a subject of its own.
@@ -373,7 +344,7 @@ func (s *Service) EraseChat(ctx context.Context, a Actor, chatID string) error {
 	if err := s.audit(ctx, a.Site, a.KeyID, "chat.erase", "chat", chatID); err != nil {
 		return err
 	}
-	return s.notify(ctx, a.Site, subjectEvent{Event: EventSubjectErased, ChatIDs: []string{chatID}})
+	return s.notify(ctx, a.Site, EventSubjectErased, []string{chatID}, nil, "")
 }
 
 // SweepErasures finishes erasures that were interrupted; it returns how many.

@@ -16,16 +16,15 @@ type Store interface {
 	RecordHit(ctx context.Context, w HitWrite) (HitOutcome, error)
 	// CountRefused adds one to the site's anonymous counter of reason for the day of now.
 	CountRefused(ctx context.Context, site *Site, now time.Time, reason Reason) error
-	// Object deletes a visitor's behaviour data (profile, sessions, live entry)
-	// and counts reason, as a GPC objection asks.
-	Object(ctx context.Context, site *Site, visitorKey string, now time.Time, reason Reason) error
 	// ConsentChoice returns the visitor's current consent choice; ok is false
 	// when there is none.
 	ConsentChoice(ctx context.Context, site *Site, visitorKey string) (c Choice, ok bool, err error)
 	// SaveConsent writes a consent record and the choice it makes; a refusal also
-	// deletes the visitor's behaviour data. It returns ErrErased (wrapped) when
-	// the visitor was erased.
-	SaveConsent(ctx context.Context, w ConsentWrite) error
+	// deletes the visitor's behaviour data, and WithdrawMarketing withdraws the
+	// marketing permission of the visitor's chats in the same write, returning
+	// the ids of the chats it withdrew it from. It returns ErrErased (wrapped)
+	// when the visitor was erased.
+	SaveConsent(ctx context.Context, w ConsentWrite) (withdrawn []string, err error)
 	ChatStore
 	OperatorStore
 	RetentionStore

@@ -140,15 +140,12 @@ func (s *Service) Track(ctx context.Context, h Hit) (TrackResult, error) {
 	pageview := h.Type == HitPageview
 
 	if h.GPC || h.DNT {
-		reason := ReasonDNT
-		if h.GPC {
-			reason = ReasonGPC
-		}
+		reason := signalReason(h.GPC)
 		res := TrackResult{Reason: reason, ForgetIdentity: h.Token != ""}
 		if h.GPC && valid && tok.Kind == KindID {
-			// GPC is an objection: the visitor's behaviour data goes as on a withdrawal.
-			err := s.store.Object(ctx, site, s.hasher.VisitorKey(site.ID, tok.VisitorID), now, countIf(pageview, reason))
-			return res, err
+			// GPC is an objection: the visitor's behaviour data goes as on a
+			// withdrawal, with a gpc withdrawal record.
+			return res, s.object(ctx, site, tok.VisitorID, now, countIf(pageview, reason))
 		}
 		return res, s.count(ctx, site, now, pageview, reason)
 	}

@@ -9,8 +9,9 @@
   var site = me.getAttribute('data-site') || '';
   var slot = 'visitord:' + site;
   var enc = encodeURIComponent;
-  // Under Do Not Track or Global Privacy Control: a count ping only, no URL,
-  // no credentials, no token, and nothing stored.
+  // Under Do Not Track or Global Privacy Control: a count ping only, without a
+  // URL, but with the cookie and any stored token, so that an identity the
+  // browser already holds receives the objection; then the widget forgets it.
   var priv = n.doNotTrack === '1' || n.globalPrivacyControl === true;
   var on = false, stopped = false, asked = false, timer = 0, last = '', cfg = null, banner = null;
   var noop = function () {}, queue = Promise.resolve();
@@ -59,11 +60,18 @@
     var prev = last;
     last = url;
     if (priv) {
-      // text/plain: no preflight; strict-origin: no page URL in Referer either.
+      // text/plain: no preflight unless a token must go; strict-origin: no page
+      // URL in Referer either. The answer expires the cookie; the stored token
+      // goes once the service has heard the objection.
+      var t = token(), h = {};
+      if (t) h['X-Visitor-Token'] = t;
       fetch(api + '/v1/track', {
-        method: 'POST', credentials: 'omit', referrerPolicy: 'strict-origin',
+        method: 'POST', credentials: 'include', referrerPolicy: 'strict-origin', headers: h,
         body: JSON.stringify({ site: site, type: 'pageview' })
-      }).then(function (r) { return r.text(); }).catch(noop); // drained, so the connection is reused
+      }).then(function (r) {
+        if (r.ok && t) store('');
+        return r.text(); // drained, so the connection is reused
+      }).catch(noop);
       return;
     }
     var hit = { site: site, type: 'pageview', url: url, title: d.title, referrer: prev || d.referrer };
@@ -179,7 +187,6 @@
   };
 
   if (!site) return;
-  if (priv) store('');
   ['pushState', 'replaceState'].forEach(function (k) {
     var orig = history[k];
     history[k] = function () {

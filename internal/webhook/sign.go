@@ -19,28 +19,33 @@ const DefaultTolerance = 5 * time.Minute
 // match the body under the secret, or carries a timestamp outside the tolerance.
 var ErrSignature = errors.New("invalid webhook signature")
 
-// Sign returns the Visitord-Signature header of body sent at ts:
-// "t=<unix>,v1=<hex HMAC-SHA256(secret, "<unix>." + body)>", as Stripe signs.
-func Sign(secret []byte, ts time.Time, body []byte) string {
+// Sign returns the Visitord-Signature header of the delivery id with body sent
+// at ts: "t=<unix>,v1=<hex HMAC-SHA256(secret, "<unix>.<id>." + body)>", so the
+// timestamp, the delivery id (Visitord-Delivery, by which receivers drop
+// duplicates) and the body are all signed.
+func Sign(secret []byte, ts time.Time, id string, body []byte) string {
 	unix := strconv.FormatInt(ts.Unix(), 10)
-	return "t=" + unix + ",v1=" + hex.EncodeToString(mac(secret, unix, body))
+	return "t=" + unix + ",v1=" + hex.EncodeToString(mac(secret, unix, id, body))
 }
 
-// mac is HMAC-SHA256(secret, unix + "." + body).
-func mac(secret []byte, unix string, body []byte) []byte {
+// mac is HMAC-SHA256(secret, unix + "." + id + "." + body).
+func mac(secret []byte, unix, id string, body []byte) []byte {
 	h := hmac.New(sha256.New, secret)
 	h.Write([]byte(unix))
+	h.Write([]byte{'.'})
+	h.Write([]byte(id))
 	h.Write([]byte{'.'})
 	h.Write(body)
 	return h.Sum(nil)
 }
 
-// Verify checks header, a Visitord-Signature, against body and secret, and that
+// Verify checks header, a Visitord-Signature, against the delivery id, body and
+// secret, and that
 // its timestamp is within tolerance of now (either side). Any of several v1
 // signatures may match, so a sender can sign under two secrets while rotating.
 // Signatures are compared in constant time. It returns an error wrapping
 // ErrSignature when the header does not verify.
-func Verify(secret []byte, header string, body []byte, now time.Time, tolerance time.Duration) error {
+func Verify(secret []byte, header, id string, body []byte, now time.Time, tolerance time.Duration) error {
 	var (
 		unix string
 		sigs [][]byte
@@ -78,7 +83,7 @@ func Verify(secret []byte, header string, body []byte, now time.Time, tolerance 
 	if age := now.Sub(time.Unix(sec, 0)); age > tolerance || age < -tolerance {
 		return fmt.Errorf("%w: timestamp %s from now, outside %s", ErrSignature, age.Round(time.Second), tolerance)
 	}
-	want := mac(secret, unix, body)
+	want := mac(secret, unix, id, body)
 	for _, sig := range sigs {
 		if hmac.Equal(sig, want) {
 			return nil

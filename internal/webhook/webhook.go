@@ -1,8 +1,10 @@
-// Package webhook delivers visitord's webhooks (chat.started, subject.rectified,
-// subject.erased) to each site's configured URL, signed with the site's secret,
-// from a durable queue that another package keeps. It follows no redirects, sends
-// only over https (http only to a loopback host, for development), retries with
-// exponential back-off and gives up after a bounded number of attempts.
+// Package webhook delivers visitord's webhooks (the events of
+// visitor.WebhookEvents) to each site's configured URL, signed with the site's
+// secret, from a durable queue that another package keeps. It follows no
+// redirects, sends only over https (http only to a loopback host, for
+// development), retries with exponential back-off and gives up after a bounded
+// number of attempts. A delivery that cannot be opened or sent is logged and
+// counted, never dropped in silence.
 package webhook
 
 import (
@@ -21,16 +23,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-)
 
-// Events a Delivery may carry.
-const (
-	// EventChatStarted announces a new chat and its contact details.
-	EventChatStarted = "chat.started"
-	// EventSubjectRectified announces a rectification of a data subject's contact details.
-	EventSubjectRectified = "subject.rectified"
-	// EventSubjectErased announces the erasure of a data subject.
-	EventSubjectErased = "subject.erased"
+	"github.com/visitord/visitord/internal/visitor"
 )
 
 // Defaults of the Dispatcher's tunables.
@@ -69,6 +63,19 @@ const (
 	resultDelivered = "delivered"
 	resultFailed    = "failed"
 	resultAbandoned = "abandoned"
+	// resultUnreadable counts deliveries whose body cannot be opened.
+	resultUnreadable = "unreadable"
+	// resultExpired counts deliveries that were gone (expired) before they were sent.
+	resultExpired = "expired"
+)
+
+// Why a queued delivery cannot be sent (Delivery.Err).
+var (
+	// ErrGone reports a delivery whose record is gone: it expired unsent.
+	ErrGone = errors.New("webhook delivery expired before it was sent")
+	// ErrUnreadable reports a delivery whose body cannot be opened (sealed
+	// under a data key no longer configured, or damaged).
+	ErrUnreadable = errors.New("webhook delivery cannot be opened")
 )
 
 // Delivery is one queued webhook delivery.
@@ -77,7 +84,7 @@ type Delivery struct {
 	ID string
 	// Site is the id of the site whose webhook receives the delivery.
 	Site string
-	// Event is one of EventChatStarted, EventSubjectRectified, EventSubjectErased.
+	// Event is one of visitor.WebhookEvents ("" when the delivery is gone).
 	Event string
 	// Body is the JSON body to POST, already decrypted by the queue's owner.
 	Body []byte
@@ -86,6 +93,9 @@ type Delivery struct {
 	// Ref is the queue's own reference to the delivery (it may name the subject
 	// the delivery belongs to): passed back to Done and Retry, never sent or logged.
 	Ref string
+	// Err, when set, says why the delivery cannot be sent (wrapping ErrGone or
+	// ErrUnreadable): the dispatcher logs and counts it, then removes it with Done.
+	Err error
 }
 
 // Queue is the durable queue the Dispatcher drains. Implementations return
@@ -93,7 +103,9 @@ type Delivery struct {
 type Queue interface {
 	// Due claims up to n deliveries of site whose next attempt is due at now,
 	// leasing them for lease: no other Due returns them until the lease runs out
-	// or Retry reschedules them. It returns visitor.ErrStoreUnavailable (wrapped).
+	// or Retry reschedules them. A claimed delivery that cannot be sent is
+	// returned with Err set, never left out. It returns
+	// visitor.ErrStoreUnavailable (wrapped).
 	Due(ctx context.Context, site string, now time.Time, n int, lease time.Duration) ([]Delivery, error)
 	// Done removes a delivered (or abandoned) delivery. Removing one that is gone
 	// is not an error. It returns visitor.ErrStoreUnavailable (wrapped).
@@ -220,15 +232,15 @@ func NewDispatcher(q Queue, targets map[string]Target, log *slog.Logger, reg pro
 
 	d.deliveries = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "visitord_webhook_deliveries_total",
-		Help: "Webhook delivery attempts by event and result (delivered, failed and to be retried, abandoned).",
+		Help: "Webhook deliveries by event and result (delivered, failed and to be retried, abandoned, unreadable, expired).",
 	}, []string{"event", "result"}))
 	d.duration = register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "visitord_webhook_delivery_duration_seconds",
 		Help:    "Time taken by one webhook delivery attempt, response included.",
 		Buckets: prometheus.DefBuckets,
 	}))
-	for _, event := range []string{EventChatStarted, EventSubjectRectified, EventSubjectErased} {
-		for _, result := range []string{resultDelivered, resultFailed, resultAbandoned} {
+	for _, event := range append(slices.Clone(visitor.WebhookEvents), "other") {
+		for _, result := range []string{resultDelivered, resultFailed, resultAbandoned, resultUnreadable, resultExpired} {
 			d.deliveries.WithLabelValues(event, result)
 		}
 	}
@@ -362,6 +374,16 @@ func (d *Dispatcher) deliver(ctx context.Context, t target, del Delivery) bool {
 	log := d.log.With("site", t.site, "event", del.Event, "delivery_id", del.ID, "attempt", attempt)
 	event := eventLabel(del.Event)
 
+	if del.Err != nil {
+		result := resultUnreadable
+		if errors.Is(del.Err, ErrGone) {
+			result = resultExpired
+		}
+		d.deliveries.WithLabelValues(event, result).Inc()
+		log.Warn("webhook not sent", "result", result, "reason", del.Err.Error())
+		d.done(ctx, log, del)
+		return false
+	}
 	refused := t.refused
 	if refused == nil && del.Site != t.site {
 		// Tenant isolation: a queue bug must never send site A's data to site B.
@@ -432,7 +454,7 @@ func (d *Dispatcher) post(ctx context.Context, t target, del Delivery) (int, err
 	req.Header.Set("User-Agent", userAgent)
 	req.Header.Set("Visitord-Event", del.Event)
 	req.Header.Set("Visitord-Delivery", del.ID)
-	req.Header.Set("Visitord-Signature", Sign(t.secret, d.now(), del.Body))
+	req.Header.Set("Visitord-Signature", Sign(t.secret, d.now(), del.ID, del.Body))
 	resp, err := d.client.Do(req)
 	if err != nil {
 		var ue *url.Error
@@ -460,8 +482,7 @@ func (d *Dispatcher) backoff(attempt int) time.Duration {
 
 // eventLabel keeps the event label's values to the known events.
 func eventLabel(event string) string {
-	switch event {
-	case EventChatStarted, EventSubjectRectified, EventSubjectErased:
+	if slices.Contains(visitor.WebhookEvents, event) {
 		return event
 	}
 	return "other"

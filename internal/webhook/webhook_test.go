@@ -17,6 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/visitord/visitord/internal/visitor"
 )
 
 var (
@@ -168,7 +170,7 @@ func (r *receiver) received() []received {
 }
 
 func delivery(id string) Delivery {
-	return Delivery{ID: id, Site: "shop", Event: EventChatStarted, Body: body}
+	return Delivery{ID: id, Site: "shop", Event: visitor.EventChatStarted, Body: body}
 }
 
 // count is the deliveries counter of event and result. It reads the counter as
@@ -199,7 +201,8 @@ func observations(tb testing.TB, reg *prometheus.Registry) uint64 {
 }
 
 func TestSignVerify(t *testing.T) {
-	header := Sign(secret, t0, body)
+	const id = "d1"
+	header := Sign(secret, t0, id, body)
 	if prefix := fmt.Sprintf("t=%d,v1=", t0.Unix()); !strings.HasPrefix(header, prefix) || len(header) != len(prefix)+64 {
 		t.Fatalf("Sign = %q, want %s<64 hex digits>", header, prefix)
 	}
@@ -208,6 +211,7 @@ func TestSignVerify(t *testing.T) {
 		name    string
 		secret  []byte
 		header  string
+		id      string // "" for the signed one, unless the body is changed too
 		body    []byte
 		now     time.Time
 		wantErr bool
@@ -215,8 +219,10 @@ func TestSignVerify(t *testing.T) {
 		{name: "valid", secret: secret, header: header, body: body, now: t0},
 		{name: "valid within tolerance", secret: secret, header: header, body: body, now: t0.Add(DefaultTolerance)},
 		{name: "spaces after commas", secret: secret, header: strings.ReplaceAll(header, ",", ", "), body: body, now: t0},
-		{name: "second of two signatures (rotation)", secret: secret, header: Sign(other, t0, body) + "," + header[strings.Index(header, "v1="):], body: body, now: t0},
+		{name: "second of two signatures (rotation)", secret: secret, header: Sign(other, t0, id, body) + "," + header[strings.Index(header, "v1="):], body: body, now: t0},
 		{name: "unknown scheme ignored", secret: secret, header: header + ",v0=abc", body: body, now: t0},
+		{name: "another delivery id", secret: secret, header: header, id: "d2", body: body, now: t0, wantErr: true},
+		{name: "delivery id moved into the body", secret: secret, header: header, id: "", body: append([]byte(id+"."), body...), now: t0, wantErr: true},
 		{name: "tampered body", secret: secret, header: header, body: bytes.Replace(body, []byte("ada"), []byte("eve"), 1), now: t0, wantErr: true},
 		{name: "old timestamp", secret: secret, header: header, body: body, now: t0.Add(DefaultTolerance + time.Second), wantErr: true},
 		{name: "future timestamp", secret: secret, header: header, body: body, now: t0.Add(-DefaultTolerance - time.Second), wantErr: true},
@@ -230,7 +236,11 @@ func TestSignVerify(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := Verify(tt.secret, tt.header, tt.body, tt.now, DefaultTolerance)
+			did := tt.id
+			if did == "" && bytes.Equal(tt.body, body) {
+				did = id
+			}
+			err := Verify(tt.secret, tt.header, did, tt.body, tt.now, DefaultTolerance)
 			if got := err != nil; got != tt.wantErr {
 				t.Fatalf("Verify = %v, want error %v", err, tt.wantErr)
 			}
@@ -260,7 +270,7 @@ func TestDeliverSigned(t *testing.T) {
 	for k, want := range map[string]string{
 		"Content-Type":      "application/json",
 		"User-Agent":        "visitord-webhook/1",
-		"Visitord-Event":    EventChatStarted,
+		"Visitord-Event":    visitor.EventChatStarted,
 		"Visitord-Delivery": "d1",
 	} {
 		if got := h.Get(k); got != want {
@@ -270,16 +280,16 @@ func TestDeliverSigned(t *testing.T) {
 	if !bytes.Equal(reqs[0].body, body) {
 		t.Errorf("body = %s, want %s", reqs[0].body, body)
 	}
-	if err := Verify(secret, h.Get("Visitord-Signature"), reqs[0].body, t0, DefaultTolerance); err != nil {
+	if err := Verify(secret, h.Get("Visitord-Signature"), "d1", reqs[0].body, t0, DefaultTolerance); err != nil {
 		t.Errorf("receiver's Verify: %v", err)
 	}
-	if err := Verify(secret, h.Get("Visitord-Signature"), reqs[0].body, t0.Add(time.Hour), DefaultTolerance); err == nil {
+	if err := Verify(secret, h.Get("Visitord-Signature"), "d1", reqs[0].body, t0.Add(time.Hour), DefaultTolerance); err == nil {
 		t.Error("receiver's Verify an hour later: nil, want an error")
 	}
 	if got, want := q.len(), 0; got != want {
 		t.Errorf("queue holds %d deliveries, want %d", got, want)
 	}
-	if got, want := count(d, EventChatStarted, resultDelivered), 1.0; got != want {
+	if got, want := count(d, visitor.EventChatStarted, resultDelivered), 1.0; got != want {
 		t.Errorf("delivered = %v, want %v", got, want)
 	}
 	if got, want := observations(t, reg), uint64(1); got != want {
@@ -340,20 +350,20 @@ func TestRetryWithGrowingBackoffThenDelivered(t *testing.T) {
 		if got, want := r.header.Get("Visitord-Delivery"), "d1"; got != want {
 			t.Errorf("request %d: delivery id = %q, want %q", i, got, want)
 		}
-		if err := Verify(secret, r.header.Get("Visitord-Signature"), r.body, clk.Now(), DefaultTolerance); err != nil {
+		if err := Verify(secret, r.header.Get("Visitord-Signature"), r.header.Get("Visitord-Delivery"), r.body, clk.Now(), DefaultTolerance); err != nil {
 			t.Errorf("request %d: Verify: %v", i, err)
 		}
 	}
 	if got, want := q.len(), 0; got != want {
 		t.Errorf("queue holds %d deliveries, want %d", got, want)
 	}
-	if got, want := count(d, EventChatStarted, resultFailed), 2.0; got != want {
+	if got, want := count(d, visitor.EventChatStarted, resultFailed), 2.0; got != want {
 		t.Errorf("failed = %v, want %v", got, want)
 	}
-	if got, want := count(d, EventChatStarted, resultDelivered), 1.0; got != want {
+	if got, want := count(d, visitor.EventChatStarted, resultDelivered), 1.0; got != want {
 		t.Errorf("delivered = %v, want %v", got, want)
 	}
-	if got, want := count(d, EventChatStarted, resultAbandoned), 0.0; got != want {
+	if got, want := count(d, visitor.EventChatStarted, resultAbandoned), 0.0; got != want {
 		t.Errorf("abandoned = %v, want %v", got, want)
 	}
 	if got, want := observations(t, reg), uint64(3); got != want {
@@ -386,10 +396,10 @@ func TestRedirectNotFollowed(t *testing.T) {
 	if got, want := len(retries), 1; got != want {
 		t.Fatalf("%d retries, want %d", got, want)
 	}
-	if got, want := count(d, EventChatStarted, resultFailed), 1.0; got != want {
+	if got, want := count(d, visitor.EventChatStarted, resultFailed), 1.0; got != want {
 		t.Errorf("failed = %v, want %v", got, want)
 	}
-	if got, want := count(d, EventChatStarted, resultDelivered), 0.0; got != want {
+	if got, want := count(d, visitor.EventChatStarted, resultDelivered), 0.0; got != want {
 		t.Errorf("delivered = %v, want %v", got, want)
 	}
 }
@@ -442,7 +452,7 @@ func TestRefusedTargetAbandonedWithoutRequest(t *testing.T) {
 			if got := len(q.retryLog()); got != 0 {
 				t.Errorf("%d retries, want 0", got)
 			}
-			if got, want := count(d, EventChatStarted, resultAbandoned), 2.0; got != want {
+			if got, want := count(d, visitor.EventChatStarted, resultAbandoned), 2.0; got != want {
 				t.Errorf("abandoned = %v, want %v", got, want)
 			}
 		})
@@ -491,7 +501,7 @@ func TestCheckURL(t *testing.T) {
 
 func TestMaxAttemptsAbandoned(t *testing.T) {
 	rcv := newReceiver(t, http.StatusServiceUnavailable)
-	q := newFakeQueue(Delivery{ID: "d1", Site: "shop", Event: EventSubjectErased, Body: body})
+	q := newFakeQueue(Delivery{ID: "d1", Site: "shop", Event: visitor.EventSubjectErased, Body: body})
 	clk := &clock{t: t0}
 	d := NewDispatcher(q, map[string]Target{"shop": {URL: rcv.srv.URL, Secret: secret}}, nil, prometheus.NewRegistry(),
 		WithClient(rcv.srv.Client()), WithClock(clk.Now), WithMaxAttempts(3), WithBackoff(time.Second, 2*time.Second))
@@ -515,10 +525,10 @@ func TestMaxAttemptsAbandoned(t *testing.T) {
 	if got, want := len(q.retryLog()), 2; got != want {
 		t.Errorf("%d retries, want %d", got, want)
 	}
-	if got, want := count(d, EventSubjectErased, resultFailed), 2.0; got != want {
+	if got, want := count(d, visitor.EventSubjectErased, resultFailed), 2.0; got != want {
 		t.Errorf("failed = %v, want %v", got, want)
 	}
-	if got, want := count(d, EventSubjectErased, resultAbandoned), 1.0; got != want {
+	if got, want := count(d, visitor.EventSubjectErased, resultAbandoned), 1.0; got != want {
 		t.Errorf("abandoned = %v, want %v", got, want)
 	}
 }
@@ -540,7 +550,7 @@ func TestNetworkErrorRetriedAndNotLogged(t *testing.T) {
 	if got, want := len(q.retryLog()), 1; got != want {
 		t.Fatalf("%d retries, want %d", got, want)
 	}
-	if got, want := count(d, EventChatStarted, resultFailed), 1.0; got != want {
+	if got, want := count(d, visitor.EventChatStarted, resultFailed), 1.0; got != want {
 		t.Errorf("failed = %v, want %v", got, want)
 	}
 	out := logs.String()
@@ -558,7 +568,7 @@ func TestNetworkErrorRetriedAndNotLogged(t *testing.T) {
 
 func TestDeliveryOfAnotherSiteNeverSent(t *testing.T) {
 	rcv := newReceiver(t, 200)
-	q := newFakeQueue(Delivery{ID: "d1", Site: "other", Event: EventChatStarted, Body: body})
+	q := newFakeQueue(Delivery{ID: "d1", Site: "other", Event: visitor.EventChatStarted, Body: body})
 	q.anySite = true
 	d := NewDispatcher(q, map[string]Target{"shop": {URL: rcv.srv.URL, Secret: secret}}, nil, prometheus.NewRegistry(),
 		WithClient(rcv.srv.Client()), WithClock((&clock{t: t0}).Now))
@@ -572,7 +582,7 @@ func TestDeliveryOfAnotherSiteNeverSent(t *testing.T) {
 
 func TestQueueErrorSkipsOnlyThatSite(t *testing.T) {
 	rcv := newReceiver(t, 200)
-	q := newFakeQueue(delivery("d1"), Delivery{ID: "d2", Site: "blog", Event: EventSubjectRectified, Body: body})
+	q := newFakeQueue(delivery("d1"), Delivery{ID: "d2", Site: "blog", Event: visitor.EventSubjectRectified, Body: body})
 	q.dueErr["blog"] = errors.New("store unavailable")
 	d := NewDispatcher(q, map[string]Target{
 		"blog": {URL: rcv.srv.URL, Secret: secret},
@@ -631,7 +641,7 @@ func TestCancelledRequestIsNotAnAttempt(t *testing.T) {
 	if got, want := q.len(), 1; got != want {
 		t.Errorf("queue holds %d deliveries, want %d (still leased)", got, want)
 	}
-	if got := count(d, EventChatStarted, resultFailed) + count(d, EventChatStarted, resultAbandoned); got != 0 {
+	if got := count(d, visitor.EventChatStarted, resultFailed) + count(d, visitor.EventChatStarted, resultAbandoned); got != 0 {
 		t.Errorf("failed + abandoned = %v, want 0", got)
 	}
 }
@@ -685,8 +695,8 @@ func TestMetricsShareRegistry(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	a := NewDispatcher(newFakeQueue(), nil, nil, reg)
 	b := NewDispatcher(newFakeQueue(), nil, nil, reg)
-	a.deliveries.WithLabelValues(EventChatStarted, resultDelivered).Inc()
-	if got, want := count(b, EventChatStarted, resultDelivered), 1.0; got != want {
+	a.deliveries.WithLabelValues(visitor.EventChatStarted, resultDelivered).Inc()
+	if got, want := count(b, visitor.EventChatStarted, resultDelivered), 1.0; got != want {
 		t.Fatalf("second dispatcher's counter = %v, want %v", got, want)
 	}
 	mfs, err := reg.Gather()
@@ -699,7 +709,7 @@ func TestMetricsShareRegistry(t *testing.T) {
 			series = len(mf.GetMetric())
 		}
 	}
-	if got, want := series, 9; got != want {
-		t.Fatalf("%d delivery series, want %d (3 events × 3 results)", got, want)
+	if got, want := series, 25; got != want {
+		t.Fatalf("%d delivery series, want %d (4 events and other × 5 results)", got, want)
 	}
 }

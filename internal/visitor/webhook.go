@@ -1,0 +1,108 @@
+package visitor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Webhook events: the one place their names and bodies are declared. Each body
+// is described in api/openapi.yaml (components/schemas, webhooks); a contract
+// test holds the two together.
+const (
+	// EventChatStarted announces a new chat and the contact details given.
+	EventChatStarted = "chat.started"
+	// EventSubjectRectified announces new contact details of a subject's chats.
+	EventSubjectRectified = "subject.rectified"
+	// EventSubjectErased announces the erasure of a subject; it carries ids only.
+	EventSubjectErased = "subject.erased"
+	// EventMarketingWithdrawn announces that the visitor behind chats withdrew
+	// their marketing consent; it carries ids only.
+	EventMarketingWithdrawn = "marketing.withdrawn"
+)
+
+// WebhookEvents lists every webhook event.
+var WebhookEvents = []string{EventChatStarted, EventSubjectRectified, EventSubjectErased, EventMarketingWithdrawn}
+
+// ChatStartedBody is the JSON body of a chat.started delivery.
+type ChatStartedBody struct {
+	Event          string    `json:"event"`
+	Site           string    `json:"site"`
+	ChatID         string    `json:"chat_id"`
+	Time           time.Time `json:"time"`
+	Name           string    `json:"name,omitempty"`
+	Email          string    `json:"email,omitempty"`
+	Phone          string    `json:"phone,omitempty"`
+	MarketingOptIn bool      `json:"marketing_opt_in"`
+	URL            string    `json:"url,omitempty"`
+	Returning      bool      `json:"returning"`
+	PreviousChats  int       `json:"previous_chats"`
+}
+
+// SubjectBody is the JSON body of subject.rectified, subject.erased and
+// marketing.withdrawn deliveries: the chats the receiver knows from
+// chat.started and, for subject.rectified only, the new contact details.
+type SubjectBody struct {
+	Event   string       `json:"event"`
+	Site    string       `json:"site"`
+	Time    time.Time    `json:"time"`
+	ChatIDs []string     `json:"chat_ids"`
+	Contact *ContactBody `json:"contact,omitempty"`
+}
+
+// ContactBody is the contact of a subject.rectified body: the fields changed.
+type ContactBody struct {
+	Name  string `json:"name,omitempty"`
+	Email string `json:"email,omitempty"`
+	Phone string `json:"phone,omitempty"`
+}
+
+// Delivery is a queued, sealed webhook delivery.
+type Delivery struct {
+	ID     string
+	Event  string
+	Sealed string
+	// VisitorKey names the visitor whose contact details the body carries: the
+	// store keeps the delivery with that visitor, so an erasure drops it. Empty
+	// for a body of ids only, which outlives an erasure. (A chat.started
+	// delivery is kept with its chat: ChatWrite.Webhook.)
+	VisitorKey string
+}
+
+// seal turns a webhook body into a sealed delivery of event.
+func (s *Service) seal(site *Site, event string, body any) (Delivery, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return Delivery{}, fmt.Errorf("%s webhook: %w", event, err)
+	}
+	id := NewChatID()
+	return Delivery{ID: id, Event: event, Sealed: s.sealer.Seal(site.ID, "webhook", id, string(b))}, nil
+}
+
+// notify queues a subject event about chatIDs for the site's webhook, if it has
+// one and there are chats the receiver knows. A body with contact details is
+// kept with the visitor of visitorKey (see Delivery).
+func (s *Service) notify(ctx context.Context, site *Site, event string, chatIDs []string, contact *ContactBody, visitorKey string) error {
+	if site.Webhook.URL == "" || len(chatIDs) == 0 {
+		return nil
+	}
+	now := utc(s.now())
+	d, err := s.seal(site, event, SubjectBody{Event: event, Site: site.ID, Time: now, ChatIDs: chatIDs, Contact: contact})
+	if err != nil {
+		return err
+	}
+	if contact != nil {
+		d.VisitorKey = visitorKey
+	}
+	if err := s.store.Enqueue(ctx, site, d, now); err != nil {
+		return fmt.Errorf("%s webhook: %w", event, err)
+	}
+	return nil
+}
+
+// notifyWithdrawn queues marketing.withdrawn for the chats whose marketing
+// permission a consent write withdrew.
+func (s *Service) notifyWithdrawn(ctx context.Context, site *Site, chatIDs []string) error {
+	return s.notify(ctx, site, EventMarketingWithdrawn, chatIDs, nil, "")
+}
