@@ -22,6 +22,7 @@ const (
 	DefaultTrackTimeout     = 150 * time.Millisecond
 	DefaultRetentionMinDays = 1
 	DefaultRetentionMaxDays = 1825
+	DefaultAuditMinDays     = visitor.DefaultAuditMinDays
 )
 
 // DataKey is one key for contact details at rest.
@@ -53,6 +54,10 @@ type Config struct {
 	DevKeys map[visitor.Role]string
 	// Generated lists the secrets made up for this start (development only).
 	Generated []string
+
+	// AuditMinDays is the shortest audit window a privacy key may set
+	// (VISITORD_AUDIT_MIN_DAYS).
+	AuditMinDays int
 }
 
 // Load reads the configuration from getenv (os.Getenv in production, a map in
@@ -67,6 +72,7 @@ func Load(getenv func(string) string) (Config, error) {
 		TrackTimeout: DefaultTrackTimeout,
 		RetentionMin: DefaultRetentionMinDays,
 		RetentionMax: DefaultRetentionMaxDays,
+		AuditMinDays: DefaultAuditMinDays,
 	}
 	c.Dev = c.RedisURL == ""
 	var errs []error
@@ -81,6 +87,10 @@ func Load(getenv func(string) string) (Config, error) {
 	add(parseInt(getenv, "VISITORD_RETENTION_MIN_DAYS", &c.RetentionMin, 1))
 	add(parseInt(getenv, "VISITORD_RETENTION_MAX_DAYS", &c.RetentionMax, 1))
 	add(parseInt(getenv, "VISITORD_REDIS_MIN_REPLICAS", &c.MinReplicas, 0))
+	add(parseInt(getenv, "VISITORD_AUDIT_MIN_DAYS", &c.AuditMinDays, 1))
+	if c.AuditMinDays > c.RetentionMax {
+		add(fmt.Errorf("VISITORD_AUDIT_MIN_DAYS (%d) is above VISITORD_RETENTION_MAX_DAYS (%d)", c.AuditMinDays, c.RetentionMax))
+	}
 	if c.RetentionMin > c.RetentionMax {
 		add(fmt.Errorf("VISITORD_RETENTION_MIN_DAYS (%d) is above VISITORD_RETENTION_MAX_DAYS (%d)", c.RetentionMin, c.RetentionMax))
 	}

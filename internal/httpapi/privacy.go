@@ -295,11 +295,24 @@ func (a *api) eraseChat(c *gin.Context) {
 }
 
 type auditEntryJSON struct {
-	ID     string    `json:"id"`
-	Time   time.Time `json:"time"`
-	Actor  string    `json:"actor"`
-	Action string    `json:"action"`
-	Target string    `json:"target"`
+	ID           string         `json:"id"`
+	Time         time.Time      `json:"time"`
+	LastTime     time.Time      `json:"last_time"`
+	Count        int            `json:"count"`
+	Actor        string         `json:"actor"`
+	Action       string         `json:"action"`
+	Target       string         `json:"target"`
+	OldRetention *retentionJSON `json:"old_retention,omitempty"`
+	NewRetention *retentionJSON `json:"new_retention,omitempty"`
+}
+
+func auditEntryOf(e visitor.AuditEntry) auditEntryJSON {
+	out := auditEntryJSON{ID: e.ID, Time: e.Time, LastTime: e.Last, Count: e.Count, Actor: e.Actor, Action: e.Action, Target: e.Target}
+	if e.OldRetention != nil && e.NewRetention != nil {
+		old, cur := retentionOf(*e.OldRetention), retentionOf(*e.NewRetention)
+		out.OldRetention, out.NewRetention = &old, &cur
+	}
+	return out
 }
 
 type auditResponse struct {
@@ -322,7 +335,7 @@ func (a *api) audit(c *gin.Context) {
 	}
 	out := auditResponse{Entries: make([]auditEntryJSON, 0, len(entries)), NextCursor: next}
 	for _, e := range entries {
-		out.Entries = append(out.Entries, auditEntryJSON(e))
+		out.Entries = append(out.Entries, auditEntryOf(e))
 	}
 	c.JSON(http.StatusOK, out)
 }

@@ -20,9 +20,10 @@ import (
 // shopDefaults is shop's retention in the sites file: the built-in defaults.
 var shopDefaults = map[string]int{"sessions": 90, "profiles": 395, "chats": 90, "consents": 1095, "audit": 365}
 
-// shorterRetention and longerRetention are valid windows of shop (consent_valid_days 180).
+// shorterRetention and longerRetention are valid windows of shop (consent_valid_days 180);
+// audit stays at VISITORD_AUDIT_MIN_DAYS' default, the shortest a privacy key may set.
 var (
-	shorterRetention = map[string]int{"sessions": 30, "profiles": 200, "chats": 60, "consents": 400, "audit": 180}
+	shorterRetention = map[string]int{"sessions": 30, "profiles": 200, "chats": 60, "consents": 400, "audit": 365}
 	longerRetention  = map[string]int{"sessions": 120, "profiles": 395, "chats": 90, "consents": 1095, "audit": 365}
 )
 

@@ -675,7 +675,10 @@ func actions(entries []auditEntryJSON) []string {
 }
 
 // The audit trail: who read or changed what, newest first, with actor key ids
-// and keyed-hash targets; filtered by target even after an erasure; paged.
+// and keyed-hash targets; filtered by target even after an erasure; paged. A
+// chat read names the chat, the earlier chats it shows and the visitor; a
+// repeated read within 10 minutes folds into its entry's count; a
+// rectification logs no export; a retention change its old and new windows.
 func TestSubjectAuditTrail(t *testing.T) {
 	e := newEnv(t)
 	v := subjGrace(e)
@@ -696,37 +699,57 @@ func TestSubjectAuditTrail(t *testing.T) {
 	wantStatus(t, privacyDo(e, http.MethodDelete, "/v1/sites/shop/visitors/"+v.id, nil), http.StatusNoContent, "")
 
 	visitorT := auditTarget(e, "shop", "visitor", v.id)
-	type row struct{ actor, action, target string }
+	chat0T, chat1T := auditTarget(e, "shop", "chat", v.chats[0]), auditTarget(e, "shop", "chat", v.chats[1])
+	type row struct {
+		actor, action, target string
+		count                 int
+	}
 	want := []row{
-		{"dpo", "subject.erase", visitorT},
-		{"agent-1", "chat.read", auditTarget(e, "shop", "chat", v.chats[1])},
-		{"dpo", "retention.change", auditTarget(e, "shop", "site", "shop")},
-		{"dpo", "subject.export", visitorT}, // the rectification answers with the export
-		{"dpo", "subject.rectify", visitorT},
-		{"dpo", "subject.export", visitorT},
-		{"agent-1", "chat.read", auditTarget(e, "shop", "chat", v.chats[0])},
+		{"dpo", "subject.erase", visitorT, 1},
+		// The second chat's context shows the first chat and the visitor behind
+		// both: read by agent-1 a few seconds ago already, they fold.
+		{"agent-1", "chat.read", visitorT, 2},
+		{"agent-1", "chat.read", chat0T, 2},
+		{"agent-1", "chat.read", chat1T, 1},
+		{"dpo", "retention.change", auditTarget(e, "shop", "site", "shop"), 1},
+		{"dpo", "subject.rectify", visitorT, 1}, // and no export nobody asked for
+		{"dpo", "subject.export", chat1T, 1},
+		{"dpo", "subject.export", chat0T, 1},
+		{"dpo", "subject.export", visitorT, 1},
 	}
 	entries := auditEntries(t, e, "")
 	got := make([]row, 0, len(entries))
 	for _, a := range entries {
-		got = append(got, row{a.Actor, a.Action, a.Target})
+		got = append(got, row{a.Actor, a.Action, a.Target, a.Count})
 	}
 	if diff := cmp.Diff(want, got, cmp.AllowUnexported(row{})); diff != "" {
 		t.Fatalf("audit trail, newest first (-want +got):\n%s", diff)
 	}
 	for i := 1; i < len(entries); i++ {
-		if entries[i].Time.After(entries[i-1].Time) || !streamIDLess(t, entries[i].ID, entries[i-1].ID) {
-			t.Errorf("entry %d (%s %v) is not older than entry %d (%s %v)", i, entries[i].ID, entries[i].Time, i-1, entries[i-1].ID, entries[i-1].Time)
+		if entries[i].LastTime.After(entries[i-1].LastTime) || !streamIDLess(t, entries[i].ID, entries[i-1].ID) {
+			t.Errorf("entry %d (%s %v) is not older than entry %d (%s %v)", i, entries[i].ID, entries[i].LastTime, i-1, entries[i-1].ID, entries[i-1].LastTime)
+		}
+	}
+	for _, a := range entries {
+		if a.Count == 2 && !a.LastTime.After(a.Time) {
+			t.Errorf("folded entry %+v: last_time not after time", a)
+		}
+		if a.Action == "retention.change" {
+			if a.OldRetention == nil || a.NewRetention == nil || *a.OldRetention.Sessions != 90 || *a.NewRetention.Sessions != 60 || *a.NewRetention.Consents != 1000 {
+				t.Errorf("retention change entry %+v, want old sessions 90 and new sessions 60, consents 1000", a)
+			}
+		} else if a.OldRetention != nil || a.NewRetention != nil {
+			t.Errorf("entry %+v carries retention windows", a)
 		}
 	}
 
 	// By target: the visitor's entries only, after the erasure too.
 	if got, want := actions(auditEntries(t, e, "?target="+v.id)),
-		[]string{"subject.erase", "subject.export", "subject.rectify", "subject.export"}; !slices.Equal(got, want) {
+		[]string{"subject.erase", "chat.read", "subject.rectify", "subject.export"}; !slices.Equal(got, want) {
 		t.Errorf("audit ?target=<visitor id>: %q, want %q", got, want)
 	}
-	if got := actions(auditEntries(t, e, "?target="+v.chats[0])); !slices.Equal(got, []string{"chat.read"}) {
-		t.Errorf("audit ?target=<chat id>: %q, want the operator's read", got)
+	if got, want := actions(auditEntries(t, e, "?target="+v.chats[0])), []string{"chat.read", "subject.export"}; !slices.Equal(got, want) {
+		t.Errorf("audit ?target=<chat id>: %q, want %q", got, want)
 	}
 	if got := auditEntries(t, e, "?target="+visitor.NewVisitorID()); len(got) != 0 {
 		t.Errorf("audit ?target=<unknown id>: %+v, want none", got)

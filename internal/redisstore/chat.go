@@ -322,36 +322,3 @@ func (s *Store) StatsDays(ctx context.Context, site *visitor.Site, days []time.T
 	}
 	return out, nil
 }
-
-// Audit appends an entry to the site's audit stream, trimmed to the audit window.
-func (s *Store) Audit(ctx context.Context, site *visitor.Site, r visitor.Retention, e visitor.AuditEntry) error {
-	window := days(r.Audit)
-	err := auditScript.Run(ctx, s.c, []string{auditKey(site.ID)}, ms(e.Time.Add(-window)), window.Milliseconds(),
-		"t", ms(e.Time), "actor", e.Actor, "action", e.Action, "target", e.Target).Err()
-	if err != nil {
-		return fmt.Errorf("audit: %w", translate(err))
-	}
-	return nil
-}
-
-// AuditLog returns up to n audit entries older than before, newest first.
-func (s *Store) AuditLog(ctx context.Context, site *visitor.Site, before string, n int) ([]visitor.AuditEntry, string, error) {
-	max := "+"
-	if before != "" {
-		max = "(" + before
-	}
-	msgs, err := s.c.XRevRangeN(ctx, auditKey(site.ID), max, "-", int64(n)).Result()
-	if err != nil {
-		return nil, "", fmt.Errorf("audit log: %w", translate(err))
-	}
-	out := make([]visitor.AuditEntry, 0, len(msgs))
-	for _, m := range msgs {
-		str := func(k string) string { s, _ := m.Values[k].(string); return s }
-		out = append(out, visitor.AuditEntry{ID: m.ID, Time: msTime(str("t")), Actor: str("actor"), Action: str("action"), Target: str("target")})
-	}
-	next := ""
-	if len(msgs) == n {
-		next = msgs[len(msgs)-1].ID
-	}
-	return out, next, nil
-}

@@ -76,7 +76,12 @@
 //	wq:{shop}                           zset    webhook queue: delivery keys scored by next attempt (ms)
 //	wh:{shop:<id>}                      hash    a queued delivery of ids only (subject.erased, marketing.withdrawn),
 //	                                             which outlives the subject: i, p, e, n, s
-//	au:{shop}                           stream  audit trail: t, actor, action, target (keyed hash)
+//	au:{shop}                           stream  audit trail, ids "<last write ms>-<seq>": t, l (first
+//	                                             and last time ms), n (count of folded reads), actor,
+//	                                             action, target (keyed hash), ro/rn (a retention
+//	                                             change's old and new windows)
+//	au:{shop}:f:agent-1|chat.read|<hash> string  the id of the entry the next read of that target by
+//	                                             that key folds into (visitor.AuditFold)
 //	rate:rl:{shop}:chat:<hash>          string  rate-limit counter (redis_rate's GCRA, which adds
 //	                                             "rate:"): kinds chat, consent, me, api; hash is the
 //	                                             keyed hash of what is counted: the truncated IP, the
@@ -88,7 +93,8 @@
 // trimmed on read and write); tombstones 13 months; the live set 2 ×
 // session_timeout; counters 400 days; chats `chats` retention from their start;
 // the blind index its highest score; webhook deliveries and queue 3 days; the
-// audit stream `audit` retention, refreshed on write; rate-limit counters until
+// audit stream `audit` retention, refreshed on write, and its fold keys
+// visitor.AuditFold; rate-limit counters until
 // their bucket is full again (at most a minute, set by redis_rate). Only keys
 // under cfg: have none.
 package redisstore
@@ -173,6 +179,11 @@ func emailKey(site, hash string) string { return "e:{" + site + ":" + hash + "}"
 func queueKey(site string) string { return "wq:{" + site + "}" }
 
 func auditKey(site string) string { return "au:{" + site + "}" }
+
+// auditFoldKey names the entry that repeated reads of target by actor fold into.
+func auditFoldKey(site, actor, action, target string) string {
+	return auditKey(site) + ":f:" + actor + "|" + action + "|" + target
+}
 
 // SubjectsTTL bounds the subject index: no record outlives the longest window.
 const SubjectsTTL = 1825 * 24 * time.Hour

@@ -371,16 +371,6 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 `)
 
-// auditScript appends to a site's audit stream, trims it to the audit window by
-// MINID and keeps the stream's TTL at the window.
-//
-// KEYS: stream. ARGV: 1 min id ms, 2 TTL ms, then field, value pairs.
-var auditScript = redis.NewScript(`
-local id = redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[1], '*', unpack(ARGV, 3))
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return id
-`)
-
 // claimScript claims the due deliveries of a queue: it leases each by moving its
 // score to now + lease, so another pod does not send it at the same time.
 //

@@ -22,7 +22,7 @@ import (
 const (
 	consentUA     = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
 	consentOrigin = "https://shop.example"
-	domainPolicy = "2026-11"
+	domainPolicy  = "2026-11"
 )
 
 // domainIP is a visitor's address; no part of it may be stored under ip: drop.

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -119,16 +120,6 @@ type LivePage struct {
 	Next     string
 }
 
-// AuditEntry is one line of a site's audit trail: who did what to whom, the
-// target named by a keyed hash so that it points at no one after an erasure.
-type AuditEntry struct {
-	ID     string
-	Time   time.Time
-	Actor  string
-	Action string
-	Target string
-}
-
 // OperatorStore is what the Service needs of its storage for operators.
 type OperatorStore interface {
 	// Live returns the sessions active since, most recent first, from pos on; next
@@ -139,8 +130,6 @@ type OperatorStore interface {
 	// StatsDays returns the site's anonymous counters of each of days, in their
 	// order, in one round trip.
 	StatsDays(ctx context.Context, site *Site, days []time.Time) ([]map[string]int64, error)
-	// Audit appends an entry to the site's audit trail.
-	Audit(ctx context.Context, site *Site, retention Retention, e AuditEntry) error
 }
 
 // Live lists the sessions active within the last within, limit rows a page.
@@ -248,7 +237,9 @@ type PreviousChat struct {
 
 // ChatContext returns a chat's context: its contact, the page trail of the
 // session it was bound to at its start, and the visitor's earlier chats. The
-// read is written to the site's audit trail first.
+// read is written to the site's audit trail before anything is returned, under
+// each subject it reveals: the chat, the earlier chats it shows and the visitor
+// behind them.
 func (s *Service) ChatContext(ctx context.Context, a Actor, chatID string) (ChatView, error) {
 	site := a.Site
 	if !ValidChatID(chatID) {
@@ -257,9 +248,6 @@ func (s *Service) ChatContext(ctx context.Context, a Actor, chatID string) (Chat
 	c, err := s.store.Chat(ctx, site, chatID)
 	if err != nil {
 		return ChatView{}, fmt.Errorf("chat of %s: %w", site.ID, err)
-	}
-	if err := s.audit(ctx, site, a.KeyID, "chat.read", "chat", chatID); err != nil {
-		return ChatView{}, err
 	}
 	var consents []ConsentRecord
 	if a.Role == RolePrivacy {
@@ -280,14 +268,25 @@ func (s *Service) ChatContext(ctx context.Context, a Actor, chatID string) (Chat
 	}
 	for _, id := range c.Previous {
 		p, err := s.store.Chat(ctx, site, id)
-		if err != nil {
+		if errors.Is(err, ErrNotFound) {
 			continue // expired or erased since: nothing to attribute
+		}
+		if err != nil {
+			return ChatView{}, fmt.Errorf("previous chat of %s: %w", site.ID, err)
 		}
 		pc, err := s.openContact(site.ID, p)
 		if err != nil {
 			return ChatView{}, err
 		}
 		v.Previous = append(v.Previous, PreviousChat{ID: p.ID, Start: p.Start, Contact: pc, Marketing: p.Marketing})
+	}
+	revealed := []subject{{"chat", c.ID}}
+	for _, p := range v.Previous {
+		revealed = append(revealed, subject{"chat", p.ID})
+	}
+	revealed = append(revealed, subject{"visitor", c.VisitorID})
+	if err := s.auditRead(ctx, site, a.KeyID, "chat.read", revealed...); err != nil {
+		return ChatView{}, err
 	}
 	return v, nil
 }
@@ -305,19 +304,6 @@ func (s *Service) openContact(site string, c StoredChat) (Contact, error) {
 		}
 	}
 	return out, nil
-}
-
-// AuditTarget names a subject in the audit trail by a keyed hash of its kind and id.
-func (s *Service) AuditTarget(site, kind, id string) string {
-	return s.hasher.Short(site, PurposeAudit, kind+":"+id)
-}
-
-func (s *Service) audit(ctx context.Context, site *Site, actor, action, kind, id string) error {
-	e := AuditEntry{Time: utc(s.now()), Actor: actor, Action: action, Target: s.AuditTarget(site.ID, kind, id)}
-	if err := s.store.Audit(ctx, site, s.Retention(site), e); err != nil {
-		return fmt.Errorf("audit %s: %w", action, err)
-	}
-	return nil
 }
 
 // Stats returns a site's anonymous per-day counters of tracked and refused page views.

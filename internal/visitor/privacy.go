@@ -166,15 +166,30 @@ func (s *Service) SearchSubjects(ctx context.Context, a Actor, email string) ([]
 	if err != nil {
 		return nil, nil, fmt.Errorf("search subjects of %s: %w", a.Site.ID, err)
 	}
-	if err := s.audit(ctx, a.Site, a.KeyID, "subject.search", "email", email); err != nil {
+	found := []subject{{"email", email}}
+	for _, v := range visitors {
+		found = append(found, subject{"visitor", v})
+	}
+	for _, c := range chats {
+		found = append(found, subject{"chat", c})
+	}
+	if err := s.auditRead(ctx, a.Site, a.KeyID, "subject.search", found...); err != nil {
 		return nil, nil, err
 	}
 	return visitors, chats, nil
 }
 
 // ExportVisitor returns all that is stored of a visitor, contacts decrypted;
-// ErrNotFound when nothing is. The export is audited.
+// ErrNotFound when nothing is. The export is audited under the visitor and
+// each of its chats.
 func (s *Service) ExportVisitor(ctx context.Context, a Actor, visitorID string) (Export, error) {
+	return s.exportVisitor(ctx, a, visitorID, true)
+}
+
+// exportVisitor is ExportVisitor; audited says whether the export is a read of
+// its own (a rectification answers with the export it wrote, which nobody
+// asked to read).
+func (s *Service) exportVisitor(ctx context.Context, a Actor, visitorID string, audited bool) (Export, error) {
 	if err := s.visitorSubject(a.Site, visitorID); err != nil {
 		return Export{}, err
 	}
@@ -185,8 +200,14 @@ func (s *Service) ExportVisitor(ctx context.Context, a Actor, visitorID string) 
 	if d.Empty() {
 		return Export{}, fmt.Errorf("%w: nothing is stored of this visitor", ErrNotFound)
 	}
-	if err := s.audit(ctx, a.Site, a.KeyID, "subject.export", "visitor", visitorID); err != nil {
-		return Export{}, err
+	if audited {
+		revealed := []subject{{"visitor", visitorID}}
+		for _, c := range d.Chats {
+			revealed = append(revealed, subject{"chat", c.ID})
+		}
+		if err := s.auditRead(ctx, a.Site, a.KeyID, "subject.export", revealed...); err != nil {
+			return Export{}, err
+		}
 	}
 	e := Export{Site: a.Site.ID, VisitorID: visitorID, Profile: d.Profile, Sessions: d.Sessions, Choice: d.Choice, Consents: d.Consents}
 	for _, c := range d.Chats {
@@ -208,7 +229,8 @@ func (s *Service) chatExport(site *Site, c StoredChat) (ChatExport, error) {
 		Marketing: c.Marketing, Previous: c.Previous, Device: c.Device, Location: c.Location, Referrer: c.Referrer}, nil
 }
 
-// ExportChat exports one chat as a subject of its own, audited.
+// ExportChat exports one chat as a subject of its own, audited under the chat
+// and the visitor behind it, if any.
 func (s *Service) ExportChat(ctx context.Context, a Actor, chatID string) (Export, error) {
 	if !ValidChatID(chatID) {
 		return Export{}, fmt.Errorf("%w: no chat %q", ErrNotFound, truncateUTF8(chatID, 40))
@@ -221,7 +243,7 @@ func (s *Service) ExportChat(ctx context.Context, a Actor, chatID string) (Expor
 	if err != nil {
 		return Export{}, fmt.Errorf("export chat of %s: %w", a.Site.ID, err)
 	}
-	if err := s.audit(ctx, a.Site, a.KeyID, "chat.export", "chat", chatID); err != nil {
+	if err := s.auditRead(ctx, a.Site, a.KeyID, "chat.export", subject{"chat", chatID}, subject{"visitor", c.VisitorID}); err != nil {
 		return Export{}, err
 	}
 	ce, err := s.chatExport(a.Site, c)
@@ -251,7 +273,7 @@ func (s *Service) RectifyVisitor(ctx context.Context, a Actor, visitorID string,
 	if err := s.audit(ctx, a.Site, a.KeyID, "subject.rectify", "visitor", visitorID); err != nil {
 		return Export{}, err
 	}
-	return s.ExportVisitor(ctx, a, visitorID)
+	return s.exportVisitor(ctx, a, visitorID, false)
 }
 
 func (s *Service) rectify(ctx context.Context, a Actor, member, vkey string, chats []StoredChat, ch ContactChange) error {

@@ -52,7 +52,9 @@ func recordTestService(tb testing.TB, site *Site, store Store) *Service {
 type retentionOnlyStore struct{ Store }
 
 func (retentionOnlyStore) SaveRetention(context.Context, *Site, Retention, bool) error { return nil }
-func (retentionOnlyStore) Audit(context.Context, *Site, Retention, AuditEntry) error   { return nil }
+func (retentionOnlyStore) Audit(context.Context, *Site, Retention, time.Duration, ...AuditEntry) error {
+	return nil
+}
 
 func names[T any](items []T, name func(T) string) []string {
 	out := make([]string, 0, len(items))

@@ -49,8 +49,10 @@ func (s *Service) RefreshRetention(ctx context.Context) error {
 	return nil
 }
 
-// RetentionBounds are the bounds of retention windows in days.
-type RetentionBounds struct{ Min, Max int }
+// RetentionBounds are the bounds of retention windows in days. AuditMin is
+// the shortest audit window a privacy key may set; 0 means
+// DefaultAuditMinDays.
+type RetentionBounds struct{ Min, Max, AuditMin int }
 
 // RetentionBounds returns the bounds a retention change must keep to.
 func (s *Service) RetentionBounds() RetentionBounds { return s.bounds }
@@ -67,19 +69,34 @@ func (s *Service) RetentionChanged(ctx context.Context, a Actor) (time.Time, err
 
 // WithRetentionBounds sets VISITORD_RETENTION_MIN_DAYS and _MAX_DAYS.
 func WithRetentionBounds(min, max int) Option {
-	return func(s *Service) { s.bounds = RetentionBounds{Min: min, Max: max} }
+	return func(s *Service) { s.bounds.Min, s.bounds.Max = min, max }
+}
+
+// auditMin is the shortest audit window a privacy key may set.
+func (b RetentionBounds) auditMin() int {
+	if b.AuditMin == 0 {
+		return DefaultAuditMinDays
+	}
+	return b.AuditMin
 }
 
 // SetRetention replaces a site's retention windows. Each must lie within the
-// bounds and consents ≥ max(profiles, consent_valid_days), else ErrRetentionBounds.
-// A shorter window starts a re-expiry job for data already stored; a longer one
-// applies to new writes only. The change is audited.
+// bounds and consents ≥ max(profiles, consent_valid_days), and audit may not be
+// set below the audit minimum (the role that is audited cannot shorten its own
+// trail; a window the platform configured below it may be kept as it is), else
+// ErrRetentionBounds. A shorter window starts a re-expiry job for data already
+// stored; a longer one applies to new writes only. The change is audited with
+// the old and new windows.
 func (s *Service) SetRetention(ctx context.Context, a Actor, r Retention) (Retention, error) {
 	site := a.Site
 	if err := site.ValidateRetention(r, s.bounds.Min, s.bounds.Max); err != nil {
 		return Retention{}, fmt.Errorf("%w: %w", ErrRetentionBounds, err)
 	}
 	old := s.Retention(site)
+	if floor := s.bounds.auditMin(); r.Audit < floor && r.Audit != old.Audit {
+		return Retention{}, fmt.Errorf("%w: %w: retention audit is %d days, below the minimum of %d days (VISITORD_AUDIT_MIN_DAYS)",
+			ErrRetentionBounds, ErrInvalid, r.Audit, floor)
+	}
 	shorter := r.Sessions < old.Sessions || r.Profiles < old.Profiles || r.Chats < old.Chats ||
 		r.Consents < old.Consents || r.Audit < old.Audit
 	if err := s.store.SaveRetention(ctx, site, r, shorter); err != nil {
@@ -96,7 +113,9 @@ func (s *Service) SetRetention(ctx context.Context, a Actor, r Retention) (Reten
 	} else {
 		s.retention.m.Store(&map[string]Retention{site.ID: r})
 	}
-	if err := s.audit(ctx, site, a.KeyID, "retention.change", "site", site.ID); err != nil {
+	e := s.auditEntry(site, a.KeyID, "retention.change", subject{"site", site.ID})
+	e.OldRetention, e.NewRetention = &old, &r
+	if err := s.writeAudit(ctx, site, 0, e); err != nil {
 		return Retention{}, err
 	}
 	return r, nil

@@ -1,0 +1,203 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/visitord/visitord/internal/visitor"
+)
+
+// auditFields is how many ARGV values one entry takes in auditScript.
+const auditFields = 5
+
+// auditScript appends entries to a site's audit stream, folds repeated reads
+// into their entry, trims the stream by MINID to the audit window and keeps its
+// TTL at the window.
+//
+// An entry's stream id is the time of its last write ("<ms>-<seq>", never
+// before the stream's last id), so MINID trims by the service's clock, as the
+// re-expiry job does. Its fields: t (first time ms), l (last time ms), n (count),
+// actor, action, target and, for a retention change, ro and rn (the old and new
+// windows, "sessions,profiles,chats,consents,audit" in days).
+//
+// Folding: each entry has a fold key naming the entry id written last for its
+// actor, action and target. When fold > 0 and that entry is still in the stream
+// and was first written less than fold before now, it is replaced by one at the
+// top of the stream with the same t, l = now and n + 1 (a stream entry cannot
+// be changed in place). Otherwise a new entry is written with n = 1 and the fold
+// key points at it for fold ms (cleanup only: the window is checked against t).
+//
+// KEYS: 1 stream, then one fold key per entry, in ARGV order.
+// ARGV: 1 now ms, 2 MINID ms (now - audit window), 3 stream TTL ms (the audit
+// window), 4 fold ms (0: never fold), then per entry actor, action, target,
+// old windows, new windows ("" for none).
+// Returns the ids written, one per entry.
+var auditScript = redis.NewScript(`
+local now, fold = tonumber(ARGV[1]), tonumber(ARGV[4])
+local function add(fields)
+  local id = redis.pcall('XADD', KEYS[1], ARGV[1] .. '-*', unpack(fields))
+  if type(id) == 'table' and id.err then
+    -- The stream's last id is ahead of now (another pod's clock): go on from it.
+    local info = redis.call('XINFO', 'STREAM', KEYS[1])
+    local last = ARGV[1]
+    for i = 1, #info, 2 do
+      if info[i] == 'last-generated-id' then last = string.match(info[i + 1], '^(%d+)') end
+    end
+    id = redis.call('XADD', KEYS[1], last .. '-*', unpack(fields))
+  end
+  return id
+end
+local ids = {}
+local n = (#ARGV - 4) / 5
+for i = 1, n do
+  local b = 4 + (i - 1) * 5
+  local fk = KEYS[i + 1]
+  local first, count = ARGV[1], 1
+  if fold > 0 then
+    local prev = redis.call('GET', fk)
+    if prev then
+      local e = redis.call('XRANGE', KEYS[1], prev, prev)
+      if e[1] then
+        local t, c
+        local f = e[1][2]
+        for j = 1, #f, 2 do
+          if f[j] == 't' then t = f[j + 1] elseif f[j] == 'n' then c = f[j + 1] end
+        end
+        local age = now - tonumber(t or '0')
+        if t and age >= 0 and age < fold then
+          first, count = t, tonumber(c or '1') + 1
+          redis.call('XDEL', KEYS[1], prev)
+        end
+      end
+    end
+  end
+  local fields = {'t', first, 'l', ARGV[1], 'n', string.format('%d', count),
+    'actor', ARGV[b + 1], 'action', ARGV[b + 2], 'target', ARGV[b + 3]}
+  if ARGV[b + 4] ~= '' then
+    fields[#fields + 1] = 'ro'; fields[#fields + 1] = ARGV[b + 4]
+    fields[#fields + 1] = 'rn'; fields[#fields + 1] = ARGV[b + 5]
+  end
+  local id = add(fields)
+  ids[#ids + 1] = id
+  if fold > 0 then
+    if count == 1 then
+      redis.call('SET', fk, id, 'PX', ARGV[4])
+    else
+      redis.call('SET', fk, id, 'KEEPTTL')
+    end
+  end
+end
+redis.call('XTRIM', KEYS[1], 'MINID', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return ids
+`)
+
+// auditArgs builds auditScript's keys and arguments by name.
+type auditArgs struct {
+	site    string
+	now     time.Time
+	window  time.Duration
+	fold    time.Duration
+	entries []visitor.AuditEntry
+}
+
+func (a auditArgs) keys() []string {
+	keys := make([]string, 0, 1+len(a.entries))
+	keys = append(keys, auditKey(a.site))
+	for _, e := range a.entries {
+		keys = append(keys, auditFoldKey(a.site, e.Actor, e.Action, e.Target))
+	}
+	return keys
+}
+
+func (a auditArgs) args() []any {
+	args := make([]any, 0, 4+auditFields*len(a.entries))
+	args = append(args, ms(a.now), ms(a.now.Add(-a.window)), a.window.Milliseconds(), a.fold.Milliseconds())
+	for _, e := range a.entries {
+		old, cur := "", ""
+		if e.OldRetention != nil && e.NewRetention != nil {
+			old, cur = retentionSignature(*e.OldRetention), retentionSignature(*e.NewRetention)
+		}
+		args = append(args, e.Actor, e.Action, e.Target, old, cur)
+	}
+	return args
+}
+
+// Audit appends entries to the site's audit stream in one script: repeated
+// reads within fold are folded into their entry's count, and the stream is
+// trimmed to r's audit window and expires that window after this write.
+// Entries carry the time of the first; all are written at it.
+func (s *Store) Audit(ctx context.Context, site *visitor.Site, r visitor.Retention, fold time.Duration, entries ...visitor.AuditEntry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	a := auditArgs{site: site.ID, now: entries[0].Time, window: days(r.Audit), fold: fold, entries: entries}
+	if err := auditScript.Run(ctx, s.c, a.keys(), a.args()...).Err(); err != nil {
+		return fmt.Errorf("audit: %w", translate(err))
+	}
+	return nil
+}
+
+// AuditLog returns up to n audit entries older than the entry id before ("" for
+// the newest), newest first.
+func (s *Store) AuditLog(ctx context.Context, site *visitor.Site, before string, n int) ([]visitor.AuditEntry, string, error) {
+	max := "+"
+	if before != "" {
+		max = "(" + before
+	}
+	msgs, err := s.c.XRevRangeN(ctx, auditKey(site.ID), max, "-", int64(n)).Result()
+	if err != nil {
+		return nil, "", fmt.Errorf("audit log: %w", translate(err))
+	}
+	out := make([]visitor.AuditEntry, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, auditEntry(m))
+	}
+	next := ""
+	if len(msgs) == n {
+		next = msgs[len(msgs)-1].ID
+	}
+	return out, next, nil
+}
+
+// auditEntry decodes a stream entry; entries written before folding existed
+// have no l or n and count once.
+func auditEntry(m redis.XMessage) visitor.AuditEntry {
+	str := func(k string) string { s, _ := m.Values[k].(string); return s }
+	e := visitor.AuditEntry{ID: m.ID, Time: msTime(str("t")), Actor: str("actor"), Action: str("action"), Target: str("target")}
+	e.Last, e.Count = e.Time, 1
+	if l := str("l"); l != "" {
+		e.Last = msTime(l)
+	}
+	if n, err := strconv.Atoi(str("n")); err == nil && n > 0 {
+		e.Count = n
+	}
+	if old, ok := parseRetention(str("ro")); ok {
+		if cur, ok := parseRetention(str("rn")); ok {
+			e.OldRetention, e.NewRetention = &old, &cur
+		}
+	}
+	return e
+}
+
+// parseRetention reads retentionSignature's form back.
+func parseRetention(sig string) (visitor.Retention, bool) {
+	f := strings.Split(sig, ",")
+	if len(f) != 5 {
+		return visitor.Retention{}, false
+	}
+	var d [5]int
+	for i, v := range f {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return visitor.Retention{}, false
+		}
+		d[i] = n
+	}
+	return visitor.Retention{Sessions: d[0], Profiles: d[1], Chats: d[2], Consents: d[3], Audit: d[4]}, true
+}
