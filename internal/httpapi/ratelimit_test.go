@@ -51,13 +51,13 @@ const (
 // newLimitEnv is the whole stack with the Redis limiter and the page-view
 // limiter on (pinned to the env's clock), and loopback as a trusted proxy.
 // checkTTLs asserts invariant 3 after the test, as newEnvOn does.
-func newLimitEnv(t *testing.T, rs *redistest.Server, checkTTLs bool) *env {
+func newLimitEnv(t testing.TB, rs *redistest.Server, checkTTLs bool) *env {
 	t.Helper()
 	return newLimitEnvWith(t, rs, limitSites, checkTTLs)
 }
 
 // newLimitEnvWith is newLimitEnv over the sites file sitesYAML.
-func newLimitEnvWith(t *testing.T, rs *redistest.Server, sitesYAML string, checkTTLs bool) *env {
+func newLimitEnvWith(t testing.TB, rs *redistest.Server, sitesYAML string, checkTTLs bool) *env {
 	t.Helper()
 	sites, err := config.ParseSites([]byte(sitesYAML), func(string) string { return "" }, 1, 1825)
 	if err != nil {
@@ -377,6 +377,16 @@ func TestPageViewLimiterBounded(t *testing.T) {
 		t.Errorf("heap grew %d bytes for %d distinct callers, want at most %d (320 bytes an entry)", grown, distinct, budget)
 	}
 
+	// A full limiter reuses the entries it evicts: new callers allocate nothing.
+	fresh := make([]string, 101)
+	for i := range fresh {
+		fresh[i] = fmt.Sprintf("fresh-%d", i)
+	}
+	n := 0
+	if allocs := testing.AllocsPerRun(100, func() { p.AllowIdentity("shop", fresh[n], 120); n++ }); allocs != 0 {
+		t.Errorf("a new caller of a full limiter allocates %v times, want 0", allocs)
+	}
+
 	// Once their buckets are full again, idle entries are dropped as traffic
 	// touches their shard.
 	now = now.Add(time.Minute)
@@ -473,4 +483,28 @@ func BenchmarkPageViewLimiter(b *testing.B) {
 		}
 		b.ReportMetric(float64(p.len()), "entries")
 	})
+}
+
+// BenchmarkTrackReturningLimited is BenchmarkTrackReturning with the page-view
+// limiter on, as in production: the identity's limit costs no allocation and
+// the token is verified once. The pinned clock moves a second a call, so the
+// identity stays within its 120 a minute.
+func BenchmarkTrackReturningLimited(b *testing.B) {
+	e := newLimitEnvWith(b, redistest.Start(b), floodSites, false)
+	h := e.srv.Config.Handler
+	token := tokenFrom(e, ipB)
+	body := `{"site":"shop","type":"pageview","url":"https://shop.example/products/blue-mug-with-a-long-name?utm_source=mail","title":"Blue mug with a long name"}`
+	b.ReportAllocs()
+	for b.Loop() {
+		e.clock.Advance(time.Second)
+		r := httptest.NewRequest(http.MethodPost, "/v1/track", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("User-Agent", chromeUA)
+		r.Header.Set(tokenHeader, token)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusOK {
+			b.Fatalf("status %d: %s", w.Code, w.Body)
+		}
+	}
 }
