@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -505,6 +507,66 @@ func BenchmarkTrackReturningLimited(b *testing.B) {
 		h.ServeHTTP(w, r)
 		if w.Code != http.StatusOK {
 			b.Fatalf("status %d: %s", w.Code, w.Body)
+		}
+	}
+}
+
+// The README's limits table lists every limit with the budget the code applies
+// under the sites file's defaults.
+func TestRateLimitsDocumented(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "\n### Rate limits\n")
+	if !ok {
+		t.Fatal("README.md has no Rate limits section")
+	}
+	section, _, _ = strings.Cut(section, "\n#")
+	routes := map[visitor.LimitKind]string{
+		visitor.LimitTrack: "`POST /v1/track`", visitor.LimitConsent: "`PUT /v1/consent`",
+		visitor.LimitMe: "`GET\\|DELETE /v1/me`", visitor.LimitChat: "`POST /v1/chats`", visitor.LimitAPI: "operator and privacy routes",
+	}
+	under := map[visitor.LimitBy]string{visitor.ByIdentity: "identity", visitor.ByIPBlock: "IP block", visitor.ByAPIKey: "API key (per site)"}
+	fields := map[visitor.LimitKind]string{
+		visitor.LimitTrack: "new_visitors_per_minute", visitor.LimitConsent: "consent_per_minute",
+		visitor.LimitMe: "consent_per_minute", visitor.LimitChat: "chats_per_minute",
+	}
+	defaults := visitor.RateLimit{NewVisitorsPerMinute: config.DefaultNewVisitorsPerMinute,
+		ChatsPerMinute: config.DefaultChatsPerMinute, ConsentPerMinute: config.DefaultConsentPerMinute}
+	documented := map[visitor.Limit]bool{}
+	for line := range strings.SplitSeq(section, "\n") {
+		cells := strings.Split(strings.Trim(line, "| "), " | ")
+		if len(cells) != 4 || !strings.HasPrefix(line, "| ") {
+			continue
+		}
+		for _, l := range visitor.Limits {
+			if !strings.HasPrefix(cells[0], routes[l.Kind]) || cells[1] != under[l.By] {
+				continue
+			}
+			n := l.By == visitor.ByIPBlock || l.Kind == visitor.LimitChat
+			want := strconv.Itoa(defaults.PerMinute(l.Kind, l.By))
+			if n {
+				want = fmt.Sprintf("`rate_limit.%s` (default %d)", fields[l.Kind], defaults.PerMinute(l.Kind, l.By))
+			}
+			where := "Redis, all pods"
+			if l.Kind == visitor.LimitTrack {
+				where = "each pod, in process"
+			}
+			if cells[2] != want || cells[3] != where {
+				t.Errorf("README row %q, want limit %q, where %q", line, want, where)
+			}
+			documented[l] = true
+		}
+	}
+	for _, l := range visitor.Limits {
+		if !documented[l] {
+			t.Errorf("README's limits table has no row for %s by %s", l.Kind, l.By)
+		}
+		for _, label := range []string{"`" + string(l.Kind) + "`", "`" + string(l.By) + "`"} {
+			if !strings.Contains(section, label) {
+				t.Errorf("README's limits section does not name the metric label %s", label)
+			}
 		}
 	}
 }
