@@ -14,6 +14,8 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -568,5 +570,28 @@ func TestRateLimitsDocumented(t *testing.T) {
 				t.Errorf("README's limits section does not name the metric label %s", label)
 			}
 		}
+	}
+}
+
+// Concurrent callers of one identity share one budget exactly.
+func TestPageViewLimiterConcurrent(t *testing.T) {
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	p := NewPageViewLimiter()
+	p.now = func() time.Time { return now }
+	var allowed atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				if ok, _ := p.AllowIdentity("shop", "ada", visitor.IdentityHitsPerMinute); ok {
+					allowed.Add(1)
+				}
+				p.AllowBlock("shop", netip.MustParseAddr(ipA), 600)
+			}
+		})
+	}
+	wg.Wait()
+	if got := allowed.Load(); got != visitor.IdentityHitsPerMinute {
+		t.Errorf("800 concurrent calls of one identity allowed %d, want %d", got, visitor.IdentityHitsPerMinute)
 	}
 }
