@@ -459,8 +459,9 @@ func TestIdentityRefusalTokenTracksNothing(t *testing.T) {
 				t.Fatalf("a refusal answered no token: %s", r.body)
 			}
 			f := identityPayload(t, token)
-			if f[1] != "refusal" || f[2] != tt.site || f[6] != "" {
-				t.Errorf("refusal payload %q: want kind refusal, site %s and no visitor id", f, tt.site)
+			// Field 6 of a refusal is a random nonce, never a visitor id.
+			if tok, ok := e.signer.Verify(token, tt.site, e.clock.Now()); f[1] != "refusal" || f[2] != tt.site || !ok || tok.VisitorID != "" || tok.Nonce != f[6] {
+				t.Errorf("refusal payload %q: want kind refusal, site %s and a nonce, no visitor id", f, tt.site)
 			}
 			iat, _ := strconv.ParseInt(f[4], 10, 64)
 			exp, _ := strconv.ParseInt(f[5], 10, 64)
@@ -498,8 +499,8 @@ func TestIdentityWithdrawalReplacesIdentityWithRefusal(t *testing.T) {
 	id := e.visitorID("shop", token)
 	r := identityConsent(e, "shop", "2026-11", false, token, nil)
 	refusal, _ := r.json(t)["token"].(string)
-	if f := identityPayload(t, refusal); f[1] != "refusal" || f[6] != "" {
-		t.Fatalf("withdrawal answered %q, want a refusal token without visitor id", f)
+	if f := identityPayload(t, refusal); f[1] != "refusal" || f[6] == id {
+		t.Fatalf("withdrawal answered %q, want a refusal token without the visitor id", f)
 	}
 	if p := e.current("shop", id); len(p) != 0 {
 		t.Errorf("profile %v after the withdrawal, want none", p)

@@ -34,12 +34,11 @@ func (a *api) operator(roles ...visitor.Role) gin.HandlerFunc {
 			a.fail(c, err)
 			return
 		}
+		c.Set(actorKey, actor)
 		c.Header("Cache-Control", "no-store")
 		if err := a.limit(c, site, visitor.LimitAPI, visitor.ByAPIKey, visitor.KeySubject(actor.KeyID)); err != nil {
 			a.fail(c, err)
-			return
 		}
-		c.Set(actorKey, actor)
 	}
 }
 

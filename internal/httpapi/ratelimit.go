@@ -116,23 +116,24 @@ func (p *PageViewLimiter) allow(k pageViewKey, perMinute int) (bool, time.Durati
 	sh := &p.shards[((k.sum^maphash.String(p.seed, k.site))*0x9E3779B97F4A7C15)>>(64-pageViewShardBits)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	sh.dropIdle(now)
-	var e *pageViewEntry
-	if el, found := sh.m[k]; found {
-		e = el.Value.(*pageViewEntry)
+	el, found := sh.m[k]
+	switch {
+	case found:
 		sh.lru.MoveToFront(el)
-	} else if sh.lru.Len() >= sh.max {
-		// Reuse the least recently seen entry: a full limiter allocates nothing.
-		el := sh.lru.Back()
-		e = el.Value.(*pageViewEntry)
-		delete(sh.m, e.key)
-		*e = pageViewEntry{key: k, tat: now}
+	case sh.lru.Len() > 0 && (sh.lru.Len() >= sh.max || sh.lru.Back().Value.(*pageViewEntry).tat <= now):
+		// Reuse the least recently seen entry when it is idle or the shard is
+		// full: a caller replacing another allocates nothing.
+		el = sh.lru.Back()
+		delete(sh.m, el.Value.(*pageViewEntry).key)
+		*el.Value.(*pageViewEntry) = pageViewEntry{key: k, tat: now}
 		sh.m[k] = el
 		sh.lru.MoveToFront(el)
-	} else {
-		e = &pageViewEntry{key: k, tat: now}
-		sh.m[k] = sh.lru.PushFront(e)
+	default:
+		el = sh.lru.PushFront(&pageViewEntry{key: k, tat: now})
+		sh.m[k] = el
 	}
+	sh.dropIdle(now, el)
+	e := el.Value.(*pageViewEntry)
 	// GCRA with a burst of a minute's budget: a call is allowed while the
 	// bucket's debt, after it, stays within one minute.
 	tat := max(e.tat, now) + interval
@@ -143,10 +144,10 @@ func (p *PageViewLimiter) allow(k pageViewKey, perMinute int) (bool, time.Durati
 	return true, 0
 }
 
-// dropIdle drops the entries at the back whose bucket is full again: they are
-// the same as none.
-func (sh *pageViewShard) dropIdle(now int64) {
-	for el := sh.lru.Back(); el != nil && el.Value.(*pageViewEntry).tat <= now; el = sh.lru.Back() {
+// dropIdle drops the entries at the back whose bucket is full again, as they
+// are the same as none, but never keep, the entry in use.
+func (sh *pageViewShard) dropIdle(now int64, keep *list.Element) {
+	for el := sh.lru.Back(); el != nil && el != keep && el.Value.(*pageViewEntry).tat <= now; el = sh.lru.Back() {
 		delete(sh.m, el.Value.(*pageViewEntry).key)
 		sh.lru.Remove(el)
 	}

@@ -343,3 +343,33 @@ func TestRateLimitAPIKey(t *testing.T) {
 	}
 	e.assertLogsClean(shopOperatorKey, shopPrivacyKey)
 }
+
+// Two visitors who refuse in the same second hold refusal tokens of their
+// own, so one's flood does not spend the other's budget.
+func TestRateLimitRefusalTokensApart(t *testing.T) {
+	e := newLimitEnvWith(t, redistest.Start(t), floodSites, true)
+	refuse := func(ip string) string {
+		r := putConsent(e, "shop", false, false, "2026-11", from("shop", ip))
+		tok, _ := r.json(t)["token"].(string)
+		if r.status != http.StatusOK || tok == "" {
+			t.Fatalf("refusal from %s: status %d, body %s", ip, r.status, r.body)
+		}
+		return tok
+	}
+	first, second := refuse(distinctIP(1)), refuse(distinctIP(2)) // the clock is pinned: the same second
+	if first == second {
+		t.Fatal("two refusals of the same second got the same token")
+	}
+	view := func(token string) resp {
+		return e.pageview("shop", "https://shop.example/p", token, from("shop", ipA))
+	}
+	for i := range visitor.IdentityHitsPerMinute {
+		if r := view(first); r.status != http.StatusOK || r.json(t)["reason"] != "no_consent" {
+			t.Fatalf("page view %d with a refusal token: status %d, body %s; want 200 no_consent", i+1, r.status, r.body)
+		}
+	}
+	assertRateLimited(t, view(first), 1)
+	if r := view(second); r.status != http.StatusOK {
+		t.Errorf("the other refusal's page view: status %d, body %s; want 200", r.status, r.body)
+	}
+}

@@ -8,10 +8,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,13 +55,13 @@ const (
 // newLimitEnv is the whole stack with the Redis limiter and the page-view
 // limiter on (pinned to the env's clock), and loopback as a trusted proxy.
 // checkTTLs asserts invariant 3 after the test, as newEnvOn does.
-func newLimitEnv(t *testing.T, rs *redistest.Server, checkTTLs bool) *env {
+func newLimitEnv(t testing.TB, rs *redistest.Server, checkTTLs bool) *env {
 	t.Helper()
 	return newLimitEnvWith(t, rs, limitSites, checkTTLs)
 }
 
 // newLimitEnvWith is newLimitEnv over the sites file sitesYAML.
-func newLimitEnvWith(t *testing.T, rs *redistest.Server, sitesYAML string, checkTTLs bool) *env {
+func newLimitEnvWith(t testing.TB, rs *redistest.Server, sitesYAML string, checkTTLs bool) *env {
 	t.Helper()
 	sites, err := config.ParseSites([]byte(sitesYAML), func(string) string { return "" }, 1, 1825)
 	if err != nil {
@@ -377,6 +381,16 @@ func TestPageViewLimiterBounded(t *testing.T) {
 		t.Errorf("heap grew %d bytes for %d distinct callers, want at most %d (320 bytes an entry)", grown, distinct, budget)
 	}
 
+	// A full limiter reuses the entries it evicts: new callers allocate nothing.
+	fresh := make([]string, 101)
+	for i := range fresh {
+		fresh[i] = fmt.Sprintf("fresh-%d", i)
+	}
+	n := 0
+	if allocs := testing.AllocsPerRun(100, func() { p.AllowIdentity("shop", fresh[n], 120); n++ }); allocs != 0 {
+		t.Errorf("a new caller of a full limiter allocates %v times, want 0", allocs)
+	}
+
 	// Once their buckets are full again, idle entries are dropped as traffic
 	// touches their shard.
 	now = now.Add(time.Minute)
@@ -473,4 +487,111 @@ func BenchmarkPageViewLimiter(b *testing.B) {
 		}
 		b.ReportMetric(float64(p.len()), "entries")
 	})
+}
+
+// BenchmarkTrackReturningLimited is BenchmarkTrackReturning with the page-view
+// limiter on, as in production: the identity's limit costs no allocation and
+// the token is verified once. The pinned clock moves a second a call, so the
+// identity stays within its 120 a minute.
+func BenchmarkTrackReturningLimited(b *testing.B) {
+	e := newLimitEnvWith(b, redistest.Start(b), floodSites, false)
+	h := e.srv.Config.Handler
+	token := tokenFrom(e, ipB)
+	body := `{"site":"shop","type":"pageview","url":"https://shop.example/products/blue-mug-with-a-long-name?utm_source=mail","title":"Blue mug with a long name"}`
+	b.ReportAllocs()
+	for b.Loop() {
+		e.clock.Advance(time.Second)
+		r := httptest.NewRequest(http.MethodPost, "/v1/track", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("User-Agent", chromeUA)
+		r.Header.Set(tokenHeader, token)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusOK {
+			b.Fatalf("status %d: %s", w.Code, w.Body)
+		}
+	}
+}
+
+// The README's limits table lists every limit with the budget the code applies
+// under the sites file's defaults.
+func TestRateLimitsDocumented(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "\n### Rate limits\n")
+	if !ok {
+		t.Fatal("README.md has no Rate limits section")
+	}
+	section, _, _ = strings.Cut(section, "\n#")
+	routes := map[visitor.LimitKind]string{
+		visitor.LimitTrack: "`POST /v1/track`", visitor.LimitConsent: "`PUT /v1/consent`",
+		visitor.LimitMe: "`GET\\|DELETE /v1/me`", visitor.LimitChat: "`POST /v1/chats`", visitor.LimitAPI: "operator and privacy routes",
+	}
+	under := map[visitor.LimitBy]string{visitor.ByIdentity: "identity", visitor.ByIPBlock: "IP block", visitor.ByAPIKey: "API key (per site)"}
+	fields := map[visitor.LimitKind]string{
+		visitor.LimitTrack: "new_visitors_per_minute", visitor.LimitConsent: "consent_per_minute",
+		visitor.LimitMe: "consent_per_minute", visitor.LimitChat: "chats_per_minute",
+	}
+	defaults := visitor.RateLimit{NewVisitorsPerMinute: config.DefaultNewVisitorsPerMinute,
+		ChatsPerMinute: config.DefaultChatsPerMinute, ConsentPerMinute: config.DefaultConsentPerMinute}
+	documented := map[visitor.Limit]bool{}
+	for line := range strings.SplitSeq(section, "\n") {
+		cells := strings.Split(strings.Trim(line, "| "), " | ")
+		if len(cells) != 4 || !strings.HasPrefix(line, "| ") {
+			continue
+		}
+		for _, l := range visitor.Limits {
+			if !strings.HasPrefix(cells[0], routes[l.Kind]) || cells[1] != under[l.By] {
+				continue
+			}
+			n := l.By == visitor.ByIPBlock || l.Kind == visitor.LimitChat
+			want := strconv.Itoa(defaults.PerMinute(l.Kind, l.By))
+			if n {
+				want = fmt.Sprintf("`rate_limit.%s` (default %d)", fields[l.Kind], defaults.PerMinute(l.Kind, l.By))
+			}
+			where := "Redis, all pods"
+			if l.Kind == visitor.LimitTrack {
+				where = "each pod, in process"
+			}
+			if cells[2] != want || cells[3] != where {
+				t.Errorf("README row %q, want limit %q, where %q", line, want, where)
+			}
+			documented[l] = true
+		}
+	}
+	for _, l := range visitor.Limits {
+		if !documented[l] {
+			t.Errorf("README's limits table has no row for %s by %s", l.Kind, l.By)
+		}
+		for _, label := range []string{"`" + string(l.Kind) + "`", "`" + string(l.By) + "`"} {
+			if !strings.Contains(section, label) {
+				t.Errorf("README's limits section does not name the metric label %s", label)
+			}
+		}
+	}
+}
+
+// Concurrent callers of one identity share one budget exactly.
+func TestPageViewLimiterConcurrent(t *testing.T) {
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	p := NewPageViewLimiter()
+	p.now = func() time.Time { return now }
+	var allowed atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				if ok, _ := p.AllowIdentity("shop", "ada", visitor.IdentityHitsPerMinute); ok {
+					allowed.Add(1)
+				}
+				p.AllowBlock("shop", netip.MustParseAddr(ipA), 600)
+			}
+		})
+	}
+	wg.Wait()
+	if got := allowed.Load(); got != visitor.IdentityHitsPerMinute {
+		t.Errorf("800 concurrent calls of one identity allowed %d, want %d", got, visitor.IdentityHitsPerMinute)
+	}
 }

@@ -143,14 +143,17 @@ func (s *Service) Caller(site *Site, raw string) Caller {
 }
 
 // LimitID is what a limit by identity counts the caller under: the visitor id
-// of an identity token, the token itself for a refusal token (which names no
-// visitor). It is "" unless Valid.
+// of an identity token, the nonce of a refusal token (which names no visitor),
+// or the whole token for a refusal token issued without one. It is "" unless
+// Valid.
 func (c Caller) LimitID() string {
 	switch {
 	case !c.Valid:
 		return ""
 	case c.Token.Kind == KindID:
 		return c.Token.VisitorID
+	case c.Token.Nonce != "":
+		return c.Token.Nonce
 	}
 	return c.Raw
 }

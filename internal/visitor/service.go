@@ -113,7 +113,7 @@ func (s *Service) issueID(site *Site, visitorID string, now, expires time.Time, 
 
 func (s *Service) issueRefusal(site *Site, now time.Time) (string, time.Time) {
 	exp := now.Add(site.RefusalLifetime())
-	return s.signer.Sign(Token{Kind: KindRefusal, Site: site.ID, IssuedAt: now, Expires: exp}), exp
+	return s.signer.Sign(Token{Kind: KindRefusal, Site: site.ID, IssuedAt: now, Expires: exp, Nonce: NewVisitorID()}), exp
 }
 
 func utc(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }

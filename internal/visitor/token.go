@@ -33,6 +33,10 @@ type Token struct {
 	IssuedAt  time.Time
 	Expires   time.Time
 	VisitorID string // only for KindID
+	// Nonce tells refusal tokens apart (KindRefusal; "" in tokens issued
+	// before it): refusals of one site in one second would otherwise be
+	// byte-identical and share an identity's rate limits.
+	Nonce string
 	// ConsentUntil and ConsentPolicy restate the analytics grant the token was
 	// issued under, so the page-view path can decide before asking the store;
 	// the store's consent record stays authoritative.
@@ -89,7 +93,11 @@ func (s *Signer) Sign(t Token) string {
 	b.WriteByte('|')
 	b.WriteString(strconv.FormatInt(t.Expires.Unix(), 10))
 	b.WriteByte('|')
-	b.WriteString(t.VisitorID)
+	if t.Kind == KindRefusal {
+		b.WriteString(t.Nonce)
+	} else {
+		b.WriteString(t.VisitorID)
+	}
 	b.WriteByte('|')
 	if !t.ConsentUntil.IsZero() {
 		b.WriteString(strconv.FormatInt(t.ConsentUntil.Unix(), 10))
@@ -142,6 +150,9 @@ func (s *Signer) Verify(raw, site string, now time.Time) (Token, bool) {
 		Kind: TokenKind(f[1]), Site: f[2], KeyID: f[3], IssuedAt: time.Unix(iat, 0).UTC(),
 		Expires: time.Unix(exp, 0).UTC(), VisitorID: f[6], ConsentPolicy: f[8],
 	}
+	if t.Kind == KindRefusal {
+		t.VisitorID, t.Nonce = "", f[6]
+	}
 	if f[7] != "" {
 		cu, err := strconv.ParseInt(f[7], 10, 64)
 		if err != nil {
@@ -154,7 +165,7 @@ func (s *Signer) Verify(raw, site string, now time.Time) (Token, bool) {
 		return Token{}, false
 	case t.Kind == KindID && !validVisitorID(t.VisitorID):
 		return Token{}, false
-	case t.Kind == KindRefusal && t.VisitorID != "":
+	case t.Kind == KindRefusal && t.Nonce != "" && !validVisitorID(t.Nonce):
 		return Token{}, false
 	case t.Kind != KindID && t.Kind != KindRefusal:
 		return Token{}, false

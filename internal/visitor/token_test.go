@@ -208,7 +208,7 @@ func TestVerifyTreatsForeignTokensAsForeign(t *testing.T) {
 		{name: "expired after expiry", raw: valid, site: "shop", now: exp.Add(time.Second)},
 		{name: "other site", raw: valid, site: "blog", now: tokenTestNow},
 		{name: "unknown secret", raw: other.Sign(Token{Kind: KindID, Site: "shop", IssuedAt: tokenTestNow, Expires: exp, VisitorID: NewVisitorID()}), site: "shop", now: tokenTestNow},
-		{name: "refusal with a visitor id", raw: s.Sign(Token{Kind: KindRefusal, Site: "shop", IssuedAt: tokenTestNow, Expires: exp, VisitorID: NewVisitorID()}), site: "shop", now: tokenTestNow},
+		{name: "refusal with a malformed nonce", raw: s.Sign(Token{Kind: KindRefusal, Site: "shop", IssuedAt: tokenTestNow, Expires: exp, Nonce: "not a nonce"}), site: "shop", now: tokenTestNow},
 		{name: "identity without visitor id", raw: s.Sign(Token{Kind: KindID, Site: "shop", IssuedAt: tokenTestNow, Expires: exp}), site: "shop", now: tokenTestNow},
 		{name: "unknown kind", raw: s.Sign(Token{Kind: "admin", Site: "shop", IssuedAt: tokenTestNow, Expires: exp, VisitorID: NewVisitorID()}), site: "shop", now: tokenTestNow},
 		{name: "empty", raw: "", site: "shop", now: tokenTestNow},
@@ -270,5 +270,17 @@ func TestRefusalTokenCarriesNoVisitorID(t *testing.T) {
 	}
 	if got.Kind != KindRefusal || got.VisitorID != "" || got.HasGrant("", tokenTestNow) {
 		t.Errorf("Verify = %+v", got)
+	}
+
+	// A nonce tells refusals of the same second apart; it is never a visitor
+	// id, and a visitor id given to a refusal is not written.
+	nonce := NewVisitorID()
+	raw2 := s.Sign(Token{Kind: KindRefusal, Site: "shop", IssuedAt: tokenTestNow, Expires: exp, Nonce: nonce, VisitorID: NewVisitorID()})
+	if raw2 == raw {
+		t.Error("refusal tokens with and without a nonce are the same")
+	}
+	got, ok = s.Verify(raw2, "shop", tokenTestNow)
+	if !ok || got.Kind != KindRefusal || got.Nonce != nonce || got.VisitorID != "" {
+		t.Errorf("Verify of a refusal with a nonce = %+v, %v; want the nonce and no visitor id", got, ok)
 	}
 }
