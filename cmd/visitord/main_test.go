@@ -280,7 +280,7 @@ func parseDemoCurl(tb testing.TB, stderr string) demoCurl {
 }
 
 func TestServeDevMode(t *testing.T) {
-	in := start(t, map[string]string{"VISITORD_ADDR": "127.0.0.1:0"})
+	in := start(t, map[string]string{"VISITORD_ADDR": "127.0.0.1:0", "VISITORD_DEMO_ORIGINS": "http://devbox.lan:8080"})
 	base := "http://" + in.addr
 	client := newRecordingClient()
 
@@ -377,6 +377,20 @@ func TestServeDevMode(t *testing.T) {
 	}
 	if !strings.Contains(metrics, `visitord_track_total{outcome="tracked",type="pageview"} 1`) {
 		t.Errorf("/metrics does not count the tracked page view:\n%s", grepLines(metrics, "visitord_track_total"))
+	}
+
+	// The demo accepts every loopback form on the real port, and the extra
+	// origins of VISITORD_DEMO_ORIGINS (issue 18).
+	_, port, _ := net.SplitHostPort(in.addr)
+	for _, origin := range []string{"http://localhost:" + port, "http://127.0.0.1:" + port, "http://[::1]:" + port, "http://devbox.lan:8080"} {
+		resp, body := post(t, client.Client, base+"/v1/track", `{"site":"demo","type":"pageview","url":"`+origin+`/demo"}`,
+			map[string]string{"Origin": origin, "User-Agent": curl.ua})
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("page view from %s: %d %s, want 200", origin, resp.StatusCode, body)
+		}
+	}
+	if code, page := get(t, client.Client, base+"/"); code != http.StatusOK || !strings.Contains(page, `href="/demo"`) || !strings.Contains(page, `href="/v1/openapi.yaml"`) {
+		t.Errorf("GET /: %d, want 200 linking the demo and the API description:\n%s", code, page)
 	}
 
 	// Graceful shutdown: serve returns nil and stops listening.
