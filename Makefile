@@ -9,8 +9,10 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 ## `make run VISITORD_DEMO_ORIGINS=http://devbox.lan:8080` adds origins to the demo site.
 ## It runs the built binary, not `go run`: go run exits 1 when interrupted, so Ctrl-C
 ## would end in make's "Error 1" although visitord drained and exited 0.
+## Metrics and pprof listen on loopback only (VISITORD_METRICS_ADDR, default here 127.0.0.1:9090).
 run: build
-	VISITORD_COOKIE_SECURE=false VISITORD_DEMO_ORIGINS='$(VISITORD_DEMO_ORIGINS)' bin/visitord
+	VISITORD_COOKIE_SECURE=false VISITORD_DEMO_ORIGINS='$(VISITORD_DEMO_ORIGINS)' \
+	  VISITORD_METRICS_ADDR='$(or $(VISITORD_METRICS_ADDR),127.0.0.1:9090)' bin/visitord
 
 ## test: every test against real redis-server processes the tests start themselves
 test:
