@@ -34,5 +34,6 @@ FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/visitord /visitord
 # nonroot, by number, so Kubernetes' runAsNonRoot can verify it.
 USER 65532:65532
-EXPOSE 8080
+# 8080 public API; 9090 metrics and pprof (VISITORD_METRICS_ADDR), for Prometheus only.
+EXPOSE 8080 9090
 ENTRYPOINT ["/visitord"]

@@ -5,9 +5,14 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 
 .PHONY: run test test-browser lint bench fuzz build image k8s-test geoip-fixture
 
-## run: the service with an embedded in-memory Redis, plain-HTTP cookies and the demo site
-run:
-	VISITORD_COOKIE_SECURE=false $(GO) run ./cmd/visitord
+## run: the service with an embedded in-memory Redis, plain-HTTP cookies and the demo site;
+## `make run VISITORD_DEMO_ORIGINS=http://devbox.lan:8080` adds origins to the demo site.
+## It runs the built binary, not `go run`: go run exits 1 when interrupted, so Ctrl-C
+## would end in make's "Error 1" although visitord drained and exited 0.
+## Metrics and pprof listen on loopback only (VISITORD_METRICS_ADDR, default here 127.0.0.1:9090).
+run: build
+	VISITORD_COOKIE_SECURE=false VISITORD_DEMO_ORIGINS='$(VISITORD_DEMO_ORIGINS)' \
+	  VISITORD_METRICS_ADDR='$(or $(VISITORD_METRICS_ADDR),127.0.0.1:9090)' bin/visitord
 
 ## test: every test against real redis-server processes the tests start themselves
 test:

@@ -356,7 +356,8 @@ func TestSecretTemplate(t *testing.T) {
 		}
 	}
 	// The commands the template gives make values config.Load accepts.
-	if _, err := config.Load(fakeSecrets(map[string]string{"VISITORD_REDIS_URL": "redis://redis:6379/0"})); err != nil {
+	if _, err := config.Load(fakeSecrets(map[string]string{"VISITORD_REDIS_URL": "redis://redis:6379/0",
+		"VISITORD_SITES": filepath.Join("base", "sites.yaml")})); err != nil {
 		t.Errorf("secrets made as secret.example.yaml says: %v", err)
 	}
 }
@@ -396,6 +397,11 @@ func checkVisitord(t *testing.T, o objects, replicas int32) {
 	if port != 8080 {
 		t.Errorf("container port http = %d, want 8080 (VISITORD_ADDR)", port)
 	}
+	// /metrics and pprof are served on their own port only (issue 18).
+	metricsPort := containerPort(c, "metrics")
+	if metricsPort != 9090 || metricsPort == port {
+		t.Errorf("container port metrics = %d, want 9090 (VISITORD_METRICS_ADDR), apart from http %d", metricsPort, port)
+	}
 
 	// Probes: ready while Redis answers, alive while the process does.
 	for _, p := range []struct {
@@ -431,10 +437,10 @@ func checkVisitord(t *testing.T, o objects, replicas int32) {
 		t.Errorf("preStop sleep %ds + shutdown %ds must be positive and below terminationGracePeriodSeconds %d", sleep, shutdownSeconds, grace)
 	}
 
-	// Prometheus scrapes the container port.
+	// Prometheus scrapes the metrics port, never the public one.
 	a := pod.Annotations
-	if a["prometheus.io/scrape"] != "true" || a["prometheus.io/path"] != "/metrics" || a["prometheus.io/port"] != strconv.Itoa(int(port)) {
-		t.Errorf("Prometheus annotations %v: want scrape true, path /metrics, port %d", a, port)
+	if a["prometheus.io/scrape"] != "true" || a["prometheus.io/path"] != "/metrics" || a["prometheus.io/port"] != strconv.Itoa(int(metricsPort)) {
+		t.Errorf("Prometheus annotations %v: want scrape true, path /metrics, port %d", a, metricsPort)
 	}
 
 	// Configuration: the ConfigMaps exist, the Secret is the template's, the
@@ -455,6 +461,9 @@ func checkVisitord(t *testing.T, o objects, replicas int32) {
 		t.Errorf("no envFrom of Secret %q", secretName)
 	}
 	env := effectiveEnv(t, o, c)
+	if got, want := env["VISITORD_METRICS_ADDR"], ":"+strconv.Itoa(int(metricsPort)); got != want {
+		t.Errorf("VISITORD_METRICS_ADDR = %q, want %q (the metrics container port)", got, want)
+	}
 	if got := env["VISITORD_SITES"]; got != "/etc/visitord/sites.yaml" {
 		t.Errorf("VISITORD_SITES = %q, want /etc/visitord/sites.yaml", got)
 	}
@@ -472,6 +481,11 @@ func checkVisitord(t *testing.T, o objects, replicas int32) {
 	}
 	checkSelects(t, "Service visitord", metav1.SetAsLabelSelector(svc.Spec.Selector), pod.Labels)
 	checkServicePort(t, svc, 80, c, 8080)
+	for _, sp := range svc.Spec.Ports {
+		if sp.TargetPort.String() == "metrics" || portNumber(c, sp.TargetPort.String()) == metricsPort {
+			t.Errorf("Service visitord exposes the metrics port: %+v", sp)
+		}
+	}
 
 	hpa := o.hpas["visitord"]
 	if hpa == nil {
@@ -501,11 +515,12 @@ func checkVisitord(t *testing.T, o objects, replicas int32) {
 		t.Errorf("PDB minAvailable %v: want 1, below the %d replicas, so nodes can drain", m, minR)
 	}
 
-	checkNetworkPolicy(t, o.netpols["visitord"], pod.Labels, port)
+	checkNetworkPolicy(t, o.netpols["visitord"], pod.Labels, port, metricsPort)
 }
 
-// checkNetworkPolicy: in, only the container port; out, DNS, Redis and HTTPS.
-func checkNetworkPolicy(t *testing.T, np *networkingv1.NetworkPolicy, podLabels map[string]string, port int32) {
+// checkNetworkPolicy: in, the public port, and the metrics port from Prometheus
+// only; out, DNS, Redis and HTTPS.
+func checkNetworkPolicy(t *testing.T, np *networkingv1.NetworkPolicy, podLabels map[string]string, port, metricsPort int32) {
 	t.Helper()
 	if np == nil {
 		t.Fatal("no NetworkPolicy visitord")
@@ -534,10 +549,15 @@ func checkNetworkPolicy(t *testing.T, np *networkingv1.NetworkPolicy, podLabels 
 	if len(np.Spec.Ingress) == 0 {
 		t.Error("NetworkPolicy visitord admits nothing")
 	}
+	public, metrics := fmt.Sprintf("TCP/%d", port), fmt.Sprintf("TCP/%d", metricsPort)
+	admitted := map[string]bool{}
 	for _, rule := range np.Spec.Ingress {
-		if got, want := portsOf(rule.Ports), []string{fmt.Sprintf("TCP/%d", port)}; !slices.Equal(got, want) {
-			t.Errorf("ingress ports %v, want %v", got, want)
+		got := portsOf(rule.Ports)
+		if !slices.Equal(got, []string{public}) && !slices.Equal(got, []string{metrics}) {
+			t.Errorf("ingress ports %v, want either [%s] or [%s]", got, public, metrics)
+			continue
 		}
+		admitted[got[0]] = true
 		if len(rule.From) == 0 {
 			t.Error("an ingress rule admits every source")
 		}
@@ -545,7 +565,13 @@ func checkNetworkPolicy(t *testing.T, np *networkingv1.NetworkPolicy, podLabels 
 			if peer.NamespaceSelector == nil || peer.IPBlock != nil {
 				t.Errorf("ingress peer %+v: want a namespace (ingress controller, Prometheus)", peer)
 			}
+			if got[0] == metrics && (peer.PodSelector == nil || peer.PodSelector.MatchLabels["app.kubernetes.io/name"] != "prometheus") {
+				t.Errorf("the metrics port admits %+v, want Prometheus's pods only", peer)
+			}
 		}
+	}
+	if !admitted[public] || !admitted[metrics] {
+		t.Errorf("ingress admits %v, want both %s and %s", admitted, public, metrics)
 	}
 	allowed := []string{"UDP/53", "TCP/53", "TCP/6379", "TCP/26379", "TCP/443"}
 	var got []string

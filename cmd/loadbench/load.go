@@ -175,12 +175,13 @@ func tokenOf(res *http.Response, body []byte) string {
 	return ""
 }
 
-// profileUnderLoad records a 10 s CPU profile of visitord while 64 connections load it.
-func profileUnderLoad(ctx context.Context, target string, c *corpus, path string) error {
+// profileUnderLoad records a 10 s CPU profile of visitord (from its metrics
+// listener, metrics) while 64 connections load target.
+func profileUnderLoad(ctx context.Context, target, metrics string, c *corpus, path string) error {
 	done := make(chan result)
 	go func() { done <- load(ctx, target, c, 64, time.Second, 12*time.Second) }()
 	time.Sleep(1500 * time.Millisecond)
-	res, err := http.Get(target + "/debug/pprof/profile?seconds=10")
+	res, err := http.Get(metrics + "/debug/pprof/profile?seconds=10")
 	if err != nil {
 		<-done
 		return fmt.Errorf("profile: %w", err)

@@ -98,7 +98,12 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	vd, err := startVisitord(ctx, *bin, dir, vAddr, rs.addr)
+	// pprof is served on the private metrics listener only.
+	mAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	vd, err := startVisitord(ctx, *bin, dir, vAddr, mAddr, rs.addr)
 	if err != nil {
 		return fmt.Errorf("visitord: %w", err)
 	}
@@ -138,7 +143,7 @@ func run(ctx context.Context, args []string) error {
 			100*r.target.rps/r.floor.rps, float64(r.target.p99)/float64(r.floor.p99))
 	}
 	if *profile != "" {
-		if err := profileUnderLoad(ctx, "http://"+vAddr, corpus, *profile); err != nil {
+		if err := profileUnderLoad(ctx, "http://"+vAddr, "http://"+mAddr, corpus, *profile); err != nil {
 			return err
 		}
 		fmt.Printf("\nCPU profile of visitord under 64-connection load: %s (go tool pprof -top %s %s)\n", *profile, *bin, *profile)
@@ -220,7 +225,7 @@ func tail(b []byte) string {
 	return string(b)
 }
 
-func startVisitord(ctx context.Context, bin, dir, addr, redisAddr string) (*process, error) {
+func startVisitord(ctx context.Context, bin, dir, addr, metricsAddr, redisAddr string) (*process, error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("%s: %w (make build makes it)", bin, err)
 	}
@@ -230,12 +235,14 @@ func startVisitord(ctx context.Context, bin, dir, addr, redisAddr string) (*proc
     origins: ["https://bench.example"]
     consent: opt-out
     policy_version: "1"
+    legal_text: "The load benchmark's site."
+    controller: {name: "loadbench", contact: "bench@bench.example"}
 `), 0o600); err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(),
-		"VISITORD_ADDR="+addr, "VISITORD_REDIS_URL=redis://"+redisAddr+"/0", "VISITORD_SITES="+sites,
+		"VISITORD_ADDR="+addr, "VISITORD_METRICS_ADDR="+metricsAddr, "VISITORD_REDIS_URL=redis://"+redisAddr+"/0", "VISITORD_SITES="+sites,
 		"VISITORD_COOKIE_SECRET="+strings.Repeat("c", 32),
 		"VISITORD_DATA_KEY=k1:"+"ZGRkZGRkZGRkZGRkZGRkZGRkZGRkZGRkZGRkZGRkZGQ=",
 		"VISITORD_INDEX_KEY=aWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWk=",

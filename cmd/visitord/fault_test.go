@@ -49,6 +49,8 @@ func faultEnv(tb testing.TB, srv *redistest.Server) map[string]string {
 sites:
   - id: shop
     origins: ["`+faultOrigin+`"]
+    legal_text: "We record the pages you visit to help our chat team."
+    controller: {name: "Shop Ltd", contact: "privacy@shop.example"}
     consent: opt-in
     policy_version: "`+faultPolicy+`"
     rate_limit: {chats_per_minute: 1000000, consent_per_minute: 1000000}

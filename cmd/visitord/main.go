@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/visitord/visitord/api"
 	"github.com/visitord/visitord/internal/config"
 	"github.com/visitord/visitord/internal/device"
 	"github.com/visitord/visitord/internal/devredis"
@@ -179,19 +180,27 @@ func open(ctx context.Context, getenv func(string) string, log *slog.Logger, lis
 // serve runs the service; ready, when not nil, receives the listening address.
 func serve(ctx context.Context, getenv func(string) string, stderr io.Writer, ready chan<- string) error {
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	var ln net.Listener
+	var ln, mln net.Listener
+	closeListeners := func() {
+		for _, l := range []net.Listener{ln, mln} {
+			if l != nil {
+				l.Close()
+			}
+		}
+	}
 	a, err := open(ctx, getenv, log, func(cfg config.Config) (string, error) {
 		l, err := net.Listen("tcp", cfg.Addr)
 		if err != nil {
 			return "", fmt.Errorf("VISITORD_ADDR: %w", err)
 		}
 		ln = l
+		if mln, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return "", fmt.Errorf("VISITORD_METRICS_ADDR: %w", err)
+		}
 		return l.Addr().String(), nil
 	})
 	if err != nil {
-		if ln != nil {
-			ln.Close()
-		}
+		closeListeners()
 		return err
 	}
 	defer a.close()
@@ -201,12 +210,12 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer, re
 	streams := httpapi.NewStreams(httpapi.StreamOptions{})
 	handler, err := httpapi.New(httpapi.Options{
 		Service: a.svc, Logger: log, Registry: reg, TrustedProxies: cfg.TrustedProxies,
-		CookieSecure: cfg.CookieSecure, TrackTimeout: cfg.TrackTimeout, Ready: a.store.Ping, PProf: cfg.PProf,
+		CookieSecure: cfg.CookieSecure, TrackTimeout: cfg.TrackTimeout, Ready: a.store.Ping, OpenAPI: api.OpenAPI,
 		Demo: cfg.DemoSite, Limiter: redisstore.NewRateLimiter(a.store), PageViews: httpapi.NewPageViewLimiter(),
 		Streams: streams,
 	})
 	if err != nil {
-		ln.Close()
+		closeListeners()
 		return fmt.Errorf("VISITORD_TRUSTED_PROXIES: %w", err)
 	}
 	targets := map[string]webhook.Target{}
@@ -232,29 +241,48 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer, re
 		WriteTimeout: 15 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 32 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// The metrics listener is private (a pod port Prometheus scrapes): /metrics
+	// and pprof never reach the public one. No write timeout: a CPU profile
+	// streams for its whole duration.
+	msrv := &http.Server{
+		Handler: httpapi.NewMetrics(reg, cfg.PProf), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 120 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 	// Live streams never go idle by themselves: shutdown ends them at once, so
 	// that draining waits only for ordinary requests.
 	srv.RegisterOnShutdown(streams.Close)
 	log.Info("visitord listening", slog.String("addr", ln.Addr().String()), slog.String("version", version), slog.Int("sites", len(cfg.Sites)))
+	log.Info("metrics listening", slog.String("addr", mln.Addr().String()), slog.Bool("pprof", cfg.PProf))
 	if cfg.DemoSite {
 		printDemo(stderr, ln.Addr().String(), cfg)
 	}
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- msrv.Serve(mln) }()
 	select {
 	case err := <-errc:
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		_ = msrv.Shutdown(sctx)
 		return err
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: draining in-flight requests", slog.Duration("bound", shutdownTimeout))
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	err = srv.Shutdown(sctx)
+	// Scrapes during the drain still see its counts; the metrics listener closes last.
+	if merr := msrv.Shutdown(sctx); err == nil {
+		err = merr
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("shutdown: %w", err)
 	}
+	log.Info("stopped")
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -55,18 +56,25 @@ func mapEnv(m map[string]string) func(string) string {
 
 // instance is one running serve.
 type instance struct {
-	addr   string
-	stderr *syncBuffer
-	cancel context.CancelFunc
-	errc   chan error
+	addr    string // the public listener
+	metrics string // the metrics listener (VISITORD_METRICS_ADDR)
+	stderr  *syncBuffer
+	cancel  context.CancelFunc
+	errc    chan error
 
 	once sync.Once
 	err  error
 }
 
-// start runs serve with env until stop (or the test's end) and returns once it listens.
+// start runs serve with env until stop (or the test's end) and returns once it
+// listens. Without VISITORD_METRICS_ADDR in env the metrics listener takes a
+// free loopback port too; its address comes from the "metrics listening" log line.
 func start(tb testing.TB, env map[string]string) *instance {
 	tb.Helper()
+	if _, ok := env["VISITORD_METRICS_ADDR"]; !ok {
+		env = maps.Clone(env)
+		env["VISITORD_METRICS_ADDR"] = "127.0.0.1:0"
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{stderr: &syncBuffer{}, cancel: cancel, errc: make(chan error, 1)}
 	ready := make(chan string, 1)
@@ -81,6 +89,14 @@ func start(tb testing.TB, env map[string]string) *instance {
 		tb.Fatalf("serve did not listen within %s\nstderr:\n%s", startTimeout, in.stderr)
 	}
 	tb.Cleanup(func() { _ = in.stop(tb) })
+	for _, l := range logLines(tb, in.stderr.String()) {
+		if l["msg"] == "metrics listening" {
+			in.metrics, _ = l["addr"].(string)
+		}
+	}
+	if in.metrics == "" {
+		tb.Fatalf("no metrics listening log line with the bound address:\n%s", in.stderr)
+	}
 	return in
 }
 
@@ -265,7 +281,7 @@ func parseDemoCurl(tb testing.TB, stderr string) demoCurl {
 }
 
 func TestServeDevMode(t *testing.T) {
-	in := start(t, map[string]string{"VISITORD_ADDR": "127.0.0.1:0"})
+	in := start(t, map[string]string{"VISITORD_ADDR": "127.0.0.1:0", "VISITORD_DEMO_ORIGINS": "http://devbox.lan:8080"})
 	base := "http://" + in.addr
 	client := newRecordingClient()
 
@@ -355,7 +371,10 @@ func TestServeDevMode(t *testing.T) {
 	if code, b := get(t, client.Client, base+"/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz: %d %s, want 200", code, b)
 	}
-	code, metrics := get(t, client.Client, base+"/metrics")
+	if code, _ := get(t, client.Client, base+"/metrics"); code != http.StatusNotFound {
+		t.Errorf("public /metrics: %d, want 404 (metrics are on VISITORD_METRICS_ADDR only)", code)
+	}
+	code, metrics := get(t, client.Client, "http://"+in.metrics+"/metrics")
 	if code != http.StatusOK || !strings.Contains(metrics, "visitord_track_total") {
 		t.Errorf("/metrics: %d, want 200 with visitord_track_total:\n%s", code, metrics)
 	}
@@ -363,13 +382,29 @@ func TestServeDevMode(t *testing.T) {
 		t.Errorf("/metrics does not count the tracked page view:\n%s", grepLines(metrics, "visitord_track_total"))
 	}
 
+	// The demo accepts every loopback form on the real port, and the extra
+	// origins of VISITORD_DEMO_ORIGINS (issue 18).
+	_, port, _ := net.SplitHostPort(in.addr)
+	for _, origin := range []string{"http://localhost:" + port, "http://127.0.0.1:" + port, "http://[::1]:" + port, "http://devbox.lan:8080"} {
+		resp, body := post(t, client.Client, base+"/v1/track", `{"site":"demo","type":"pageview","url":"`+origin+`/demo"}`,
+			map[string]string{"Origin": origin, "User-Agent": curl.ua})
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("page view from %s: %d %s, want 200", origin, resp.StatusCode, body)
+		}
+	}
+	if code, page := get(t, client.Client, base+"/"); code != http.StatusOK || !strings.Contains(page, `href="/demo"`) || !strings.Contains(page, `href="/v1/openapi.yaml"`) {
+		t.Errorf("GET /: %d, want 200 linking the demo and the API description:\n%s", code, page)
+	}
+
 	// Graceful shutdown: serve returns nil and stops listening.
 	if err := in.stop(t); err != nil {
 		t.Fatalf("serve after cancel = %v, want nil", err)
 	}
-	if c, err := net.DialTimeout("tcp", in.addr, time.Second); err == nil {
-		c.Close()
-		t.Errorf("%s still accepts connections after shutdown", in.addr)
+	for _, addr := range []string{in.addr, in.metrics} {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			t.Errorf("%s still accepts connections after shutdown", addr)
+		}
 	}
 
 	checkLogsClean(t, in.stderr.String(), client.localAddrs(), ans.Token, "/products/42", "utm_source", "newsletter", "Blue mug", "Chrome/120")
@@ -414,6 +449,8 @@ func TestServeRealRedis(t *testing.T) {
 sites:
   - id: shop
     origins: ["https://shop.example"]
+    legal_text: "We record the pages you visit to help our chat team."
+    controller: {name: "Shop Ltd", contact: "privacy@shop.example"}
     consent: opt-out
     keys:
       - {id: agent-1, role: operator, sha256: "`+hex.EncodeToString(sum[:])+`"}
@@ -480,7 +517,10 @@ sites:
 	if code, b := get(t, client.Client, base+"/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz: %d %s, want 200", code, b)
 	}
-	if code, m := get(t, client.Client, base+"/metrics"); code != http.StatusOK || !strings.Contains(m, `visitord_track_total{outcome="tracked",type="pageview"} 2`) {
+	if code, _ := get(t, client.Client, base+"/metrics"); code != http.StatusNotFound {
+		t.Errorf("public /metrics: %d, want 404 (metrics are on VISITORD_METRICS_ADDR only)", code)
+	}
+	if code, m := get(t, client.Client, "http://"+in.metrics+"/metrics"); code != http.StatusOK || !strings.Contains(m, `visitord_track_total{outcome="tracked",type="pageview"} 2`) {
 		t.Errorf("/metrics: %d, want 200 counting 2 tracked page views:\n%s", code, grepLines(m, "visitord_track_total"))
 	}
 
@@ -507,13 +547,16 @@ func TestRunStartupErrors(t *testing.T) {
 	}
 	defer busy.Close()
 	badSites := writeSites(t, "sites:\n  - id: shop\n    origins: [\"https://shop.example\"]\n    consent: sometimes\n")
+	bareSites := writeSites(t, "sites:\n  - id: shop\n    origins: [\"https://shop.example\"]\n")
+	prodSites := writeSites(t, "sites:\n  - id: shop\n    origins: [\"https://shop.example\"]\n"+
+		"    legal_text: \"We record the pages you visit.\"\n    controller: {name: \"Shop Ltd\", contact: \"privacy@shop.example\"}\n")
 	secrets := map[string]string{
 		"VISITORD_COOKIE_SECRET": strings.Repeat("c", 32),
 		"VISITORD_DATA_KEY":      "k1:" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32)),
 		"VISITORD_INDEX_KEY":     base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{2}, 32)),
 	}
 	with := func(base map[string]string, kv ...string) map[string]string {
-		m := map[string]string{"VISITORD_ADDR": "127.0.0.1:0"}
+		m := map[string]string{"VISITORD_ADDR": "127.0.0.1:0", "VISITORD_METRICS_ADDR": "127.0.0.1:0"}
 		for k, v := range base {
 			m[k] = v
 		}
@@ -529,12 +572,17 @@ func TestRunStartupErrors(t *testing.T) {
 	}{
 		{name: "redis url without secrets", env: with(nil, "VISITORD_REDIS_URL", "redis://127.0.0.1:1/0"),
 			want: []string{"VISITORD_COOKIE_SECRET", "VISITORD_DATA_KEY", "VISITORD_INDEX_KEY"}},
-		{name: "bad redis url", env: with(secrets, "VISITORD_REDIS_URL", "mysql://127.0.0.1:1/0"), want: []string{"VISITORD_REDIS_URL"}},
+		{name: "bad redis url", env: with(secrets, "VISITORD_REDIS_URL", "mysql://127.0.0.1:1/0", "VISITORD_SITES", prodSites), want: []string{"VISITORD_REDIS_URL"}},
+		// Production never falls back to the demo site (issue 18).
+		{name: "redis url without sites file", env: with(secrets, "VISITORD_REDIS_URL", "redis://127.0.0.1:1/0"), want: []string{"VISITORD_SITES"}},
+		{name: "redis url with a site without legal text", env: with(secrets, "VISITORD_REDIS_URL", "redis://127.0.0.1:1/0", "VISITORD_SITES", bareSites),
+			want: []string{"VISITORD_SITES", `site "shop"`, "legal_text", "controller.name", "controller.contact"}},
 		{name: "bad sites file", env: with(nil, "VISITORD_SITES", badSites), want: []string{"VISITORD_SITES", `site "shop"`, "consent"}},
 		{name: "missing sites file", env: with(nil, "VISITORD_SITES", filepath.Join(t.TempDir(), "nope.yaml")), want: []string{"VISITORD_SITES"}},
 		{name: "missing geoip database", env: with(nil, "VISITORD_GEOIP_DB", filepath.Join(t.TempDir(), "missing.mmdb")), want: []string{"VISITORD_GEOIP_DB"}},
 		{name: "address not host:port", env: with(nil, "VISITORD_ADDR", "8080"), want: []string{"VISITORD_ADDR"}},
 		{name: "address in use", env: with(nil, "VISITORD_ADDR", busy.Addr().String()), want: []string{"VISITORD_ADDR"}},
+		{name: "metrics address in use", env: with(nil, "VISITORD_METRICS_ADDR", busy.Addr().String()), want: []string{"VISITORD_METRICS_ADDR"}},
 		{name: "bad track timeout", env: with(nil, "VISITORD_TRACK_TIMEOUT", "soon"), want: []string{"VISITORD_TRACK_TIMEOUT"}},
 	}
 	for _, tt := range tests {

@@ -83,6 +83,8 @@ func TestSubjectCommands(t *testing.T) {
 sites:
   - id: shop
     origins: ["https://shop.example"]
+    legal_text: "We record the pages you visit to help our chat team."
+    controller: {name: "Shop Ltd", contact: "privacy@shop.example"}
     consent: opt-out
 `))
 	in := start(t, env)
@@ -215,6 +217,8 @@ func TestSubjectCommandErrors(t *testing.T) {
 sites:
   - id: shop
     origins: ["https://shop.example"]
+    legal_text: "We record the pages you visit to help our chat team."
+    controller: {name: "Shop Ltd", contact: "privacy@shop.example"}
     consent: opt-out
 `))
 	noRedis := map[string]string{}

@@ -28,7 +28,7 @@ func TestLoadAuditMinDays(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := prodEnv()
+			env := prodEnv(t)
 			for k, v := range tt.set {
 				env[k] = v
 			}

@@ -19,6 +19,7 @@ import (
 // Defaults of the environment variables.
 const (
 	DefaultAddr             = ":8080"
+	DefaultMetricsAddr      = ":9090"
 	DefaultTrackTimeout     = 150 * time.Millisecond
 	DefaultRetentionMinDays = 1
 	DefaultRetentionMaxDays = 1825
@@ -31,6 +32,7 @@ type DataKey = visitor.DataKey
 // Config is visitord's whole configuration.
 type Config struct {
 	Addr           string
+	MetricsAddr    string
 	RedisURL       string
 	SitesPath      string
 	GeoIPDB        string
@@ -50,6 +52,9 @@ type Config struct {
 	Dev bool
 	// DemoSite is true when no sites file is given and the built-in demo site is in use.
 	DemoSite bool
+	// DemoOrigins are VISITORD_DEMO_ORIGINS: the demo site's origins beside the
+	// loopback ones (a LAN name, a mapped container port).
+	DemoOrigins []string
 	// DevKeys are the demo site's API keys in clear (role → key), printed at start.
 	DevKeys map[visitor.Role]string
 	// Generated lists the secrets made up for this start (development only).
@@ -65,6 +70,7 @@ type Config struct {
 func Load(getenv func(string) string) (Config, error) {
 	c := Config{
 		Addr:         or(getenv("VISITORD_ADDR"), DefaultAddr),
+		MetricsAddr:  or(getenv("VISITORD_METRICS_ADDR"), DefaultMetricsAddr),
 		RedisURL:     strings.TrimSpace(getenv("VISITORD_REDIS_URL")),
 		SitesPath:    getenv("VISITORD_SITES"),
 		GeoIPDB:      getenv("VISITORD_GEOIP_DB"),
@@ -96,6 +102,10 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	add(c.loadProxies(getenv("VISITORD_TRUSTED_PROXIES")))
 	add(c.loadSecrets(getenv))
+	add(c.loadDemoOrigins(getenv("VISITORD_DEMO_ORIGINS")))
+	if c.SitesPath == "" && !c.Dev {
+		add(errors.New("VISITORD_SITES is required when VISITORD_REDIS_URL is set: the built-in demo site is for development only"))
+	}
 	if len(errs) > 0 {
 		return Config{}, errors.Join(errs...)
 	}
@@ -104,15 +114,60 @@ func Load(getenv func(string) string) (Config, error) {
 		if err != nil {
 			return Config{}, err
 		}
+		if !c.Dev {
+			if err := requireProduction(sites); err != nil {
+				return Config{}, fmt.Errorf("VISITORD_SITES %s: %w", c.SitesPath, err)
+			}
+		}
 		c.Sites = sites
 	} else {
-		site, keys, err := demoSite(c.Addr)
+		site, keys, err := demoSite(c.Addr, c.DemoOrigins)
 		if err != nil {
 			return Config{}, err
 		}
 		c.Sites, c.DemoSite, c.DevKeys = []*visitor.Site{site}, true, keys
 	}
 	return c, nil
+}
+
+// requireProduction checks what a production site cannot do without: the
+// legal text the widget shows and the controller the processing record names.
+func requireProduction(sites []*visitor.Site) error {
+	var errs []error
+	for _, s := range sites {
+		var missing []string
+		if strings.TrimSpace(s.LegalText) == "" {
+			missing = append(missing, "legal_text")
+		}
+		if strings.TrimSpace(s.Controller.Name) == "" {
+			missing = append(missing, "controller.name")
+		}
+		if strings.TrimSpace(s.Controller.Contact) == "" {
+			missing = append(missing, "controller.contact")
+		}
+		if len(missing) > 0 {
+			errs = append(errs, fmt.Errorf("site %q: %s required when VISITORD_REDIS_URL is set", s.ID, strings.Join(missing, ", ")))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// loadDemoOrigins reads the built-in demo site's extra origins.
+func (c *Config) loadDemoOrigins(v string) error {
+	for f := range strings.SplitSeq(v, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		o, err := parseOrigin(f)
+		if err != nil {
+			return fmt.Errorf("VISITORD_DEMO_ORIGINS: %w", err)
+		}
+		c.DemoOrigins = append(c.DemoOrigins, o)
+	}
+	if len(c.DemoOrigins) > 0 && c.SitesPath != "" {
+		return errors.New("VISITORD_DEMO_ORIGINS applies to the built-in demo site only: with VISITORD_SITES, list the origins in the sites file")
+	}
+	return nil
 }
 
 func (c *Config) loadProxies(v string) error {
@@ -198,7 +253,7 @@ func (c *Config) Listening(addr string) error {
 	if !c.DemoSite {
 		return nil
 	}
-	site, _, err := demoSite(addr)
+	site, _, err := demoSite(addr, c.DemoOrigins)
 	if err != nil {
 		return err
 	}

@@ -36,14 +36,33 @@ var (
 	indexKey      = b64(9, 32)
 )
 
-// prodEnv is a valid production environment: VISITORD_REDIS_URL and the three
-// secrets it makes required.
-func prodEnv() map[string]string {
+// prodSite is a site with what production requires: legal text and controller.
+const prodSite = `sites:
+  - id: shop
+    origins: ["https://shop.example"]
+    legal_text: "We use your chat details only to answer you."
+    controller: {name: "Shop Ltd", contact: "privacy@shop.example"}
+`
+
+// writeSites writes a sites file and returns its path.
+func writeSites(tb testing.TB, yaml string) string {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "sites.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+// prodEnv is a valid production environment: VISITORD_REDIS_URL, the three
+// secrets and the sites file it makes required.
+func prodEnv(tb testing.TB) map[string]string {
 	return map[string]string{
 		"VISITORD_REDIS_URL":     "redis://127.0.0.1:6379/0",
 		"VISITORD_COOKIE_SECRET": cookieSecretA,
 		"VISITORD_DATA_KEY":      dataKeyK1,
 		"VISITORD_INDEX_KEY":     indexKey,
+		"VISITORD_SITES":         writeSites(tb, prodSite),
 	}
 }
 
@@ -107,7 +126,7 @@ func TestLoadDevMode(t *testing.T) {
 }
 
 func TestLoadDevModeUsesGivenSecrets(t *testing.T) {
-	env := prodEnv()
+	env := prodEnv(t)
 	delete(env, "VISITORD_REDIS_URL")
 	c, err := config.Load(mapEnv(env))
 	if err != nil {
@@ -133,7 +152,7 @@ func TestLoadDemoSite(t *testing.T) {
 	if got, want := site.ID, "demo"; got != want {
 		t.Errorf("demo site id = %q, want %q", got, want)
 	}
-	if diff := cmp.Diff([]string{"http://localhost:8080", "http://127.0.0.1:8080"}, site.Origins); diff != "" {
+	if diff := cmp.Diff([]string{"http://localhost:8080", "http://127.0.0.1:8080", "http://[::1]:8080"}, site.Origins); diff != "" {
 		t.Errorf("demo origins (-want +got):\n%s", diff)
 	}
 	for _, role := range []visitor.Role{visitor.RoleOperator, visitor.RolePrivacy} {
@@ -158,7 +177,7 @@ func TestLoadDemoSite(t *testing.T) {
 }
 
 func TestLoadProduction(t *testing.T) {
-	env := prodEnv()
+	env := prodEnv(t)
 	env["VISITORD_COOKIE_SECRET"] = cookieSecretA + "," + cookieSecretB
 	env["VISITORD_DATA_KEY"] = dataKeyK1 + ", " + dataKeyK2
 	env["VISITORD_ADDR"] = "127.0.0.1:9090"
@@ -252,7 +271,7 @@ func TestLoadErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := prodEnv()
+			env := prodEnv(t)
 			for k, v := range tt.set {
 				if v == "" {
 					delete(env, k)
@@ -295,12 +314,8 @@ func TestLoadDevModeRejectsShortSecret(t *testing.T) {
 }
 
 func TestLoadSitesFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sites.yaml")
-	if err := os.WriteFile(path, []byte("sites:\n  - id: shop\n    origins: [\"https://shop.example\"]\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	env := prodEnv()
-	env["VISITORD_SITES"] = path
+	env := prodEnv(t)
+	path := env["VISITORD_SITES"]
 	c, err := config.Load(mapEnv(env))
 	if err != nil {
 		t.Fatalf("Load: %v", err)
@@ -325,6 +340,90 @@ func TestLoadSitesFile(t *testing.T) {
 	for _, w := range []string{"VISITORD_SITES", `"shop"`, "retention_days"} {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error %q does not name %q", err, w)
+		}
+	}
+}
+
+// With VISITORD_REDIS_URL set, a start never falls back to the built-in demo
+// site, and every site declares its legal text and controller (issue 18).
+func TestLoadProductionRequiresSites(t *testing.T) {
+	tests := []struct {
+		name  string
+		sites string // "" leaves VISITORD_SITES unset
+		want  []string
+	}{
+		{name: "no sites file", want: []string{"VISITORD_SITES", "VISITORD_REDIS_URL"}},
+		{name: "no legal text or controller", sites: "sites:\n  - id: shop\n    origins: [\"https://shop.example\"]\n",
+			want: []string{"VISITORD_SITES", `site "shop"`, "legal_text", "controller.name", "controller.contact"}},
+		{name: "controller without contact", sites: "sites:\n  - id: shop\n    origins: [\"https://shop.example\"]\n    legal_text: \"Text.\"\n    controller: {name: \"Shop Ltd\"}\n",
+			want: []string{`site "shop"`, "controller.contact"}},
+		{name: "second site without legal text", sites: prodSite + "  - id: blog\n    origins: [\"https://blog.example\"]\n    controller: {name: \"Blog\", contact: \"b@blog.example\"}\n",
+			want: []string{`site "blog"`, "legal_text"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := prodEnv(t)
+			delete(env, "VISITORD_SITES")
+			if tt.sites != "" {
+				env["VISITORD_SITES"] = writeSites(t, tt.sites)
+			}
+			c, err := config.Load(mapEnv(env))
+			if err == nil {
+				t.Fatalf("Load succeeded (demo %v, %d sites), want an error naming %v", c.DemoSite, len(c.Sites), tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not name %q", err, w)
+				}
+			}
+		})
+	}
+	// Without VISITORD_REDIS_URL (development) the same bare site loads.
+	bare := writeSites(t, "sites:\n  - id: shop\n    origins: [\"https://shop.example\"]\n")
+	if _, err := config.Load(mapEnv(map[string]string{"VISITORD_SITES": bare})); err != nil {
+		t.Errorf("development Load of a site without legal text: %v", err)
+	}
+}
+
+// VISITORD_DEMO_ORIGINS adds origins to the demo site, beside every loopback
+// form on the real port; it is an error beside a sites file.
+func TestLoadDemoOrigins(t *testing.T) {
+	c, err := config.Load(mapEnv(map[string]string{"VISITORD_ADDR": "127.0.0.1:0",
+		"VISITORD_DEMO_ORIGINS": "http://devbox.lan:8080, http://localhost:18080/"}))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if err := c.Listening("127.0.0.1:41234"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"http://localhost:41234", "http://127.0.0.1:41234", "http://[::1]:41234", "http://devbox.lan:8080", "http://localhost:18080"}
+	if diff := cmp.Diff(want, c.Sites[0].Origins); diff != "" {
+		t.Errorf("demo origins (-want +got):\n%s", diff)
+	}
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+	}{
+		{name: "not an origin", env: map[string]string{"VISITORD_DEMO_ORIGINS": "devbox.lan"}},
+		{name: "beside a sites file", env: map[string]string{"VISITORD_DEMO_ORIGINS": "http://devbox.lan", "VISITORD_SITES": writeSites(t, prodSite)}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := config.Load(mapEnv(tt.env)); err == nil || !strings.Contains(err.Error(), "VISITORD_DEMO_ORIGINS") {
+				t.Errorf("Load = %v, want an error naming VISITORD_DEMO_ORIGINS", err)
+			}
+		})
+	}
+}
+
+// VISITORD_METRICS_ADDR defaults to :9090 and is read as given.
+func TestLoadMetricsAddr(t *testing.T) {
+	for _, tt := range []struct{ set, want string }{{"", ":9090"}, {"127.0.0.1:0", "127.0.0.1:0"}} {
+		c, err := config.Load(mapEnv(map[string]string{"VISITORD_METRICS_ADDR": tt.set}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.MetricsAddr != tt.want {
+			t.Errorf("VISITORD_METRICS_ADDR %q: MetricsAddr = %q, want %q", tt.set, c.MetricsAddr, tt.want)
 		}
 	}
 }

@@ -344,8 +344,9 @@ func NewAPIKey() (key, sum string) {
 }
 
 // demoSite is the built-in site of a start without a sites file: opt-out, so the
-// printed curl records a page view, with random dev keys for both roles.
-func demoSite(addr string) (*visitor.Site, map[visitor.Role]string, error) {
+// printed curl records a page view, with random dev keys for both roles. Its
+// origins are every loopback form on the listening port, and extra.
+func demoSite(addr string, extra []string) (*visitor.Site, map[visitor.Role]string, error) {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("VISITORD_ADDR: %q is not host:port", addr)
@@ -353,7 +354,7 @@ func demoSite(addr string) (*visitor.Site, map[visitor.Role]string, error) {
 	keys := map[visitor.Role]string{}
 	y := siteYAML{
 		ID: "demo", Consent: string(visitor.ConsentOptOut),
-		Origins:       []string{"http://localhost:" + port, "http://127.0.0.1:" + port},
+		Origins:       append([]string{"http://localhost:" + port, "http://127.0.0.1:" + port, "http://[::1]:" + port}, extra...),
 		RedactPaths:   []string{"^/reset/", "^/orders/[0-9]+"},
 		PolicyVersion: "2026-11", LegalText: "This demo shop records the pages you visit to help our chat team answer you.",
 		Controller: controllerYAML{Name: "Demo Shop", Contact: "privacy@demo.example", DPO: "dpo@demo.example", Transfers: "none"},

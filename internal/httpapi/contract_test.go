@@ -38,6 +38,9 @@ func loadSpec(tb testing.TB) (*openapi3.T, routers.Router) {
 	specOnce.Do(func() {
 		// kin-openapi decodes no Markdown; it is text, like text/plain.
 		openapi3filter.RegisterBodyDecoder("text/markdown", openapi3filter.PlainBodyDecoder)
+		// The home page and the served description are documents, checked as text.
+		openapi3filter.RegisterBodyDecoder("text/html", openapi3filter.PlainBodyDecoder)
+		openapi3filter.RegisterBodyDecoder("application/yaml", openapi3filter.PlainBodyDecoder)
 		loader := openapi3.NewLoader()
 		doc, err := loader.LoadFromFile(specPath)
 		if err != nil {
@@ -77,7 +80,7 @@ func openAPIPath(p string) string {
 	return strings.Join(segs, "/")
 }
 
-// routerRoutes lists the routes of the handler under test, /debug/pprof excepted.
+// routerRoutes lists the routes of the handler under test.
 func routerRoutes(tb testing.TB, h http.Handler) []specRoute {
 	tb.Helper()
 	eng, ok := h.(*gin.Engine)
@@ -86,9 +89,6 @@ func routerRoutes(tb testing.TB, h http.Handler) []specRoute {
 	}
 	var out []specRoute
 	for _, ri := range eng.Routes() {
-		if ri.Path == "/debug/pprof" || strings.HasPrefix(ri.Path, "/debug/pprof/") {
-			continue
-		}
 		out = append(out, specRoute{ri.Method, openAPIPath(ri.Path)})
 	}
 	slices.SortFunc(out, compareRoutes)
@@ -460,7 +460,12 @@ func TestContractResponses(t *testing.T) {
 		{name: "visitor erasure", rq: req{method: http.MethodDelete, path: "/v1/sites/shop/visitors/" + goneVisitor, headers: op(shopPrivacyKey)}, status: 204},
 		{name: "healthz", rq: req{method: http.MethodGet, path: "/healthz"}, status: 200},
 		{name: "readyz", rq: req{method: http.MethodGet, path: "/readyz"}, status: 200},
-		{name: "metrics", rq: req{method: http.MethodGet, path: "/metrics"}, status: 200},
+		{name: "healthz head", rq: req{method: http.MethodHead, path: "/healthz"}, status: 200},
+		{name: "readyz head", rq: req{method: http.MethodHead, path: "/readyz"}, status: 200},
+		{name: "widget head", rq: req{method: http.MethodHead, path: "/v1/widget.js"}, status: 200},
+		{name: "home", rq: req{method: http.MethodGet, path: "/"}, status: 200},
+		{name: "home head", rq: req{method: http.MethodHead, path: "/"}, status: 200},
+		{name: "openapi", rq: req{method: http.MethodGet, path: "/v1/openapi.yaml"}, status: 200},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := e.do(tc.rq)
@@ -586,5 +591,23 @@ func TestContractCatchesViolations(t *testing.T) {
 			}
 			t.Logf("reported: %.300s", rec.errs[0])
 		})
+	}
+}
+
+// Every operation states its security: the operator and privacy routes the
+// Bearer key, every other route `security: []` (issue 18).
+func TestContractSecurity(t *testing.T) {
+	doc, _ := loadSpec(t)
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			if op.Security == nil {
+				t.Errorf("%s %s states no security", method, path)
+				continue
+			}
+			keyed := strings.HasPrefix(path, "/v1/sites/{site}/") && path != "/v1/sites/{site}/widget-config"
+			if got := len(*op.Security) > 0; got != keyed {
+				t.Errorf("%s %s: security %v, want the bearer key %v", method, path, *op.Security, keyed)
+			}
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -148,6 +149,16 @@ var (
 	testDataKey  = bytes.Repeat([]byte("d"), 32)
 )
 
+// openAPISpec is api/openapi.yaml, as package api embeds it for the binary.
+func openAPISpec(tb testing.TB) []byte {
+	tb.Helper()
+	b, err := os.ReadFile(specPath)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
 func newEnv(t testing.TB, opts ...func(*envOptions)) *env {
 	t.Helper()
 	o := envOptions{sites: testSites, secrets: [][]byte{testSecret}, trackTimeout: 2 * time.Second}
@@ -198,7 +209,7 @@ func newEnvOnClient(t testing.TB, rdb redis.UniversalClient, o envOptions) *env 
 	h, err := New(Options{
 		Service: svc, Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Registry: reg, TrustedProxies: o.trustedProxies, CookieSecure: o.cookieSecure,
-		TrackTimeout: o.trackTimeout, Ready: store.Ping,
+		TrackTimeout: o.trackTimeout, Ready: store.Ping, OpenAPI: openAPISpec(t),
 	})
 	if err != nil {
 		t.Fatal(err)

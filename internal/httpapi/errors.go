@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -31,7 +32,7 @@ type errorDetail struct {
 // statusOf maps an error to its status, code and message: the one place where
 // errors become HTTP. Only unknown errors are logged, as 500 "internal error".
 func statusOf(err error) (int, string, string) {
-	msg := err.Error()
+	msg := message(err)
 	switch {
 	case errors.Is(err, errInvalidJSON):
 		return http.StatusBadRequest, "invalid_json", msg
@@ -65,6 +66,23 @@ func statusOf(err error) (int, string, string) {
 		return http.StatusServiceUnavailable, "store_unavailable", "the store is unavailable; try again shortly"
 	}
 	return http.StatusInternalServerError, "internal", "internal error"
+}
+
+// message is err's text as one line naming what is wrong: the sentinel that
+// only repeats the code ("invalid request") is dropped, and the parts a wrapped
+// or joined error carries are joined with "; ", never a newline.
+func message(err error) string {
+	var parts []string
+	for p := range strings.SplitSeq(err.Error(), "\n") {
+		p = strings.TrimSpace(strings.TrimPrefix(p, visitor.ErrInvalid.Error()+": "))
+		if p != "" && p != visitor.ErrInvalid.Error() {
+			parts = append(parts, p)
+		}
+	}
+	if len(parts) == 0 {
+		return visitor.ErrInvalid.Error()
+	}
+	return strings.Join(parts, "; ")
 }
 
 // fail renders err in the API's error shape and ends the request.

@@ -20,7 +20,7 @@ type metrics struct {
 func newMetrics(reg *prometheus.Registry) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "visitord_http_requests_total", Help: "HTTP requests by route template, method and status.",
+			Name: "visitord_http_requests_total", Help: "HTTP requests by route template (or unmatched), method (a known one, else other) and status.",
 		}, []string{"route", "method", "status"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "visitord_http_request_duration_seconds", Help: "HTTP request latency by route template.",
@@ -45,19 +45,30 @@ func routeOf(c *gin.Context) string {
 	return "unmatched"
 }
 
+// methodOf is the request's method if it is a known one, else "other": a
+// made-up method must not create a metric series (issue 18).
+func methodOf(c *gin.Context) string {
+	switch m := c.Request.Method; m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "other"
+}
+
 // observe counts and logs every request by its route template, status, latency
 // and site: never the raw path, query, IP or token.
 func (a *api) observe(c *gin.Context) {
 	start := time.Now()
 	c.Next()
 	elapsed := time.Since(start)
-	route, status := routeOf(c), c.Writer.Status()
-	a.metrics.requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(status)).Inc()
+	route, method, status := routeOf(c), methodOf(c), c.Writer.Status()
+	a.metrics.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
 	a.metrics.latency.WithLabelValues(route).Observe(elapsed.Seconds())
 	site, _ := c.Get(siteKey)
 	siteID, _ := site.(string)
 	a.log.LogAttrs(c.Request.Context(), slog.LevelInfo, "request",
-		slog.String("method", c.Request.Method), slog.String("route", route), slog.Int("status", status),
+		slog.String("method", method), slog.String("route", route), slog.Int("status", status),
 		slog.Float64("latency_ms", float64(elapsed.Microseconds())/1000), slog.String("site", siteID))
 }
 

@@ -22,11 +22,7 @@ func (a *api) operator(roles ...visitor.Role) gin.HandlerFunc {
 			a.fail(c, err)
 			return
 		}
-		key, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
-		if !ok {
-			key = ""
-		}
-		actor, err := a.svc.Authenticate(site.ID, strings.TrimSpace(key), roles...)
+		actor, err := a.svc.Authenticate(site.ID, bearerKey(c.GetHeader("Authorization")), roles...)
 		if err != nil {
 			if errors.Is(err, visitor.ErrUnauthorized) {
 				c.Header("WWW-Authenticate", `Bearer realm="visitord"`)
@@ -40,6 +36,16 @@ func (a *api) operator(roles ...visitor.Role) gin.HandlerFunc {
 			a.fail(c, err)
 		}
 	}
+}
+
+// bearerKey is the credential of an Authorization header of the Bearer scheme,
+// whose name is case-insensitive (RFC 7235 §2.1), or "" for any other header.
+func bearerKey(header string) string {
+	scheme, key, ok := strings.Cut(strings.TrimSpace(header), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(key)
 }
 
 func actorOf(c *gin.Context) visitor.Actor {

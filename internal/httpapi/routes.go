@@ -1,10 +1,9 @@
 package httpapi
 
 import (
-	"net/http/pprof"
+	"net/http"
 
 	"github.com/gin-gonic/gin"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/visitord/visitord/internal/visitor"
 )
@@ -38,8 +37,8 @@ func (a *api) routes(r *gin.Engine, o Options) {
 	r.PUT("/v1/sites/:site/retention", privacy, a.putRetention)
 	r.POST("/v1/sites/:site/subjects/search", privacy, a.searchSubjects)
 	r.GET("/v1/sites/:site/visitors/:visitor", privacy, a.exportVisitor)
-	r.PATCH("/v1/sites/:site/visitors/:visitor", privacy, a.rectifyVisitor)
-	r.DELETE("/v1/sites/:site/visitors/:visitor", privacy, a.eraseVisitor)
+	r.PATCH("/v1/sites/:site/visitors/:visitor", a.notLive, privacy, a.rectifyVisitor)
+	r.DELETE("/v1/sites/:site/visitors/:visitor", a.notLive, privacy, a.eraseVisitor)
 	r.DELETE("/v1/sites/:site/chats/:chat", privacy, a.eraseChat)
 	r.GET("/v1/sites/:site/audit", privacy, a.audit)
 	r.GET("/v1/sites/:site/processing-record", privacy, a.processingRecord)
@@ -47,6 +46,7 @@ func (a *api) routes(r *gin.Engine, o Options) {
 	// Browser files from the binary: the widget script, the operator console and,
 	// with the built-in demo site, the demo shop (widget_assets.go).
 	r.GET("/v1/widget.js", a.script("widget.js"))
+	r.HEAD("/v1/widget.js", a.script("widget.js"))
 	r.GET("/console", a.page("console.html", true))
 	r.GET("/console/console.js", a.script("console.js"))
 	r.GET("/console/console.css", a.script("console.css"))
@@ -60,26 +60,23 @@ func (a *api) routes(r *gin.Engine, o Options) {
 
 	// Ops.
 	r.GET("/healthz", a.healthz)
+	r.HEAD("/healthz", a.healthz)
 	r.GET("/readyz", a.readyz)
-	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{})))
-	if o.PProf {
-		r.GET("/debug/pprof/*profile", pprofHandler)
-	}
+	r.HEAD("/readyz", a.readyz)
+
+	// What this is: a page linking the demo, the console, the API description
+	// and /healthz; and the API description itself.
+	r.GET("/", a.home(o.Demo))
+	r.HEAD("/", a.home(o.Demo))
+	r.GET("/v1/openapi.yaml", a.openAPI(o.OpenAPI))
+	// /metrics and /debug/pprof are served on the metrics listener only (NewMetrics).
 }
 
-// pprofHandler serves net/http/pprof under one wildcard route: Gin allows no
-// static route beside a catch-all in the same segment.
-func pprofHandler(c *gin.Context) {
-	switch c.Param("profile") {
-	case "/cmdline":
-		pprof.Cmdline(c.Writer, c.Request)
-	case "/profile":
-		pprof.Profile(c.Writer, c.Request)
-	case "/symbol":
-		pprof.Symbol(c.Writer, c.Request)
-	case "/trace":
-		pprof.Trace(c.Writer, c.Request)
-	default:
-		pprof.Index(c.Writer, c.Request)
+// notLive answers 405 to PATCH and DELETE of /v1/sites/:site/visitors/live:
+// that path is the live list (GET only), not a visitor called "live".
+func (a *api) notLive(c *gin.Context) {
+	if c.Param("visitor") == "live" {
+		c.Header("Allow", http.MethodGet)
+		a.fail(c, errNoMethod)
 	}
 }

@@ -25,7 +25,8 @@ const storeTimeout = 2 * time.Second
 type Options struct {
 	Service *visitor.Service
 	Logger  *slog.Logger
-	// Registry receives the API's metrics and is served on /metrics.
+	// Registry receives the API's metrics; NewMetrics serves it on the
+	// metrics listener.
 	Registry *prometheus.Registry
 	// TrustedProxies are the peers whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
@@ -35,10 +36,10 @@ type Options struct {
 	TrackTimeout time.Duration
 	// Ready reports whether the store is reachable, for /readyz.
 	Ready func(context.Context) error
-	// PProf serves /debug/pprof.
-	PProf bool
 	// Demo serves the demo shop on /demo, for the built-in demo site.
 	Demo bool
+	// OpenAPI is api/openapi.yaml, served at /v1/openapi.yaml.
+	OpenAPI []byte
 	// Limiter applies the limits of chats, consent, /v1/me and API keys,
 	// shared by every pod; nil applies none (tests that do not care).
 	Limiter visitor.RateLimiter
@@ -79,6 +80,9 @@ func New(o Options) (http.Handler, error) {
 	a.streams.attach(o.Service, o.Logger, o.Registry)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
+	// /v1/track/ is not /v1/track: a 404 in the API's shape, not a redirect the
+	// contract does not describe.
+	r.RedirectTrailingSlash = false
 	r.ForwardedByClientIP = true
 	r.RemoteIPHeaders = []string{"X-Forwarded-For"}
 	proxies := make([]string, 0, len(o.TrustedProxies))

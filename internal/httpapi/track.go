@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -114,17 +115,64 @@ func bindJSON(c *gin.Context, v any) error {
 }
 
 // decodeJSON decodes a request body: malformed JSON is errInvalidJSON, a field
-// of the wrong type ErrInvalid naming the field.
+// of the wrong type or null ErrInvalid naming the field (no request field is
+// nullable in api/openapi.yaml).
 func decodeJSON(b []byte, v any) error {
 	err := json.Unmarshal(b, v)
 	var typeErr *json.UnmarshalTypeError
 	switch {
 	case err == nil:
+		// encoding/json leaves a field unset for null: look only when the body
+		// holds the word at all, so the page-view path decodes once.
+		if bytes.Contains(b, []byte("null")) {
+			if field, ok := nullField(b); ok {
+				return fmt.Errorf("%w: %s must not be null", visitor.ErrInvalid, field)
+			}
+		}
 		return nil
+	case errors.As(err, &typeErr) && typeErr.Field == "":
+		return fmt.Errorf("%w: the body must be a JSON object", visitor.ErrInvalid)
 	case errors.As(err, &typeErr):
-		return errors.Join(visitor.ErrInvalid, fmt.Errorf("field %s must be %s", typeErr.Field, jsonKind(typeErr.Type)))
+		return fmt.Errorf("%w: %s must be %s", visitor.ErrInvalid, typeErr.Field, jsonKind(typeErr.Type))
 	}
 	return errInvalidJSON
+}
+
+// nullField finds a null in a JSON body and names it ("contact.name", "null"
+// for the whole body).
+func nullField(b []byte) (string, bool) {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return "", false
+	}
+	return findNull(v, "")
+}
+
+func findNull(v any, path string) (string, bool) {
+	switch t := v.(type) {
+	case nil:
+		if path == "" {
+			return "the body", true
+		}
+		return path, true
+	case map[string]any:
+		for k, e := range t {
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			if f, ok := findNull(e, p); ok {
+				return f, true
+			}
+		}
+	case []any:
+		for i, e := range t {
+			if f, ok := findNull(e, fmt.Sprintf("%s[%d]", path, i)); ok {
+				return f, true
+			}
+		}
+	}
+	return "", false
 }
 
 // jsonKind names a Go type as the JSON value it decodes from.

@@ -60,8 +60,8 @@ func StartCluster(tb testing.TB, masters int) *Cluster {
 	if masters < 3 {
 		tb.Fatalf("redistest: StartCluster(%d): a cluster needs at least 3 masters", masters)
 	}
-	bin := lookupServer(tb, exec.LookPath, os.Getenv("CI"))
-	cli := lookupCLI(tb, exec.LookPath, os.Getenv("CI"))
+	bin := lookupServer(tb, exec.LookPath, os.Getenv)
+	cli := lookupCLI(tb, exec.LookPath, os.Getenv)
 	c := &Cluster{}
 	for range masters {
 		c.nodes = append(c.nodes, startClusterNode(tb, bin))
@@ -123,18 +123,10 @@ func freeClusterPort() (int, error) {
 }
 
 // lookupCLI returns the path of redis-cli, or ends the test as lookupServer
-// does: a failure under CI, a skip elsewhere.
-func lookupCLI(tb testing.TB, lookPath func(string) (string, error), ci string) string {
+// does.
+func lookupCLI(tb testing.TB, lookPath func(string) (string, error), getenv func(string) string) string {
 	tb.Helper()
-	bin, err := lookPath("redis-cli")
-	if err == nil {
-		return bin
-	}
-	if isCI, _ := strconv.ParseBool(ci); isCI {
-		tb.Fatalf("redistest: redis-cli not found on PATH (%v); install it, e.g. apt-get install -y redis-tools", err)
-	}
-	tb.Skipf("redistest: redis-cli not found on PATH (%v); skipping", err)
-	return ""
+	return lookupTool(tb, lookPath, getenv, "redis-cli", "redis-tools")
 }
 
 // waitReady polls CLUSTER INFO on every node until each reports

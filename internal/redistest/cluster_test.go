@@ -166,29 +166,7 @@ func TestStartClusterTooSmall(t *testing.T) {
 
 func TestClusterLookupCLIMissing(t *testing.T) {
 	t.Parallel()
-	missing := func(string) (string, error) { return "", errors.New("not found") }
-	tests := []struct {
-		name      string
-		ci        string
-		wantFatal bool
-		wantSkip  bool
-	}{
-		{name: "ci", ci: "true", wantFatal: true},
-		{name: "local", ci: "", wantSkip: true},
-		{name: "ci false", ci: "false", wantSkip: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			fake := &recordingTB{TB: t}
-			run(func() { lookupCLI(fake, missing, tt.ci) })
-			if fake.fatal != tt.wantFatal || fake.skipped != tt.wantSkip {
-				t.Fatalf("fatal, skipped = %v, %v; want %v, %v", fake.fatal, fake.skipped, tt.wantFatal, tt.wantSkip)
-			}
-			if msg := strings.Join(fake.messages, "\n"); tt.wantFatal && !strings.Contains(msg, "redis-cli") {
-				t.Fatalf("failure message does not name redis-cli: %s", msg)
-			}
-		})
-	}
+	checkLookupMissing(t, "redis-cli", "apt-get install -y redis-tools", lookupCLI)
 }
 
 func TestStartSentinelFailover(t *testing.T) {

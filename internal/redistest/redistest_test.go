@@ -136,7 +136,7 @@ func TestParallelStarts(t *testing.T) {
 
 func TestStartFailureShowsLog(t *testing.T) {
 	t.Parallel()
-	lookupServer(t, exec.LookPath, os.Getenv("CI")) // skip or fail as Start would
+	lookupServer(t, exec.LookPath, os.Getenv) // skip or fail as Start would
 	fake := &recordingTB{TB: t}
 	run(func() { Start(fake, "--no-such-directive", "x") })
 	if !fake.fatal {
@@ -147,28 +147,46 @@ func TestStartFailureShowsLog(t *testing.T) {
 	}
 }
 
+// Without redis-server a test fails with one line saying how to install it,
+// unless the caller asked to skip; under CI=true it always fails (issue 18).
 func TestLookupServerMissing(t *testing.T) {
 	t.Parallel()
+	checkLookupMissing(t, "redis-server", "apt-get install -y redis-server", lookupServer)
+}
+
+// checkLookupMissing runs lookup with a PATH lacking the tool under each
+// environment and checks that it fails or skips as it should.
+func checkLookupMissing(t *testing.T, name, install string, lookup func(testing.TB, func(string) (string, error), func(string) string) string) {
+	t.Helper()
 	missing := func(string) (string, error) { return "", errors.New("not found") }
 	tests := []struct {
 		name      string
-		ci        string
+		env       map[string]string
 		wantFatal bool
 		wantSkip  bool
 	}{
-		{name: "ci", ci: "true", wantFatal: true},
-		{name: "local", ci: "", wantSkip: true},
-		{name: "ci false", ci: "false", wantSkip: true},
+		{name: "ci", env: map[string]string{"CI": "true"}, wantFatal: true},
+		{name: "local", env: nil, wantFatal: true},
+		{name: "ci false", env: map[string]string{"CI": "false"}, wantFatal: true},
+		{name: "local asks to skip", env: map[string]string{SkipEnv: "1"}, wantSkip: true},
+		{name: "ci asks to skip", env: map[string]string{"CI": "true", SkipEnv: "1"}, wantFatal: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fake := &recordingTB{TB: t}
-			run(func() { lookupServer(fake, missing, tt.ci) })
+			run(func() { lookup(fake, missing, func(k string) string { return tt.env[k] }) })
 			if fake.fatal != tt.wantFatal || fake.skipped != tt.wantSkip {
 				t.Fatalf("fatal, skipped = %v, %v; want %v, %v", fake.fatal, fake.skipped, tt.wantFatal, tt.wantSkip)
 			}
-			if msg := strings.Join(fake.messages, "\n"); tt.wantFatal && !strings.Contains(msg, "apt-get install -y redis-server") {
-				t.Fatalf("failure message lacks the install hint: %s", msg)
+			msg := strings.Join(fake.messages, "\n")
+			if strings.Contains(msg, "\n") || !strings.Contains(msg, name) {
+				t.Fatalf("message %q: want one line naming %s", msg, name)
+			}
+			if tt.wantFatal && !strings.Contains(msg, install) {
+				t.Fatalf("failure message lacks the install hint %q: %s", install, msg)
+			}
+			if tt.wantFatal && tt.env["CI"] != "true" && !strings.Contains(msg, SkipEnv+"=1") {
+				t.Fatalf("failure message does not say how to skip: %s", msg)
 			}
 		})
 	}

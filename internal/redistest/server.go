@@ -66,11 +66,12 @@ type process struct {
 // fresh tb.TempDir() as its directory and args appended to its command line
 // (later arguments override earlier ones, so "--appendonly", "yes" turns the
 // AOF back on). It returns once the server answers PING and stops the server
-// in tb.Cleanup. Without redis-server on PATH it skips the test, or fails it
-// when the environment has CI=true.
+// in tb.Cleanup. Without redis-server on PATH it fails the test with one line
+// saying how to install it, or skips it when VISITORD_TEST_SKIP_REDIS=1 asks
+// to (never under CI=true).
 func Start(tb testing.TB, args ...string) *Server {
 	tb.Helper()
-	bin := lookupServer(tb, exec.LookPath, os.Getenv("CI"))
+	bin := lookupServer(tb, exec.LookPath, os.Getenv)
 	s := &Server{bin: bin, dir: tb.TempDir(), args: slices.Clone(args)}
 	// Registered after TempDir so that it runs before the directory is removed.
 	tb.Cleanup(s.Stop)
@@ -111,18 +112,36 @@ func (s *Server) startOn(tb testing.TB, what string, pick func() (int, error), a
 	return nil
 }
 
-// lookupServer returns the path of redis-server, or ends the test: it fails
-// under CI (where a missing server is a broken setup) and skips elsewhere.
-func lookupServer(tb testing.TB, lookPath func(string) (string, error), ci string) string {
+// SkipEnv names the variable that lets a caller without redis-server skip the
+// tests that need it ("1" or "true"); without it they fail.
+const SkipEnv = "VISITORD_TEST_SKIP_REDIS"
+
+// lookupServer returns the path of redis-server, or ends the test with one line
+// saying how to install it: a failure, unless the caller asked to skip with
+// VISITORD_TEST_SKIP_REDIS=1; under CI=true always a failure.
+func lookupServer(tb testing.TB, lookPath func(string) (string, error), getenv func(string) string) string {
 	tb.Helper()
-	bin, err := lookPath("redis-server")
+	return lookupTool(tb, lookPath, getenv, "redis-server", "redis-server")
+}
+
+// lookupTool finds the binary name from the Debian package pkg on PATH, or ends
+// the test as lookupServer says.
+func lookupTool(tb testing.TB, lookPath func(string) (string, error), getenv func(string) string, name, pkg string) string {
+	tb.Helper()
+	bin, err := lookPath(name)
 	if err == nil {
 		return bin
 	}
-	if isCI, _ := strconv.ParseBool(ci); isCI {
-		tb.Fatalf("redistest: redis-server not found on PATH (%v); install it, e.g. apt-get install -y redis-server", err)
+	ci, _ := strconv.ParseBool(getenv("CI"))
+	skip, _ := strconv.ParseBool(getenv(SkipEnv))
+	if skip && !ci {
+		tb.Skipf("redistest: %s is not on PATH and %s is set: skipping", name, SkipEnv)
 	}
-	tb.Skipf("redistest: redis-server not found on PATH (%v); skipping", err)
+	hint := fmt.Sprintf(", or set %s=1 to skip the tests that need it", SkipEnv)
+	if ci {
+		hint = " (CI=true: never skipped)"
+	}
+	tb.Fatalf("redistest: %s is not on PATH: install it (apt-get install -y %s)%s", name, pkg, hint)
 	return ""
 }
 

@@ -90,14 +90,19 @@ function stopProcess(child) {
 }
 
 /**
- * startService runs the visitord binary on a free port of 127.0.0.1 with env
- * added to this process's environment, and waits for /healthz.
+ * startService runs the visitord binary on a free port of 127.0.0.1 (and its
+ * metrics listener on another) with env added to this process's environment,
+ * and waits for /healthz.
  */
 export async function startService(bin, env, cleanup) {
   const port = await freePort();
+  const metricsPort = await freePort();
   let stderr = '';
   const child = track(spawn(bin, [], {
-    env: { ...process.env, VISITORD_ADDR: `127.0.0.1:${port}`, VISITORD_COOKIE_SECURE: 'false', ...env },
+    env: {
+      ...process.env, VISITORD_ADDR: `127.0.0.1:${port}`, VISITORD_METRICS_ADDR: `127.0.0.1:${metricsPort}`,
+      VISITORD_COOKIE_SECURE: 'false', ...env,
+    },
     stdio: ['ignore', 'ignore', 'pipe'],
   }));
   child.stderr.setEncoding('utf8');
@@ -109,7 +114,7 @@ export async function startService(bin, env, cleanup) {
     waitFor('visitord', async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).ok),
     exited,
   ]);
-  return { port, stderr: () => stderr };
+  return { port, metricsPort, stderr: () => stderr };
 }
 
 /** startRedis runs a throw-away redis-server on a free port, keeping nothing on disk. */

@@ -11,9 +11,9 @@ import {
   startPages, startRedis, startService, tempDir,
 } from './harness.mjs';
 
-/** trackMetric reads visitord_track_total for a hit type and outcome from /metrics. */
-async function trackMetric(base, type, outcome) {
-  const text = await (await fetch(base + '/metrics')).text();
+/** trackMetric reads visitord_track_total for a hit type and outcome from the metrics listener's /metrics. */
+async function trackMetric(metrics, type, outcome) {
+  const text = await (await fetch(metrics + '/metrics')).text();
   const m = new RegExp(`^visitord_track_total\\{outcome="${outcome}",type="${type}"\\} (\\d+)$`, 'm').exec(text);
   return m ? Number(m[1]) : 0;
 }
@@ -46,6 +46,7 @@ describe('visitord in Chromium', () => {
 
     const d = await startService(bin, {}, cleanup);
     demo.base = `http://localhost:${d.port}`;
+    demo.metrics = `http://127.0.0.1:${d.metricsPort}`;
     demo.operatorKey = /^\s+operator:\s+(\S+)$/m.exec(d.stderr())?.[1];
     assert.ok(demo.operatorKey, `no operator dev key in visitord's output:\n${d.stderr()}`);
 
@@ -60,11 +61,14 @@ describe('visitord in Chromium', () => {
     consent: opt-in
     policy_version: "2026-11"
     legal_text: ${JSON.stringify(LEGAL_TEXT)}
+    controller: {name: "Opt-in Shop", contact: "privacy@optin.example"}
     keys:
       - {id: agent, role: operator, sha256: "${sites.optinKey.sha256}"}
   - id: shop
     origins: ["http://127.0.0.1:${pagesPort}"]
     consent: opt-out
+    legal_text: "We record the pages you visit to help our chat team."
+    controller: {name: "Shop", contact: "privacy@shop.example"}
     keys:
       - {id: agent, role: operator, sha256: "${sites.shopKey.sha256}"}
 `);
@@ -221,9 +225,9 @@ describe('visitord in Chromium', () => {
 
       // Leaving the page sends the leave beacon, which the service records (a
       // beacon of an unloading page is not reported to Playwright: read the metric).
-      const leaves = await trackMetric(demo.base, 'leave', 'tracked');
+      const leaves = await trackMetric(demo.metrics, 'leave', 'tracked');
       await page.goto('about:blank');
-      await waitUntil(async () => (await trackMetric(demo.base, 'leave', 'tracked')) === leaves + 1, 'a recorded leave');
+      await waitUntil(async () => (await trackMetric(demo.metrics, 'leave', 'tracked')) === leaves + 1, 'a recorded leave');
     } finally {
       await runCleanup(tc);
     }
