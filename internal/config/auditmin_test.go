@@ -20,7 +20,7 @@ func TestLoadAuditMinDays(t *testing.T) {
 		{name: "default", want: 365},
 		{name: "set", set: map[string]string{"VISITORD_AUDIT_MIN_DAYS": "730"}, want: 730},
 		{name: "one day", set: map[string]string{"VISITORD_AUDIT_MIN_DAYS": "1"}, want: 1},
-		{name: "at the maximum", set: map[string]string{"VISITORD_AUDIT_MIN_DAYS": "400", "VISITORD_RETENTION_MAX_DAYS": "400"}, want: 400},
+		{name: "at the maximum", set: map[string]string{"VISITORD_AUDIT_MIN_DAYS": "1825"}, want: 1825},
 		{name: "zero", set: map[string]string{"VISITORD_AUDIT_MIN_DAYS": "0"}, wantErr: []string{"VISITORD_AUDIT_MIN_DAYS"}},
 		{name: "not a number", set: map[string]string{"VISITORD_AUDIT_MIN_DAYS": "a year"}, wantErr: []string{"VISITORD_AUDIT_MIN_DAYS"}},
 		{name: "above the maximum", set: map[string]string{"VISITORD_AUDIT_MIN_DAYS": "2000"},
