@@ -578,7 +578,7 @@
 
   // chart draws one stacked bar per day: tracked at the bottom, then each refusal reason.
   function chart(days) {
-    var W = 900, H = 240, left = 44, bottom = 28, top = 10;
+    var W = 900, H = 240, left = 44, right = 20, bottom = 28, top = 10;
     var max = 1;
     days.forEach(function (d) {
       var sum = 0;
@@ -586,7 +586,7 @@
       max = Math.max(max, sum);
     });
     var scale = (H - bottom - top) / max;
-    var slot = (W - left) / days.length, bar = Math.max(2, slot * 0.7);
+    var slot = (W - left - right) / days.length, bar = Math.max(2, slot * 0.7);
     var root = svg('svg', { viewBox: '0 0 ' + W + ' ' + H, role: 'img', 'class': 'chart' });
     var title = svg('title', {});
     title.textContent = 'Tracked and refused page views per day, ' + days[0].day + ' to ' + days[days.length - 1].day;
