@@ -297,6 +297,7 @@ func TestLiveStreamClose(t *testing.T) {
 	p := newPod(t, e, StreamOptions{Heartbeat: time.Hour})
 	rq := req{method: http.MethodGet, path: "/v1/sites/shop/visitors/live/stream", headers: map[string]string{"Authorization": "Bearer " + shopOperatorKey}}
 	done := make(chan resp, 1)
+	snapshot := make(chan struct{})
 	go func() {
 		hr, _ := http.NewRequest(rq.method, p.srv.URL+rq.path, nil)
 		hr.Header.Set("Authorization", "Bearer "+shopOperatorKey)
@@ -307,13 +308,27 @@ func TestLiveStreamClose(t *testing.T) {
 		}
 		defer res.Body.Close()
 		var b strings.Builder
-		_, _ = bufio.NewReader(res.Body).WriteTo(&b)
+		br := bufio.NewReader(res.Body)
+		seen := false
+		for {
+			line, err := br.ReadString('\n')
+			b.WriteString(line)
+			if !seen && strings.HasPrefix(line, "data: ") {
+				seen = true
+				close(snapshot)
+			}
+			if err != nil {
+				break
+			}
+		}
 		done <- resp{status: res.StatusCode, header: res.Header, body: []byte(b.String())}
 	}()
-	for end := time.Now().Add(streamWait); metricValue(t, p.reg, "visitord_live_streams") < 1; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(end) {
-			t.Fatal("the stream did not open")
-		}
+	select {
+	case <-snapshot:
+	case r := <-done:
+		t.Fatalf("the stream ended before its snapshot: %d %s", r.status, r.body)
+	case <-time.After(streamWait):
+		t.Fatal("no snapshot")
 	}
 	p.streams.Close()
 	var r resp
@@ -333,4 +348,34 @@ func TestLiveStreamClose(t *testing.T) {
 	if r.status != http.StatusServiceUnavailable || r.errorCode(t) != "store_unavailable" {
 		t.Errorf("a stream after Close: %d %s, want 503", r.status, r.body)
 	}
+}
+
+// A failed read of the live list is logged without personal data and counted;
+// the stream stays open with its last list and goes on when Redis is back.
+func TestLiveStreamReadErrorsCounted(t *testing.T) {
+	e := newEnv(t)
+	p := newPod(t, e, StreamOptions{Heartbeat: time.Hour, Poll: 50 * time.Millisecond})
+	s, r := openStream(t, p.srv.URL, "shop", shopOperatorKey)
+	if s == nil {
+		t.Fatalf("stream: %d %s", r.status, r.body)
+	}
+	s.next(t)
+	e.redis.Kill()
+	for end := time.Now().Add(10 * time.Second); metricValue(t, p.reg, "visitord_live_stream_read_errors_total") < 1; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("a failed read of the live list was not counted")
+		}
+	}
+	if !strings.Contains(e.logs.String(), `"msg":"live stream read"`) {
+		t.Errorf("the failed read was not logged:\n%s", e.logs.String())
+	}
+	e.redis.Restart(t)
+	if err := redisstore.New(e.rdb).LoadScripts(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	opTrack(e, "shop", shopOrigin+"/back", "", "", nil)
+	if ev := s.next(t); ev.name != "change" || !strings.Contains(ev.data, shopOrigin+"/back") {
+		t.Errorf("after Redis came back: %+v", ev)
+	}
+	e.assertLogsClean(shopOperatorKey, shopOrigin+"/back")
 }
