@@ -361,7 +361,7 @@ func TestLiveStreamReadErrorsCounted(t *testing.T) {
 	}
 	s.next(t)
 	e.redis.Kill()
-	for end := time.Now().Add(10 * time.Second); metricValue(t, p.reg, "visitord_live_stream_read_errors_total") < 1; time.Sleep(20 * time.Millisecond) {
+	for end := time.Now().Add(10 * time.Second); metricValue(t, p.reg, "visitord_live_stream_errors_total") < 1; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(end) {
 			t.Fatal("a failed read of the live list was not counted")
 		}
@@ -378,4 +378,57 @@ func TestLiveStreamReadErrorsCounted(t *testing.T) {
 		t.Errorf("after Redis came back: %+v", ev)
 	}
 	e.assertLogsClean(shopOperatorKey, shopOrigin+"/back")
+}
+
+// The bound per key holds across pods, and the place of a stream whose pod
+// died lapses with its lease.
+func TestLiveStreamLimitAcrossPods(t *testing.T) {
+	e := newEnv(t)
+	o := StreamOptions{PerKey: 2, Heartbeat: time.Minute}
+	a, b := newPod(t, e, o), newPod(t, e, o)
+	sa, _ := openStream(t, a.srv.URL, "shop", shopOperatorKey)
+	sb, _ := openStream(t, b.srv.URL, "shop", shopOperatorKey)
+	if sa == nil || sb == nil {
+		t.Fatal("one stream on each pod was refused")
+	}
+	sa.next(t)
+	sb.next(t)
+	if _, r := openStream(t, a.srv.URL, "shop", shopOperatorKey); r.status != http.StatusTooManyRequests || r.errorCode(t) != "rate_limited" {
+		t.Fatalf("a third stream of the key on another pod: %d %s, want 429", r.status, r.body)
+	}
+	if got := metricValue(t, a.reg, "visitord_live_streams_refused_total"); got != 1 {
+		t.Errorf("refused streams counted %v, want 1", got)
+	}
+	// Pod b shuts down: its stream gives its place back.
+	b.streams.Close()
+	var s2 *stream
+	var r resp
+	for end := time.Now().Add(streamWait); s2 == nil && time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		s2, r = openStream(t, a.srv.URL, "shop", shopOperatorKey)
+	}
+	if s2 == nil {
+		t.Fatalf("after pod b shut down, a stream on pod a: %d %s", r.status, r.body)
+	}
+	// A pod that died holds a place it never gives back: it lapses with its lease.
+	site, _ := e.sites.Get("shop")
+	if ok, err := redisstore.New(e.rdb).HoldStream(t.Context(), site, "agent-1", "dead-pod", e.clock.Now(), e.clock.Now().Add(3*o.Heartbeat), 3); !ok || err != nil {
+		t.Fatalf("the dead pod's place: %v %v", ok, err)
+	}
+	sa.res.Body.Close()
+	s2.res.Body.Close()
+	for end := time.Now().Add(streamWait); metricValue(t, a.reg, "visitord_live_streams") > 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("pod a's streams did not end")
+		}
+	}
+	held, err := e.rdb.ZCard(t.Context(), "ls:{shop}:agent-1").Result()
+	if err != nil || held != 1 {
+		t.Fatalf("places held after the streams ended: %d (%v), want the dead pod's alone", held, err)
+	}
+	e.clock.Advance(3*o.Heartbeat + time.Second)
+	s3, _ := openStream(t, a.srv.URL, "shop", shopOperatorKey)
+	s4, r := openStream(t, a.srv.URL, "shop", shopOperatorKey)
+	if s3 == nil || s4 == nil {
+		t.Errorf("after the dead pod's lease, two streams: %d %s", r.status, r.body)
+	}
 }

@@ -64,6 +64,9 @@
 //	wq:{shop}                           zset    webhook queue: delivery keys scored by next attempt (ms)
 //	wh:{shop:<id>}                      hash    a queued webhook delivery of an erased or rectified subject
 //	au:{shop}                           stream  audit trail: t, actor, action, target (keyed hash)
+//	ls:{shop}:agent-1                   zset    the open live streams of API key agent-1 (its id in the
+//	                                             sites file), scored by the end of their lease (ms);
+//	                                             expires with the last lease
 //	rate:rl:{shop}:chat:<hash>          string  rate-limit counter (redis_rate's GCRA, which adds
 //	                                             "rate:"): kinds chat, consent, me; hash is the keyed
 //	                                             hash of the truncated IP (visitor.RateLimitKey)
