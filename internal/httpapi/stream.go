@@ -3,6 +3,8 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -40,8 +42,8 @@ const streamWriteTimeout = 10 * time.Second
 
 // StreamOptions tune the live streams; zero fields take the defaults.
 type StreamOptions struct {
-	// PerKey is how many streams one API key may hold open on a site on this
-	// pod; one more is 429 rate_limited.
+	// PerKey is how many streams one API key may hold open on a site, across
+	// every pod; one more is 429 rate_limited.
 	PerKey int
 	// Heartbeat is how often a comment line is sent while nothing changes, so that
 	// proxies and clients see the stream alive.
@@ -103,7 +105,7 @@ func (s *Streams) attach(svc *visitor.Service, log *slog.Logger, reg prometheus.
 		Name: "visitord_live_streams_refused_total", Help: "Live-list streams refused: the key held its limit, or the pod was shutting down.",
 	})
 	s.errors = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "visitord_live_stream_read_errors_total", Help: "Reads of the live list for streams that failed (the streams keep their last list).",
+		Name: "visitord_live_stream_errors_total", Help: "Store calls of live streams that failed: reads of the live list (the streams keep their last list), renewals and releases of their places.",
 	})
 	reg.MustRegister(s.open, s.refused, s.errors)
 }
@@ -118,9 +120,17 @@ type feed struct {
 // subscriber is one open stream: it receives the latest list, older ones
 // replaced when it has not taken them yet.
 type subscriber struct {
+	id   string
 	key  string
 	site string
 	ch   chan []liveVisitorJSON
+}
+
+// streamID is a random id of one stream (its place in Redis).
+func streamID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // never fails (Go ≥ 1.24)
+	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 var errStreamsClosed = errors.Join(visitor.ErrStoreUnavailable, errors.New("the server is shutting down"))
@@ -139,7 +149,7 @@ func (s *Streams) subscribe(a visitor.Actor) (*subscriber, error) {
 		return nil, &visitor.RateLimitError{RetryAfter: s.opts.Heartbeat}
 	}
 	s.perKey[key]++
-	sub := &subscriber{key: key, site: a.Site.ID, ch: make(chan []liveVisitorJSON, 1)}
+	sub := &subscriber{id: streamID(), key: key, site: a.Site.ID, ch: make(chan []liveVisitorJSON, 1)}
 	f := s.feeds[a.Site.ID]
 	if f == nil {
 		ctx, stop := context.WithCancel(context.Background())
@@ -183,8 +193,7 @@ func (s *Streams) poll(ctx context.Context, f *feed, site *visitor.Site) {
 		case ctx.Err() != nil:
 			return
 		case err != nil:
-			s.errors.Inc()
-			s.log.LogAttrs(ctx, slog.LevelWarn, "live stream read", slog.String("site", site.ID), slog.String("error", err.Error()))
+			s.failed(ctx, site.ID, "live stream read", err)
 		default:
 			rows := liveRowsOf(page.Visitors)
 			b, _ := json.Marshal(rows)
@@ -201,6 +210,12 @@ func (s *Streams) poll(ctx context.Context, f *feed, site *visitor.Site) {
 		case <-t.C:
 		}
 	}
+}
+
+// failed logs and counts a store call of the streams that failed.
+func (s *Streams) failed(ctx context.Context, site, what string, err error) {
+	s.errors.Inc()
+	s.log.LogAttrs(ctx, slog.LevelWarn, what, slog.String("site", site), slog.String("error", err.Error()))
 }
 
 func (s *Streams) publish(f *feed, rows []liveVisitorJSON) {
@@ -227,12 +242,35 @@ type liveChange struct {
 // "snapshot" event with the whole list ({"visitors":[…]}), then a "change"
 // event whenever it changes, and a comment every heartbeat.
 func (a *api) liveStream(c *gin.Context) {
-	sub, err := a.streams.subscribe(actorOf(c))
+	actor := actorOf(c)
+	sub, err := a.streams.subscribe(actor)
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
 	defer a.streams.unsubscribe(sub)
+	// The bound per key holds across pods: each stream holds a place in Redis,
+	// renewed every heartbeat, given back at its end, lapsing if its pod dies.
+	lease := 3 * a.streams.opts.Heartbeat
+	hold := func() error {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+		defer cancel()
+		return a.svc.HoldStream(ctx, actor, sub.id, a.streams.opts.PerKey, lease)
+	}
+	if err := hold(); err != nil {
+		if errors.Is(err, visitor.ErrRateLimited) {
+			a.streams.refused.Inc()
+		}
+		a.fail(c, err)
+		return
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		defer cancel()
+		if err := a.svc.ReleaseStream(ctx, actor, sub.id); err != nil {
+			a.streams.failed(ctx, actor.Site.ID, "live stream release", err)
+		}
+	}()
 	w := c.Writer
 	rc := http.NewResponseController(w)
 	h := w.Header()
@@ -261,6 +299,9 @@ func (a *api) liveStream(c *gin.Context) {
 		case <-a.streams.done:
 			return
 		case <-heartbeat.C:
+			if err := hold(); err != nil && ctx.Err() == nil {
+				a.streams.failed(ctx, actor.Site.ID, "live stream renewal", err)
+			}
 			if !send([]byte(": heartbeat\n\n")) {
 				return
 			}

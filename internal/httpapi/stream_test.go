@@ -297,6 +297,7 @@ func TestLiveStreamClose(t *testing.T) {
 	p := newPod(t, e, StreamOptions{Heartbeat: time.Hour})
 	rq := req{method: http.MethodGet, path: "/v1/sites/shop/visitors/live/stream", headers: map[string]string{"Authorization": "Bearer " + shopOperatorKey}}
 	done := make(chan resp, 1)
+	snapshot := make(chan struct{})
 	go func() {
 		hr, _ := http.NewRequest(rq.method, p.srv.URL+rq.path, nil)
 		hr.Header.Set("Authorization", "Bearer "+shopOperatorKey)
@@ -307,13 +308,27 @@ func TestLiveStreamClose(t *testing.T) {
 		}
 		defer res.Body.Close()
 		var b strings.Builder
-		_, _ = bufio.NewReader(res.Body).WriteTo(&b)
+		br := bufio.NewReader(res.Body)
+		seen := false
+		for {
+			line, err := br.ReadString('\n')
+			b.WriteString(line)
+			if !seen && strings.HasPrefix(line, "data: ") {
+				seen = true
+				close(snapshot)
+			}
+			if err != nil {
+				break
+			}
+		}
 		done <- resp{status: res.StatusCode, header: res.Header, body: []byte(b.String())}
 	}()
-	for end := time.Now().Add(streamWait); metricValue(t, p.reg, "visitord_live_streams") < 1; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(end) {
-			t.Fatal("the stream did not open")
-		}
+	select {
+	case <-snapshot:
+	case r := <-done:
+		t.Fatalf("the stream ended before its snapshot: %d %s", r.status, r.body)
+	case <-time.After(streamWait):
+		t.Fatal("no snapshot")
 	}
 	p.streams.Close()
 	var r resp
@@ -332,5 +347,88 @@ func TestLiveStreamClose(t *testing.T) {
 	_, r = openStream(t, p.srv.URL, "shop", shopOperatorKey)
 	if r.status != http.StatusServiceUnavailable || r.errorCode(t) != "store_unavailable" {
 		t.Errorf("a stream after Close: %d %s, want 503", r.status, r.body)
+	}
+}
+
+// A failed read of the live list is logged without personal data and counted;
+// the stream stays open with its last list and goes on when Redis is back.
+func TestLiveStreamReadErrorsCounted(t *testing.T) {
+	e := newEnv(t)
+	p := newPod(t, e, StreamOptions{Heartbeat: time.Hour, Poll: 50 * time.Millisecond})
+	s, r := openStream(t, p.srv.URL, "shop", shopOperatorKey)
+	if s == nil {
+		t.Fatalf("stream: %d %s", r.status, r.body)
+	}
+	s.next(t)
+	e.redis.Kill()
+	for end := time.Now().Add(10 * time.Second); metricValue(t, p.reg, "visitord_live_stream_errors_total") < 1; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("a failed read of the live list was not counted")
+		}
+	}
+	if !strings.Contains(e.logs.String(), `"msg":"live stream read"`) {
+		t.Errorf("the failed read was not logged:\n%s", e.logs.String())
+	}
+	e.redis.Restart(t)
+	if err := redisstore.New(e.rdb).LoadScripts(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	opTrack(e, "shop", shopOrigin+"/back", "", "", nil)
+	if ev := s.next(t); ev.name != "change" || !strings.Contains(ev.data, shopOrigin+"/back") {
+		t.Errorf("after Redis came back: %+v", ev)
+	}
+	e.assertLogsClean(shopOperatorKey, shopOrigin+"/back")
+}
+
+// The bound per key holds across pods, and the place of a stream whose pod
+// died lapses with its lease.
+func TestLiveStreamLimitAcrossPods(t *testing.T) {
+	e := newEnv(t)
+	o := StreamOptions{PerKey: 2, Heartbeat: time.Minute}
+	a, b := newPod(t, e, o), newPod(t, e, o)
+	sa, _ := openStream(t, a.srv.URL, "shop", shopOperatorKey)
+	sb, _ := openStream(t, b.srv.URL, "shop", shopOperatorKey)
+	if sa == nil || sb == nil {
+		t.Fatal("one stream on each pod was refused")
+	}
+	sa.next(t)
+	sb.next(t)
+	if _, r := openStream(t, a.srv.URL, "shop", shopOperatorKey); r.status != http.StatusTooManyRequests || r.errorCode(t) != "rate_limited" {
+		t.Fatalf("a third stream of the key on another pod: %d %s, want 429", r.status, r.body)
+	}
+	if got := metricValue(t, a.reg, "visitord_live_streams_refused_total"); got != 1 {
+		t.Errorf("refused streams counted %v, want 1", got)
+	}
+	// Pod b shuts down: its stream gives its place back.
+	b.streams.Close()
+	var s2 *stream
+	var r resp
+	for end := time.Now().Add(streamWait); s2 == nil && time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		s2, r = openStream(t, a.srv.URL, "shop", shopOperatorKey)
+	}
+	if s2 == nil {
+		t.Fatalf("after pod b shut down, a stream on pod a: %d %s", r.status, r.body)
+	}
+	// A pod that died holds a place it never gives back: it lapses with its lease.
+	site, _ := e.sites.Get("shop")
+	if ok, err := redisstore.New(e.rdb).HoldStream(t.Context(), site, "agent-1", "dead-pod", e.clock.Now(), e.clock.Now().Add(3*o.Heartbeat), 3); !ok || err != nil {
+		t.Fatalf("the dead pod's place: %v %v", ok, err)
+	}
+	sa.res.Body.Close()
+	s2.res.Body.Close()
+	for end := time.Now().Add(streamWait); metricValue(t, a.reg, "visitord_live_streams") > 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("pod a's streams did not end")
+		}
+	}
+	held, err := e.rdb.ZCard(t.Context(), "ls:{shop}:agent-1").Result()
+	if err != nil || held != 1 {
+		t.Fatalf("places held after the streams ended: %d (%v), want the dead pod's alone", held, err)
+	}
+	e.clock.Advance(3*o.Heartbeat + time.Second)
+	s3, _ := openStream(t, a.srv.URL, "shop", shopOperatorKey)
+	s4, r := openStream(t, a.srv.URL, "shop", shopOperatorKey)
+	if s3 == nil || s4 == nil {
+		t.Errorf("after the dead pod's lease, two streams: %d %s", r.status, r.body)
 	}
 }

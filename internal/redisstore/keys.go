@@ -82,6 +82,9 @@
 //	                                             change's old and new windows)
 //	au:{shop}:f:agent-1|chat.read|<hash> string  the id of the entry the next read of that target by
 //	                                             that key folds into (visitor.AuditFold)
+//	ls:{shop}:agent-1                   zset    the open live streams of API key agent-1 (its id in the
+//	                                             sites file), scored by the end of their lease (ms);
+//	                                             expires with the last lease
 //	rate:rl:{shop}:chat:<hash>          string  rate-limit counter (redis_rate's GCRA, which adds
 //	                                             "rate:"): kinds chat, consent, me, api; hash is the
 //	                                             keyed hash of what is counted: the truncated IP, the

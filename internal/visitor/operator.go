@@ -130,6 +130,11 @@ type OperatorStore interface {
 	// StatsDays returns the site's anonymous counters of each of days, in their
 	// order, in one round trip.
 	StatsDays(ctx context.Context, site *Site, days []time.Time) ([]map[string]int64, error)
+	// HoldStream takes or renews stream id's place among keyID's open live
+	// streams of site until until; false when max other streams hold theirs.
+	HoldStream(ctx context.Context, site *Site, keyID, id string, now, until time.Time, max int) (bool, error)
+	// ReleaseStream gives stream id's place back.
+	ReleaseStream(ctx context.Context, site *Site, keyID, id string) error
 }
 
 // Live lists the sessions active within the last within, limit rows a page.
@@ -313,6 +318,29 @@ func (s *Service) Stats(ctx context.Context, a Actor, day time.Time) (map[string
 		return nil, fmt.Errorf("stats of %s: %w", a.Site.ID, err)
 	}
 	return m, nil
+}
+
+// HoldStream takes, or renews, a place for the live stream id among the open
+// streams of the actor's key, shared by every pod, until lease from now: at
+// most max, else a RateLimitError. A pod that dies leaves its places to lapse.
+func (s *Service) HoldStream(ctx context.Context, a Actor, id string, max int, lease time.Duration) error {
+	now := utc(s.now())
+	ok, err := s.store.HoldStream(ctx, a.Site, a.KeyID, id, now, now.Add(lease), max)
+	if err != nil {
+		return fmt.Errorf("live stream of %s: %w", a.Site.ID, err)
+	}
+	if !ok {
+		return &RateLimitError{RetryAfter: lease}
+	}
+	return nil
+}
+
+// ReleaseStream gives the place of live stream id back.
+func (s *Service) ReleaseStream(ctx context.Context, a Actor, id string) error {
+	if err := s.store.ReleaseStream(ctx, a.Site, a.KeyID, id); err != nil {
+		return fmt.Errorf("live stream of %s: %w", a.Site.ID, err)
+	}
+	return nil
 }
 
 // MaxStatsDays is the longest span, in days, one stats read may cover.

@@ -396,11 +396,13 @@ describe('visitord in Chromium', () => {
       assert.equal(await op.evaluate(() => localStorage.length), 0, 'the key is not in localStorage');
       assert.equal(await op.evaluate(() => sessionStorage.getItem('visitord.console.key')), demo.operatorKey);
 
-      // The console refreshes by itself: the visitor's next page shows up within 5 s.
+      // The live list updates by itself (the live stream); the chat context is
+      // read when it is opened, so showing it again reads the new page.
       res = nextPageview(vp);
       await vp.click('nav a[href="/demo/cart"]');
       await res;
       await op.locator('#live tbody td', { hasText: demo.base + '/demo/cart' }).first().waitFor({ timeout: 8000 });
+      await op.click('#chat-form button[type=submit]');
       await op.locator('#chat-view .trail li', { hasText: '/demo/cart' }).waitFor({ timeout: 8000 });
       await screenshot(op, 'console.png');
       assert.deepEqual(visitor.violations, []);
