@@ -148,6 +148,9 @@ func (s *Store) Audit(ctx context.Context, site *visitor.Site, r visitor.Retenti
 func (s *Store) AuditLog(ctx context.Context, site *visitor.Site, before string, n int) ([]visitor.AuditEntry, string, error) {
 	max := "+"
 	if before != "" {
+		if zeroStreamID(before) {
+			return nil, "", nil // nothing is older than the smallest id, which Redis cannot exclude
+		}
 		max = "(" + before
 	}
 	msgs, err := s.c.XRevRangeN(ctx, auditKey(site.ID), max, "-", int64(n)).Result()
@@ -163,6 +166,14 @@ func (s *Store) AuditLog(ctx context.Context, site *visitor.Site, before string,
 		next = msgs[len(msgs)-1].ID
 	}
 	return out, next, nil
+}
+
+// zeroStreamID reports whether id is the stream id 0-0, however written.
+func zeroStreamID(id string) bool {
+	ms, seq, _ := strings.Cut(id, "-")
+	m, err1 := strconv.ParseUint(ms, 10, 64)
+	q, err2 := strconv.ParseUint(seq, 10, 64)
+	return err1 == nil && err2 == nil && m == 0 && q == 0
 }
 
 // auditEntry decodes a stream entry; entries written before folding existed

@@ -448,6 +448,13 @@ func TestAuditCursor(t *testing.T) {
 			t.Errorf("AuditTrail(cursor %q) = %v, want ErrInvalid", cursor, err)
 		}
 	}
+	// The smallest and the largest ids are cursors too: nothing, and everything, is older.
+	for cursor, want := range map[string]int{"0-0": 0, "00-000": 0, "18446744073709551615-18446744073709551615": 3} {
+		page, next, err := e.svc.AuditTrail(e.ctx, audActor(e, "dpo"), "", cursor, 0)
+		if err != nil || len(page) != want || next != "" {
+			t.Errorf("AuditTrail(cursor %q) = %d entries, next %q, %v; want %d", cursor, len(page), next, err, want)
+		}
+	}
 	var all []visitor.AuditEntry
 	cursor := ""
 	for range 5 {
