@@ -25,7 +25,7 @@ import (
 // profile or session holds no other: no latitude or longitude.
 var identityProfileFields = []string{
 	"vid", "fs", "br", "bv", "os", "mob", "co", "rg", "ci", "tz", "ip",
-	"sid", "ss", "sl", "ps", "pc", "np", "ns", "rf", "w", "cu", "ct",
+	"sid", "ss", "sl", "ps", "pc", "np", "ns", "rf", "w", "ix", "cu", "ct",
 }
 
 // identityPayload decodes a token's payload into its |-separated fields:

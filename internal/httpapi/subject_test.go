@@ -279,14 +279,15 @@ func assertCutRecords(t testing.TB, e *env, key, subject string, want int) {
 
 // assertVisitorErased proves invariant 6 for v: no key name or value in Redis
 // holds the visitor id, the store key, the e-mails, name, phone, page URLs or
-// chat ids, except the tombstone's and the cut consent records' key names; the
-// tombstone holds the keyed hash; consent records (records of them) are cut;
-// no index has an entry.
+// chat ids, except the tombstone's key name; the tombstone holds the keyed
+// hash; consent records (records of them) are cut and moved to the proof key
+// named by the keyed hash; no index has an entry for the visitor (the subject
+// index names the proof by its keyed hash).
 func assertVisitorErased(t testing.TB, e *env, v subjVisitor, records int, needles ...string) {
 	t.Helper()
 	prefix := e.profileKey("shop", v.id)
-	tomb, recs := prefix+":t", prefix+":r"
 	subject := auditTarget(e, "shop", "visitor", v.id)
+	tomb, recs := prefix+":t", "pf:{shop:"+subject+"}"
 	needles = append(needles, v.id, v.vkey, graceEmail, graceNewEmail, graceName, gracePhone)
 	needles = append(needles, v.pages...)
 	needles = append(needles, v.chats...)
@@ -305,8 +306,8 @@ func assertVisitorErased(t testing.TB, e *env, v subjVisitor, records int, needl
 			}
 		}
 	}
-	if got, want := visitorKeys(e, "shop", v.id), []string{recs, tomb}; !slices.Equal(got, want) {
-		t.Errorf("keys of the erased visitor %q, want only the cut consent records and the tombstone %q", got, want)
+	if got, want := visitorKeys(e, "shop", v.id), []string{tomb}; !slices.Equal(got, want) {
+		t.Errorf("keys of the erased visitor %q, want only the tombstone %q (the cut records under the keyed hash)", got, want)
 	}
 	if got := values[tomb]; got != subject {
 		t.Errorf("tombstone holds %q, want the keyed hash %q", got, subject)

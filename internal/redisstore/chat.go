@@ -99,7 +99,11 @@ func (s *Store) SaveChat(ctx context.Context, w visitor.ChatWrite) error {
 	}
 	// The subject (a visitor, or a chat without identity, a subject of its own)
 	// enters the index the retention job walks.
-	calls = append(calls, subjectCall(site, subject, w.Start))
+	until := chatsUntil
+	if record != "" {
+		until = w.Start.Add(days(max(w.Retention.Chats, w.Retention.Consents)))
+	}
+	calls = append(calls, subjectCall(site.ID, subject, until, w.Start))
 	if ekey != "" {
 		calls = append(calls, &call{script: blindIndexScript, keys: []string{ekey},
 			args: []any{member, ms(chatsUntil), ms(w.Start)}})

@@ -10,7 +10,8 @@
 //
 //	v:{shop:Q2x8Yk1vZjRrS3pN}           hash    profile, identity-level facts only (invariant 5):
 //	                                             vid, fs (first seen ms), ns (sessions), sid (current
-//	                                             session), w (write time ms)
+//	                                             session), w (write time ms), ix (score of the visitor's
+//	                                             subject-index entry, ms)
 //	v:{shop:Q2x8Yk1vZjRrS3pN}:s:<sid>   list    one session's pages: "#<start ms>\t<referrer>", then a
 //	                                             page per item: "<start ms>\t<duration ms>\t<url>\t<title>";
 //	                                             at most MaxSessionPages pages (later ones only counted)
@@ -45,8 +46,9 @@
 //	ch:{shop:3q2Yx…}:r                  zset    marketing consent record of a chat without identity
 //	ch:{shop:3q2Yx…}:w:<id>             hash    the chat's queued chat.started delivery: i (delivery id), p (sealed
 //	                                             body), e (event), n (attempts), s (site)
-//	pf:{shop:<keyed hash of chat id>}   zset    consent proof of an erased chat, cut (subject hash,
-//	                                             time, choices, policy, text hash, method)
+//	pf:{shop:<keyed hash of subject>}   zset    consent proof of an erased visitor or chat, cut (subject
+//	                                             hash, time, choices, policy, text hash, method), scored
+//	                                             by expiry; in the subject index as "p:<keyed hash>"
 //	e:{shop:<keyed hash of e-mail>}     zset    blind index: "v:<visitor id>" or "c:<chat id>", scored by expiry
 //
 // Site-level indexes are derived data. The two written on every hit are cut into
@@ -64,8 +66,12 @@
 //	                                             older than the code's, the re-expiry job runs one pass
 //	                                             that migrates every subject (no TTL: cfg:)
 //
-//	sj:{shop}                           zset    subject index the retention job walks: vkeys and
-//	                                             "c:<chat id>" of chats without identity, by last write
+//	sj:{shop}                           zset    subject index the retention job walks: vkeys, "c:<chat
+//	                                             id>" of chats without identity and "p:<keyed hash>" of
+//	                                             erased subjects' proof, scored by when their data expires
+//	                                             (a visitor's ahead by subjectSlack; its profile's ix keeps
+//	                                             the score last written); trimmed on write and by the job,
+//	                                             expiring with its highest score
 //	er:{shop}                           zset    erasures started and not finished (the sweeper's list)
 //	lk:{shop}:reexpire                  string  the re-expiry job's lock: the owner's token, a lease of
 //	                                             reexpireLease renewed every batch

@@ -16,8 +16,9 @@ import (
 const benchLiveVisitors = 100_000
 
 // benchPopulateLive writes n live visitors of site straight into Redis, as the
-// hit script leaves them: a profile hash with the fields the live view reads
-// and an entry in the live set, every key with a TTL (invariant 3).
+// hit script leaves them: a profile hash, its current session's hash with the
+// fields the live view reads and an entry in the live set, every key with a TTL
+// (invariant 3).
 func benchPopulateLive(tb testing.TB, c redis.UniversalClient, site string, n int, now time.Time) {
 	tb.Helper()
 	ctx := context.Background()
@@ -28,12 +29,14 @@ func benchPopulateLive(tb testing.TB, c redis.UniversalClient, site string, n in
 		for i := start; i < min(start+batch, n); i++ {
 			vkey := fmt.Sprintf("bench%011d", i) // 16 characters, as Hasher.Short gives
 			last := now.Add(-time.Duration(i%240_000) * time.Millisecond)
-			profile := keysOf(site, vkey).profile
-			pipe.HSet(ctx, profile,
-				"sid", fmt.Sprintf("s%015d", i), "ss", ms(last.Add(-10*time.Minute)), "sl", ms(last), "np", 1+i%9,
+			profile, sid := keysOf(site, vkey).profile, fmt.Sprintf("s%015d", i)
+			pipe.HSet(ctx, profile, "vid", vkey, "sid", sid, "ns", 1, "fs", ms(last), "w", ms(last))
+			pipe.Expire(ctx, profile, time.Hour)
+			meta := sessionMetaKey(profile, sid)
+			pipe.HSet(ctx, meta, "ss", ms(last.Add(-10*time.Minute)), "sl", ms(last), "np", 1+i%9,
 				"cu", fmt.Sprintf("https://bench.example/products/%d?utm_source=news", i), "ct", "A product page of some length",
 				"co", "DE", "br", "Chrome", "os", "Windows 10")
-			pipe.Expire(ctx, profile, time.Hour)
+			pipe.Expire(ctx, meta, time.Hour)
 			members[shardOf(vkey)] = append(members[shardOf(vkey)], redis.Z{Score: float64(ms(last)), Member: vkey})
 		}
 		for shard, m := range members {

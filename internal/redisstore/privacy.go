@@ -292,7 +292,13 @@ func (s *Store) Erase(ctx context.Context, site *visitor.Site, e visitor.Erasure
 	if err := s.dequeue(ctx, site, purged); err != nil {
 		return fmt.Errorf("erase: %w", err)
 	}
-	if err := s.cutRecords(ctx, k.records, k.records, records.Val(), e.Subject); err != nil {
+	// The proof leaves the key named by the visitor for one named by the keyed
+	// hash, which points at no one, and stays in the subject index under that
+	// hash, so that the retention job re-expires it when consents shrinks.
+	if err := s.cutRecords(ctx, k.records, proofKey(site.ID, e.Subject), records.Val(), e.Subject); err != nil {
+		return err
+	}
+	if err := s.indexProof(ctx, site, e.Subject, now); err != nil {
 		return err
 	}
 	pipe = s.c.Pipeline()
@@ -335,6 +341,23 @@ func (s *Store) cutRecords(ctx context.Context, key, dest string, records []redi
 	return nil
 }
 
+// indexProof enters the consent proof an erasure left under the keyed hash
+// subject in the subject index as "p:<subject>", scored by its newest record's
+// expiry; without proof nothing is entered. Idempotent, for the sweeper.
+func (s *Store) indexProof(ctx context.Context, site *visitor.Site, subject string, now time.Time) error {
+	top, err := s.c.ZRangeWithScores(ctx, proofKey(site.ID, subject), -1, -1).Result()
+	if err != nil {
+		return fmt.Errorf("index consent proof: %w", translate(err))
+	}
+	if len(top) == 0 || top[0].Score <= float64(ms(now)) {
+		return nil
+	}
+	if err := s.run(ctx, subjectCall(site.ID, "p:"+subject, time.UnixMilli(int64(top[0].Score)), now)); err != nil {
+		return fmt.Errorf("index consent proof: %w", err)
+	}
+	return nil
+}
+
 func (s *Store) eraseChat(ctx context.Context, site *visitor.Site, e visitor.Erasure) error {
 	ck := chatKey(site.ID, e.ChatID)
 	marker := "c:" + e.ChatID + ":" + e.Subject
@@ -372,6 +395,9 @@ func (s *Store) eraseChat(ctx context.Context, site *visitor.Site, e visitor.Era
 	// The proof of an erased chat leaves the key named by its id for one named by
 	// the keyed hash, which points at no one.
 	if err := s.cutRecords(ctx, ck+":r", proofKey(site.ID, e.Subject), records.Val(), e.Subject); err != nil {
+		return err
+	}
+	if err := s.indexProof(ctx, site, e.Subject, time.Now()); err != nil {
 		return err
 	}
 	if err := s.c.ZRem(ctx, erasuresKey(site.ID), marker).Err(); err != nil {

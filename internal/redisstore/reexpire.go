@@ -221,6 +221,14 @@ end
 return {state, f[2] or '', f[3] or '', num(at), left}
 `)
 
+// reexpireProofScript re-expires the consent proof an erased chat left.
+//
+// KEYS: proof. ARGV: 1 now ms, 2 consents ms. Returns left (0|1: proof remains).
+var reexpireProofScript = redis.NewScript(reexpireLua + `
+if rerecords(KEYS[1], tonumber(ARGV[2])) > 0 then return 1 end
+return 0
+`)
+
 // reexpireIndexScript brings the expiry of subjects in an e-mail's blind index
 // forward (never back), drops the past ones and expires the index with its
 // highest score.
@@ -247,7 +255,8 @@ return 1
 
 // reexpireStartScript begins a batch: it takes or renews the lock, starts a pass
 // when there is no checkpoint or the flag or the windows changed since the
-// pass began (trimming the audit stream to its window then, once per pass), and
+// pass began (trimming the audit stream to its window and the subject index to
+// the subjects whose data has not expired then, once per pass), and
 // returns the next subjects after the checkpoint in score order.
 //
 // KEYS: lock, checkpoint, subject index, flag, audit stream.
@@ -283,6 +292,10 @@ else
     't0', string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))
   local now, window = tonumber(ARGV[4]), tonumber(ARGV[7])
   local min = now - window
+  -- Subjects whose data has expired leave the index (scored by expiry).
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[4])
+  local top = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
+  if top[2] then redis.call('PEXPIREAT', KEYS[3], top[2]) end
   redis.call('XTRIM', KEYS[5], 'MINID', string.format('%.0f', min))
   local last = redis.call('XREVRANGE', KEYS[5], '+', '-', 'COUNT', 1)
   if last[1] then
@@ -460,6 +473,10 @@ func (s *Store) reexpireSubjects(ctx context.Context, site *visitor.Site, r visi
 	chats, consents := days(r.Chats).Milliseconds(), days(r.Consents).Milliseconds()
 	calls := make([]*call, len(subjects))
 	for i, m := range subjects {
+		if subject, ok := strings.CutPrefix(m, "p:"); ok {
+			calls[i] = &call{script: reexpireProofScript, keys: []string{proofKey(id, subject)}, args: []any{nowMS, consents}}
+			continue
+		}
 		if chatID, ok := strings.CutPrefix(m, "c:"); ok {
 			ck := chatKey(id, chatID)
 			calls[i] = &call{script: reexpireChatScript, keys: []string{ck, ck + ":r"}, args: []any{nowMS, chats, consents}}
@@ -486,6 +503,14 @@ func (s *Store) reexpireSubjects(ctx context.Context, site *visitor.Site, r visi
 	visitorIdx := map[int]visitorIndexes{}
 	indexes := map[string][]indexUpdate{}
 	for i, c := range calls {
+		if c.script == reexpireProofScript {
+			if left, err := c.cmd.Int64(); err != nil {
+				return nil, translate(err)
+			} else if left == 0 {
+				emptied = append(emptied, i)
+			}
+			continue
+		}
 		v, err := c.cmd.Slice()
 		if err != nil {
 			return nil, translate(err)

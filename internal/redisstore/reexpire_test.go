@@ -587,10 +587,13 @@ func benchPopulateReexpire(tb testing.TB, c redis.UniversalClient, site string, 
 			wms := strconv.FormatInt(ms(w), 10)
 			k := keysOf(site, vkey)
 			sid := fmt.Sprintf("s%015d", i)
-			pipe.HSet(ctx, k.profile, "vid", vid, "fs", wms, "ls", wms, "sid", sid, "ss", wms, "sl", wms, "ps", wms,
-				"pc", "0", "np", 2, "ns", 1, "w", wms, "cu", "https://bench.example/products/1", "ct", "A product",
-				"br", "Chrome", "bv", "120", "os", "Windows 10", "mob", "0", "co", "DE", "ci", "Berlin", "ip", "192.0.2.0")
+			pipe.HSet(ctx, k.profile, "vid", vid, "fs", wms, "sid", sid, "ns", 1, "w", wms)
 			pipe.Expire(ctx, k.profile, 395*rxDay)
+			mk := sessionMetaKey(k.profile, sid)
+			pipe.HSet(ctx, mk, "ss", wms, "sl", wms, "ps", wms, "pc", "0", "np", 2, "cu", "https://bench.example/products/1",
+				"ct", "A product", "rf", "https://news.example", "br", "Chrome", "bv", "120", "os", "Windows 10", "mob", "0",
+				"co", "DE", "ci", "Berlin", "ip", "192.0.2.0")
+			pipe.Expire(ctx, mk, 90*rxDay)
 			sk := sessionKey(k.profile, sid)
 			pipe.RPush(ctx, sk, "#"+wms+"\thttps://news.example", wms+"\t30000\thttps://bench.example/\tHome",
 				wms+"\t0\thttps://bench.example/products/1\tA product")

@@ -68,8 +68,13 @@ const MaxSessionPages = 500
 // 5 session_timeout ms, 6 session_max ms, 7 sessions TTL s, 8 profiles TTL s,
 // 9 new session id, 10 visitor id, 11 url, 12 title, 13 referrer, 14 browser,
 // 15 version, 16 os, 17 mobile, 18 country, 19 region, 20 city, 21 time zone, 22 ip,
-// 23 most pages stored per session.
-// Returns: new | ok | no_session | no_consent | erased.
+// 23 most pages stored per session, 24 the subject-index score this write needs
+// (ms: when the data it writes expires), 25 the score to write when the entry
+// must grow (ahead of 24 by a slack, so that it grows rarely), 26 1 when this
+// pipeline writes the entry already (a new visitor).
+// Returns: new | ok | no_session | no_consent | erased; new and ok with "|ix"
+// appended when the caller must raise the visitor's subject-index entry to 25
+// (the profile's ix keeps the score last written).
 var hitScript = redis.NewScript(sessionLua + `
 if redis.call('EXISTS', KEYS[3]) == 1 then return 'erased' end
 local now = tonumber(ARGV[2])
@@ -81,7 +86,7 @@ elseif c[1] == '0' then
   -- expired (the key's TTL): tracking never resumes under a refused identity.
   return 'no_consent'
 end
-local pr = redis.call('HMGET', KEYS[1], 'sid', 'sl')
+local pr = redis.call('HMGET', KEYS[1], 'sid', 'sl', 'ix')
 if pr[2] then migrate(KEYS[1]) end
 local sid = pr[1]
 local p = {}
@@ -109,8 +114,15 @@ local function close(skey)
     redis.call('LSET', skey, -1, string.sub(item, 1, i) .. dur .. string.sub(item, j))
   end
 end
+local ix = ''
 local function touch(skey, mkey)
   redis.call('HSET', KEYS[1], 'w', now)
+  if ARGV[26] == '1' then
+    redis.call('HSET', KEYS[1], 'ix', ARGV[25])
+  elseif tonumber(ARGV[24]) > tonumber(pr[3] or '0') then
+    redis.call('HSET', KEYS[1], 'ix', ARGV[25])
+    ix = '|ix'
+  end
   redis.call('EXPIRE', skey, sttl)
   redis.call('EXPIRE', mkey, sttl)
   redis.call('ZADD', KEYS[4], now, sid)
@@ -125,7 +137,7 @@ if ARGV[1] ~= 'p' then
   if ARGV[1] == 'l' then pc = '1' end
   redis.call('HSET', mkey, 'sl', now, 'pc', pc)
   touch(skey, mkey)
-  return 'ok'
+  return 'ok' .. ix
 end
 local result = 'ok'
 local skey, mkey
@@ -151,7 +163,7 @@ np = np + 1
 if np <= cap then redis.call('RPUSH', skey, now .. '\t0\t' .. ARGV[11] .. '\t' .. ARGV[12]) end
 redis.call('HSET', mkey, 'np', np, 'sl', now, 'ps', now, 'pc', '0', 'cu', ARGV[11], 'ct', ARGV[12])
 touch(skey, mkey)
-return result
+return result .. ix
 `)
 
 // siteScript updates the site-level indexes of one hit in one command on one
@@ -245,7 +257,7 @@ return withdrawn
 `)
 
 var allScripts = []*redis.Script{hitScript, siteScript, forgetScript, consentScript, bindChatScript, liveScript, migrateScript, putHashScript, chatIndexScript, recordScript, blindIndexScript, queueScript, auditScript, claimScript, subjectScript, eraseChatScript, enqueueScript, purgeScript, replaceRecordsScript, rectifyScript, replaceSetScript,
-	reexpireVisitorScript, reexpireChatScript, reexpireIndexScript, reexpireStartScript, reexpireEndScript, pendingScript}
+	reexpireVisitorScript, reexpireChatScript, reexpireIndexScript, reexpireStartScript, reexpireEndScript, pendingScript, reexpireProofScript}
 
 // recordLua defines record(key, json, expiry, now): adds a consent record to a
 // zset scored by its expiry, trims the expired ones and expires the key with
@@ -389,16 +401,20 @@ if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'n', ARGV
 return 1
 `)
 
-// subjectScript adds a subject to the site's subject index, or removes it.
+// subjectScript enters a subject in the site's subject index, scored by the
+// expiry of its data (a score only ever grows), or removes it; it trims the
+// subjects whose data has expired and expires the index with its highest score.
 //
-// KEYS: subject index. ARGV: 1 member, 2 last write ms (empty: remove), 3 TTL ms.
+// KEYS: subject index. ARGV: 1 member, 2 expiry ms (empty: remove), 3 now ms.
 var subjectScript = redis.NewScript(`
 if ARGV[2] == '' then
   redis.call('ZREM', KEYS[1], ARGV[1])
-  return 1
+else
+  redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if top[2] then redis.call('PEXPIREAT', KEYS[1], top[2]) end
 return 1
 `)
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -162,10 +163,9 @@ func siteCall(site *visitor.Site, vkey string, now time.Time, live string, add, 
 
 // Constant arguments, boxed once.
 var (
-	statsTTLSeconds   any = seconds(StatsTTL)
-	subjectsTTLMillis any = SubjectsTTL.Milliseconds()
-	maxLivePerShard   any = MaxLive / SiteShards
-	maxSessionPages   any = MaxSessionPages
+	statsTTLSeconds any = seconds(StatsTTL)
+	maxLivePerShard any = MaxLive / SiteShards
+	maxSessionPages any = MaxSessionPages
 )
 
 // siteKeys are a site's index key names, built once: the page-view path sends
@@ -219,10 +219,15 @@ const trimEvery = 32
 var siteCalls atomic.Uint64
 
 // subjectCall enters a subject in the site's subject index, which the retention
-// job walks.
-func subjectCall(site *visitor.Site, subject string, now time.Time) *call {
-	return &call{script: subjectScript, keys: []string{subjectsKey(site.ID)}, args: []any{subject, ms(now), SubjectsTTL.Milliseconds()}}
+// job walks, scored by until: when the subject's data expires.
+func subjectCall(site string, subject string, until, now time.Time) *call {
+	return &call{script: subjectScript, keys: []string{subjectsKey(site)}, args: []any{subject, ms(until), ms(now)}}
 }
+
+// subjectSlack is how far ahead of its data's expiry a visitor's subject-index
+// entry is written, so that a returning visitor raises it about once a slack
+// (one more command then), not on every page view.
+const subjectSlack = 7 * 24 * time.Hour
 
 var hitOps = map[visitor.HitType]string{visitor.HitPageview: "p", visitor.HitHeartbeat: "h", visitor.HitLeave: "l"}
 
@@ -236,6 +241,8 @@ func (s *Store) RecordHit(ctx context.Context, w visitor.HitWrite) (visitor.HitO
 	if w.Count {
 		tracked = visitor.ReasonTracked
 	}
+	until := w.Now.Add(days(max(w.Retention.Sessions, w.Retention.Profiles)))
+	ixScore := until.Add(subjectSlack)
 	hit := &call{script: hitScript, keys: []string{profile, profile + ":c", profile + ":t", profile + ":S"}, args: []any{
 		hitOps[w.Type], ms(w.Now), bit(w.RequireGrant), w.Site.PolicyVersion,
 		w.Site.SessionTimeout.Milliseconds(), w.Site.SessionMax.Milliseconds(),
@@ -243,10 +250,11 @@ func (s *Store) RecordHit(ctx context.Context, w visitor.HitWrite) (visitor.HitO
 		w.NewSessionID, w.VisitorID, w.Page.URL, w.Page.Title, w.Page.Referrer,
 		w.Device.Browser, w.Device.Version, w.Device.OS, bit(w.Device.Mobile),
 		w.Location.Country, w.Location.Region, w.Location.City, w.Location.TimeZone, w.IP, maxSessionPages,
+		ms(until), ms(ixScore), bit(w.NewVisitor),
 	}}
 	calls := []*call{hit, siteCall(w.Site, w.VisitorKey, w.Now, "+", tracked, "")}
 	if w.NewVisitor {
-		calls = append(calls, subjectCall(w.Site, w.VisitorKey, w.Now)) // a visitor enters the subject index once
+		calls = append(calls, subjectCall(w.Site.ID, w.VisitorKey, ixScore, w.Now))
 	}
 	if err := s.run(ctx, calls...); err != nil {
 		return 0, fmt.Errorf("record hit: %w", err)
@@ -254,6 +262,14 @@ func (s *Store) RecordHit(ctx context.Context, w visitor.HitWrite) (visitor.HitO
 	res, err := hit.cmd.Text()
 	if err != nil {
 		return 0, fmt.Errorf("record hit: %w", translate(err))
+	}
+	res, raise := strings.CutSuffix(res, "|ix")
+	if raise {
+		// The visitor's data now outlives its subject-index entry: raise it, so
+		// that the retention job keeps reaching it (about once a subjectSlack).
+		if err := s.run(ctx, subjectCall(w.Site.ID, w.VisitorKey, ixScore, w.Now)); err != nil {
+			return 0, fmt.Errorf("record hit: %w", err)
+		}
 	}
 	var out visitor.HitOutcome
 	var refused visitor.Reason
@@ -272,7 +288,9 @@ func (s *Store) RecordHit(ctx context.Context, w visitor.HitWrite) (visitor.HitO
 		}
 	case "erased":
 		out = visitor.OutcomeErased
-		undo = append(undo, &call{script: subjectScript, keys: []string{subjectsKey(w.Site.ID)}, args: []any{w.VisitorKey, "", subjectsTTLMillis}})
+		if w.NewVisitor {
+			undo = append(undo, &call{script: subjectScript, keys: []string{subjectsKey(w.Site.ID)}, args: []any{w.VisitorKey, "", ms(w.Now)}})
+		}
 	default:
 		return 0, fmt.Errorf("record hit: unexpected script answer %q", res)
 	}
@@ -351,7 +369,7 @@ func (s *Store) SaveConsent(ctx context.Context, w visitor.ConsentWrite) ([]stri
 			rec, ms(r.Time.Add(days(w.Retention.Consents))), ms(r.Time), bit(w.Forget), ms(choiceExpiry(w)),
 			bit(w.WithdrawMarketing),
 		}}
-	calls := []*call{save, subjectCall(w.Site, w.VisitorKey, r.Time)}
+	calls := []*call{save, subjectCall(w.Site.ID, w.VisitorKey, r.Time.Add(days(w.Retention.Consents)), r.Time)}
 	if w.Forget {
 		calls = append(calls, siteCall(w.Site, w.VisitorKey, r.Time, "-", w.Count, ""))
 	} else if w.Count != "" {

@@ -180,7 +180,7 @@ func assertIdentityOnly(tb testing.TB, d *domain, profile string) {
 	}
 	for f := range m {
 		switch f {
-		case "vid", "fs", "ns", "sid", "w":
+		case "vid", "fs", "ns", "sid", "w", "ix":
 		default:
 			tb.Errorf("profile %s still holds %s=%q", profile, f, m[f])
 		}
