@@ -42,6 +42,7 @@ describe('GPC from the widget in Chromium', () => {
     consent: opt-out
     policy_version: "2026-11"
     legal_text: "We record the pages you visit to help our chat team."
+    controller: {name: "Shop", contact: "privacy@shop.example"}
     keys:
       - {id: dpo, role: privacy, sha256: "${env.privacyKey.sha256}"}
 `);
