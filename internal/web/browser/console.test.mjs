@@ -89,7 +89,7 @@ describe('the console in Chromium', () => {
     try {
       const { page, violations } = await openConsole(tc, svc.privacy.key, 'privacy');
       const section = page.locator('#retention-section');
-      assert.match(await page.locator('#retention-changed').textContent(), /Never changed here/);
+      await page.locator('#retention-changed', { hasText: 'Never changed here' }).waitFor();
       for (const label of ['Sessions', 'Profiles', 'Chats', 'Consent records', 'Audit trail']) {
         assert.ok(await section.getByLabel(label, { exact: true }).isVisible(), `a field labelled ${label}`);
       }
@@ -98,7 +98,7 @@ describe('the console in Chromium', () => {
       await sessions.fill('30');
       await section.getByRole('button', { name: 'Save' }).click();
       await page.locator('#retention-status', { hasText: 'Saved.' }).waitFor();
-      assert.match(await page.locator('#retention-changed').textContent(), /^Last changed /);
+      await page.locator('#retention-changed', { hasText: /^Last changed / }).waitFor();
 
       const r = await api('GET', '/v1/sites/shop/retention', { key: svc.privacy.key });
       assert.equal(r.status, 200);
@@ -181,7 +181,7 @@ describe('the console in Chromium', () => {
       const audit = page.locator('#audit-section');
       await audit.getByLabel('Target id').fill(visitorID);
       await audit.getByRole('button', { name: 'Filter' }).click();
-      await page.locator('#audit tbody td.action', { hasText: 'subject.erase' }).waitFor();
+      await page.locator(`#audit[data-target="${visitorID}"] tbody td.action`, { hasText: 'subject.erase' }).waitFor();
       const actions = await page.locator('#audit tbody td.action').allTextContents();
       assert.equal(actions[0], 'subject.erase', `newest first: ${actions}`);
       assert.ok(actions.includes('subject.export') && actions.includes('subject.rectify'), `the reads and the rectification: ${actions}`);
