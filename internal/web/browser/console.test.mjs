@@ -249,6 +249,28 @@ describe('the console in Chromium', () => {
     }
   });
 
+  test('the audit trail pages back by its cursor', TIMEOUT, async () => {
+    const tc = [];
+    try {
+      // 55 searches for different addresses: 55 entries about 55 targets.
+      for (let i = 0; i < 55; i++) {
+        const r = await api('POST', '/v1/sites/shop/subjects/search', { key: svc.privacy.key, body: { email: `page${i}@mail.example` } });
+        assert.equal(r.status, 200);
+      }
+      const { page, violations } = await openConsole(tc, svc.privacy.key, 'privacy');
+      const rows = page.locator('#audit tbody tr');
+      await page.locator('#audit-more').waitFor();
+      assert.equal(await rows.count(), 50, 'the first page');
+      const total = (await api('GET', '/v1/sites/shop/audit?limit=200', { key: svc.privacy.key })).body.entries.length;
+      await page.getByRole('button', { name: 'Older entries' }).click();
+      await page.locator('#audit-more').waitFor({ state: 'hidden' });
+      assert.equal(await rows.count(), total, 'every entry, once');
+      assert.deepEqual(violations, []);
+    } finally {
+      await runCleanup(tc);
+    }
+  });
+
   test('the chart shows tracked and refused page views per day', TIMEOUT, async () => {
     const tc = [];
     try {
