@@ -249,6 +249,28 @@ describe('the console in Chromium', () => {
     }
   });
 
+  test('without the live stream (the key holds all its streams) the console polls the live list', TIMEOUT, async () => {
+    const tc = [];
+    const held = [];
+    try {
+      // The key's four streams are taken elsewhere: the console's is refused with 429.
+      for (let i = 0; i < 4; i++) {
+        const ac = new AbortController();
+        held.push(ac);
+        const r = await fetch(svc.base + '/v1/sites/shop/visitors/live/stream', { headers: { Authorization: 'Bearer ' + svc.operator.key }, signal: ac.signal });
+        assert.equal(r.status, 200);
+      }
+      const { page, violations } = await openConsole(tc, svc.operator.key, 'operator');
+      await page.locator('#live-mode', { hasText: 'Live updates unavailable (HTTP 429)' }).waitFor();
+      await pageview(svc.origin + '/polled', 'Polled page');
+      await page.locator('#live tbody td .url', { hasText: svc.origin + '/polled' }).waitFor({ timeout: 8000 });
+      assert.deepEqual(violations, []);
+    } finally {
+      held.forEach((ac) => ac.abort());
+      await runCleanup(tc);
+    }
+  });
+
   test('the audit trail pages back by its cursor', TIMEOUT, async () => {
     const tc = [];
     try {
