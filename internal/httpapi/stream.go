@@ -240,7 +240,8 @@ type liveChange struct {
 
 // liveStream serves the live list of the key's site as Server-Sent Events: a
 // "snapshot" event with the whole list ({"visitors":[…]}), then a "change"
-// event whenever it changes, and a comment every heartbeat.
+// event whenever it changes, and a comment every heartbeat, which also renews
+// the stream's place.
 func (a *api) liveStream(c *gin.Context) {
 	actor := actorOf(c)
 	sub, err := a.streams.subscribe(actor)
@@ -311,10 +312,10 @@ func (a *api) liveStream(c *gin.Context) {
 			if ev == nil {
 				continue
 			}
+			// The heartbeat keeps its beat (it renews the stream's place too).
 			if !send(ev) {
 				return
 			}
-			heartbeat.Reset(a.streams.opts.Heartbeat)
 		}
 	}
 }

@@ -432,3 +432,44 @@ func TestLiveStreamLimitAcrossPods(t *testing.T) {
 		t.Errorf("after the dead pod's lease, two streams: %d %s", r.status, r.body)
 	}
 }
+
+// Each heartbeat renews the stream's place, so it outlives its first lease
+// while the stream is open, page views or not.
+func TestLiveStreamRenewsItsPlace(t *testing.T) {
+	e := newEnv(t)
+	hb := 100 * time.Millisecond
+	p := newPod(t, e, StreamOptions{PerKey: 1, Heartbeat: hb, Poll: 20 * time.Millisecond})
+	s, r := openStream(t, p.srv.URL, "shop", shopOperatorKey)
+	if s == nil {
+		t.Fatalf("stream: %d %s", r.status, r.body)
+	}
+	s.next(t)
+	beats := func(n int) {
+		t.Helper()
+		deadline := time.After(streamWait)
+		for n > 0 {
+			select {
+			case ev, ok := <-s.events:
+				if !ok {
+					t.Fatal("the stream ended")
+				}
+				if ev.name == ":" {
+					n--
+				}
+			case <-deadline:
+				t.Fatal("no heartbeat")
+			}
+		}
+	}
+	// The first lease ends 3 heartbeats after the start; two pass, a page view
+	// changes the list, and a heartbeat renews the place from there.
+	e.clock.Advance(2 * hb)
+	opTrack(e, "shop", shopOrigin+"/busy", "", "", nil)
+	beats(2)
+	e.clock.Advance(2 * hb)
+	// Asked on another pod, so that only the place in Redis can refuse it.
+	other := newPod(t, e, StreamOptions{PerKey: 1, Heartbeat: time.Hour})
+	if _, r := openStream(t, other.srv.URL, "shop", shopOperatorKey); r.status != http.StatusTooManyRequests {
+		t.Errorf("past the first lease, a second stream of a key: %d %s, want 429", r.status, r.body)
+	}
+}

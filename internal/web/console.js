@@ -13,7 +13,7 @@
   var SVG = 'http://www.w3.org/2000/svg';
   var POLL_MS = 5000, STREAM_RETRY_MS = 15000;
 
-  var state = { role: '', live: null, pollTimer: 0, retryTimer: 0, auditCursor: '', auditTarget: '' };
+  var state = { role: '', live: null, pollTimer: 0, retryTimer: 0, auditCursor: '', auditTarget: '', auditSeq: 0 };
 
   function el(tag, text, cls) {
     var e = document.createElement(tag);
@@ -474,16 +474,18 @@
 
   // ---- audit trail ----
 
+  // refreshAudit reads the first page (reset) or the next one; only the answer
+  // of the latest call is shown, so overlapping reads never mix their rows.
   function refreshAudit(reset) {
-    if (reset) {
-      state.auditCursor = '';
-      $('audit').tBodies[0].replaceChildren();
-    }
+    var seq = ++state.auditSeq;
     var q = '?limit=50';
     if (state.auditTarget) q += '&target=' + encodeURIComponent(state.auditTarget);
-    if (state.auditCursor) q += '&cursor=' + encodeURIComponent(state.auditCursor);
+    if (!reset && state.auditCursor) q += '&cursor=' + encodeURIComponent(state.auditCursor);
     return get(sitePath() + '/audit' + q).then(function (r) {
+      if (seq !== state.auditSeq) return;
       var body = $('audit').tBodies[0];
+      if (reset) body.replaceChildren();
+      $('audit').setAttribute('data-target', state.auditTarget);
       r.entries.forEach(function (a) {
         var tr = el('tr');
         tr.append(el('td', dateTime(a.time)), el('td', a.actor), el('td', a.action, 'action'), el('td', a.target, 'mono'));
@@ -494,6 +496,7 @@
       $('audit-status').textContent = body.rows.length ? '' :
         (state.auditTarget ? 'No entries about this id.' : 'The audit trail is empty.');
     }).catch(function (e) {
+      if (seq !== state.auditSeq) return;
       $('audit-status').textContent = 'Audit trail: ' + e.message;
     });
   }
