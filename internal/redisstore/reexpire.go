@@ -120,7 +120,11 @@ end
 // chat's start with the chats window (chats past it leave the index); the
 // consent records. The consent choice keeps its expiry: the choice's validity.
 //
-// KEYS: profile, session index, chat index, blind-index list, consent records.
+// The set of chats whose marketing permission was withdrawn follows the chat
+// index: it names those chats and must not outlive them.
+//
+// KEYS: profile, session index, chat index, blind-index list, consent records,
+// marketing-withdrawn chats.
 // ARGV: 1 now ms, 2 sessions ms, 3 profiles ms, 4 chats ms, 5 consents ms.
 // Returns {left (0|1: any of these keys left), visitor id or "", newest chat's
 // expiry ms (0: none left), n, n blind-index keys..., the chat ids of the index
@@ -172,8 +176,9 @@ if #ids > 0 then
   if newest > 0 then
     expire_at(KEYS[3], newest)
     expire_at(KEYS[4], newest)
+    expire_at(KEYS[6], newest)
   else
-    redis.call('DEL', KEYS[3], KEYS[4])
+    redis.call('DEL', KEYS[3], KEYS[4], KEYS[6])
   end
 end
 local top = rerecords(KEYS[5], tonumber(ARGV[5]))
@@ -483,7 +488,7 @@ func (s *Store) reexpireSubjects(ctx context.Context, site *visitor.Site, r visi
 			continue
 		}
 		k := keysOf(id, m)
-		calls[i] = &call{script: reexpireVisitorScript, keys: []string{k.profile, k.sessions, k.chats, k.indexes, k.records},
+		calls[i] = &call{script: reexpireVisitorScript, keys: []string{k.profile, k.sessions, k.chats, k.indexes, k.records, k.withdrawn},
 			args: []any{nowMS, sessions, profiles, chats, consents}}
 	}
 	if err := s.run(ctx, calls...); err != nil {

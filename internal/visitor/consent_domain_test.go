@@ -78,7 +78,11 @@ func newConsentDomain(t testing.TB, sites ...*visitor.Site) *consentDomain {
 		t.Fatal(err)
 	}
 	rdb := redistest.Start(t).Client(t)
-	store := redisstore.New(rdb)
+	ids := make([]string, len(sites))
+	for i, s := range sites {
+		ids[i] = s.ID
+	}
+	store := redisstore.New(rdb, redisstore.WithSites(ids...))
 	if err := store.LoadScripts(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -491,5 +495,29 @@ func TestMarketingWithdrawalReachesChats(t *testing.T) {
 	}
 	if bodies := drain(); len(bodies) != 0 {
 		t.Errorf("a repeated withdrawal queued %q", bodies)
+	}
+
+	// A shorter chats window reaches the set of withdrawn chats too: it names
+	// those chats and must not outlive them.
+	shorter := site.Retention
+	shorter.Chats = 1
+	if _, err := d.svc.SetRetention(ctx, d.privacy("shop"), shorter); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.svc.RunRetentionJobs(ctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	withdrawn := 0
+	for _, k := range redistest.Keys(t, d.rdb) {
+		if !strings.HasPrefix(k, "v:{shop:") || !strings.HasSuffix(k, ":M") {
+			continue
+		}
+		withdrawn++
+		if ttl := d.rdb.PTTL(ctx, k).Val(); ttl > 24*time.Hour+time.Minute {
+			t.Errorf("%s expires in %v after the chats window became 1 day", k, ttl)
+		}
+	}
+	if withdrawn != 1 {
+		t.Errorf("%d sets of withdrawn chats, want the visitor's one", withdrawn)
 	}
 }
