@@ -376,7 +376,7 @@ func TestContractResponses(t *testing.T) {
 		{name: "consent put policy_outdated", rq: req{method: http.MethodPut, path: "/v1/consent", headers: map[string]string{"Origin": "https://optin.example"},
 			body: `{"site":"optin","analytics":true,"marketing":false,"policy_version":"v1"}`}, status: 409, code: "policy_outdated"},
 		{name: "consent put missing field", rq: req{method: http.MethodPut, path: "/v1/consent", headers: shop,
-			body: `{"site":"shop","analytics":true,"policy_version":"2026-11"}`}, status: 400, code: "invalid_request"},
+			body: `{"site":"shop","marketing":true,"policy_version":"2026-11"}`}, status: 400, code: "invalid_request"},
 		{name: "consent put text/plain", rq: req{method: http.MethodPut, path: "/v1/consent", headers: shop, ctype: "text/plain",
 			body: `{"site":"shop","analytics":true,"marketing":false,"policy_version":"2026-11"}`}, status: 415, code: "unsupported_media_type"},
 		{name: "consent put too large", rq: req{method: http.MethodPut, path: "/v1/consent", headers: shop,

@@ -77,6 +77,11 @@ type ConsentRequest struct {
 	IP            netip.Addr
 	DNT           bool
 	GPC           bool
+	// KeepMarketing is set when the request does not answer marketing (the
+	// consent banner asks analytics only): Marketing is ignored, the record
+	// answers analytics alone (a purpose not asked is absent, invariant 2), and
+	// the visitor's marketing permission, and their chats', stay as they are.
+	KeepMarketing bool
 }
 
 // ConsentResult is the choice in force after a request, with the token that
@@ -132,6 +137,9 @@ func (s *Service) SetConsent(ctx context.Context, r ConsentRequest) (ConsentResu
 	if ok && tok.Kind == KindID {
 		visitorID, expires = tok.VisitorID, tok.Expires
 	}
+	if r.KeepMarketing {
+		r.Marketing = false
+	}
 	if (r.DNT || r.GPC) && (r.Analytics || r.Marketing) {
 		// Invariant 1: the signal wins over a grant sent with it. Nothing is
 		// stored and no token issued; a GPC objection of a known visitor is
@@ -157,6 +165,28 @@ func (s *Service) SetConsent(ctx context.Context, r ConsentRequest) (ConsentResu
 		}
 		token, exp := s.issueRefusal(site, now)
 		return ConsentResult{Choice: choice, Token: token, TokenExpires: exp}, nil
+	}
+	if visitorID != "" {
+		cur, found, err := s.store.ConsentChoice(ctx, site, s.hasher.VisitorKey(site.ID, visitorID))
+		if err != nil {
+			return ConsentResult{}, fmt.Errorf("consent on %s: %w", site.ID, err)
+		}
+		if r.KeepMarketing {
+			choice.Marketing = found && cur.Marketing
+		}
+		if found && cur.Analytics == choice.Analytics && cur.Marketing == choice.Marketing &&
+			cur.PolicyVersion == site.PolicyVersion && now.Before(cur.ValidUntil) {
+			// The choice in force is repeated: nothing is granted or withdrawn,
+			// so no record is written (a flood of identical withdrawals, which
+			// no rate limit refuses, writes nothing).
+			choice = cur
+			if !choice.Analytics {
+				token, exp := s.issueRefusal(site, now)
+				return ConsentResult{Choice: choice, Token: token, TokenExpires: exp}, nil
+			}
+			token, exp := s.issueID(site, visitorID, now, expires, choice)
+			return ConsentResult{Choice: choice, Token: token, TokenExpires: exp}, nil
+		}
 	}
 	if visitorID == "" {
 		visitorID = s.newID()
@@ -186,8 +216,8 @@ func (s *Service) SetConsent(ctx context.Context, r ConsentRequest) (ConsentResu
 	return ConsentResult{Choice: choice, Token: token, TokenExpires: exp}, nil
 }
 
-// saveConsent writes the record of a choice answering both purposes and the
-// choice; a refusal forgets behaviour data, a marketing refusal withdraws the
+// saveConsent writes the record of a choice answering both purposes (analytics
+// alone under KeepMarketing) and the choice; a refusal forgets behaviour data, a marketing refusal withdraws the
 // marketing permission of the visitor's chats. It returns the chats withdrawn.
 func (s *Service) saveConsent(ctx context.Context, r ConsentRequest, site *Site, visitorID string, c Choice, now time.Time) ([]string, error) {
 	rec := ConsentRecord{
@@ -195,9 +225,12 @@ func (s *Service) saveConsent(ctx context.Context, r ConsentRequest, site *Site,
 		PolicyVersion: c.PolicyVersion, TextSHA256: s.textHash[site.ID], Method: r.Method,
 		IP: site.StoredIP(r.IP), UserAgent: truncateUTF8(cleanText(r.UserAgent), MaxUserAgentBytes),
 	}
+	if r.KeepMarketing {
+		rec.Marketing = nil
+	}
 	return s.store.SaveConsent(ctx, ConsentWrite{
 		Site: site, Retention: s.Retention(site), VisitorKey: s.hasher.VisitorKey(site.ID, visitorID),
-		Record: rec, Choice: c, Forget: !c.Analytics, WithdrawMarketing: !c.Marketing,
+		Record: rec, Choice: c, Forget: !c.Analytics, WithdrawMarketing: !c.Marketing && !r.KeepMarketing,
 	})
 }
 

@@ -1,0 +1,134 @@
+package visitor_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/visitord/visitord/internal/redisstore"
+	"github.com/visitord/visitord/internal/visitor"
+)
+
+// queuedBodies claims and removes every delivery due on site and returns their bodies.
+func (d *consentDomain) queuedBodies(site string) []string {
+	d.t.Helper()
+	ctx := context.Background()
+	queue := redisstore.NewWebhookQueue(d.store, d.sealer)
+	due, err := queue.Due(ctx, site, d.clock.Now(), 100, time.Minute)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	var bodies []string
+	for _, w := range due {
+		if w.Err != nil {
+			d.t.Fatalf("delivery %s: %v", w.ID, w.Err)
+		}
+		bodies = append(bodies, string(w.Body))
+		if err := queue.Done(ctx, w); err != nil {
+			d.t.Fatal(err)
+		}
+	}
+	return bodies
+}
+
+// The consent banner asks analytics only (invariant 2: a purpose not asked is
+// absent). Its answer, accept or refuse, must neither record a marketing
+// refusal nor withdraw the marketing opt-in the visitor gave when starting a
+// chat: only marketing false does.
+func TestBannerAnswerLeavesChatMarketing(t *testing.T) {
+	site := consentSite("shop", visitor.ConsentOptIn, visitor.IPTruncate)
+	site.Retention.Chats = 365
+	site.Webhook = visitor.Webhook{URL: "https://crm.shop.example/hooks", Secret: bytes.Repeat([]byte("w"), 32)}
+	d := newConsentDomain(t, site)
+	ctx := context.Background()
+	token := d.grant("shop", false)
+	id := d.idOf("shop", token)
+	chat, err := d.svc.StartChat(ctx, visitor.ChatRequest{Site: site, Token: token, MarketingOptIn: true,
+		Contact: visitor.Contact{Name: "Ada", Email: "ada@math.example"}, URL: consentOrigin + "/pricing", UserAgent: consentUA, IP: domainIP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.queuedBodies("shop") // chat.started
+	op := visitor.Actor{Site: site, KeyID: "agent-1", Role: visitor.RoleOperator}
+
+	// The analytics choice lapses; the banner asks again and the visitor accepts,
+	// then later refuses.
+	d.clock.Advance(181 * 24 * time.Hour)
+	for _, analytics := range []bool{true, false} {
+		res, err := d.svc.SetConsent(ctx, visitor.ConsentRequest{Site: site, Analytics: analytics, KeepMarketing: true,
+			PolicyVersion: domainPolicy, Method: visitor.MethodBanner, Token: token, UserAgent: consentUA, IP: domainIP})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Choice.Analytics != analytics {
+			t.Errorf("banner answer %t: choice %+v", analytics, res.Choice)
+		}
+		v, err := d.svc.ChatContext(ctx, op, chat.ChatID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !v.Marketing {
+			t.Errorf("banner answer analytics %t withdrew the chat's marketing opt-in", analytics)
+		}
+		if bodies := d.queuedBodies("shop"); len(bodies) != 0 {
+			t.Errorf("banner answer analytics %t queued %q", analytics, bodies)
+		}
+		d.clock.Advance(time.Minute)
+	}
+	e, err := d.svc.ExportVisitor(ctx, d.privacy("shop"), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(e.Chats) != 1 || !e.Chats[0].Marketing {
+		t.Errorf("export chats %+v, want the chat with its marketing opt-in", e.Chats)
+	}
+	recs := e.Consents
+	if len(recs) != 4 {
+		t.Fatalf("%d consent records, want grant, chat opt-in, banner accept, banner refusal", len(recs))
+	}
+	for _, r := range recs[2:] {
+		if r.Analytics == nil || r.Marketing != nil {
+			t.Errorf("banner record answers analytics %v, marketing %v; want analytics alone", r.Analytics, r.Marketing)
+		}
+	}
+}
+
+// A withdrawal carrying a valid token is never refused by a rate limit, so a
+// repeated identical one must not write a record each: a choice that changes
+// nothing writes nothing (the first withdrawal is the record).
+func TestRepeatedWithdrawalWritesOneRecord(t *testing.T) {
+	site := consentSite("shop", visitor.ConsentOptIn, visitor.IPTruncate)
+	d := newConsentDomain(t, site)
+	ctx := context.Background()
+	token := d.grant("shop", true)
+	id := d.idOf("shop", token)
+	for range 50 {
+		d.clock.Advance(time.Second)
+		res, err := d.svc.SetConsent(ctx, visitor.ConsentRequest{Site: site, Analytics: false, Marketing: false,
+			PolicyVersion: domainPolicy, Method: visitor.MethodBanner, Token: token, UserAgent: consentUA, IP: domainIP})
+		if err != nil || res.Choice.Analytics || res.Choice.Marketing || res.Token == "" {
+			t.Fatalf("withdrawal: %+v, %v", res, err)
+		}
+		if strings.Count(res.Token, ".") != 1 {
+			t.Fatalf("withdrawal token %q", res.Token)
+		}
+	}
+	recs := d.data("shop", id).Consents
+	if len(recs) != 2 {
+		t.Fatalf("%d consent records after one grant and 50 identical withdrawals, want 2", len(recs))
+	}
+	if r := recs[1]; r.Analytics == nil || *r.Analytics || r.Marketing == nil || *r.Marketing {
+		t.Errorf("withdrawal record %+v", r)
+	}
+	// A changed choice is a new record again.
+	d.clock.Advance(time.Second)
+	if _, err := d.svc.SetConsent(ctx, visitor.ConsentRequest{Site: site, Analytics: true, Marketing: false,
+		PolicyVersion: domainPolicy, Method: visitor.MethodBanner, Token: token, UserAgent: consentUA, IP: domainIP}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(d.data("shop", id).Consents); n != 3 {
+		t.Errorf("%d consent records after a new grant, want 3", n)
+	}
+}
