@@ -69,7 +69,8 @@ func (a *api) putConsent(c *gin.Context) {
 	// nothing else): the visitor's marketing permission stays as it is.
 	keepMarketing := req.Marketing == nil
 	marketing := req.Marketing != nil && *req.Marketing
-	site, err := a.widgetSite(c, req.Site, false, widgetLimit{kind: visitor.LimitConsent, refusing: !*req.Analytics || (!keepMarketing && !marketing)})
+	site, err := a.widgetSite(c, req.Site, false, widgetLimit{kind: visitor.LimitConsent,
+		refusing: !*req.Analytics, marketingOff: *req.Analytics && !keepMarketing && !marketing})
 	if err != nil {
 		a.fail(c, err)
 		return

@@ -4,6 +4,9 @@ import (
 	"context"
 	"net/http"
 	"testing"
+	"time"
+
+	"github.com/visitord/visitord/internal/redistest"
 
 	"github.com/visitord/visitord/internal/visitor"
 )
@@ -32,5 +35,55 @@ func TestPutConsentWithoutMarketing(t *testing.T) {
 	}
 	if len(ex.Consents) != 1 || ex.Consents[0].Analytics == nil || !*ex.Consents[0].Analytics || ex.Consents[0].Marketing != nil {
 		t.Errorf("records %+v, want one answering analytics alone", ex.Consents)
+	}
+}
+
+// A token-carrying refusal is never rate limited, but a grant is: alternating
+// refusals and analytics grants that answer marketing false (a withdrawal
+// only while marketing is granted) must not write records without limit.
+// A real marketing withdrawal still passes a spent budget.
+func TestRateLimitAlternatingConsentFlood(t *testing.T) {
+	e := newLimitEnvWith(t, redistest.Start(t), floodSites, true)
+	token := tokenFrom(e, ipA)
+	h := from("shop", ipA)
+	h[tokenHeader] = token
+	limited := 0
+	for i := range 3 * visitor.IdentityRequestsPerMinute {
+		e.clock.Advance(time.Millisecond)
+		if r := putConsent(e, "shop", false, false, "2026-11", h); r.status != http.StatusOK {
+			t.Fatalf("refusal %d: status %d, body %s", i+1, r.status, r.body)
+		}
+		e.clock.Advance(time.Millisecond)
+		switch r := putConsent(e, "shop", true, false, "2026-11", h); r.status {
+		case http.StatusOK:
+		case http.StatusTooManyRequests:
+			limited++
+		default:
+			t.Fatalf("grant %d: status %d, body %s", i+1, r.status, r.body)
+		}
+	}
+	if limited == 0 {
+		t.Errorf("%d alternating refusals and grants from one identity: no grant was rate limited", 3*visitor.IdentityRequestsPerMinute)
+	}
+	if n := len(consentRecordsOf(e, "shop", e.visitorID("shop", token))); n > 2*visitor.IdentityRequestsPerMinute+2 {
+		t.Errorf("%d consent records written by one identity in a minute", n)
+	}
+
+	// With marketing granted, marketing false is a withdrawal: never refused.
+	h = from("shop", ipB)
+	h[tokenHeader] = tokenFrom(e, ipB)
+	for i := range visitor.IdentityRequestsPerMinute {
+		e.clock.Advance(time.Millisecond)
+		if r := putConsent(e, "shop", true, true, "2026-11", h); r.status != http.StatusOK {
+			t.Fatalf("grant %d: status %d, body %s", i+1, r.status, r.body)
+		}
+	}
+	e.clock.Advance(time.Millisecond)
+	if r := putConsent(e, "shop", true, true, "2026-11", h); r.status != http.StatusTooManyRequests {
+		t.Fatalf("grant over the budget: status %d, want 429", r.status)
+	}
+	e.clock.Advance(time.Millisecond)
+	if r := putConsent(e, "shop", true, false, "2026-11", h); r.status != http.StatusOK || r.json(t)["marketing"] != false {
+		t.Errorf("marketing withdrawal over the spent budget: status %d, body %s; want 200", r.status, r.body)
 	}
 }
