@@ -244,7 +244,7 @@ end
 return withdrawn
 `)
 
-var allScripts = []*redis.Script{hitScript, siteScript, forgetScript, consentScript, bindChatScript, liveScript, migrateScript, putHashScript, chatIndexScript, recordScript, blindIndexScript, queueScript, auditScript, claimScript, subjectScript, eraseChatScript, enqueueScript, purgeScript, replaceRecordsScript, rectifyScript, replaceSetScript,
+var allScripts = []*redis.Script{hitScript, siteScript, forgetScript, consentScript, bindChatScript, liveScript, migrateScript, putHashScript, chatIndexScript, recordScript, blindIndexScript, queueScript, auditScript, claimScript, subjectScript, eraseChatScript, enqueueScript, purgeScript, purgeChatScript, replaceRecordsScript, rectifyScript, replaceSetScript,
 	reexpireVisitorScript, reexpireChatScript, reexpireIndexScript, reexpireStartScript, reexpireEndScript, pendingScript}
 
 // recordLua defines record(key, json, expiry, now): adds a consent record to a
@@ -438,6 +438,26 @@ local keys = redis.call('SMEMBERS', KEYS[1])
 for _, k in ipairs(keys) do redis.call('DEL', k) end
 redis.call('DEL', KEYS[1])
 return keys
+`)
+
+// purgeChatScript deletes the deliveries of a visitor's delivery set that name
+// a chat (field c, a comma list of chat ids; one without it, written before
+// the field was, goes too: it may) and takes them out of the set.
+//
+// KEYS: delivery set. ARGV: 1 chat id. Returns the keys it deleted, to leave the queue.
+var purgeChatScript = redis.NewScript(`
+local out = {}
+for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local c = redis.call('HGET', k, 'c')
+  if redis.call('EXISTS', k) == 0 then
+    redis.call('SREM', KEYS[1], k)
+  elseif not c or string.find(',' .. c .. ',', ',' .. ARGV[1] .. ',', 1, true) then
+    redis.call('DEL', k)
+    redis.call('SREM', KEYS[1], k)
+    out[#out + 1] = k
+  end
+end
+return out
 `)
 
 // replaceRecordsScript replaces a records zset whole (consent records cut to

@@ -132,3 +132,45 @@ func TestRepeatedWithdrawalWritesOneRecord(t *testing.T) {
 		t.Errorf("%d consent records after a new grant, want 3", n)
 	}
 }
+
+// Invariant 6: erasing one chat of a visitor drops the queued deliveries that
+// carry that chat's contact details (a subject.rectified naming it); the
+// visitor's other chats still hear of the rectification, without the erased one.
+func TestEraseOneChatPurgesQueuedRectification(t *testing.T) {
+	site := consentSite("shop", visitor.ConsentOptIn, visitor.IPTruncate)
+	site.Webhook = visitor.Webhook{URL: "https://crm.shop.example/hooks", Secret: bytes.Repeat([]byte("w"), 32)}
+	d := newConsentDomain(t, site)
+	ctx := context.Background()
+	token := d.grant("shop", false)
+	id := d.idOf("shop", token)
+	var chats []string
+	for range 2 {
+		res, err := d.svc.StartChat(ctx, visitor.ChatRequest{Site: site, Token: token,
+			Contact: visitor.Contact{Name: "Ada", Email: "ada@math.example"}, URL: consentOrigin + "/pricing", UserAgent: consentUA, IP: domainIP})
+		if err != nil {
+			t.Fatal(err)
+		}
+		chats = append(chats, res.ChatID)
+		d.clock.Advance(time.Minute)
+	}
+	d.queuedBodies("shop") // chat.started
+	name, email := "Grace Hopper", "grace@navy.example"
+	if _, err := d.svc.RectifyVisitor(ctx, d.privacy("shop"), id, visitor.ContactChange{Name: &name, Email: &email}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.svc.EraseChat(ctx, d.privacy("shop"), chats[0]); err != nil {
+		t.Fatal(err)
+	}
+	var rectified []string
+	for _, b := range d.queuedBodies("shop") {
+		if strings.Contains(b, chats[0]) && strings.Contains(b, "grace") {
+			t.Errorf("after erasing chat %s a queued delivery still carries its contact: %s", chats[0], b)
+		}
+		if strings.Contains(b, `"event":"subject.rectified"`) {
+			rectified = append(rectified, b)
+		}
+	}
+	if len(rectified) != 1 || !strings.Contains(rectified[0], chats[1]) || !strings.Contains(rectified[0], "grace@navy.example") {
+		t.Errorf("queued subject.rectified %q, want one for the remaining chat %s", rectified, chats[1])
+	}
+}
