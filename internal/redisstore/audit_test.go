@@ -190,7 +190,13 @@ func TestAuditKeysAndWindows(t *testing.T) {
 	if ttl := e.c.PTTL(e.ctx, fk).Val(); ttl <= 0 || ttl > 10*time.Minute {
 		t.Errorf("fold key %s TTL %v, want at most the fold", fk, ttl)
 	}
-	if got := redistest.Keys(t, e.c); !cmp.Equal(got, []string{auditKey("shop"), fk}, cmpopts.SortSlices(func(a, b string) bool { return a < b })) {
+	var keys []string
+	for _, k := range redistest.Keys(t, e.c) {
+		if !strings.HasPrefix(k, "cfg:") { // the harness's schema version
+			keys = append(keys, k)
+		}
+	}
+	if got := keys; !cmp.Equal(got, []string{auditKey("shop"), fk}, cmpopts.SortSlices(func(a, b string) bool { return a < b })) {
 		t.Errorf("keys after an audited read: %q", got)
 	}
 
