@@ -443,6 +443,8 @@ func TestContractResponses(t *testing.T) {
 			body: `{}`}, status: 400, code: "invalid_request"},
 		{name: "audit", rq: req{method: http.MethodGet, path: "/v1/sites/shop/audit", headers: op(shopPrivacyKey)}, status: 200},
 		{name: "audit of a target", rq: req{method: http.MethodGet, path: "/v1/sites/shop/audit?target=" + shopVisitor + "&limit=10", headers: op(shopPrivacyKey)}, status: 200},
+		// An e-mail never travels in a URL (proxies and browsers log URLs): 400.
+		{name: "audit of an e-mail target", rq: req{method: http.MethodGet, path: "/v1/sites/shop/audit?target=ada%40math.example", headers: op(shopPrivacyKey)}, status: 400, code: "invalid_request"},
 		{name: "audit bad limit", rq: req{method: http.MethodGet, path: "/v1/sites/shop/audit?limit=0", headers: op(shopPrivacyKey)}, status: 400, code: "invalid_request"},
 		{name: "processing record", rq: req{method: http.MethodGet, path: "/v1/sites/shop/processing-record", headers: op(shopPrivacyKey)}, status: 200},
 		{name: "processing record markdown", rq: req{method: http.MethodGet, path: "/v1/sites/shop/processing-record?format=md", headers: op(shopPrivacyKey)}, status: 200},
