@@ -63,7 +63,15 @@ type ConsentWrite struct {
 	WithdrawMarketing bool
 	// Count is the anonymous counter the write adds to ("" for none).
 	Count Reason
+	// UnlessChanged writes nothing (ErrUnchanged) when the choice in force has
+	// the same answers and policy and a marketing withdrawal has no chat left
+	// to reach: a repeated withdrawal, which no rate limit refuses, is no new
+	// record. The counter is still added to.
+	UnlessChanged bool
 }
+
+// ErrUnchanged reports a consent write that changed nothing (ConsentWrite.UnlessChanged).
+var ErrUnchanged = errors.New("consent choice unchanged")
 
 // ConsentRequest is a visitor's choice as the widget sends it.
 type ConsentRequest struct {
@@ -166,6 +174,7 @@ func (s *Service) SetConsent(ctx context.Context, r ConsentRequest) (ConsentResu
 		token, exp := s.issueRefusal(site, now)
 		return ConsentResult{Choice: choice, Token: token, TokenExpires: exp}, nil
 	}
+	var unchanged Choice
 	if visitorID != "" {
 		cur, found, err := s.store.ConsentChoice(ctx, site, s.hasher.VisitorKey(site.ID, visitorID))
 		if err != nil {
@@ -174,24 +183,22 @@ func (s *Service) SetConsent(ctx context.Context, r ConsentRequest) (ConsentResu
 		if r.KeepMarketing {
 			choice.Marketing = found && cur.Marketing
 		}
-		if found && cur.Analytics == choice.Analytics && cur.Marketing == choice.Marketing &&
-			cur.PolicyVersion == site.PolicyVersion && now.Before(cur.ValidUntil) {
-			// The choice in force is repeated: nothing is granted or withdrawn,
-			// so no record is written (a flood of identical withdrawals, which
-			// no rate limit refuses, writes nothing).
-			choice = cur
-			if !choice.Analytics {
-				token, exp := s.issueRefusal(site, now)
-				return ConsentResult{Choice: choice, Token: token, TokenExpires: exp}, nil
-			}
-			token, exp := s.issueID(site, visitorID, now, expires, choice)
-			return ConsentResult{Choice: choice, Token: token, TokenExpires: exp}, nil
-		}
+		unchanged = cur
 	}
 	if visitorID == "" {
 		visitorID = s.newID()
 	}
 	withdrawn, err := s.saveConsent(ctx, r, site, visitorID, choice, now)
+	if errors.Is(err, ErrUnchanged) {
+		// The choice in force is repeated: nothing is granted or withdrawn, so
+		// nothing is written (a flood of identical withdrawals writes nothing).
+		if !unchanged.Analytics {
+			token, exp := s.issueRefusal(site, now)
+			return ConsentResult{Choice: unchanged, Token: token, TokenExpires: exp}, nil
+		}
+		token, exp := s.issueID(site, visitorID, now, expires, unchanged)
+		return ConsentResult{Choice: unchanged, Token: token, TokenExpires: exp}, nil
+	}
 	if errors.Is(err, ErrErased) {
 		// The token named an erased visitor: it is foreign, the caller is new.
 		expires = time.Time{}
@@ -230,7 +237,7 @@ func (s *Service) saveConsent(ctx context.Context, r ConsentRequest, site *Site,
 	}
 	return s.store.SaveConsent(ctx, ConsentWrite{
 		Site: site, Retention: s.Retention(site), VisitorKey: s.hasher.VisitorKey(site.ID, visitorID),
-		Record: rec, Choice: c, Forget: !c.Analytics, WithdrawMarketing: !c.Marketing && !r.KeepMarketing,
+		Record: rec, Choice: c, Forget: !c.Analytics, WithdrawMarketing: !c.Marketing && !r.KeepMarketing, UnlessChanged: true,
 	})
 }
 
@@ -249,8 +256,11 @@ func (s *Service) object(ctx context.Context, site *Site, visitorID string, now 
 	choice := Choice{PolicyVersion: site.PolicyVersion, Given: now, ValidUntil: now.Add(site.RefusalLifetime())}
 	withdrawn, err := s.store.SaveConsent(ctx, ConsentWrite{
 		Site: site, Retention: s.Retention(site), VisitorKey: s.hasher.VisitorKey(site.ID, visitorID),
-		Record: rec, Choice: choice, Forget: true, WithdrawMarketing: true, Count: count,
+		Record: rec, Choice: choice, Forget: true, WithdrawMarketing: true, Count: count, UnlessChanged: true,
 	})
+	if errors.Is(err, ErrUnchanged) {
+		return nil // objected before: counted, nothing new to record
+	}
 	if errors.Is(err, ErrErased) {
 		if count == "" {
 			return nil

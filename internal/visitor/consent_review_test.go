@@ -174,3 +174,47 @@ func TestEraseOneChatPurgesQueuedRectification(t *testing.T) {
 		t.Errorf("queued subject.rectified %q, want one for the remaining chat %s", rectified, chats[1])
 	}
 }
+
+// A refusal that left marketing as it was, then a withdrawal of marketing that
+// repeats the choice stored (both false, the chat's opt-in given without a
+// choice to carry it): the withdrawal still reaches the chat. And a GPC
+// objection repeated on every page view (never rate limited) writes one record.
+func TestRepeatedChoiceStillWithdrawsChats(t *testing.T) {
+	site := consentSite("shop", visitor.ConsentOptOut, visitor.IPTruncate)
+	site.Webhook = visitor.Webhook{URL: "https://crm.shop.example/hooks", Secret: bytes.Repeat([]byte("w"), 32)}
+	d := newConsentDomain(t, site)
+	ctx := context.Background()
+	token := d.track("shop", "", "/", "Home")
+	id := d.idOf("shop", token)
+	chat, err := d.svc.StartChat(ctx, visitor.ChatRequest{Site: site, Token: token, MarketingOptIn: true,
+		Contact: visitor.Contact{Name: "Ada", Email: "ada@math.example"}, URL: consentOrigin + "/", UserAgent: consentUA, IP: domainIP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := visitor.Actor{Site: site, KeyID: "agent-1", Role: visitor.RoleOperator}
+	for _, keep := range []bool{true, false} {
+		d.clock.Advance(time.Second)
+		if _, err := d.svc.SetConsent(ctx, visitor.ConsentRequest{Site: site, Analytics: false, KeepMarketing: keep,
+			PolicyVersion: domainPolicy, Method: visitor.MethodAPI, Token: token, UserAgent: consentUA, IP: domainIP}); err != nil {
+			t.Fatal(err)
+		}
+		v, err := d.svc.ChatContext(ctx, op, chat.ChatID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Marketing != keep {
+			t.Errorf("refusal keeping marketing %t: chat marketing %t", keep, v.Marketing)
+		}
+	}
+	n := len(d.data("shop", id).Consents)
+	for range 20 {
+		d.clock.Advance(time.Second)
+		if _, err := d.svc.Track(ctx, visitor.Hit{Site: site, Type: visitor.HitPageview, URL: consentOrigin + "/", Token: token,
+			UserAgent: consentUA, IP: domainIP, GPC: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := len(d.data("shop", id).Consents); got > n+1 {
+		t.Errorf("20 GPC page views of a refused identity wrote %d consent records, want at most 1", got-n)
+	}
+}
