@@ -360,6 +360,11 @@ func (s *Store) eraseChat(ctx context.Context, site *visitor.Site, e visitor.Era
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("erase chat index entries: %w", translate(err))
 	}
+	if vk, vid, ei := str(0), str(1), str(2); vk != "" && ei != "" {
+		if err := s.unlinkEmail(ctx, site, vk, vid, ei); err != nil {
+			return err
+		}
+	}
 	erase := &call{script: eraseChatScript, keys: []string{ck}}
 	calls := []*call{erase}
 	var purge *call
@@ -388,6 +393,39 @@ func (s *Store) eraseChat(ctx context.Context, site *visitor.Site, e visitor.Era
 	}
 	if err := s.c.ZRem(ctx, erasuresKey(site.ID), marker).Err(); err != nil {
 		return fmt.Errorf("erase chat: %w", translate(err))
+	}
+	return nil
+}
+
+// unlinkEmail takes a visitor out of the blind index ei, an erased chat's,
+// when none of the visitor's other chats gives that e-mail: a search by it
+// must not lead to the visitor once the contact details are erased.
+func (s *Store) unlinkEmail(ctx context.Context, site *visitor.Site, vkey, vid, ei string) error {
+	k := keysOf(site.ID, vkey)
+	chats, err := s.c.ZRange(ctx, k.chats, 0, -1).Result()
+	if err != nil {
+		return fmt.Errorf("erase chat index entries: %w", translate(err))
+	}
+	pipe := s.c.Pipeline()
+	cmds := make([]*redis.StringCmd, len(chats))
+	for i, id := range chats {
+		cmds[i] = pipe.HGet(ctx, chatKey(site.ID, id), "ei")
+	}
+	if len(chats) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("erase chat index entries: %w", translate(err))
+		}
+	}
+	for _, c := range cmds {
+		if c.Val() == ei {
+			return nil
+		}
+	}
+	pipe = s.c.Pipeline()
+	pipe.ZRem(ctx, ei, "v:"+vid)
+	pipe.SRem(ctx, k.indexes, ei)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("erase chat index entries: %w", translate(err))
 	}
 	return nil
 }

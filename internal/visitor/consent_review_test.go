@@ -218,3 +218,49 @@ func TestRepeatedChoiceStillWithdrawsChats(t *testing.T) {
 		t.Errorf("20 GPC page views of a refused identity wrote %d consent records, want at most 1", got-n)
 	}
 }
+
+// Erasing a visitor's chat takes the visitor out of that chat's e-mail blind
+// index once no other chat of theirs gives that e-mail: a search by the e-mail
+// must not lead to the visitor whose contact details were erased.
+func TestEraseChatLeavesNoEmailLink(t *testing.T) {
+	site := consentSite("shop", visitor.ConsentOptIn, visitor.IPTruncate)
+	d := newConsentDomain(t, site)
+	ctx := context.Background()
+	token := d.grant("shop", false)
+	id := d.idOf("shop", token)
+	start := func(email string) string {
+		t.Helper()
+		res, err := d.svc.StartChat(ctx, visitor.ChatRequest{Site: site, Token: token,
+			Contact: visitor.Contact{Name: "Ada", Email: email}, URL: consentOrigin + "/", UserAgent: consentUA, IP: domainIP})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.clock.Advance(time.Minute)
+		return res.ChatID
+	}
+	a1, a2, b := start("ada@math.example"), start("ada@math.example"), start("ada@work.example")
+	search := func(email string) []string {
+		t.Helper()
+		vs, _, err := d.svc.SearchSubjects(ctx, d.privacy("shop"), email)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return vs
+	}
+	if err := d.svc.EraseChat(ctx, d.privacy("shop"), a1); err != nil {
+		t.Fatal(err)
+	}
+	if vs := search("ada@math.example"); len(vs) != 1 || vs[0] != id {
+		t.Errorf("search after erasing one of two chats with the e-mail: %q, want the visitor", vs)
+	}
+	for _, c := range []string{a2, b} {
+		if err := d.svc.EraseChat(ctx, d.privacy("shop"), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, email := range []string{"ada@math.example", "ada@work.example"} {
+		if vs := search(email); len(vs) != 0 {
+			t.Errorf("search for %s after erasing every chat giving it: %q, want none", email, vs)
+		}
+	}
+}
