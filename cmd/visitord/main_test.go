@@ -678,6 +678,8 @@ sites:
   - id: shop
     origins: ["https://shop.example"]
     consent: opt-out
+    legal_text: "We record the pages you visit."
+    controller: {name: "Shop Ltd", contact: "privacy@shop.example"}
     keys:
       - {id: agent-1, role: operator, sha256: "`+hex.EncodeToString(sum[:])+`"}
 `)
