@@ -61,11 +61,16 @@ func (a *api) putConsent(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	if req.Analytics == nil || req.Marketing == nil || req.PolicyVersion == "" {
-		a.fail(c, errors.Join(visitor.ErrInvalid, errors.New("analytics, marketing and policy_version are required")))
+	if req.Analytics == nil || req.PolicyVersion == "" {
+		a.fail(c, errors.Join(visitor.ErrInvalid, errors.New("analytics and policy_version are required")))
 		return
 	}
-	site, err := a.widgetSite(c, req.Site, false, widgetLimit{kind: visitor.LimitConsent, refusing: !*req.Analytics || !*req.Marketing})
+	// Without marketing the request answers analytics alone (the banner asks
+	// nothing else): the visitor's marketing permission stays as it is.
+	keepMarketing := req.Marketing == nil
+	marketing := req.Marketing != nil && *req.Marketing
+	site, err := a.widgetSite(c, req.Site, false, widgetLimit{kind: visitor.LimitConsent,
+		refusing: !*req.Analytics, marketingOff: *req.Analytics && !keepMarketing && !marketing})
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -77,7 +82,7 @@ func (a *api) putConsent(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
 	defer cancel()
 	res, err := a.svc.SetConsent(ctx, visitor.ConsentRequest{
-		Site: site, Analytics: *req.Analytics, Marketing: *req.Marketing, PolicyVersion: req.PolicyVersion,
+		Site: site, Analytics: *req.Analytics, Marketing: marketing, KeepMarketing: keepMarketing, PolicyVersion: req.PolicyVersion,
 		Method: method, Token: tokenOf(c, site.ID), UserAgent: c.Request.UserAgent(), IP: clientIP(c),
 		DNT: c.GetHeader("DNT") == "1", GPC: c.GetHeader("Sec-GPC") == "1",
 	})

@@ -376,7 +376,7 @@ func TestContractResponses(t *testing.T) {
 		{name: "consent put policy_outdated", rq: req{method: http.MethodPut, path: "/v1/consent", headers: map[string]string{"Origin": "https://optin.example"},
 			body: `{"site":"optin","analytics":true,"marketing":false,"policy_version":"v1"}`}, status: 409, code: "policy_outdated"},
 		{name: "consent put missing field", rq: req{method: http.MethodPut, path: "/v1/consent", headers: shop,
-			body: `{"site":"shop","analytics":true,"policy_version":"2026-11"}`}, status: 400, code: "invalid_request"},
+			body: `{"site":"shop","marketing":true,"policy_version":"2026-11"}`}, status: 400, code: "invalid_request"},
 		{name: "consent put text/plain", rq: req{method: http.MethodPut, path: "/v1/consent", headers: shop, ctype: "text/plain",
 			body: `{"site":"shop","analytics":true,"marketing":false,"policy_version":"2026-11"}`}, status: 415, code: "unsupported_media_type"},
 		{name: "consent put too large", rq: req{method: http.MethodPut, path: "/v1/consent", headers: shop,
@@ -443,6 +443,8 @@ func TestContractResponses(t *testing.T) {
 			body: `{}`}, status: 400, code: "invalid_request"},
 		{name: "audit", rq: req{method: http.MethodGet, path: "/v1/sites/shop/audit", headers: op(shopPrivacyKey)}, status: 200},
 		{name: "audit of a target", rq: req{method: http.MethodGet, path: "/v1/sites/shop/audit?target=" + shopVisitor + "&limit=10", headers: op(shopPrivacyKey)}, status: 200},
+		// An e-mail never travels in a URL (proxies and browsers log URLs): 400.
+		{name: "audit of an e-mail target", rq: req{method: http.MethodGet, path: "/v1/sites/shop/audit?target=ada%40math.example", headers: op(shopPrivacyKey)}, status: 400, code: "invalid_request"},
 		{name: "audit bad limit", rq: req{method: http.MethodGet, path: "/v1/sites/shop/audit?limit=0", headers: op(shopPrivacyKey)}, status: 400, code: "invalid_request"},
 		{name: "processing record", rq: req{method: http.MethodGet, path: "/v1/sites/shop/processing-record", headers: op(shopPrivacyKey)}, status: 200},
 		{name: "processing record markdown", rq: req{method: http.MethodGet, path: "/v1/sites/shop/processing-record?format=md", headers: op(shopPrivacyKey)}, status: 200},

@@ -275,7 +275,7 @@ func refusedAttacks(t testing.TB) []attack {
 		{name: "track title of wrong type", method: post, path: track, body: `{"site":"shop","url":"https://shop.example/","title":{"a":1}}`, ctype: js, origins: []string{shopOrigin}, status: 400, code: "invalid_request"},
 		{name: "track body not an object", method: post, path: track, body: `["shop"]`, ctype: js, origins: []string{shopOrigin}, status: 400, code: "invalid_request"},
 		{name: "consent analytics of wrong type", method: put, path: consent, body: `{"site":"shop","analytics":"yes","marketing":false,"policy_version":"2026-11"}`, ctype: js, origins: []string{shopOrigin}, status: 400, code: "invalid_request"},
-		{name: "consent missing choice", method: put, path: consent, body: `{"site":"shop","analytics":false,"policy_version":"2026-11"}`, ctype: js, origins: []string{shopOrigin}, status: 400, code: "invalid_request"},
+		{name: "consent missing choice", method: put, path: consent, body: `{"site":"shop","marketing":false,"policy_version":"2026-11"}`, ctype: js, origins: []string{shopOrigin}, status: 400, code: "invalid_request"},
 		{name: "track unknown site", method: post, path: track, body: `{"site":"nope","type":"pageview","url":"https://shop.example/"}`, ctype: js, origins: []string{shopOrigin}, status: 404, code: "unknown_site"},
 		{name: "track without site", method: post, path: track, body: `{"type":"pageview","url":"https://shop.example/"}`, ctype: js, origins: []string{shopOrigin}, status: 400, code: "invalid_request"},
 		{name: "consent unknown site", method: put, path: consent, body: `{"site":"nope","analytics":false,"marketing":false,"policy_version":"2026-11"}`, ctype: js, origins: []string{shopOrigin}, status: 404, code: "unknown_site"},

@@ -132,7 +132,7 @@ func TestErrorMessagesAndNulls(t *testing.T) {
 		{name: "track url null", method: http.MethodPost, path: "/v1/track", body: `{"site":"shop","type":"pageview","url":null}`, headers: shop, code: "invalid_request", field: "url must not be null"},
 		{name: "track without url", method: http.MethodPost, path: "/v1/track", body: `{"site":"shop","type":"pageview"}`, headers: shop, code: "invalid_request", field: "url"},
 		{name: "consent analytics null", method: http.MethodPut, path: "/v1/consent", body: `{"site":"shop","analytics":null,"marketing":false,"policy_version":"2026-11"}`, headers: shop, code: "invalid_request", field: "analytics must not be null"},
-		{name: "consent without fields", method: http.MethodPut, path: "/v1/consent", body: `{"site":"shop"}`, headers: shop, code: "invalid_request", field: "analytics, marketing and policy_version are required"},
+		{name: "consent without fields", method: http.MethodPut, path: "/v1/consent", body: `{"site":"shop"}`, headers: shop, code: "invalid_request", field: "analytics and policy_version are required"},
 		{name: "chat contact name null", method: http.MethodPost, path: "/v1/chats", body: `{"site":"shop","contact":{"name":null,"email":"a@mail.example"}}`, headers: shop, code: "invalid_request", field: "contact.name must not be null"},
 		{name: "chat contact a string", method: http.MethodPost, path: "/v1/chats", body: `{"site":"shop","contact":"Ann"}`, headers: shop, code: "invalid_request", field: "contact must be an object"},
 		{name: "retention sessions null", method: http.MethodPut, path: "/v1/sites/shop/retention", body: `{"sessions":null,"profiles":395,"chats":90,"consents":1095,"audit":365}`, headers: priv, code: "invalid_request", field: "sessions must not be null"},

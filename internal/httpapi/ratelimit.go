@@ -214,6 +214,11 @@ type widgetLimit struct {
 	// refusing marks a refusal, withdrawal or erasure: with a valid token it is
 	// never refused by a limit (DESIGN.md, Storage).
 	refusing bool
+	// marketingOff marks a consent that grants analytics and answers marketing
+	// false: a withdrawal (never refused) only while the caller's choice in
+	// force grants marketing, else a grant like any other, so that alternating
+	// refusals and grants cannot write records without limit.
+	marketingOff bool
 }
 
 // limitWidget applies lim to a widget request of site: by the identity of a
@@ -226,10 +231,22 @@ func (a *api) limitWidget(c *gin.Context, site *visitor.Site, lim widgetLimit) e
 	switch {
 	case caller.Valid && lim.refusing:
 		return nil
+	case caller.Valid && lim.marketingOff && a.marketingGranted(c, site, caller.Raw):
+		return nil
 	case caller.Valid:
 		return a.limit(c, site, lim.kind, visitor.ByIdentity, caller.Subject())
 	}
 	return a.limit(c, site, lim.kind, visitor.ByIPBlock, visitor.BlockSubject(clientIP(c)))
+}
+
+// marketingGranted reports whether the choice in force of the token raw grants
+// marketing. Like the limiter it fails open: when the store cannot say, the
+// request is taken for the withdrawal it may be.
+func (a *api) marketingGranted(c *gin.Context, site *visitor.Site, raw string) bool {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), rateLimitTimeout)
+	defer cancel()
+	ch, err := a.svc.Consent(ctx, site, raw)
+	return err != nil || ch.Marketing
 }
 
 // limit counts a request of kind on site under subject in Redis and returns a

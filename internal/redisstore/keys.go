@@ -31,7 +31,8 @@
 //	v:{shop:Q2x8Yk1vZjRrS3pN}:M         set     chat ids whose marketing opt-in the visitor withdrew
 //	                                             (expires with the chat index)
 //	v:{shop:Q2x8Yk1vZjRrS3pN}:w:<id>    hash    a queued delivery carrying the visitor's contact details
-//	                                             (subject.rectified): i (id), p, e, n, s
+//	                                             (subject.rectified): i (id), p, e, n, s, c (the chat ids it
+//	                                             names: erasing one of them drops it)
 //	v:{shop:Q2x8Yk1vZjRrS3pN}:W         set     the keys of those deliveries, purged by an erasure
 //
 // A chat has its own hash tag, so an operator reaches it by its id alone, and a

@@ -383,14 +383,31 @@ func (s *Store) eraseChat(ctx context.Context, site *visitor.Site, e visitor.Era
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("erase chat index entries: %w", translate(err))
 	}
+	if vk, vid, ei := str(0), str(1), str(2); vk != "" && ei != "" {
+		if err := s.unlinkEmail(ctx, site, vk, vid, ei); err != nil {
+			return err
+		}
+	}
 	erase := &call{script: eraseChatScript, keys: []string{ck}}
-	if err := s.run(ctx, erase); err != nil {
+	calls := []*call{erase}
+	var purge *call
+	if vk := str(0); vk != "" {
+		// The visitor's queued deliveries that carry this chat's contact details.
+		purge = &call{script: purgeChatScript, keys: []string{keysOf(site.ID, vk).deliveries}, args: []any{e.ChatID}}
+		calls = append(calls, purge)
+	}
+	if err := s.run(ctx, calls...); err != nil {
 		return fmt.Errorf("erase chat: %w", err)
 	}
+	var purged []string
+	if purge != nil {
+		purged, _ = purge.cmd.StringSlice()
+	}
 	if wd, _ := erase.cmd.Text(); wd != "" {
-		if err := s.dequeue(ctx, site, []string{wd}); err != nil {
-			return fmt.Errorf("erase chat: %w", err)
-		}
+		purged = append(purged, wd)
+	}
+	if err := s.dequeue(ctx, site, purged); err != nil {
+		return fmt.Errorf("erase chat: %w", err)
 	}
 	// The proof of an erased chat leaves the key named by its id for one named by
 	// the keyed hash, which points at no one.
@@ -402,6 +419,39 @@ func (s *Store) eraseChat(ctx context.Context, site *visitor.Site, e visitor.Era
 	}
 	if err := s.c.ZRem(ctx, erasuresKey(site.ID), marker).Err(); err != nil {
 		return fmt.Errorf("erase chat: %w", translate(err))
+	}
+	return nil
+}
+
+// unlinkEmail takes a visitor out of the blind index ei, an erased chat's,
+// when none of the visitor's other chats gives that e-mail: a search by it
+// must not lead to the visitor once the contact details are erased.
+func (s *Store) unlinkEmail(ctx context.Context, site *visitor.Site, vkey, vid, ei string) error {
+	k := keysOf(site.ID, vkey)
+	chats, err := s.c.ZRange(ctx, k.chats, 0, -1).Result()
+	if err != nil {
+		return fmt.Errorf("erase chat index entries: %w", translate(err))
+	}
+	pipe := s.c.Pipeline()
+	cmds := make([]*redis.StringCmd, len(chats))
+	for i, id := range chats {
+		cmds[i] = pipe.HGet(ctx, chatKey(site.ID, id), "ei")
+	}
+	if len(chats) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("erase chat index entries: %w", translate(err))
+		}
+	}
+	for _, c := range cmds {
+		if c.Val() == ei {
+			return nil
+		}
+	}
+	pipe = s.c.Pipeline()
+	pipe.ZRem(ctx, ei, "v:"+vid)
+	pipe.SRem(ctx, k.indexes, ei)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("erase chat index entries: %w", translate(err))
 	}
 	return nil
 }
@@ -437,13 +487,51 @@ func (s *Store) Enqueue(ctx context.Context, site *visitor.Site, d visitor.Deliv
 	} else {
 		keys = []string{dk}
 	}
+	args := []any{ms(now.Add(WebhookTTL)), "i", d.ID, "p", d.Sealed, "e", d.Event, "n", 0, "s", site.ID}
+	if d.VisitorKey != "" {
+		args = append(args, "c", strings.Join(d.ChatIDs, ","))
+	}
 	err := s.run(ctx,
-		&call{script: enqueueScript, keys: keys, args: []any{ms(now.Add(WebhookTTL)), "i", d.ID, "p", d.Sealed, "e", d.Event, "n", 0, "s", site.ID}},
+		&call{script: enqueueScript, keys: keys, args: args},
 		&call{script: queueScript, keys: []string{queueKey(site.ID)}, args: []any{dk, ms(now), WebhookTTL.Milliseconds()}})
 	if err != nil {
 		return fmt.Errorf("enqueue webhook: %w", err)
 	}
 	return nil
+}
+
+// QueuedContacts returns the queued deliveries kept with a visitor (those
+// carrying its contact details), sealed; one gone meanwhile is left out.
+func (s *Store) QueuedContacts(ctx context.Context, site *visitor.Site, vkey string) ([]visitor.Delivery, error) {
+	keys, err := s.c.SMembers(ctx, keysOf(site.ID, vkey).deliveries).Result()
+	if err != nil {
+		return nil, fmt.Errorf("queued contacts: %w", translate(err))
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	pipe := s.c.Pipeline()
+	cmds := make([]*redis.SliceCmd, len(keys))
+	for i, k := range keys {
+		cmds[i] = pipe.HMGet(ctx, k, "i", "e", "p", "c")
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("queued contacts: %w", translate(err))
+	}
+	var out []visitor.Delivery
+	for _, cmd := range cmds {
+		v := cmd.Val()
+		str := func(j int) string { s, _ := v[j].(string); return s }
+		if str(0) == "" || str(2) == "" {
+			continue
+		}
+		d := visitor.Delivery{ID: str(0), Event: str(1), Sealed: str(2), VisitorKey: vkey}
+		if c := str(3); c != "" {
+			d.ChatIDs = strings.Split(c, ",")
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }
 
 // dequeue takes deleted deliveries off the site's queue.

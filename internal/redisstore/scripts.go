@@ -231,11 +231,25 @@ end
 // ARGV: 1 analytics (0|1), 2 marketing (0|1), 3 policy version, 4 given ms,
 // 5 valid until ms, 6 record JSON, 7 record expiry ms, 8 now ms, 9 forget (0|1),
 // 10 the choice's expire-at ms (a refusal's lasts as long as the identity it
-// replaced could), 11 withdraw marketing (0|1).
-// Returns: 'erased', or the ids of the chats whose permission it withdrew.
+// replaced could), 11 withdraw marketing (0|1), 12 unless changed (0|1): write
+// nothing when the choice in force (valid at now) has the same answers and
+// policy and, for a withdrawal of marketing, every chat is withdrawn already.
+// Returns: 'erased', 'same', or the ids of the chats whose permission it withdrew.
 var consentScript = redis.NewScript(forgetLua + `
 if redis.call('EXISTS', KEYS[3]) == 1 then return 'erased' end
 local now = tonumber(ARGV[8])
+if ARGV[12] == '1' then
+  local c = redis.call('HMGET', KEYS[1], 'a', 'm', 'pv', 'u')
+  if c[1] == ARGV[1] and c[2] == ARGV[2] and c[3] == ARGV[3] and tonumber(c[4] or '0') > now then
+    local pending = false
+    if ARGV[11] == '1' then
+      for _, id in ipairs(redis.call('ZRANGE', KEYS[6], 0, -1)) do
+        if redis.call('SISMEMBER', KEYS[7], id) == 0 then pending = true; break end
+      end
+    end
+    if not pending then return 'same' end
+  end
+end
 redis.call('HSET', KEYS[1], 'a', ARGV[1], 'm', ARGV[2], 'pv', ARGV[3], 't', ARGV[4], 'u', ARGV[5])
 redis.call('PEXPIREAT', KEYS[1], ARGV[10])
 redis.call('ZADD', KEYS[2], ARGV[7], ARGV[6])
@@ -256,7 +270,7 @@ end
 return withdrawn
 `)
 
-var allScripts = []*redis.Script{hitScript, siteScript, forgetScript, consentScript, bindChatScript, liveScript, migrateScript, putHashScript, chatIndexScript, recordScript, blindIndexScript, queueScript, auditScript, claimScript, subjectScript, eraseChatScript, enqueueScript, purgeScript, replaceRecordsScript, rectifyScript, replaceSetScript,
+var allScripts = []*redis.Script{hitScript, siteScript, forgetScript, consentScript, bindChatScript, liveScript, migrateScript, putHashScript, chatIndexScript, recordScript, blindIndexScript, queueScript, auditScript, claimScript, subjectScript, eraseChatScript, enqueueScript, purgeScript, purgeChatScript, replaceRecordsScript, rectifyScript, replaceSetScript,
 	reexpireVisitorScript, reexpireChatScript, reexpireIndexScript, reexpireStartScript, reexpireEndScript, pendingScript, reexpireProofScript}
 
 // recordLua defines record(key, json, expiry, now): adds a consent record to a
@@ -454,6 +468,26 @@ local keys = redis.call('SMEMBERS', KEYS[1])
 for _, k in ipairs(keys) do redis.call('DEL', k) end
 redis.call('DEL', KEYS[1])
 return keys
+`)
+
+// purgeChatScript deletes the deliveries of a visitor's delivery set that name
+// a chat (field c, a comma list of chat ids; one without it, written before
+// the field was, goes too: it may) and takes them out of the set.
+//
+// KEYS: delivery set. ARGV: 1 chat id. Returns the keys it deleted, to leave the queue.
+var purgeChatScript = redis.NewScript(`
+local out = {}
+for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local c = redis.call('HGET', k, 'c')
+  if redis.call('EXISTS', k) == 0 then
+    redis.call('SREM', KEYS[1], k)
+  elseif not c or string.find(',' .. c .. ',', ',' .. ARGV[1] .. ',', 1, true) then
+    redis.call('DEL', k)
+    redis.call('SREM', KEYS[1], k)
+    out[#out + 1] = k
+  end
+end
+return out
 `)
 
 // replaceRecordsScript replaces a records zset whole (consent records cut to

@@ -367,7 +367,7 @@ func (s *Store) SaveConsent(ctx context.Context, w visitor.ConsentWrite) ([]stri
 		args: []any{
 			bit(c.Analytics), bit(c.Marketing), c.PolicyVersion, ms(c.Given), ms(c.ValidUntil),
 			rec, ms(r.Time.Add(days(w.Retention.Consents))), ms(r.Time), bit(w.Forget), ms(choiceExpiry(w)),
-			bit(w.WithdrawMarketing),
+			bit(w.WithdrawMarketing), bit(w.UnlessChanged),
 		}}
 	calls := []*call{save, subjectCall(w.Site.ID, w.VisitorKey, r.Time.Add(days(w.Retention.Consents)), r.Time)}
 	if w.Forget {
@@ -380,8 +380,11 @@ func (s *Store) SaveConsent(ctx context.Context, w visitor.ConsentWrite) ([]stri
 	if err := runOn(ctx, on, calls...); err != nil {
 		return nil, fmt.Errorf("save consent: %w", err)
 	}
-	if res, _ := save.cmd.Text(); res == "erased" {
+	switch res, _ := save.cmd.Text(); res {
+	case "erased":
 		return nil, fmt.Errorf("save consent: %w", visitor.ErrErased)
+	case "same":
+		return nil, fmt.Errorf("save consent: %w", visitor.ErrUnchanged)
 	}
 	withdrawn, _ := save.cmd.StringSlice()
 	return withdrawn, s.waitReplicas(ctx, on)

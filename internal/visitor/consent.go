@@ -63,7 +63,15 @@ type ConsentWrite struct {
 	WithdrawMarketing bool
 	// Count is the anonymous counter the write adds to ("" for none).
 	Count Reason
+	// UnlessChanged writes nothing (ErrUnchanged) when the choice in force has
+	// the same answers and policy and a marketing withdrawal has no chat left
+	// to reach: a repeated withdrawal, which no rate limit refuses, is no new
+	// record. The counter is still added to.
+	UnlessChanged bool
 }
+
+// ErrUnchanged reports a consent write that changed nothing (ConsentWrite.UnlessChanged).
+var ErrUnchanged = errors.New("consent choice unchanged")
 
 // ConsentRequest is a visitor's choice as the widget sends it.
 type ConsentRequest struct {
@@ -77,6 +85,11 @@ type ConsentRequest struct {
 	IP            netip.Addr
 	DNT           bool
 	GPC           bool
+	// KeepMarketing is set when the request does not answer marketing (the
+	// consent banner asks analytics only): Marketing is ignored, the record
+	// answers analytics alone (a purpose not asked is absent, invariant 2), and
+	// the visitor's marketing permission, and their chats', stay as they are.
+	KeepMarketing bool
 }
 
 // ConsentResult is the choice in force after a request, with the token that
@@ -132,6 +145,9 @@ func (s *Service) SetConsent(ctx context.Context, r ConsentRequest) (ConsentResu
 	if ok && tok.Kind == KindID {
 		visitorID, expires = tok.VisitorID, tok.Expires
 	}
+	if r.KeepMarketing {
+		r.Marketing = false
+	}
 	if (r.DNT || r.GPC) && (r.Analytics || r.Marketing) {
 		// Invariant 1: the signal wins over a grant sent with it. Nothing is
 		// stored and no token issued; a GPC objection of a known visitor is
@@ -158,10 +174,31 @@ func (s *Service) SetConsent(ctx context.Context, r ConsentRequest) (ConsentResu
 		token, exp := s.issueRefusal(site, now)
 		return ConsentResult{Choice: choice, Token: token, TokenExpires: exp}, nil
 	}
+	var unchanged Choice
+	if visitorID != "" {
+		cur, found, err := s.store.ConsentChoice(ctx, site, s.hasher.VisitorKey(site.ID, visitorID))
+		if err != nil {
+			return ConsentResult{}, fmt.Errorf("consent on %s: %w", site.ID, err)
+		}
+		if r.KeepMarketing {
+			choice.Marketing = found && cur.Marketing
+		}
+		unchanged = cur
+	}
 	if visitorID == "" {
 		visitorID = s.newID()
 	}
 	withdrawn, err := s.saveConsent(ctx, r, site, visitorID, choice, now)
+	if errors.Is(err, ErrUnchanged) {
+		// The choice in force is repeated: nothing is granted or withdrawn, so
+		// nothing is written (a flood of identical withdrawals writes nothing).
+		if !unchanged.Analytics {
+			token, exp := s.issueRefusal(site, now)
+			return ConsentResult{Choice: unchanged, Token: token, TokenExpires: exp}, nil
+		}
+		token, exp := s.issueID(site, visitorID, now, expires, unchanged)
+		return ConsentResult{Choice: unchanged, Token: token, TokenExpires: exp}, nil
+	}
 	if errors.Is(err, ErrErased) {
 		// The token named an erased visitor: it is foreign, the caller is new.
 		expires = time.Time{}
@@ -186,8 +223,8 @@ func (s *Service) SetConsent(ctx context.Context, r ConsentRequest) (ConsentResu
 	return ConsentResult{Choice: choice, Token: token, TokenExpires: exp}, nil
 }
 
-// saveConsent writes the record of a choice answering both purposes and the
-// choice; a refusal forgets behaviour data, a marketing refusal withdraws the
+// saveConsent writes the record of a choice answering both purposes (analytics
+// alone under KeepMarketing) and the choice; a refusal forgets behaviour data, a marketing refusal withdraws the
 // marketing permission of the visitor's chats. It returns the chats withdrawn.
 func (s *Service) saveConsent(ctx context.Context, r ConsentRequest, site *Site, visitorID string, c Choice, now time.Time) ([]string, error) {
 	rec := ConsentRecord{
@@ -195,9 +232,12 @@ func (s *Service) saveConsent(ctx context.Context, r ConsentRequest, site *Site,
 		PolicyVersion: c.PolicyVersion, TextSHA256: s.textHash[site.ID], Method: r.Method,
 		IP: site.StoredIP(r.IP), UserAgent: truncateUTF8(cleanText(r.UserAgent), MaxUserAgentBytes),
 	}
+	if r.KeepMarketing {
+		rec.Marketing = nil
+	}
 	return s.store.SaveConsent(ctx, ConsentWrite{
 		Site: site, Retention: s.Retention(site), VisitorKey: s.hasher.VisitorKey(site.ID, visitorID),
-		Record: rec, Choice: c, Forget: !c.Analytics, WithdrawMarketing: !c.Marketing,
+		Record: rec, Choice: c, Forget: !c.Analytics, WithdrawMarketing: !c.Marketing && !r.KeepMarketing, UnlessChanged: true,
 	})
 }
 
@@ -216,8 +256,11 @@ func (s *Service) object(ctx context.Context, site *Site, visitorID string, now 
 	choice := Choice{PolicyVersion: site.PolicyVersion, Given: now, ValidUntil: now.Add(site.RefusalLifetime())}
 	withdrawn, err := s.store.SaveConsent(ctx, ConsentWrite{
 		Site: site, Retention: s.Retention(site), VisitorKey: s.hasher.VisitorKey(site.ID, visitorID),
-		Record: rec, Choice: choice, Forget: true, WithdrawMarketing: true, Count: count,
+		Record: rec, Choice: choice, Forget: true, WithdrawMarketing: true, Count: count, UnlessChanged: true,
 	})
+	if errors.Is(err, ErrUnchanged) {
+		return nil // objected before: counted, nothing new to record
+	}
 	if errors.Is(err, ErrErased) {
 		if count == "" {
 			return nil

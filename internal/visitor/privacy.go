@@ -110,6 +110,9 @@ type PrivacyStore interface {
 	// Enqueue queues a sealed webhook delivery; one naming a subject
 	// (Delivery.VisitorKey or ChatID) is kept with it, so its erasure drops it.
 	Enqueue(ctx context.Context, site *Site, d Delivery, now time.Time) error
+	// QueuedContacts returns the queued deliveries kept with a visitor (those
+	// carrying contact details), sealed.
+	QueuedContacts(ctx context.Context, site *Site, visitorKey string) ([]Delivery, error)
 }
 
 // Export is a data subject's complete export (GDPR Art. 15 and 20).
@@ -356,8 +359,15 @@ func (s *Service) EraseChat(ctx context.Context, a Actor, chatID string) error {
 	if !ValidChatID(chatID) {
 		return fmt.Errorf("%w: no chat %q", ErrNotFound, truncateUTF8(chatID, 40))
 	}
-	if _, err := s.store.Chat(ctx, a.Site, chatID); err != nil {
+	c, err := s.store.Chat(ctx, a.Site, chatID)
+	if err != nil {
 		return fmt.Errorf("erase chat of %s: %w", a.Site.ID, err)
+	}
+	if c.VisitorKey != "" {
+		// The visitor's other chats still hear of a pending rectification.
+		if err := s.requeueWithout(ctx, a.Site, c.VisitorKey, chatID); err != nil {
+			return fmt.Errorf("erase chat of %s: %w", a.Site.ID, err)
+		}
 	}
 	e := Erasure{ChatID: chatID, Subject: s.AuditTarget(a.Site.ID, "chat", chatID)}
 	if err := s.store.Erase(ctx, a.Site, e); err != nil {

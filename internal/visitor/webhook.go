@@ -68,6 +68,9 @@ type Delivery struct {
 	// for a body of ids only, which outlives an erasure. (A chat.started
 	// delivery is kept with its chat: ChatWrite.Webhook.)
 	VisitorKey string
+	// ChatIDs are the chats a body with contact details names: erasing one of
+	// them drops the delivery with it.
+	ChatIDs []string
 }
 
 // seal turns a webhook body into a sealed delivery of event.
@@ -93,7 +96,7 @@ func (s *Service) notify(ctx context.Context, site *Site, event string, chatIDs 
 		return err
 	}
 	if contact != nil {
-		d.VisitorKey = visitorKey
+		d.VisitorKey, d.ChatIDs = visitorKey, chatIDs
 	}
 	if err := s.store.Enqueue(ctx, site, d, now); err != nil {
 		return fmt.Errorf("%s webhook: %w", event, err)
@@ -105,4 +108,38 @@ func (s *Service) notify(ctx context.Context, site *Site, event string, chatIDs 
 // permission a consent write withdrew.
 func (s *Service) notifyWithdrawn(ctx context.Context, site *Site, chatIDs []string) error {
 	return s.notify(ctx, site, EventMarketingWithdrawn, chatIDs, nil, "")
+}
+
+// requeueWithout replaces the visitor's queued deliveries with contact details
+// that name chatID, about to be erased, by ones naming the visitor's other
+// chats only; the erasure then drops those naming chatID (invariant 6). A
+// delivery that cannot be opened is left to the erasure and the dispatcher.
+func (s *Service) requeueWithout(ctx context.Context, site *Site, visitorKey, chatID string) error {
+	queued, err := s.store.QueuedContacts(ctx, site, visitorKey)
+	if err != nil {
+		return fmt.Errorf("queued webhooks: %w", err)
+	}
+	for _, d := range queued {
+		plain, err := s.sealer.Open(site.ID, "webhook", d.ID, d.Sealed)
+		if err != nil {
+			continue
+		}
+		var body SubjectBody
+		if err := json.Unmarshal([]byte(plain), &body); err != nil {
+			continue
+		}
+		rest := make([]string, 0, len(body.ChatIDs))
+		for _, id := range body.ChatIDs {
+			if id != chatID {
+				rest = append(rest, id)
+			}
+		}
+		if len(rest) == len(body.ChatIDs) || len(rest) == 0 {
+			continue
+		}
+		if err := s.notify(ctx, site, body.Event, rest, body.Contact, visitorKey); err != nil {
+			return err
+		}
+	}
+	return nil
 }

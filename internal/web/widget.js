@@ -140,8 +140,9 @@
     no.style.background = '#fff';
     no.style.color = '#1a5fb4';
     no.type = yes.type = 'button';
-    no.onclick = function () { choose(false, false).catch(noop); };
-    yes.onclick = function () { choose(true, false).catch(noop); };
+    // The banner asks analytics only: marketing (a chat's opt-in) is left as it is.
+    no.onclick = function () { choose(false).catch(noop); };
+    yes.onclick = function () { choose(true).catch(noop); };
     row.appendChild(no);
     row.appendChild(yes);
     banner.appendChild(p);
@@ -150,10 +151,12 @@
   }
 
   // choose records a consent choice; a refusal's token is kept, so the banner
-  // does not come back while it is valid.
+  // does not come back while it is valid. marketing is sent only when answered.
   function choose(analytics, marketing) {
     return conf().then(function (c) {
-      return call('PUT', '/v1/consent', { site: site, analytics: !!analytics, marketing: !!marketing, policy_version: c.policy_version }, priv);
+      var b = { site: site, analytics: !!analytics, policy_version: c.policy_version };
+      if (marketing !== undefined) b.marketing = !!marketing;
+      return call('PUT', '/v1/consent', b, priv);
     }).then(function (j) {
       if (banner) { banner.remove(); banner = null; }
       if (j.analytics && !on) { last = ''; view(); }

@@ -254,7 +254,7 @@ describe('visitord in Chromium', () => {
       await banner.getByRole('button', { name: 'Accept' }).click();
       const p = await put;
       assert.deepEqual(JSON.parse(p.request().postData()),
-        { site: 'optin', analytics: true, marketing: false, policy_version: '2026-11' });
+        { site: 'optin', analytics: true, policy_version: '2026-11' }, 'the banner asks analytics only: marketing left as it is');
       const choice = await p.json();
       assert.equal(choice.analytics, true);
       assert.ok(choice.valid_until);
