@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,24 +26,6 @@ type audNoLocation struct{}
 
 func (audNoLocation) Lookup(netip.Addr) visitor.Location { return visitor.Location{} }
 
-// audClock is the service's pinned clock.
-type audClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *audClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *audClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // audEnv is the Service over a real Store on its own redis-server.
 type audEnv struct {
 	ctx    context.Context
@@ -52,7 +33,7 @@ type audEnv struct {
 	store  *redisstore.Store
 	site   *visitor.Site
 	signer *visitor.Signer
-	clock  *audClock
+	clock  *domainClock
 }
 
 var audKeys = map[string]visitor.Role{"agent-1": visitor.RoleOperator, "agent-2": visitor.RoleOperator, "dpo": visitor.RolePrivacy}
@@ -94,8 +75,8 @@ func audStart(tb testing.TB, retention visitor.Retention, opts ...visitor.Option
 		tb.Fatal(err)
 	}
 	// Redis expires keys by its own clock, so the pinned clock starts at now.
-	clk := &audClock{t: time.Now().UTC().Truncate(time.Millisecond)}
-	opts = append([]visitor.Option{visitor.WithClock(clk.now)}, opts...)
+	clk := &domainClock{t: time.Now().UTC().Truncate(time.Millisecond)}
+	opts = append([]visitor.Option{visitor.WithClock(clk.Now)}, opts...)
 	svc := visitor.NewService(sites, store, signer, hasher, sealer, device.NewParser(64), audNoLocation{}, opts...)
 	return &audEnv{ctx: ctx, svc: svc, store: store, site: site, signer: signer, clock: clk}
 }
@@ -113,7 +94,7 @@ func (e *audEnv) visit(tb testing.TB, token, path string) string {
 
 func (e *audEnv) visitorID(tb testing.TB, token string) string {
 	tb.Helper()
-	tok, ok := e.signer.Verify(token, e.site.ID, e.clock.now())
+	tok, ok := e.signer.Verify(token, e.site.ID, e.clock.Now())
 	if !ok || tok.VisitorID == "" {
 		tb.Fatalf("token %q is not an identity of shop", token)
 	}
@@ -173,7 +154,7 @@ func audSetup(tb testing.TB, e *audEnv) audFixture {
 	token := e.visit(tb, "", "/pricing")
 	f := audFixture{visitor: e.visitorID(tb, token)}
 	f.chat1 = e.chat(tb, token, "Ada Lovelace", "ada@math.example")
-	e.clock.advance(time.Minute)
+	e.clock.Advance(time.Minute)
 	f.chat2 = e.chat(tb, token, "Ada Lovelace", "ada@math.example")
 	f.anon = e.chat(tb, "", "Grace Hopper", "grace@navy.example")
 	f.subjects = map[string]string{"visitor": "visitor:" + f.visitor, "chat1": "chat:" + f.chat1, "chat2": "chat:" + f.chat2,
@@ -340,7 +321,7 @@ func TestAuditFoldsRepeatedReads(t *testing.T) {
 			id := e.visitorID(t, token)
 			chat := e.chat(t, token, "Ada Lovelace", "ada@math.example")
 			for i, s := range tt.steps {
-				e.clock.advance(s.after)
+				e.clock.Advance(s.after)
 				var err error
 				switch s.read {
 				case "chat":
@@ -362,7 +343,7 @@ func TestAuditFoldsRepeatedReads(t *testing.T) {
 	// Changes never fold: two retention changes a second apart are two entries.
 	e := audStart(t, visitor.Retention{Sessions: 90, Profiles: 395, Chats: 90, Consents: 1095, Audit: 365})
 	for _, sessions := range []int{60, 30} {
-		e.clock.advance(time.Second)
+		e.clock.Advance(time.Second)
 		if _, err := e.svc.SetRetention(e.ctx, audActor(e, "dpo"), visitor.Retention{Sessions: sessions, Profiles: 395, Chats: 90, Consents: 1095, Audit: 365}); err != nil {
 			t.Fatal(err)
 		}
@@ -438,7 +419,7 @@ func TestAuditCursor(t *testing.T) {
 	t.Parallel()
 	e := audStart(t, visitor.Retention{Sessions: 90, Profiles: 395, Chats: 90, Consents: 1095, Audit: 365})
 	for _, sessions := range []int{60, 50, 40} {
-		e.clock.advance(time.Second)
+		e.clock.Advance(time.Second)
 		if _, err := e.svc.SetRetention(e.ctx, audActor(e, "dpo"), visitor.Retention{Sessions: sessions, Profiles: 395, Chats: 90, Consents: 1095, Audit: 365}); err != nil {
 			t.Fatal(err)
 		}

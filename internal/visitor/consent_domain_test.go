@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,31 +27,13 @@ const (
 // domainIP is a visitor's address; no part of it may be stored under ip: drop.
 var domainIP = netip.MustParseAddr("81.2.69.160")
 
-// consentClock is a settable clock for the service under test.
-type consentClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *consentClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *consentClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // consentDomain is visitor.Service over a real redisstore.Store on its own redis-server.
 type consentDomain struct {
 	t      testing.TB
 	svc    *visitor.Service
 	store  *redisstore.Store
 	rdb    redis.UniversalClient
-	clock  *consentClock
+	clock  *domainClock
 	hasher *visitor.Hasher
 	sealer *visitor.Sealer
 	signer *visitor.Signer
@@ -98,7 +79,7 @@ func newConsentDomain(t testing.TB, sites ...*visitor.Site) *consentDomain {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &consentClock{t: time.Now().UTC().Truncate(time.Millisecond)}
+	clk := &domainClock{t: time.Now().UTC().Truncate(time.Millisecond)}
 	svc := visitor.NewService(set, store, signer, hasher, sealer, device.NewParser(64), nil, visitor.WithClock(clk.Now))
 	d := &consentDomain{t: t, svc: svc, store: store, rdb: rdb, clock: clk, hasher: hasher, sealer: sealer, signer: signer, sites: map[string]*visitor.Site{}}
 	for _, s := range sites {
