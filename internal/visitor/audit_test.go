@@ -1,7 +1,6 @@
 package visitor_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/visitord/visitord/internal/device"
 	"github.com/visitord/visitord/internal/redisstore"
-	"github.com/visitord/visitord/internal/redistest"
 	"github.com/visitord/visitord/internal/visitor"
 )
 
@@ -52,33 +50,9 @@ func audStart(tb testing.TB, retention visitor.Retention, opts ...visitor.Option
 	for id, role := range audKeys {
 		site.Keys = append(site.Keys, visitor.APIKey{ID: id, Role: role, SHA256: sha256.Sum256([]byte("key-" + id))})
 	}
-	sites, err := visitor.NewSites([]*visitor.Site{site})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	signer, err := visitor.NewSigner([][]byte{bytes.Repeat([]byte("s"), 32)})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	hasher, err := visitor.NewHasher(bytes.Repeat([]byte("i"), 32))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	sealer, err := visitor.NewSealer([]visitor.DataKey{{ID: "k1", Key: bytes.Repeat([]byte("d"), 32)}})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	rdb := redistest.Start(tb).Client(tb)
-	store := redisstore.New(rdb)
+	st := newStack(tb, []*visitor.Site{site}, device.NewParser(64), audNoLocation{}, opts...)
 	ctx := context.Background()
-	if err := store.LoadScripts(ctx); err != nil {
-		tb.Fatal(err)
-	}
-	// Redis expires keys by its own clock, so the pinned clock starts at now.
-	clk := &domainClock{t: time.Now().UTC().Truncate(time.Millisecond)}
-	opts = append([]visitor.Option{visitor.WithClock(clk.Now)}, opts...)
-	svc := visitor.NewService(sites, store, signer, hasher, sealer, device.NewParser(64), audNoLocation{}, opts...)
-	return &audEnv{ctx: ctx, svc: svc, store: store, site: site, signer: signer, clock: clk}
+	return &audEnv{ctx: ctx, svc: st.svc, store: st.store, site: site, signer: st.signer, clock: st.clock}
 }
 
 // visit tracks a page view with token ("" for a new visitor) and returns the token.

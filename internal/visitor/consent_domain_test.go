@@ -54,42 +54,11 @@ func consentSite(id string, mode visitor.ConsentMode, ip visitor.IPMode) *visito
 
 func newConsentDomain(t testing.TB, sites ...*visitor.Site) *consentDomain {
 	t.Helper()
-	set, err := visitor.NewSites(sites)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redistest.Start(t).Client(t)
-	ids := make([]string, len(sites))
-	for i, s := range sites {
-		ids[i] = s.ID
-	}
-	store := redisstore.New(rdb, redisstore.WithSites(ids...))
-	if err := store.LoadScripts(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	signer, err := visitor.NewSigner([][]byte{bytes.Repeat([]byte("s"), 32)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hasher, err := visitor.NewHasher(bytes.Repeat([]byte("i"), 32))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sealer, err := visitor.NewSealer([]visitor.DataKey{{ID: "k1", Key: bytes.Repeat([]byte("d"), 32)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clk := &domainClock{t: time.Now().UTC().Truncate(time.Millisecond)}
-	svc := visitor.NewService(set, store, signer, hasher, sealer, device.NewParser(64), nil, visitor.WithClock(clk.Now))
-	d := &consentDomain{t: t, svc: svc, store: store, rdb: rdb, clock: clk, hasher: hasher, sealer: sealer, signer: signer, sites: map[string]*visitor.Site{}}
+	st := newStack(t, sites, device.NewParser(64), nil)
+	d := &consentDomain{t: t, svc: st.svc, store: st.store, rdb: st.rdb, clock: st.clock, hasher: st.hasher, sealer: st.sealer, signer: st.signer, sites: map[string]*visitor.Site{}}
 	for _, s := range sites {
 		d.sites[s.ID] = s
 	}
-	t.Cleanup(func() {
-		if !t.Failed() {
-			redistest.AssertAllKeysHaveTTL(t, rdb, func(k string) bool { return strings.HasPrefix(k, "cfg:") })
-		}
-	})
 	return d
 }
 

@@ -80,6 +80,57 @@ func domainSite() *visitor.Site {
 		Retention: visitor.Retention{Sessions: 90, Profiles: 395, Chats: 90, Consents: 1095, Audit: 365}}
 }
 
+// stack is a Service over a real redisstore.Store on its own redis-server,
+// with the secrets every domain test shares.
+type stack struct {
+	svc    *visitor.Service
+	store  *redisstore.Store
+	rdb    *redis.Client
+	clock  *domainClock
+	signer *visitor.Signer
+	hasher *visitor.Hasher
+	sealer *visitor.Sealer
+}
+
+// newStack starts a redis-server and a Service over it for sites; the store
+// reads their retention overrides. The clock is pinned but starts at the
+// current time, because Redis expires keys by its own clock. A passing test
+// must leave no key without a TTL (cfg: keys aside, invariant 3).
+func newStack(tb testing.TB, sites []*visitor.Site, devices visitor.Devices, locator visitor.Locator, opts ...visitor.Option) stack {
+	tb.Helper()
+	set, err := visitor.NewSites(sites)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ids := make([]string, len(sites))
+	for i, s := range sites {
+		ids[i] = s.ID
+	}
+	rdb := redistest.Start(tb).Client(tb)
+	store := redisstore.New(rdb, redisstore.WithSites(ids...))
+	if err := store.LoadScripts(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	st := stack{store: store, rdb: rdb, clock: &domainClock{t: time.Now().UTC().Truncate(time.Millisecond)}}
+	if st.signer, err = visitor.NewSigner([][]byte{bytes.Repeat([]byte("s"), visitor.MinSecretBytes)}); err != nil {
+		tb.Fatal(err)
+	}
+	if st.hasher, err = visitor.NewHasher(bytes.Repeat([]byte("i"), 32)); err != nil {
+		tb.Fatal(err)
+	}
+	if st.sealer, err = visitor.NewSealer([]visitor.DataKey{{ID: "k1", Key: bytes.Repeat([]byte("d"), 32)}}); err != nil {
+		tb.Fatal(err)
+	}
+	opts = append([]visitor.Option{visitor.WithClock(st.clock.Now)}, opts...)
+	st.svc = visitor.NewService(set, store, st.signer, st.hasher, st.sealer, devices, locator, opts...)
+	tb.Cleanup(func() {
+		if !tb.Failed() {
+			redistest.AssertAllKeysHaveTTL(tb, rdb, func(k string) bool { return strings.HasPrefix(k, "cfg:") })
+		}
+	})
+	return st
+}
+
 // newDomain starts a redis-server and a Service over it for site (domainSite
 // when nil).
 func newDomain(tb testing.TB, site *visitor.Site) *domain {
@@ -87,31 +138,8 @@ func newDomain(tb testing.TB, site *visitor.Site) *domain {
 	if site == nil {
 		site = domainSite()
 	}
-	rs := redistest.Start(tb)
-	rdb := rs.Client(tb)
-	store := redisstore.New(rdb, redisstore.WithSites(site.ID))
-	sites, err := visitor.NewSites([]*visitor.Site{site})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	signer, err := visitor.NewSigner([][]byte{bytes.Repeat([]byte("s"), visitor.MinSecretBytes)})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	hasher, err := visitor.NewHasher(bytes.Repeat([]byte("i"), 32))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	sealer, err := visitor.NewSealer([]visitor.DataKey{{ID: "k1", Key: bytes.Repeat([]byte("d"), 32)}})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	clock := &domainClock{t: time.Now().UTC().Truncate(time.Millisecond)}
-	svc := visitor.NewService(sites, store, signer, hasher, sealer, domainDevices{}, domainLocator{}, visitor.WithClock(clock.Now))
-	tb.Cleanup(func() {
-		redistest.AssertAllKeysHaveTTL(tb, rdb, func(k string) bool { return strings.HasPrefix(k, "cfg:") })
-	})
-	return &domain{svc: svc, store: store, rdb: rdb, site: site, clock: clock, hasher: hasher, signer: signer, ctx: context.Background(),
+	st := newStack(tb, []*visitor.Site{site}, domainDevices{}, domainLocator{})
+	return &domain{svc: st.svc, store: st.store, rdb: st.rdb, site: site, clock: st.clock, hasher: st.hasher, signer: st.signer, ctx: context.Background(),
 		privacy:  visitor.Actor{Site: site, KeyID: "dpo", Role: visitor.RolePrivacy},
 		operator: visitor.Actor{Site: site, KeyID: "agent-1", Role: visitor.RoleOperator}}
 }
