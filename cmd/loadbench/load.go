@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -59,6 +60,18 @@ func newCorpus(visitors, distinctUAs int) *corpus {
 	return c
 }
 
+// requester builds the requests of a load: the corpus or new visitors. The
+// int is the corpus visitor whose token the response carries, or -1.
+type requester interface {
+	request(target string, rng *rand.Rand) (*http.Request, int)
+	// keep stores the token a response gave visitor v.
+	keep(v int, token string)
+}
+
+func (c *corpus) keep(v int, token string) { c.tokens[v].Store(&token) }
+
+func (n newVisitors) keep(int, string) {}
+
 // request builds the i-th request of the corpus for target.
 func (c *corpus) request(target string, rng *rand.Rand) (*http.Request, int) {
 	body := c.bodies[rng.IntN(len(c.bodies))]
@@ -79,21 +92,45 @@ func (c *corpus) request(target string, rng *rand.Rand) (*http.Request, int) {
 	return r, v
 }
 
+// newVisitors is the load of a new visitor on every request: no token, a
+// random address (so the per-IP limit never binds), a browser User-Agent of
+// the corpus, no DNT.
+type newVisitors struct {
+	c *corpus
+}
+
+func (n newVisitors) request(target string, rng *rand.Rand) (*http.Request, int) {
+	body := n.c.bodies[rng.IntN(len(n.c.bodies))]
+	r, _ := http.NewRequest(http.MethodPost, target+"/v1/track", bytes.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	ua := rng.IntN(len(n.c.uas))
+	if ua%33 == 0 { // a bot of the corpus
+		ua++
+	}
+	r.Header.Set("User-Agent", n.c.uas[ua%len(n.c.uas)])
+	a := rng.Uint32()
+	r.Header.Set("X-Forwarded-For", fmt.Sprintf("100.%d.%d.%d", 64+a>>16&63, a>>8&255, 1+a&127))
+	return r, -1
+}
+
 // result is one run against one target.
 type result struct {
 	rps      float64
 	p50, p99 time.Duration
 	errors   int
-	tracked  int
+	cost     costs
 }
 
-// load sends the corpus to target from conns connections: warmup unmeasured,
-// then duration measured.
-func load(ctx context.Context, target string, c *corpus, conns int, warmup, duration time.Duration) result {
+// load sends the requests of c to target from conns connections: warmup
+// unmeasured, then duration measured. snap is read at each end of the measured
+// window, given the number of responses so far; the window's cost per request
+// comes from the two samples.
+func load(ctx context.Context, target string, c requester, conns int, warmup, duration time.Duration, snap func(requests int64) (sample, error)) (result, error) {
 	tr := &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	var measuring atomic.Bool
+	var responses atomic.Int64
 	var wg sync.WaitGroup
 	lat := make([][]time.Duration, conns)
 	errs := make([]int, conns)
@@ -122,6 +159,7 @@ func load(ctx context.Context, target string, c *corpus, conns int, warmup, dura
 				b, _ := io.ReadAll(res.Body)
 				res.Body.Close()
 				elapsed := time.Since(start)
+				responses.Add(1)
 				if res.StatusCode >= 300 {
 					if measuring.Load() {
 						errs[w]++
@@ -130,7 +168,7 @@ func load(ctx context.Context, target string, c *corpus, conns int, warmup, dura
 				}
 				if v >= 0 {
 					if tok := tokenOf(res, b); tok != "" {
-						c.tokens[v].Store(&tok)
+						c.keep(v, tok)
 					}
 				}
 				if measuring.Load() {
@@ -140,27 +178,32 @@ func load(ctx context.Context, target string, c *corpus, conns int, warmup, dura
 		}()
 	}
 	time.Sleep(warmup)
+	before, errBefore := snap(responses.Load())
 	measuring.Store(true)
 	start := time.Now()
 	time.Sleep(duration)
 	measuring.Store(false)
 	elapsed := time.Since(start)
+	after, errAfter := snap(responses.Load())
 	close(stop)
 	wg.Wait()
+	if err := cmp.Or(errBefore, errAfter); err != nil {
+		return result{}, err
+	}
 	var all []time.Duration
-	r := result{}
+	r := result{cost: costsBetween(before, after)}
 	for w := range conns {
 		all = append(all, lat[w]...)
 		r.errors += errs[w]
 	}
 	if len(all) == 0 {
-		return r
+		return r, nil
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 	r.rps = float64(len(all)) / elapsed.Seconds()
 	r.p50 = all[len(all)/2]
 	r.p99 = all[len(all)*99/100]
-	return r
+	return r, nil
 }
 
 // tokenOf is the identity a response carries: visitord's JSON token, or the
@@ -177,9 +220,10 @@ func tokenOf(res *http.Response, body []byte) string {
 
 // profileUnderLoad records a 10 s CPU profile of visitord (from its metrics
 // listener, metrics) while 64 connections load target.
-func profileUnderLoad(ctx context.Context, target, metrics string, c *corpus, path string) error {
+func profileUnderLoad(ctx context.Context, target, metrics string, c requester, path string) error {
 	done := make(chan result)
-	go func() { done <- load(ctx, target, c, 64, time.Second, 12*time.Second) }()
+	noSample := func(int64) (sample, error) { return sample{}, nil }
+	go func() { r, _ := load(ctx, target, c, 64, time.Second, 12*time.Second, noSample); done <- r }()
 	time.Sleep(1500 * time.Millisecond)
 	res, err := http.Get(metrics + "/debug/pprof/profile?seconds=10")
 	if err != nil {
@@ -198,16 +242,17 @@ func profileUnderLoad(ctx context.Context, target, metrics string, c *corpus, pa
 	return err
 }
 
-// measureMemory reports Redis memory per visitor and per stored page view:
-// first 10k new visitors with one page view each, then n page views by those
-// visitors (their sessions stay open), read with INFO memory.
-func measureMemory(ctx context.Context, rs *redisServer, target string, n int) error {
+// measureMemory measures Redis memory (INFO used_memory) per visitor and per
+// further page view: first 10k new visitors with one page view each, then n
+// page views by those visitors with their tokens (their sessions stay open).
+// The floor knows no returning visitor: each of its page views is a new record.
+func measureMemory(ctx context.Context, rs *redisServer, target string, n int) (memory, error) {
 	if err := rs.flush(); err != nil {
-		return err
+		return memory{}, err
 	}
 	base, err := rs.usedMemory()
 	if err != nil {
-		return err
+		return memory{}, err
 	}
 	const visitors = 10000
 	ua := "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
@@ -228,7 +273,7 @@ func measureMemory(ctx context.Context, rs *redisServer, target string, n int) e
 		}
 		b, _ := io.ReadAll(res.Body)
 		res.Body.Close()
-		if res.StatusCode != http.StatusOK {
+		if res.StatusCode < 200 || res.StatusCode >= 300 {
 			return "", fmt.Errorf("status %d: %s", res.StatusCode, b)
 		}
 		return tokenOf(res, b), nil
@@ -263,25 +308,25 @@ func measureMemory(ctx context.Context, rs *redisServer, target string, n int) e
 		tokens[i] = t
 		return err
 	}); err != nil {
-		return fmt.Errorf("memory: %w", err)
+		return memory{}, fmt.Errorf("memory: %w", err)
 	}
 	afterVisitors, err := rs.usedMemory()
 	if err != nil {
-		return err
+		return memory{}, err
 	}
 	if err := parallel(n, func(i int) error {
 		_, err := send(c.bodies[(i*7)%len(c.bodies)], tokens[i%visitors])
 		return err
 	}); err != nil {
-		return fmt.Errorf("memory: %w", err)
+		return memory{}, fmt.Errorf("memory: %w", err)
 	}
 	after, err := rs.usedMemory()
 	if err != nil {
-		return err
+		return memory{}, err
 	}
-	fmt.Printf("\nRedis memory (INFO used_memory), corpus URLs and titles:\n")
-	fmt.Printf("| measure | bytes |\n|---|---|\n")
-	fmt.Printf("| per visitor (profile, first session with one page, indexes), over %d visitors | %.0f |\n", visitors, float64(afterVisitors-base)/visitors)
-	fmt.Printf("| per further stored page view, over %d page views | %.0f |\n", n, float64(after-afterVisitors)/float64(n))
-	return nil
+	return memory{
+		perVisitor: float64(afterVisitors-base) / visitors,
+		perView:    float64(after-afterVisitors) / float64(n),
+		measured:   true,
+	}, nil
 }

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// target is one service under load: the floor or visitord, each a process
+// this program started, with the listener its Go runtime's metrics are read on.
+type target struct {
+	name    string
+	url     string
+	proc    *process
+	metrics string // base URL of the target's Prometheus /metrics
+}
+
+// sample is what is read at each end of a measured window.
+type sample struct {
+	requests            int64 // responses received so far
+	service, redis, gen int64 // CPU ticks of the target, redis-server and this program
+	calls               map[string]int64
+	mallocs             float64 // heap objects allocated by the target; NaN if unknown
+}
+
+// takeSample reads the CPU of the target, of redis-server and of this
+// program, INFO commandstats and the target's allocation count.
+func takeSample(ctx context.Context, rs *redisServer, t *target, requests int64) (sample, error) {
+	s := sample{requests: requests, mallocs: math.NaN()}
+	var err error
+	if s.service, err = cpuTicks(t.proc.cmd.Process.Pid); err != nil {
+		return s, fmt.Errorf("%s cpu: %w", t.name, err)
+	}
+	if s.redis, err = cpuTicks(rs.cmd.Process.Pid); err != nil {
+		return s, fmt.Errorf("redis-server cpu: %w", err)
+	}
+	if s.gen, err = cpuTicks(os.Getpid()); err != nil {
+		return s, fmt.Errorf("load generator cpu: %w", err)
+	}
+	if s.calls, err = rs.commandCalls(); err != nil {
+		return s, err
+	}
+	if m, err := scrapeMallocs(ctx, t.metrics); err == nil {
+		s.mallocs = m
+	}
+	return s, nil
+}
+
+// scrapeMallocs reads go_memstats_mallocs_total, the heap objects a Go
+// process has allocated (runtime/metrics /gc/heap/allocs:objects plus
+// /gc/heap/tiny/allocs:objects, as the Prometheus Go collector reports it).
+func scrapeMallocs(ctx context.Context, base string) (float64, error) {
+	if base == "" {
+		return 0, fmt.Errorf("no metrics listener")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_mallocs_total "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("%s/metrics has no go_memstats_mallocs_total", base)
+}
+
+// costs is a window's cost per request.
+type costs struct {
+	requests            int64
+	service, redis, gen float64 // µs of CPU per request
+	commands            float64 // Redis commands per request
+	perCommand          map[string]int64
+	allocs              float64 // heap objects per request; NaN if unknown
+}
+
+func costsBetween(a, b sample) costs {
+	n := b.requests - a.requests
+	c := costs{requests: n, allocs: math.NaN()}
+	if n <= 0 {
+		return c
+	}
+	perReq := func(ticks int64) float64 { return float64(ticks) * 1e6 / clockTicks / float64(n) }
+	c.service, c.redis, c.gen = perReq(b.service-a.service), perReq(b.redis-a.redis), perReq(b.gen-a.gen)
+	total, per := callsBetween(a.calls, b.calls)
+	c.commands, c.perCommand = float64(total)/float64(n), per
+	if !math.IsNaN(a.mallocs) && !math.IsNaN(b.mallocs) {
+		c.allocs = (b.mallocs - a.mallocs) / float64(n)
+	}
+	return c
+}
+
+// memory is Redis memory per visitor and per further page view.
+type memory struct {
+	perVisitor, perView float64
+	measured            bool
+}
+
+// column is one target at one connection count in the table.
+type column struct {
+	name  string
+	conns int
+	res   result
+	mem   memory
+}
+
+// printTable prints the one table of a run: a column per target and
+// connection count, a row per measure.
+func printTable(cols []column) {
+	fmt.Print("| measure |")
+	for _, c := range cols {
+		fmt.Printf(" %s (%d conns) |", c.name, c.conns)
+	}
+	fmt.Print("\n|---|")
+	for range cols {
+		fmt.Print("---|")
+	}
+	fmt.Println()
+	row := func(name string, f func(c column) string) {
+		fmt.Printf("| %s |", name)
+		for _, c := range cols {
+			fmt.Printf(" %s |", f(c))
+		}
+		fmt.Println()
+	}
+	num := func(v float64, format string) string {
+		if math.IsNaN(v) {
+			return "n/a"
+		}
+		return fmt.Sprintf(format, v)
+	}
+	row("requests/s", func(c column) string { return fmt.Sprintf("%.0f", c.res.rps) })
+	row("p50", func(c column) string { return ms(c.res.p50) })
+	row("p99", func(c column) string { return ms(c.res.p99) })
+	row("errors", func(c column) string { return strconv.Itoa(c.res.errors) })
+	row("service CPU µs/request", func(c column) string { return num(c.res.cost.service, "%.1f") })
+	row("redis-server CPU µs/request", func(c column) string { return num(c.res.cost.redis, "%.1f") })
+	row("load generator CPU µs/request", func(c column) string { return num(c.res.cost.gen, "%.1f") })
+	row("total CPU µs/request", func(c column) string {
+		return num(c.res.cost.service+c.res.cost.redis+c.res.cost.gen, "%.1f")
+	})
+	row("Redis commands/request", func(c column) string { return num(c.res.cost.commands, "%.1f") })
+	row("allocations/request (runtime)", func(c column) string { return num(c.res.cost.allocs, "%.0f") })
+	row("Redis bytes/visitor", func(c column) string {
+		if !c.mem.measured {
+			return "—"
+		}
+		return fmt.Sprintf("%.0f", c.mem.perVisitor)
+	})
+	row("Redis bytes/further page view", func(c column) string {
+		if !c.mem.measured {
+			return "—"
+		}
+		return fmt.Sprintf("%.0f", c.mem.perView)
+	})
+	fmt.Println()
+	for _, c := range cols {
+		fmt.Printf("%s (%d conns) Redis commands/request: %s\n", c.name, c.conns, commandMix(c.res.cost))
+	}
+}
+
+// commandMix lists the commands of a window per request, most frequent first.
+func commandMix(c costs) string {
+	if c.requests <= 0 {
+		return "n/a"
+	}
+	names := make([]string, 0, len(c.perCommand))
+	for n := range c.perCommand {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if c.perCommand[names[i]] != c.perCommand[names[j]] {
+			return c.perCommand[names[i]] > c.perCommand[names[j]]
+		}
+		return names[i] < names[j]
+	})
+	parts := make([]string, 0, len(names))
+	for _, n := range names {
+		parts = append(parts, fmt.Sprintf("%s %.2f", n, float64(c.perCommand[n])/float64(c.requests)))
+	}
+	return strings.Join(parts, ", ")
+}
