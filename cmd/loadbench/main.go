@@ -135,8 +135,8 @@ func run(ctx context.Context, args []string) error {
 	}
 	defer vd.stop()
 	targets := []*target{
-		{name: "floor", url: "http://" + floorAddr, proc: floorProc, metrics: "http://" + floorMetrics},
-		{name: "visitord", url: "http://" + vAddr, proc: vd, metrics: "http://" + mAddr},
+		{name: "floor", url: "http://" + floorAddr, proc: floorProc, metrics: []string{"http://" + floorMetrics}},
+		{name: "visitord", url: "http://" + vAddr, proc: vd, metrics: []string{"http://" + mAddr, "http://" + vAddr}},
 	}
 
 	fmt.Printf("loadbench: load %q from this Go program on 127.0.0.1; %s measured after %s warm-up per target; %d run(s), the run of median requests/s shown; %s\n",

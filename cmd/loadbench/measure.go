@@ -16,10 +16,13 @@ import (
 // target is one service under load: the floor or visitord, each a process
 // this program started, with the listener its Go runtime's metrics are read on.
 type target struct {
-	name    string
-	url     string
-	proc    *process
-	metrics string // base URL of the target's Prometheus /metrics
+	name string
+	url  string
+	proc *process
+	// metrics are the base URLs where the target may serve its Prometheus
+	// /metrics, tried in order: visitord serves it on its private metrics
+	// listener, older builds on the main listener.
+	metrics []string
 }
 
 // sample is what is read at each end of a measured window.
@@ -47,8 +50,13 @@ func takeSample(ctx context.Context, rs *redisServer, t *target, requests int64)
 	if s.calls, err = rs.commandCalls(); err != nil {
 		return s, err
 	}
-	if m, err := scrapeMallocs(ctx, t.metrics); err == nil {
-		s.mallocs = m
+	for i, base := range t.metrics {
+		if m, err := scrapeMallocs(ctx, base); err == nil {
+			s.mallocs = m
+			// The next sample reads the same listener first.
+			t.metrics[0], t.metrics[i] = t.metrics[i], t.metrics[0]
+			break
+		}
 	}
 	return s, nil
 }
@@ -57,9 +65,6 @@ func takeSample(ctx context.Context, rs *redisServer, t *target, requests int64)
 // process has allocated (runtime/metrics /gc/heap/allocs:objects plus
 // /gc/heap/tiny/allocs:objects, as the Prometheus Go collector reports it).
 func scrapeMallocs(ctx context.Context, base string) (float64, error) {
-	if base == "" {
-		return 0, fmt.Errorf("no metrics listener")
-	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
@@ -68,6 +73,9 @@ func scrapeMallocs(ctx context.Context, base string) (float64, error) {
 		return 0, err
 	}
 	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s/metrics: status %d", base, res.StatusCode)
+	}
 	sc := bufio.NewScanner(res.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
