@@ -123,9 +123,9 @@ type result struct {
 
 // load sends the requests of c to target from conns connections: warmup
 // unmeasured, then duration measured. snap is read at each end of the measured
-// window, given the number of responses so far; the window's cost per request
+// window, given the count of responses so far; the window's cost per request
 // comes from the two samples.
-func load(ctx context.Context, target string, c requester, conns int, warmup, duration time.Duration, snap func(requests int64) (sample, error)) (result, error) {
+func load(ctx context.Context, target string, c requester, conns int, warmup, duration time.Duration, snap func(responses func() int64) (sample, error)) (result, error) {
 	tr := &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
@@ -178,13 +178,13 @@ func load(ctx context.Context, target string, c requester, conns int, warmup, du
 		}()
 	}
 	time.Sleep(warmup)
-	before, errBefore := snap(responses.Load())
+	before, errBefore := snap(responses.Load)
 	measuring.Store(true)
 	start := time.Now()
 	time.Sleep(duration)
 	measuring.Store(false)
 	elapsed := time.Since(start)
-	after, errAfter := snap(responses.Load())
+	after, errAfter := snap(responses.Load)
 	close(stop)
 	wg.Wait()
 	if err := cmp.Or(errBefore, errAfter); err != nil {
@@ -222,7 +222,7 @@ func tokenOf(res *http.Response, body []byte) string {
 // listener, metrics) while 64 connections load target.
 func profileUnderLoad(ctx context.Context, target, metrics string, c requester, path string) error {
 	done := make(chan result)
-	noSample := func(int64) (sample, error) { return sample{}, nil }
+	noSample := func(func() int64) (sample, error) { return sample{}, nil }
 	go func() { r, _ := load(ctx, target, c, 64, time.Second, 12*time.Second, noSample); done <- r }()
 	time.Sleep(1500 * time.Millisecond)
 	res, err := http.Get(metrics + "/debug/pprof/profile?seconds=10")

@@ -150,7 +150,7 @@ func run(ctx context.Context, args []string) error {
 				if err := rs.flush(); err != nil {
 					return err
 				}
-				snap := func(requests int64) (sample, error) { return takeSample(ctx, rs, t, requests) }
+				snap := func(responses func() int64) (sample, error) { return takeSample(ctx, rs, t, responses) }
 				r, err := load(ctx, t.url, mix, c, *warmup, *duration, snap)
 				if err != nil {
 					return fmt.Errorf("%s: %w", t.name, err)

@@ -33,10 +33,20 @@ type sample struct {
 	mallocs             float64 // heap objects allocated by the target; NaN if unknown
 }
 
-// takeSample reads the CPU of the target, of redis-server and of this
-// program, INFO commandstats and the target's allocation count.
-func takeSample(ctx context.Context, rs *redisServer, t *target, requests int64) (sample, error) {
-	s := sample{requests: requests, mallocs: math.NaN()}
+// takeSample reads the target's allocation count, then, close together, the
+// number of responses so far, the CPU of the target, of redis-server and of
+// this program, and INFO commandstats.
+func takeSample(ctx context.Context, rs *redisServer, t *target, responses func() int64) (sample, error) {
+	s := sample{mallocs: math.NaN()}
+	for i, base := range t.metrics {
+		if m, err := scrapeMallocs(ctx, base); err == nil {
+			s.mallocs = m
+			// The next sample reads the same listener first.
+			t.metrics[0], t.metrics[i] = t.metrics[i], t.metrics[0]
+			break
+		}
+	}
+	s.requests = responses()
 	var err error
 	if s.service, err = cpuTicks(t.proc.cmd.Process.Pid); err != nil {
 		return s, fmt.Errorf("%s cpu: %w", t.name, err)
@@ -49,14 +59,6 @@ func takeSample(ctx context.Context, rs *redisServer, t *target, requests int64)
 	}
 	if s.calls, err = rs.commandCalls(); err != nil {
 		return s, err
-	}
-	for i, base := range t.metrics {
-		if m, err := scrapeMallocs(ctx, base); err == nil {
-			s.mallocs = m
-			// The next sample reads the same listener first.
-			t.metrics[0], t.metrics[i] = t.metrics[i], t.metrics[0]
-			break
-		}
 	}
 	return s, nil
 }
