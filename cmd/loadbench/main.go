@@ -220,21 +220,22 @@ func freeAddr() (string, error) {
 
 // process is a child this program started; stop ends it (and only it) by PID.
 type process struct {
-	cmd *exec.Cmd
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once the child has exited and been reaped
 }
 
 func (p *process) stop() {
-	if p.cmd.Process == nil {
+	select {
+	case <-p.exited:
 		return
+	default:
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-p.exited:
 	case <-time.After(10 * time.Second):
 		_ = p.cmd.Process.Kill()
-		<-done
+		<-p.exited
 	}
 }
 
@@ -247,7 +248,8 @@ func startProcess(ctx context.Context, cmd *exec.Cmd, addr, logPath string) (*pr
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	p := &process{cmd: cmd}
+	p := &process{cmd: cmd, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); f.Close(); close(p.exited) }()
 	_, portText, err := net.SplitHostPort(addr)
 	if err != nil {
 		p.stop()
@@ -271,10 +273,13 @@ func startProcess(ctx context.Context, cmd *exec.Cmd, addr, logPath string) (*pr
 		if mine {
 			return p, nil
 		}
-		if ctx.Err() != nil || cmd.Process.Signal(syscall.Signal(0)) != nil {
-			break
+		select {
+		case <-ctx.Done():
+		case <-p.exited:
+		case <-time.After(50 * time.Millisecond):
+			continue
 		}
-		time.Sleep(50 * time.Millisecond)
+		break
 	}
 	p.stop()
 	b, _ := os.ReadFile(logPath)

@@ -77,6 +77,9 @@ func listensOn(pid, port int) (bool, error) {
 	}
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	fds, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil // the process has gone
+	}
 	if err != nil {
 		return false, err
 	}

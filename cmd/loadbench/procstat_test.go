@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -47,7 +50,7 @@ func TestParseStat(t *testing.T) {
 func TestCPUTicksOfThisProcess(t *testing.T) {
 	b, err := os.ReadFile("/proc/self/stat")
 	if err != nil {
-		t.Skipf("no /proc: %v", err)
+		t.Fatal(err)
 	}
 	f := strings.Fields(string(b)[strings.LastIndexByte(string(b), ')')+1:])
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
@@ -78,9 +81,6 @@ func TestListeningInodes(t *testing.T) {
 }
 
 func TestListensOnTellsWhoseThePortIs(t *testing.T) {
-	if _, err := os.Stat("/proc/net/tcp"); err != nil {
-		t.Skipf("no /proc/net/tcp: %v", err)
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -100,5 +100,45 @@ func TestListensOnTellsWhoseThePortIs(t *testing.T) {
 	ln.Close()
 	if mine, err := listensOn(os.Getpid(), port); err != nil || mine {
 		t.Fatalf("listensOn(this process, a closed port) = %v, %v; want false", mine, err)
+	}
+}
+
+// A child that answers on its port only because another process holds it is
+// not taken as started: the bench would read the CPU of the wrong process.
+func TestStartProcessRefusesAPortItDoesNotHold(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	p, err := startProcess(context.Background(), exec.Command("true"), ln.Addr().String(), filepath.Join(t.TempDir(), "log"))
+	if err == nil {
+		p.stop()
+		t.Fatalf("startProcess of a child that never listens, on a port this test holds, succeeded")
+	}
+}
+
+func TestStartRedisHoldsItsPort(t *testing.T) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatalf("redis-server is not on PATH: %v", err)
+	}
+	rs, err := startRedis(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.stop()
+	_, p, _ := net.SplitHostPort(rs.addr)
+	port, _ := strconv.Atoi(p)
+	if mine, err := listensOn(rs.cmd.Process.Pid, port); err != nil || !mine {
+		t.Fatalf("listensOn(redis-server's pid, its port) = %v, %v; want true", mine, err)
+	}
+	if ticks, err := cpuTicks(rs.cmd.Process.Pid); err != nil || ticks < 0 {
+		t.Fatalf("cpuTicks(redis-server) = %d, %v", ticks, err)
+	}
+	rs.stop()
+	select {
+	case <-rs.exited:
+	default:
+		t.Fatal("stop returned before redis-server exited")
 	}
 }
