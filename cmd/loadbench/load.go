@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -259,7 +260,9 @@ func measureMemory(ctx context.Context, rs *redisServer, target string, n int) (
 	c := newCorpus(visitors, 1)
 	tokens := make([]string, visitors)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
-	send := func(body []byte, token string) (string, error) {
+	// send stores one page view; a 503 (the store did not answer in time on a
+	// busy machine) is a page view not stored, counted and left out.
+	send := func(body []byte, token string) (string, bool, error) {
 		r, _ := http.NewRequestWithContext(ctx, http.MethodPost, target+"/v1/track", bytes.NewReader(body))
 		r.Header.Set("Content-Type", "application/json")
 		r.Header.Set("User-Agent", ua)
@@ -269,19 +272,24 @@ func measureMemory(ctx context.Context, rs *redisServer, target string, n int) (
 		}
 		res, err := client.Do(r)
 		if err != nil {
-			return "", err
+			return "", false, err
 		}
 		b, _ := io.ReadAll(res.Body)
 		res.Body.Close()
-		if res.StatusCode < 200 || res.StatusCode >= 300 {
-			return "", fmt.Errorf("status %d: %s", res.StatusCode, b)
+		if res.StatusCode == http.StatusServiceUnavailable {
+			return "", false, nil
 		}
-		return tokenOf(res, b), nil
+		if res.StatusCode < 200 || res.StatusCode >= 300 {
+			return "", false, fmt.Errorf("status %d: %s", res.StatusCode, b)
+		}
+		return tokenOf(res, b), true, nil
 	}
-	parallel := func(count int, f func(i int) error) error {
+	// parallel runs f for 0..count-1 from 16 connections and returns how many
+	// page views were stored.
+	parallel := func(count int, f func(i int) (bool, error)) (int, error) {
 		var wg sync.WaitGroup
 		var first atomic.Value
-		next := atomic.Int64{}
+		var stored, next atomic.Int64
 		for range 16 {
 			wg.Add(1)
 			go func() {
@@ -291,42 +299,58 @@ func measureMemory(ctx context.Context, rs *redisServer, target string, n int) (
 					if i >= count || first.Load() != nil {
 						return
 					}
-					if err := f(i); err != nil {
+					ok, err := f(i)
+					if err != nil {
 						first.CompareAndSwap(nil, err)
+					}
+					if ok {
+						stored.Add(1)
 					}
 				}
 			}()
 		}
 		wg.Wait()
 		if err, _ := first.Load().(error); err != nil {
-			return err
+			return 0, err
 		}
-		return nil
+		return int(stored.Load()), nil
 	}
-	if err := parallel(visitors, func(i int) error {
-		t, err := send(c.bodies[i%len(c.bodies)], "")
+	newOnes, err := parallel(visitors, func(i int) (bool, error) {
+		t, ok, err := send(c.bodies[i%len(c.bodies)], "")
 		tokens[i] = t
-		return err
-	}); err != nil {
+		return ok, err
+	})
+	if err != nil {
 		return memory{}, fmt.Errorf("memory: %w", err)
 	}
 	afterVisitors, err := rs.usedMemory()
 	if err != nil {
 		return memory{}, err
 	}
-	if err := parallel(n, func(i int) error {
-		_, err := send(c.bodies[(i*7)%len(c.bodies)], tokens[i%visitors])
-		return err
-	}); err != nil {
+	// The floor gives no token: each of its page views is a new record.
+	withTokens := slices.ContainsFunc(tokens, func(t string) bool { return t != "" })
+	further, err := parallel(n, func(i int) (bool, error) {
+		token := tokens[i%visitors]
+		if withTokens && token == "" { // its first page view was refused: not a returning visitor
+			return false, nil
+		}
+		_, ok, err := send(c.bodies[(i*7)%len(c.bodies)], token)
+		return ok, err
+	})
+	if err != nil {
 		return memory{}, fmt.Errorf("memory: %w", err)
 	}
 	after, err := rs.usedMemory()
 	if err != nil {
 		return memory{}, err
 	}
+	if newOnes == 0 || further == 0 {
+		return memory{}, fmt.Errorf("memory: %d of %d new visitors and %d of %d further page views stored", newOnes, visitors, further, n)
+	}
 	return memory{
-		perVisitor: float64(afterVisitors-base) / visitors,
-		perView:    float64(after-afterVisitors) / float64(n),
+		perVisitor: float64(afterVisitors-base) / float64(newOnes),
+		perView:    float64(after-afterVisitors) / float64(further),
+		refused:    visitors - newOnes + n - further,
 		measured:   true,
 	}, nil
 }

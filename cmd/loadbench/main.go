@@ -169,7 +169,8 @@ func run(ctx context.Context, args []string) error {
 		for _, t := range targets {
 			m, err := measureMemory(ctx, rs, t.url, *views)
 			if err != nil {
-				return fmt.Errorf("%s: %w", t.name, err)
+				// The load figures stand without it; the table shows "—".
+				fmt.Fprintf(os.Stderr, "loadbench: %s: %v\n", t.name, err)
 			}
 			for i := range cols {
 				if cols[i].name == t.name {

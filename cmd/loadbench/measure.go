@@ -119,6 +119,7 @@ func costsBetween(a, b sample) costs {
 // memory is Redis memory per visitor and per further page view.
 type memory struct {
 	perVisitor, perView float64
+	refused             int // page views answered 503 (or of visitors refused so), left out
 	measured            bool
 }
 
@@ -180,6 +181,11 @@ func printTable(cols []column) {
 		return fmt.Sprintf("%.0f", c.mem.perView)
 	})
 	fmt.Println()
+	for _, c := range cols {
+		if c.mem.refused > 0 {
+			fmt.Printf("%s: %d page views of the memory measurement answered 503 or were of a visitor refused so, left out of its counts\n", c.name, c.mem.refused)
+		}
+	}
 	for _, c := range cols {
 		fmt.Printf("%s (%d conns) Redis commands/request: %s\n", c.name, c.conns, commandMix(c.res.cost))
 	}
