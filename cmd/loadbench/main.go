@@ -179,21 +179,7 @@ func run(ctx context.Context, args []string) error {
 			}
 		}
 	}
-	printTable(cols)
-	for _, c := range counts {
-		var f, v result
-		for _, col := range cols {
-			if col.conns == c && col.name == "floor" {
-				f = col.res
-			}
-			if col.conns == c && col.name == "visitord" {
-				v = col.res
-			}
-		}
-		if f.rps > 0 && f.p99 > 0 {
-			fmt.Printf("visitord/floor at %d conns: %.2f× requests/s, p99 ×%.2f\n", c, v.rps/f.rps, float64(v.p99)/float64(f.p99))
-		}
-	}
+	printTable(os.Stdout, cols)
 	if *profile != "" {
 		if err := profileUnderLoad(ctx, "http://"+vAddr, "http://"+mAddr, mix, *profile); err != nil {
 			return err
@@ -202,8 +188,6 @@ func run(ctx context.Context, args []string) error {
 	}
 	return nil
 }
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
 
 func median(rs []result) result {
 	sort.Slice(rs, func(i, j int) bool { return rs[i].rps < rs[j].rps })

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"os"
@@ -132,62 +133,83 @@ type column struct {
 }
 
 // printTable prints the one table of a run: a column per target and
-// connection count, a row per measure.
-func printTable(cols []column) {
-	fmt.Print("| measure |")
+// connection count, each visitord column followed by its ratio to the floor of
+// the same connection count, and a row per measure.
+func printTable(w io.Writer, cols []column) {
+	type measure struct {
+		name   string
+		format string
+		value  func(c column) float64 // NaN when not measured
+	}
+	memOr := func(c column, v float64) float64 {
+		if !c.mem.measured {
+			return math.NaN()
+		}
+		return v
+	}
+	measures := []measure{
+		{"requests/s", "%.0f", func(c column) float64 { return c.res.rps }},
+		{"p50 ms", "%.2f", func(c column) float64 { return float64(c.res.p50.Microseconds()) / 1000 }},
+		{"p99 ms", "%.2f", func(c column) float64 { return float64(c.res.p99.Microseconds()) / 1000 }},
+		{"errors", "%.0f", func(c column) float64 { return float64(c.res.errors) }},
+		{"service CPU µs/request", "%.1f", func(c column) float64 { return c.res.cost.service }},
+		{"redis-server CPU µs/request", "%.1f", func(c column) float64 { return c.res.cost.redis }},
+		{"load generator CPU µs/request", "%.1f", func(c column) float64 { return c.res.cost.gen }},
+		{"total CPU µs/request", "%.1f", func(c column) float64 {
+			return c.res.cost.service + c.res.cost.redis + c.res.cost.gen
+		}},
+		{"Redis commands/request", "%.1f", func(c column) float64 { return c.res.cost.commands }},
+		{"allocations/request (runtime)", "%.0f", func(c column) float64 { return c.res.cost.allocs }},
+		{"Redis bytes/visitor", "%.0f", func(c column) float64 { return memOr(c, c.mem.perVisitor) }},
+		{"Redis bytes/further page view", "%.0f", func(c column) float64 { return memOr(c, c.mem.perView) }},
+	}
+	// floorOf is the floor column of c's connection count, if any.
+	floorOf := func(c column) (column, bool) {
+		for _, f := range cols {
+			if f.name == "floor" && f.conns == c.conns {
+				return f, c.name != "floor"
+			}
+		}
+		return column{}, false
+	}
+	fmt.Fprint(w, "| measure |")
+	n := 0
 	for _, c := range cols {
-		fmt.Printf(" %s (%d conns) |", c.name, c.conns)
+		fmt.Fprintf(w, " %s (%d conns) |", c.name, c.conns)
+		n++
+		if _, ok := floorOf(c); ok {
+			fmt.Fprintf(w, " %s/floor |", c.name)
+			n++
+		}
 	}
-	fmt.Print("\n|---|")
-	for range cols {
-		fmt.Print("---|")
-	}
-	fmt.Println()
-	row := func(name string, f func(c column) string) {
-		fmt.Printf("| %s |", name)
+	fmt.Fprint(w, "\n|---|"+strings.Repeat("---|", n)+"\n")
+	for _, m := range measures {
+		fmt.Fprintf(w, "| %s |", m.name)
 		for _, c := range cols {
-			fmt.Printf(" %s |", f(c))
+			v := m.value(c)
+			if math.IsNaN(v) {
+				fmt.Fprint(w, " n/a |")
+			} else {
+				fmt.Fprintf(w, " "+m.format+" |", v)
+			}
+			if f, ok := floorOf(c); ok {
+				if fv := m.value(f); math.IsNaN(v) || math.IsNaN(fv) || fv == 0 {
+					fmt.Fprint(w, " |")
+				} else {
+					fmt.Fprintf(w, " %.2f× |", v/fv)
+				}
+			}
 		}
-		fmt.Println()
+		fmt.Fprintln(w)
 	}
-	num := func(v float64, format string) string {
-		if math.IsNaN(v) {
-			return "n/a"
-		}
-		return fmt.Sprintf(format, v)
-	}
-	row("requests/s", func(c column) string { return fmt.Sprintf("%.0f", c.res.rps) })
-	row("p50", func(c column) string { return ms(c.res.p50) })
-	row("p99", func(c column) string { return ms(c.res.p99) })
-	row("errors", func(c column) string { return strconv.Itoa(c.res.errors) })
-	row("service CPU µs/request", func(c column) string { return num(c.res.cost.service, "%.1f") })
-	row("redis-server CPU µs/request", func(c column) string { return num(c.res.cost.redis, "%.1f") })
-	row("load generator CPU µs/request", func(c column) string { return num(c.res.cost.gen, "%.1f") })
-	row("total CPU µs/request", func(c column) string {
-		return num(c.res.cost.service+c.res.cost.redis+c.res.cost.gen, "%.1f")
-	})
-	row("Redis commands/request", func(c column) string { return num(c.res.cost.commands, "%.1f") })
-	row("allocations/request (runtime)", func(c column) string { return num(c.res.cost.allocs, "%.0f") })
-	row("Redis bytes/visitor", func(c column) string {
-		if !c.mem.measured {
-			return "—"
-		}
-		return fmt.Sprintf("%.0f", c.mem.perVisitor)
-	})
-	row("Redis bytes/further page view", func(c column) string {
-		if !c.mem.measured {
-			return "—"
-		}
-		return fmt.Sprintf("%.0f", c.mem.perView)
-	})
-	fmt.Println()
+	fmt.Fprintln(w)
 	for _, c := range cols {
 		if c.mem.refused > 0 {
-			fmt.Printf("%s: %d page views of the memory measurement answered 503 or were of a visitor refused so, left out of its counts\n", c.name, c.mem.refused)
+			fmt.Fprintf(w, "%s: %d page views of the memory measurement answered 503 or were of a visitor refused so, left out of its counts\n", c.name, c.mem.refused)
 		}
 	}
 	for _, c := range cols {
-		fmt.Printf("%s (%d conns) Redis commands/request: %s\n", c.name, c.conns, commandMix(c.res.cost))
+		fmt.Fprintf(w, "%s (%d conns) Redis commands/request: %s\n", c.name, c.conns, commandMix(c.res.cost))
 	}
 }
 

@@ -2,7 +2,9 @@ package main
 
 import (
 	"math"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestCostsBetween(t *testing.T) {
@@ -25,5 +27,30 @@ func TestCostsBetween(t *testing.T) {
 	b.mallocs = math.NaN()
 	if got := costsBetween(a, b).allocs; !math.IsNaN(got) {
 		t.Fatalf("allocs without a second reading = %v, want NaN (shown n/a)", got)
+	}
+}
+
+func TestPrintTableRatiosToTheFloor(t *testing.T) {
+	floor := column{name: "floor", conns: 64, res: result{rps: 1000, p99: 2 * time.Millisecond,
+		cost: costs{requests: 1, service: 40, redis: 10, gen: 30, commands: 5, allocs: 80}},
+		mem: memory{perVisitor: 1000, perView: 1000, measured: true}}
+	vd := column{name: "visitord", conns: 64, res: result{rps: 500, p99: 3 * time.Millisecond,
+		cost: costs{requests: 1, service: 80, redis: 30, gen: 30, commands: 20, allocs: math.NaN()}}}
+	var b strings.Builder
+	printTable(&b, []column{floor, vd})
+	out := b.String()
+	for _, want := range []string{
+		"| measure | floor (64 conns) | visitord (64 conns) | visitord/floor |\n|---|---|---|---|\n",
+		"| requests/s | 1000 | 500 | 0.50× |",
+		"| p99 ms | 2.00 | 3.00 | 1.50× |",
+		"| service CPU µs/request | 40.0 | 80.0 | 2.00× |",
+		"| total CPU µs/request | 80.0 | 140.0 | 1.75× |",
+		"| Redis commands/request | 5.0 | 20.0 | 4.00× |",
+		"| allocations/request (runtime) | 80 | n/a | |",
+		"| Redis bytes/visitor | 1000 | n/a | |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
 	}
 }
