@@ -3,7 +3,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: run test test-browser lint bench fuzz build image k8s-test geoip-fixture
+.PHONY: run test test-browser lint bench bench-profile bench-go fuzz build image k8s-test geoip-fixture
 
 ## run: the service with an embedded in-memory Redis, plain-HTTP cookies and the demo site;
 ## `make run VISITORD_DEMO_ORIGINS=http://devbox.lan:8080` adds origins to the demo site.
@@ -28,13 +28,23 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-## bench: go test benchmarks (page view, UA, GeoIP, chat, live view, retention job) with
-## allocations, then the load comparison of visitord against its floor (cmd/loadbench)
+## bench: the load comparison of visitord against its floor in one run (cmd/loadbench, ~25 s):
+## one table of requests/s, p50/p99, CPU per request of the service, redis-server and the load
+## generator, Redis commands and allocations per request, Redis bytes per visitor and page view.
+## BENCH_FLAGS lengthens or changes it, e.g. BENCH_FLAGS='-duration 10s -runs 3 -load corpus'.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s -count=1 ./internal/...
 	$(GO) build -o bin/loadbench ./cmd/loadbench
-	bin/loadbench -visitord bin/visitord -profile bin/visitord.cpu.pprof
+	bin/loadbench -visitord bin/visitord $(BENCH_FLAGS)
+
+## bench-profile: bench, then a CPU profile of visitord under load and its top
+bench-profile: build
+	$(GO) build -o bin/loadbench ./cmd/loadbench
+	bin/loadbench -visitord bin/visitord -memory 0 -profile bin/visitord.cpu.pprof $(BENCH_FLAGS)
 	$(GO) tool pprof -top -nodecount 25 bin/visitord bin/visitord.cpu.pprof 2>/dev/null | head -35
+
+## bench-go: go test benchmarks (page view, UA, GeoIP, chat, live view, retention job) with allocations
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s -count=1 ./internal/...
 
 ## fuzz: fuzz the track body decoder for 30 s
 fuzz:

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -65,4 +68,17 @@ func serveFloor(ctx context.Context, ln net.Listener, redisAddr string) error {
 		return err
 	}
 	return nil
+}
+
+// serveRuntimeMetrics serves the Go runtime's metrics of the floor process on
+// ln, as visitord does on its metrics listener, so that both report heap
+// allocations the same way.
+func serveRuntimeMetrics(ctx context.Context, ln net.Listener) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector())
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { <-ctx.Done(); srv.Close() }()
+	_ = srv.Serve(ln)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -59,6 +61,18 @@ func newCorpus(visitors, distinctUAs int) *corpus {
 	return c
 }
 
+// requester builds the requests of a load: the corpus or new visitors. The
+// int is the corpus visitor whose token the response carries, or -1.
+type requester interface {
+	request(target string, rng *rand.Rand) (*http.Request, int)
+	// keep stores the token a response gave visitor v.
+	keep(v int, token string)
+}
+
+func (c *corpus) keep(v int, token string) { c.tokens[v].Store(&token) }
+
+func (n newVisitors) keep(int, string) {}
+
 // request builds the i-th request of the corpus for target.
 func (c *corpus) request(target string, rng *rand.Rand) (*http.Request, int) {
 	body := c.bodies[rng.IntN(len(c.bodies))]
@@ -79,21 +93,45 @@ func (c *corpus) request(target string, rng *rand.Rand) (*http.Request, int) {
 	return r, v
 }
 
+// newVisitors is the load of a new visitor on every request: no token, a
+// random address (so the per-IP limit never binds), a browser User-Agent of
+// the corpus, no DNT.
+type newVisitors struct {
+	c *corpus
+}
+
+func (n newVisitors) request(target string, rng *rand.Rand) (*http.Request, int) {
+	body := n.c.bodies[rng.IntN(len(n.c.bodies))]
+	r, _ := http.NewRequest(http.MethodPost, target+"/v1/track", bytes.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	ua := rng.IntN(len(n.c.uas))
+	if ua%33 == 0 { // a bot of the corpus
+		ua++
+	}
+	r.Header.Set("User-Agent", n.c.uas[ua%len(n.c.uas)])
+	a := rng.Uint32()
+	r.Header.Set("X-Forwarded-For", fmt.Sprintf("100.%d.%d.%d", 64+a>>16&63, a>>8&255, 1+a&127))
+	return r, -1
+}
+
 // result is one run against one target.
 type result struct {
 	rps      float64
 	p50, p99 time.Duration
 	errors   int
-	tracked  int
+	cost     costs
 }
 
-// load sends the corpus to target from conns connections: warmup unmeasured,
-// then duration measured.
-func load(ctx context.Context, target string, c *corpus, conns int, warmup, duration time.Duration) result {
+// load sends the requests of c to target from conns connections: warmup
+// unmeasured, then duration measured. snap is read at each end of the measured
+// window, given the count of responses so far; the window's cost per request
+// comes from the two samples.
+func load(ctx context.Context, target string, c requester, conns int, warmup, duration time.Duration, snap func(responses func() int64) (sample, error)) (result, error) {
 	tr := &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	var measuring atomic.Bool
+	var responses atomic.Int64
 	var wg sync.WaitGroup
 	lat := make([][]time.Duration, conns)
 	errs := make([]int, conns)
@@ -122,6 +160,7 @@ func load(ctx context.Context, target string, c *corpus, conns int, warmup, dura
 				b, _ := io.ReadAll(res.Body)
 				res.Body.Close()
 				elapsed := time.Since(start)
+				responses.Add(1)
 				if res.StatusCode >= 300 {
 					if measuring.Load() {
 						errs[w]++
@@ -130,7 +169,7 @@ func load(ctx context.Context, target string, c *corpus, conns int, warmup, dura
 				}
 				if v >= 0 {
 					if tok := tokenOf(res, b); tok != "" {
-						c.tokens[v].Store(&tok)
+						c.keep(v, tok)
 					}
 				}
 				if measuring.Load() {
@@ -140,27 +179,32 @@ func load(ctx context.Context, target string, c *corpus, conns int, warmup, dura
 		}()
 	}
 	time.Sleep(warmup)
+	before, errBefore := snap(responses.Load)
 	measuring.Store(true)
 	start := time.Now()
 	time.Sleep(duration)
 	measuring.Store(false)
 	elapsed := time.Since(start)
+	after, errAfter := snap(responses.Load)
 	close(stop)
 	wg.Wait()
+	if err := cmp.Or(errBefore, errAfter); err != nil {
+		return result{}, err
+	}
 	var all []time.Duration
-	r := result{}
+	r := result{cost: costsBetween(before, after)}
 	for w := range conns {
 		all = append(all, lat[w]...)
 		r.errors += errs[w]
 	}
 	if len(all) == 0 {
-		return r
+		return r, nil
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 	r.rps = float64(len(all)) / elapsed.Seconds()
 	r.p50 = all[len(all)/2]
 	r.p99 = all[len(all)*99/100]
-	return r
+	return r, nil
 }
 
 // tokenOf is the identity a response carries: visitord's JSON token, or the
@@ -177,9 +221,10 @@ func tokenOf(res *http.Response, body []byte) string {
 
 // profileUnderLoad records a 10 s CPU profile of visitord (from its metrics
 // listener, metrics) while 64 connections load target.
-func profileUnderLoad(ctx context.Context, target, metrics string, c *corpus, path string) error {
+func profileUnderLoad(ctx context.Context, target, metrics string, c requester, path string) error {
 	done := make(chan result)
-	go func() { done <- load(ctx, target, c, 64, time.Second, 12*time.Second) }()
+	noSample := func(func() int64) (sample, error) { return sample{}, nil }
+	go func() { r, _ := load(ctx, target, c, 64, time.Second, 12*time.Second, noSample); done <- r }()
 	time.Sleep(1500 * time.Millisecond)
 	res, err := http.Get(metrics + "/debug/pprof/profile?seconds=10")
 	if err != nil {
@@ -198,23 +243,26 @@ func profileUnderLoad(ctx context.Context, target, metrics string, c *corpus, pa
 	return err
 }
 
-// measureMemory reports Redis memory per visitor and per stored page view:
-// first 10k new visitors with one page view each, then n page views by those
-// visitors (their sessions stay open), read with INFO memory.
-func measureMemory(ctx context.Context, rs *redisServer, target string, n int) error {
+// measureMemory measures Redis memory (INFO used_memory) per visitor and per
+// further page view: first 10k new visitors with one page view each, then n
+// page views by those visitors with their tokens (their sessions stay open).
+// The floor knows no returning visitor: each of its page views is a new record.
+func measureMemory(ctx context.Context, rs *redisServer, target string, n int) (memory, error) {
 	if err := rs.flush(); err != nil {
-		return err
+		return memory{}, err
 	}
 	base, err := rs.usedMemory()
 	if err != nil {
-		return err
+		return memory{}, err
 	}
 	const visitors = 10000
 	ua := "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
 	c := newCorpus(visitors, 1)
 	tokens := make([]string, visitors)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
-	send := func(body []byte, token string) (string, error) {
+	// send stores one page view; a 503 (the store did not answer in time on a
+	// busy machine) is a page view not stored, counted and left out.
+	send := func(body []byte, token string) (string, bool, error) {
 		r, _ := http.NewRequestWithContext(ctx, http.MethodPost, target+"/v1/track", bytes.NewReader(body))
 		r.Header.Set("Content-Type", "application/json")
 		r.Header.Set("User-Agent", ua)
@@ -224,19 +272,24 @@ func measureMemory(ctx context.Context, rs *redisServer, target string, n int) e
 		}
 		res, err := client.Do(r)
 		if err != nil {
-			return "", err
+			return "", false, err
 		}
 		b, _ := io.ReadAll(res.Body)
 		res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			return "", fmt.Errorf("status %d: %s", res.StatusCode, b)
+		if res.StatusCode == http.StatusServiceUnavailable {
+			return "", false, nil
 		}
-		return tokenOf(res, b), nil
+		if res.StatusCode < 200 || res.StatusCode >= 300 {
+			return "", false, fmt.Errorf("status %d: %s", res.StatusCode, b)
+		}
+		return tokenOf(res, b), true, nil
 	}
-	parallel := func(count int, f func(i int) error) error {
+	// parallel runs f for 0..count-1 from 16 connections and returns how many
+	// page views were stored.
+	parallel := func(count int, f func(i int) (bool, error)) (int, error) {
 		var wg sync.WaitGroup
 		var first atomic.Value
-		next := atomic.Int64{}
+		var stored, next atomic.Int64
 		for range 16 {
 			wg.Add(1)
 			go func() {
@@ -246,42 +299,58 @@ func measureMemory(ctx context.Context, rs *redisServer, target string, n int) e
 					if i >= count || first.Load() != nil {
 						return
 					}
-					if err := f(i); err != nil {
+					ok, err := f(i)
+					if err != nil {
 						first.CompareAndSwap(nil, err)
+					}
+					if ok {
+						stored.Add(1)
 					}
 				}
 			}()
 		}
 		wg.Wait()
 		if err, _ := first.Load().(error); err != nil {
-			return err
+			return 0, err
 		}
-		return nil
+		return int(stored.Load()), nil
 	}
-	if err := parallel(visitors, func(i int) error {
-		t, err := send(c.bodies[i%len(c.bodies)], "")
+	newOnes, err := parallel(visitors, func(i int) (bool, error) {
+		t, ok, err := send(c.bodies[i%len(c.bodies)], "")
 		tokens[i] = t
-		return err
-	}); err != nil {
-		return fmt.Errorf("memory: %w", err)
+		return ok, err
+	})
+	if err != nil {
+		return memory{}, fmt.Errorf("memory: %w", err)
 	}
 	afterVisitors, err := rs.usedMemory()
 	if err != nil {
-		return err
+		return memory{}, err
 	}
-	if err := parallel(n, func(i int) error {
-		_, err := send(c.bodies[(i*7)%len(c.bodies)], tokens[i%visitors])
-		return err
-	}); err != nil {
-		return fmt.Errorf("memory: %w", err)
+	// The floor gives no token: each of its page views is a new record.
+	withTokens := slices.ContainsFunc(tokens, func(t string) bool { return t != "" })
+	further, err := parallel(n, func(i int) (bool, error) {
+		token := tokens[i%visitors]
+		if withTokens && token == "" { // its first page view was refused: not a returning visitor
+			return false, nil
+		}
+		_, ok, err := send(c.bodies[(i*7)%len(c.bodies)], token)
+		return ok, err
+	})
+	if err != nil {
+		return memory{}, fmt.Errorf("memory: %w", err)
 	}
 	after, err := rs.usedMemory()
 	if err != nil {
-		return err
+		return memory{}, err
 	}
-	fmt.Printf("\nRedis memory (INFO used_memory), corpus URLs and titles:\n")
-	fmt.Printf("| measure | bytes |\n|---|---|\n")
-	fmt.Printf("| per visitor (profile, first session with one page, indexes), over %d visitors | %.0f |\n", visitors, float64(afterVisitors-base)/visitors)
-	fmt.Printf("| per further stored page view, over %d page views | %.0f |\n", n, float64(after-afterVisitors)/float64(n))
-	return nil
+	if newOnes == 0 || further == 0 {
+		return memory{}, fmt.Errorf("memory: %d of %d new visitors and %d of %d further page views stored", newOnes, visitors, further, n)
+	}
+	return memory{
+		perVisitor: float64(afterVisitors-base) / float64(newOnes),
+		perView:    float64(after-afterVisitors) / float64(further),
+		refused:    visitors - newOnes + n - further,
+		measured:   true,
+	}, nil
 }

@@ -1,8 +1,11 @@
 // Command loadbench measures visitord's page-view path against its floor, as
 // DESIGN.md's Performance section defines them, on loopback with a private
-// redis-server: requests per second at 16 and 64 connections, p50 and p99
-// latency, the ratio visitord/floor (median of three runs), and Redis memory
-// per visitor and per stored page view. `make bench` runs it.
+// redis-server, and prints one table: requests per second, p50 and p99, CPU
+// per request of the service, of redis-server and of the load generator (from
+// /proc/<pid>/stat), Redis commands per request (INFO commandstats),
+// allocations per request (the Go runtime's count of heap objects), and Redis
+// memory per visitor and per further page view (INFO used_memory).
+// `make bench` runs it.
 //
 // The load generator is this program (Go, keep-alive connections, one
 // goroutine per connection), the same for both targets. Each target runs in a
@@ -41,6 +44,7 @@ func run(ctx context.Context, args []string) error {
 	if len(args) > 0 && args[0] == "floor" {
 		fs := flag.NewFlagSet("floor", flag.ContinueOnError)
 		addr := fs.String("addr", "127.0.0.1:0", "listen address")
+		metricsAddr := fs.String("metrics", "", "listen address of /metrics (the Go runtime's allocation count)")
 		redisAddr := fs.String("redis", "", "redis host:port")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
@@ -49,15 +53,23 @@ func run(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
+		if *metricsAddr != "" {
+			mln, err := net.Listen("tcp", *metricsAddr)
+			if err != nil {
+				return err
+			}
+			go serveRuntimeMetrics(ctx, mln)
+		}
 		return serveFloor(ctx, ln, *redisAddr)
 	}
 	fs := flag.NewFlagSet("loadbench", flag.ContinueOnError)
 	bin := fs.String("visitord", "bin/visitord", "visitord binary")
-	duration := fs.Duration("duration", 8*time.Second, "measured time of each run")
-	warmup := fs.Duration("warmup", 2*time.Second, "unmeasured time before each run")
-	conns := fs.String("conns", "16,64", "connection counts")
-	runs := fs.Int("runs", 3, "runs per target and connection count (the median is reported)")
-	memory := fs.Int("memory", 100000, "page views sent for the Redis memory measurement (0 skips it)")
+	duration := fs.Duration("duration", 3*time.Second, "measured time of each run")
+	warmup := fs.Duration("warmup", time.Second, "unmeasured time before each run")
+	conns := fs.String("conns", "64", "connection counts, comma-separated")
+	runs := fs.Int("runs", 1, "runs per target and connection count (the run of median requests/s is reported)")
+	mixName := fs.String("load", "new", "the load: new (a new visitor from a random address on every request) or corpus (DESIGN.md's corpus)")
+	views := fs.Int("memory", 20000, "further page views sent for the Redis memory measurement, after 10k visitors (0 skips it)")
 	profile := fs.String("profile", "", "write a CPU profile of visitord under 64-connection load to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -70,6 +82,16 @@ func run(ctx context.Context, args []string) error {
 		}
 		counts = append(counts, n)
 	}
+	corpus := newCorpus(10000, 2000)
+	var mix requester
+	switch *mixName {
+	case "new":
+		mix = newVisitors{c: corpus}
+	case "corpus":
+		mix = corpus
+	default:
+		return fmt.Errorf("-load: %q is neither new nor corpus", *mixName)
+	}
 	dir, err := os.MkdirTemp("", "loadbench")
 	if err != nil {
 		return err
@@ -81,24 +103,28 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer rs.stop()
-	floorAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	floor, err := startProcess(ctx, exec.Command(self, "floor", "-addr", floorAddr, "-redis", rs.addr), floorAddr, filepath.Join(dir, "floor.log"))
+	floorAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	floorMetrics, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	floorProc, err := startProcess(ctx, exec.Command(self, "floor", "-addr", floorAddr, "-metrics", floorMetrics, "-redis", rs.addr), floorAddr, filepath.Join(dir, "floor.log"))
 	if err != nil {
 		return fmt.Errorf("floor: %w", err)
 	}
-	defer floor.stop()
+	defer floorProc.stop()
 	vAddr, err := freeAddr()
 	if err != nil {
 		return err
 	}
-	// pprof is served on the private metrics listener only.
+	// pprof and /metrics are served on the private metrics listener only.
 	mAddr, err := freeAddr()
 	if err != nil {
 		return err
@@ -108,55 +134,60 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("visitord: %w", err)
 	}
 	defer vd.stop()
-
-	corpus := newCorpus(10000, 2000)
-	fmt.Printf("loadbench: load generator = this Go program; %d s per run after %d s warm-up; median of %d runs; GOMAXPROCS of each process as Go sets it\n",
-		int(duration.Seconds()), int(warmup.Seconds()), *runs)
-	fmt.Printf("corpus: 10k visitors (30%% of page views by returning visitors with their token), URLs 40-120 B, titles 20-80 B, 2k User-Agents (3%% bots), 5%% DNT\n\n")
-	type row struct {
-		conns         int
-		floor, target result
+	targets := []*target{
+		{name: "floor", url: "http://" + floorAddr, proc: floorProc, metrics: []string{"http://" + floorMetrics}},
+		{name: "visitord", url: "http://" + vAddr, proc: vd, metrics: []string{"http://" + mAddr, "http://" + vAddr}},
 	}
-	var rows []row
+
+	fmt.Printf("loadbench: load %q from this Go program on 127.0.0.1; %s measured after %s warm-up per target; %d run(s), the run of median requests/s shown; %s\n",
+		*mixName, duration, warmup, *runs, *bin)
+	fmt.Printf("CPU is utime+stime from /proc/<pid>/stat of the processes this run started, over the measured window, per response\n\n")
+	var cols []column
 	for _, c := range counts {
-		var fr, vr []result
+		results := make([][]result, len(targets))
 		for i := 0; i < *runs; i++ {
-			if err := rs.flush(); err != nil {
-				return err
-			}
-			fr = append(fr, load(ctx, "http://"+floorAddr, corpus, c, *warmup, *duration))
-			if err := rs.flush(); err != nil {
-				return err
-			}
-			vr = append(vr, load(ctx, "http://"+vAddr, corpus, c, *warmup, *duration))
-			if ctx.Err() != nil {
-				return ctx.Err()
+			for ti, t := range targets {
+				if err := rs.flush(); err != nil {
+					return err
+				}
+				snap := func(responses func() int64) (sample, error) { return takeSample(ctx, rs, t, responses) }
+				r, err := load(ctx, t.url, mix, c, *warmup, *duration, snap)
+				if err != nil {
+					return fmt.Errorf("%s: %w", t.name, err)
+				}
+				results[ti] = append(results[ti], r)
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
 			}
 		}
-		rows = append(rows, row{conns: c, floor: median(fr), target: median(vr)})
+		for ti, t := range targets {
+			cols = append(cols, column{name: t.name, conns: c, res: median(results[ti])})
+		}
 	}
-	fmt.Println("| connections | target | requests/s | p50 | p99 | errors | visitord/floor |")
-	fmt.Println("|---|---|---|---|---|---|---|")
-	for _, r := range rows {
-		fmt.Printf("| %d | floor | %.0f | %s | %s | %d | |\n", r.conns, r.floor.rps, ms(r.floor.p50), ms(r.floor.p99), r.floor.errors)
-		fmt.Printf("| %d | visitord | %.0f | %s | %s | %d | %.0f%% rps, p99 ×%.2f |\n", r.conns, r.target.rps, ms(r.target.p50), ms(r.target.p99), r.target.errors,
-			100*r.target.rps/r.floor.rps, float64(r.target.p99)/float64(r.floor.p99))
+	if *views > 0 {
+		for _, t := range targets {
+			m, err := measureMemory(ctx, rs, t.url, *views)
+			if err != nil {
+				// The load figures stand without it; the table shows "—".
+				fmt.Fprintf(os.Stderr, "loadbench: %s: %v\n", t.name, err)
+			}
+			for i := range cols {
+				if cols[i].name == t.name {
+					cols[i].mem = m
+				}
+			}
+		}
 	}
+	printTable(os.Stdout, cols)
 	if *profile != "" {
-		if err := profileUnderLoad(ctx, "http://"+vAddr, "http://"+mAddr, corpus, *profile); err != nil {
+		if err := profileUnderLoad(ctx, "http://"+vAddr, "http://"+mAddr, mix, *profile); err != nil {
 			return err
 		}
 		fmt.Printf("\nCPU profile of visitord under 64-connection load: %s (go tool pprof -top %s %s)\n", *profile, *bin, *profile)
 	}
-	if *memory > 0 {
-		if err := measureMemory(ctx, rs, "http://"+vAddr, *memory); err != nil {
-			return err
-		}
-	}
 	return nil
 }
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
 
 func median(rs []result) result {
 	sort.Slice(rs, func(i, j int) bool { return rs[i].rps < rs[j].rps })
@@ -174,21 +205,22 @@ func freeAddr() (string, error) {
 
 // process is a child this program started; stop ends it (and only it) by PID.
 type process struct {
-	cmd *exec.Cmd
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once the child has exited and been reaped
 }
 
 func (p *process) stop() {
-	if p.cmd.Process == nil {
+	select {
+	case <-p.exited:
 		return
+	default:
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-p.exited:
 	case <-time.After(10 * time.Second):
 		_ = p.cmd.Process.Kill()
-		<-done
+		<-p.exited
 	}
 }
 
@@ -201,21 +233,42 @@ func startProcess(ctx context.Context, cmd *exec.Cmd, addr, logPath string) (*pr
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	p := &process{cmd: cmd}
+	p := &process{cmd: cmd, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); f.Close(); close(p.exited) }()
+	_, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		p.stop()
+		return nil, err
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		p.stop()
+		return nil, err
+	}
+	// Ready once the child itself holds the listening socket of addr: a
+	// connection alone could reach another process that took the port, and
+	// the CPU read from /proc would then be of the wrong process.
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
-			c.Close()
+		mine, err := listensOn(cmd.Process.Pid, port)
+		if err != nil {
+			p.stop()
+			return nil, err
+		}
+		if mine {
 			return p, nil
 		}
-		if ctx.Err() != nil {
-			break
+		select {
+		case <-ctx.Done():
+		case <-p.exited:
+		case <-time.After(50 * time.Millisecond):
+			continue
 		}
-		time.Sleep(50 * time.Millisecond)
+		break
 	}
 	p.stop()
 	b, _ := os.ReadFile(logPath)
-	return nil, fmt.Errorf("%s did not listen on %s: %s", cmd.Path, addr, tail(b))
+	return nil, fmt.Errorf("%s (pid %d) did not listen on %s: %s", cmd.Path, cmd.Process.Pid, addr, tail(b))
 }
 
 func tail(b []byte) string {
@@ -325,17 +378,4 @@ func complete(b []byte) bool {
 func (r *redisServer) flush() error {
 	_, err := r.do("FLUSHALL")
 	return err
-}
-
-func (r *redisServer) usedMemory() (int64, error) {
-	out, err := r.do("INFO", "memory")
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(out, "\r\n") {
-		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
-			return strconv.ParseInt(v, 10, 64)
-		}
-	}
-	return 0, errors.New("INFO memory has no used_memory")
 }
