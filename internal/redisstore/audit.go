@@ -37,21 +37,9 @@ const auditFields = 5
 // window), 4 fold ms (0: never fold), then per entry actor, action, target,
 // old windows, new windows ("" for none).
 // Returns the ids written, one per entry.
-var auditScript = redis.NewScript(`
+var auditScript = redis.NewScript(auditAddLua + `
 local now, fold = tonumber(ARGV[1]), tonumber(ARGV[4])
-local function add(fields)
-  local id = redis.pcall('XADD', KEYS[1], ARGV[1] .. '-*', unpack(fields))
-  if type(id) == 'table' and id.err then
-    -- The stream's last id is ahead of now (another pod's clock): go on from it.
-    local info = redis.call('XINFO', 'STREAM', KEYS[1])
-    local last = ARGV[1]
-    for i = 1, #info, 2 do
-      if info[i] == 'last-generated-id' then last = string.match(info[i + 1], '^(%d+)') end
-    end
-    id = redis.call('XADD', KEYS[1], last .. '-*', unpack(fields))
-  end
-  return id
-end
+local function add(fields) return auditAdd(KEYS[1], ARGV[1], fields) end
 local ids = {}
 local n = (#ARGV - 4) / 5
 for i = 1, n do
@@ -96,6 +84,24 @@ redis.call('XTRIM', KEYS[1], 'MINID', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return ids
 `)
+
+// auditAddLua defines auditAdd(stream, now, fields): appends an entry to an
+// audit stream at now ms, or after the stream's last id when that is ahead of
+// now (another pod's clock), and returns its id.
+const auditAddLua = `
+local function auditAdd(stream, now, fields)
+  local id = redis.pcall('XADD', stream, now .. '-*', unpack(fields))
+  if type(id) == 'table' and id.err then
+    local info = redis.call('XINFO', 'STREAM', stream)
+    local last = now
+    for i = 1, #info, 2 do
+      if info[i] == 'last-generated-id' then last = string.match(info[i + 1], '^(%d+)') end
+    end
+    id = redis.call('XADD', stream, last .. '-*', unpack(fields))
+  end
+  return id
+end
+`
 
 // auditArgs builds auditScript's keys and arguments by name.
 type auditArgs struct {

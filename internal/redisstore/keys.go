@@ -73,7 +73,11 @@
 //	                                             (a visitor's ahead by subjectSlack; its profile's ix keeps
 //	                                             the score last written); trimmed on write and by the job,
 //	                                             expiring with its highest score
-//	er:{shop}                           zset    erasures started and not finished (the sweeper's list)
+//	er:{shop}                           zset    erasures started and not finished (the sweeper's list),
+//	                                             ErasureTTL
+//	er:{shop}:o                         hash    what an erasure asked by an actor still owes once its keys
+//	                                             are gone, by marker: {"a": actor key id, "c": [chat ids]}
+//	                                             (its audit entry and subject.erased), ErasureTTL
 //	lk:{shop}:reexpire                  string  the re-expiry job's lock: the owner's token, a lease of
 //	                                             reexpireLease renewed every batch
 //	ck:{shop}:reexpire                  hash    the job's checkpoint: s, m (score and member of the
@@ -198,12 +202,18 @@ func auditFoldKey(site, actor, action, target string) string {
 // SubjectsTTL bounds the subject index: no record outlives the longest window.
 const SubjectsTTL = 1825 * 24 * time.Hour
 
-// LockTTL is the lifetime of locks, job checkpoints and erasure markers.
+// LockTTL is the lifetime of locks and job checkpoints.
 const LockTTL = 10 * time.Minute
+
+// ErasureTTL is the lifetime of the markers of unfinished erasures: one owes a
+// subject.erased delivery, so it lasts as long as a queued delivery would.
+const ErasureTTL = WebhookTTL
 
 func subjectsKey(site string) string { return "sj:{" + site + "}" }
 
 func erasuresKey(site string) string { return "er:{" + site + "}" }
+
+func erasuresOwedKey(site string) string { return "er:{" + site + "}:o" }
 
 // proofKey names the cut consent proof of an erased chat by its keyed hash.
 func proofKey(site, subject string) string { return "pf:{" + site + ":" + subject + "}" }

@@ -250,11 +250,12 @@ func (s *Store) Erase(ctx context.Context, site *visitor.Site, e visitor.Erasure
 		return s.eraseChat(ctx, site, e)
 	}
 	k := keysOf(site.ID, e.VisitorKey)
-	marker := "v:" + e.VisitorKey + ":" + e.VisitorID + ":" + e.Subject
+	marker := erasureMarker(e)
 	now := time.Now()
 	pipe := s.c.Pipeline()
-	pipe.ZAdd(ctx, erasuresKey(site.ID), redis.Z{Score: float64(ms(now)), Member: marker})
-	pipe.PExpire(ctx, erasuresKey(site.ID), LockTTL)
+	if err := markErasure(ctx, pipe, site, e, marker, now); err != nil {
+		return err
+	}
 	pipe.Set(ctx, k.tombstone, e.Subject, TombstoneTTL)
 	indexes := pipe.SMembers(ctx, k.indexes)
 	chats := pipe.ZRange(ctx, k.chats, 0, -1)
@@ -360,10 +361,11 @@ func (s *Store) indexProof(ctx context.Context, site *visitor.Site, subject stri
 
 func (s *Store) eraseChat(ctx context.Context, site *visitor.Site, e visitor.Erasure) error {
 	ck := chatKey(site.ID, e.ChatID)
-	marker := "c:" + e.ChatID + ":" + e.Subject
+	marker := erasureMarker(e)
 	pipe := s.c.Pipeline()
-	pipe.ZAdd(ctx, erasuresKey(site.ID), redis.Z{Score: float64(ms(time.Now())), Member: marker})
-	pipe.PExpire(ctx, erasuresKey(site.ID), LockTTL)
+	if err := markErasure(ctx, pipe, site, e, marker, time.Now()); err != nil {
+		return err
+	}
 	fields := pipe.HMGet(ctx, ck, "vk", "vid", "ei")
 	records := pipe.ZRangeWithScores(ctx, ck+":r", 0, -1)
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -423,6 +425,67 @@ func (s *Store) eraseChat(ctx context.Context, site *visitor.Site, e visitor.Era
 	return nil
 }
 
+// erasureMarker names an erasure in the sweeper's list.
+func erasureMarker(e visitor.Erasure) string {
+	if e.ChatID != "" {
+		return "c:" + e.ChatID + ":" + e.Subject
+	}
+	return "v:" + e.VisitorKey + ":" + e.VisitorID + ":" + e.Subject
+}
+
+// erasureOwedJSON is what an erasure still owes once its keys are gone: ids
+// only, no contact detail.
+type erasureOwedJSON struct {
+	Actor   string   `json:"a"`
+	ChatIDs []string `json:"c"`
+}
+
+// markErasure queues on pipe the marker of an erasure for the sweeper and,
+// for one that owes its audit entry and delivery (e.Owed), what it owes.
+func markErasure(ctx context.Context, pipe redis.Pipeliner, site *visitor.Site, e visitor.Erasure, marker string, now time.Time) error {
+	pipe.ZAdd(ctx, erasuresKey(site.ID), redis.Z{Score: float64(ms(now)), Member: marker})
+	pipe.PExpire(ctx, erasuresKey(site.ID), ErasureTTL)
+	if e.Owed == nil {
+		return nil
+	}
+	b, err := json.Marshal(erasureOwedJSON{Actor: e.Owed.Actor, ChatIDs: e.Owed.ChatIDs})
+	if err != nil {
+		return fmt.Errorf("erase: %w", err)
+	}
+	pipe.HSet(ctx, erasuresOwedKey(site.ID), marker, string(b))
+	pipe.PExpire(ctx, erasuresOwedKey(site.ID), ErasureTTL)
+	return nil
+}
+
+// SettleErasure writes the audit entry an erasure owes and drops what it owed
+// (and its marker) in one script, once: when nothing is owed any more (a
+// sweep and the request settling the same erasure) it writes no entry.
+func (s *Store) SettleErasure(ctx context.Context, site *visitor.Site, e visitor.Erasure, entry visitor.AuditEntry, r visitor.Retention) error {
+	now, window := entry.Time, days(r.Audit)
+	err := s.run(ctx, &call{script: settleErasureScript,
+		keys: []string{erasuresKey(site.ID), erasuresOwedKey(site.ID), auditKey(site.ID)},
+		args: []any{erasureMarker(e), ms(now), ms(now.Add(-window)), window.Milliseconds(), entry.Actor, entry.Action, entry.Target}})
+	if err != nil {
+		return fmt.Errorf("settle erasure: %w", err)
+	}
+	return nil
+}
+
+// settleErasureScript settles an erasure: when its marker still owes (HDEL
+// takes it), it appends the audit entry (n = 1, no folding) as auditScript
+// would; the marker goes either way.
+//
+// KEYS: 1 erasure markers, 2 what they owe, 3 audit stream. ARGV: 1 marker,
+// 2 now ms, 3 MINID ms, 4 stream TTL ms, 5 actor, 6 action, 7 target.
+var settleErasureScript = redis.NewScript(auditAddLua + `
+redis.call('ZREM', KEYS[1], ARGV[1])
+if redis.call('HDEL', KEYS[2], ARGV[1]) == 0 then return 0 end
+auditAdd(KEYS[3], ARGV[2], {'t', ARGV[2], 'l', ARGV[2], 'n', '1', 'actor', ARGV[5], 'action', ARGV[6], 'target', ARGV[7]})
+redis.call('XTRIM', KEYS[3], 'MINID', ARGV[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
+return 1
+`)
+
 // unlinkEmail takes a visitor out of the blind index ei, an erased chat's,
 // when none of the visitor's other chats gives that e-mail: a search by it
 // must not lead to the visitor once the contact details are erased.
@@ -458,19 +521,39 @@ func (s *Store) unlinkEmail(ctx context.Context, site *visitor.Site, vkey, vid, 
 
 // PendingErasures lists the erasures started and not finished.
 func (s *Store) PendingErasures(ctx context.Context, site *visitor.Site) ([]visitor.Erasure, error) {
-	members, err := s.c.ZRange(ctx, erasuresKey(site.ID), 0, -1).Result()
-	if err != nil {
+	pipe := s.c.Pipeline()
+	markers := pipe.ZRange(ctx, erasuresKey(site.ID), 0, -1)
+	owed := pipe.HGetAll(ctx, erasuresOwedKey(site.ID))
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("pending erasures: %w", translate(err))
 	}
+	// An erasure whose keys are gone and that still owes is in the owed hash alone.
+	all := markers.Val()
+	for m := range owed.Val() {
+		if !contains(all, m) {
+			all = append(all, m)
+		}
+	}
 	var out []visitor.Erasure
-	for _, m := range members {
+	for _, m := range all {
+		var e visitor.Erasure
 		f := strings.SplitN(m, ":", 4)
 		switch {
 		case len(f) == 4 && f[0] == "v":
-			out = append(out, visitor.Erasure{VisitorKey: f[1], VisitorID: f[2], Subject: f[3]})
+			e = visitor.Erasure{VisitorKey: f[1], VisitorID: f[2], Subject: f[3]}
 		case len(f) == 3 && f[0] == "c":
-			out = append(out, visitor.Erasure{ChatID: f[1], Subject: f[2]})
+			e = visitor.Erasure{ChatID: f[1], Subject: f[2]}
+		default:
+			continue
 		}
+		if raw, ok := owed.Val()[m]; ok {
+			var o erasureOwedJSON
+			if err := json.Unmarshal([]byte(raw), &o); err != nil {
+				return nil, fmt.Errorf("pending erasures: what %s owes: %w", site.ID, err)
+			}
+			e.Owed = &visitor.ErasureOwed{Actor: o.Actor, ChatIDs: o.ChatIDs}
+		}
+		out = append(out, e)
 	}
 	return out, nil
 }

@@ -271,7 +271,7 @@ return withdrawn
 `)
 
 var allScripts = []*redis.Script{hitScript, siteScript, forgetScript, consentScript, bindChatScript, liveScript, migrateScript, putHashScript, chatIndexScript, recordScript, blindIndexScript, queueScript, auditScript, claimScript, subjectScript, eraseChatScript, enqueueScript, purgeScript, purgeChatScript, replaceRecordsScript, rectifyScript, replaceSetScript,
-	reexpireVisitorScript, reexpireChatScript, reexpireIndexScript, reexpireStartScript, reexpireEndScript, pendingScript, reexpireProofScript}
+	reexpireVisitorScript, reexpireChatScript, reexpireIndexScript, reexpireStartScript, reexpireEndScript, pendingScript, reexpireProofScript, settleErasureScript}
 
 // recordLua defines record(key, json, expiry, now): adds a consent record to a
 // zset scored by its expiry, trims the expired ones and expires the key with

@@ -65,6 +65,17 @@ type Erasure struct {
 	VisitorID  string
 	ChatID     string
 	Subject    string
+	// Owed is what an erasure asked by an actor owes once its keys are gone:
+	// its audit entry and its subject.erased delivery. The store keeps it
+	// beside the sweeper's marker until SettleErasure, so an erasure
+	// interrupted before either is written still gets both.
+	Owed *ErasureOwed
+}
+
+// ErasureOwed is what an erasure owes: ids only.
+type ErasureOwed struct {
+	Actor   string   // the key id the audit entry names
+	ChatIDs []string // the chats subject.erased names
 }
 
 // ContactChange rectifies the contact details of a subject's chats; nil fields
@@ -105,8 +116,12 @@ type PrivacyStore interface {
 	// keys), leaving consent records cut to their proof fields; it is idempotent,
 	// so an interrupted erasure is finished by calling it again.
 	Erase(ctx context.Context, site *Site, e Erasure) error
-	// PendingErasures lists erasures that were started and not finished.
+	// PendingErasures lists erasures that were started and not finished, or
+	// that still owe their audit entry and delivery (Erasure.Owed).
 	PendingErasures(ctx context.Context, site *Site) ([]Erasure, error)
+	// SettleErasure writes the audit entry an erasure owes and drops what it
+	// owed, at once and only while it is owed: settled twice, it is audited once.
+	SettleErasure(ctx context.Context, site *Site, e Erasure, audit AuditEntry, r Retention) error
 	// Enqueue queues a sealed webhook delivery; one naming a subject
 	// (Delivery.VisitorKey or ChatID) is kept with it, so its erasure drops it.
 	Enqueue(ctx context.Context, site *Site, d Delivery, now time.Time) error
@@ -340,18 +355,47 @@ func (s *Service) EraseVisitor(ctx context.Context, a Actor, visitorID string) e
 	if err != nil {
 		return fmt.Errorf("erase visitor of %s: %w", a.Site.ID, err)
 	}
-	e := Erasure{VisitorKey: vkey, VisitorID: visitorID, Subject: s.AuditTarget(a.Site.ID, "visitor", visitorID)}
-	if err := s.store.Erase(ctx, a.Site, e); err != nil {
-		return fmt.Errorf("erase visitor of %s: %w", a.Site.ID, err)
-	}
-	if err := s.audit(ctx, a.Site, a.KeyID, "subject.erase", "visitor", visitorID); err != nil {
-		return err
-	}
 	ids := make([]string, 0, len(d.Chats))
 	for _, c := range d.Chats {
 		ids = append(ids, c.ID)
 	}
-	return s.notify(ctx, a.Site, EventSubjectErased, ids, nil, "")
+	e := Erasure{VisitorKey: vkey, VisitorID: visitorID, Subject: s.AuditTarget(a.Site.ID, "visitor", visitorID),
+		Owed: &ErasureOwed{Actor: a.KeyID, ChatIDs: ids}}
+	if err := s.store.Erase(ctx, a.Site, e); err != nil {
+		return fmt.Errorf("erase visitor of %s: %w", a.Site.ID, err)
+	}
+	return s.settleErasure(ctx, a.Site, e)
+}
+
+// settleErasure pays what an erasure owes: it queues its subject.erased
+// delivery, then writes its audit entry and drops what it owed in one store
+// call; an erasure interrupted before that is settled by the sweeper. The
+// delivery's id derives from the erasure, so queueing it again (a sweep after a
+// failure past the queue) leaves one delivery, and the receiver can tell a
+// repeat by its id.
+func (s *Service) settleErasure(ctx context.Context, site *Site, e Erasure) error {
+	if e.Owed == nil {
+		return nil
+	}
+	if site.Webhook.URL != "" && len(e.Owed.ChatIDs) > 0 {
+		now := utc(s.now())
+		d, err := s.sealAs(site, s.hasher.Short(site.ID, PurposeAudit, "erased:"+e.Subject), EventSubjectErased,
+			SubjectBody{Event: EventSubjectErased, Site: site.ID, Time: now, ChatIDs: e.Owed.ChatIDs})
+		if err != nil {
+			return err
+		}
+		if err := s.store.Enqueue(ctx, site, d, now); err != nil {
+			return fmt.Errorf("%s webhook: %w", EventSubjectErased, err)
+		}
+	}
+	action, sj := "subject.erase", subject{"visitor", e.VisitorID}
+	if e.ChatID != "" {
+		action, sj = "chat.erase", subject{"chat", e.ChatID}
+	}
+	if err := s.store.SettleErasure(ctx, site, e, s.auditEntry(site, e.Owed.Actor, action, sj), s.Retention(site)); err != nil {
+		return fmt.Errorf("audit %s: %w", action, err)
+	}
+	return nil
 }
 
 // EraseChat erases one chat: a chat without identity is a subject of its own.
@@ -369,17 +413,17 @@ func (s *Service) EraseChat(ctx context.Context, a Actor, chatID string) error {
 			return fmt.Errorf("erase chat of %s: %w", a.Site.ID, err)
 		}
 	}
-	e := Erasure{ChatID: chatID, Subject: s.AuditTarget(a.Site.ID, "chat", chatID)}
+	e := Erasure{ChatID: chatID, Subject: s.AuditTarget(a.Site.ID, "chat", chatID),
+		Owed: &ErasureOwed{Actor: a.KeyID, ChatIDs: []string{chatID}}}
 	if err := s.store.Erase(ctx, a.Site, e); err != nil {
 		return fmt.Errorf("erase chat of %s: %w", a.Site.ID, err)
 	}
-	if err := s.audit(ctx, a.Site, a.KeyID, "chat.erase", "chat", chatID); err != nil {
-		return err
-	}
-	return s.notify(ctx, a.Site, EventSubjectErased, []string{chatID}, nil, "")
+	return s.settleErasure(ctx, a.Site, e)
 }
 
-// SweepErasures finishes erasures that were interrupted; it returns how many.
+// SweepErasures finishes erasures that were interrupted, and writes the audit
+// entry and queues the subject.erased delivery each still owes; it returns how
+// many.
 func (s *Service) SweepErasures(ctx context.Context) (int, error) {
 	n := 0
 	for _, site := range s.sites.All() {
@@ -388,7 +432,14 @@ func (s *Service) SweepErasures(ctx context.Context) (int, error) {
 			return n, fmt.Errorf("sweep erasures of %s: %w", site.ID, err)
 		}
 		for _, e := range pending {
-			if err := s.store.Erase(ctx, site, e); err != nil {
+			// The erasure is finished without owing anew: what it owes stays
+			// where the request left it, so it is audited once.
+			bare := e
+			bare.Owed = nil
+			if err := s.store.Erase(ctx, site, bare); err != nil {
+				return n, fmt.Errorf("sweep erasures of %s: %w", site.ID, err)
+			}
+			if err := s.settleErasure(ctx, site, e); err != nil {
 				return n, fmt.Errorf("sweep erasures of %s: %w", site.ID, err)
 			}
 			n++

@@ -75,11 +75,15 @@ type Delivery struct {
 
 // seal turns a webhook body into a sealed delivery of event.
 func (s *Service) seal(site *Site, event string, body any) (Delivery, error) {
+	return s.sealAs(site, NewChatID(), event, body)
+}
+
+// sealAs seals body as the delivery of event named id.
+func (s *Service) sealAs(site *Site, id, event string, body any) (Delivery, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return Delivery{}, fmt.Errorf("%s webhook: %w", event, err)
 	}
-	id := NewChatID()
 	return Delivery{ID: id, Event: event, Sealed: s.sealer.Seal(site.ID, "webhook", id, string(b))}, nil
 }
 

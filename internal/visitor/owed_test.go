@@ -1,0 +1,144 @@
+package visitor_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/visitord/visitord/internal/device"
+	"github.com/visitord/visitord/internal/redisstore"
+	"github.com/visitord/visitord/internal/visitor"
+)
+
+// errInjected is the failure failingStore injects.
+var errInjected = errors.New("injected store failure")
+
+// failingStore is the real store with calls that fail a given number of times
+// before they reach Redis: a write lost between two steps of a request.
+type failingStore struct {
+	*redisstore.Store
+	enqueueFails, settleFails int
+}
+
+func (f *failingStore) Enqueue(ctx context.Context, site *visitor.Site, d visitor.Delivery, now time.Time) error {
+	if f.enqueueFails > 0 {
+		f.enqueueFails--
+		return errInjected
+	}
+	return f.Store.Enqueue(ctx, site, d, now)
+}
+
+func (f *failingStore) SettleErasure(ctx context.Context, site *visitor.Site, e visitor.Erasure, a visitor.AuditEntry, r visitor.Retention) error {
+	if f.settleFails > 0 {
+		f.settleFails--
+		return errInjected
+	}
+	return f.Store.SettleErasure(ctx, site, e, a, r)
+}
+
+// failingService is a Service over d's store wrapped in f, with d's clock and keys.
+func failingService(t *testing.T, d *consentDomain, site *visitor.Site, f *failingStore) *visitor.Service {
+	t.Helper()
+	set, err := visitor.NewSites([]*visitor.Site{site})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Store = d.store
+	return visitor.NewService(set, f, d.signer, d.hasher, d.sealer, device.NewParser(64), nil, visitor.WithClock(d.clock.Now))
+}
+
+// auditCount counts the entries of action about target, read back through the
+// store's audit log.
+func (d *consentDomain) auditCount(site, action, target string) int {
+	d.t.Helper()
+	entries, _, err := d.store.AuditLog(context.Background(), d.sites[site], "", 1000)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	n := 0
+	for _, e := range entries {
+		if e.Action == action && e.Target == target {
+			n += e.Count
+		}
+	}
+	return n
+}
+
+// An erasure whose audit entry or subject.erased delivery could not be written
+// answers an error, and a retry finds the tombstone (not found): the sweeper
+// then writes the entry and queues the delivery, each once, however often it
+// runs.
+func TestInterruptedErasureIsAuditedAndAnnouncedOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		chat  bool // erase the chat alone, not the visitor
+		store failingStore
+	}{
+		{name: "visitor, delivery refused", store: failingStore{enqueueFails: 1}},
+		{name: "visitor, audit entry refused", store: failingStore{settleFails: 1}},
+		{name: "visitor, both refused twice", store: failingStore{enqueueFails: 1, settleFails: 2}},
+		{name: "chat, delivery refused", chat: true, store: failingStore{enqueueFails: 1}},
+		{name: "chat, audit entry refused", chat: true, store: failingStore{settleFails: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			site := consentSite("shop", visitor.ConsentOptIn, visitor.IPTruncate)
+			site.Webhook = visitor.Webhook{URL: "https://crm.shop.example/hooks", Secret: bytes.Repeat([]byte("w"), 32)}
+			d := newConsentDomain(t, site)
+			ctx := context.Background()
+			token := d.grant("shop", false)
+			id := d.idOf("shop", token)
+			res, err := d.svc.StartChat(ctx, visitor.ChatRequest{Site: site, Token: token,
+				Contact: visitor.Contact{Name: "Ada", Email: "ada@math.example"}, URL: consentOrigin + "/", UserAgent: consentUA, IP: domainIP})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.queuedBodies("shop") // chat.started
+			d.clock.Advance(time.Minute)
+
+			f := tc.store
+			svc := failingService(t, d, site, &f)
+			erase := func() error { return svc.EraseVisitor(ctx, d.privacy("shop"), id) }
+			action, target := "subject.erase", svc.AuditTarget("shop", "visitor", id)
+			if tc.chat {
+				erase = func() error { return svc.EraseChat(ctx, d.privacy("shop"), res.ChatID) }
+				action, target = "chat.erase", svc.AuditTarget("shop", "chat", res.ChatID)
+			}
+			if err := erase(); !errors.Is(err, errInjected) {
+				t.Fatalf("erasure with a refused write = %v, want the injected failure", err)
+			}
+			if err := erase(); !errors.Is(err, visitor.ErrNotFound) {
+				t.Fatalf("retried erasure = %v, want not found (the subject is gone)", err)
+			}
+			sweeps := 0
+			for range 3 {
+				n, err := svc.SweepErasures(ctx)
+				if err != nil && !errors.Is(err, errInjected) {
+					t.Fatal(err)
+				}
+				sweeps += n
+			}
+			if sweeps != 1 {
+				t.Errorf("sweeps settled %d erasures, want 1", sweeps)
+			}
+			if got := d.auditCount("shop", action, target); got != 1 {
+				t.Errorf("%d %s audit entries, want 1", got, action)
+			}
+			var erased []string
+			for _, b := range d.queuedBodies("shop") {
+				if strings.Contains(b, `"event":"subject.erased"`) {
+					erased = append(erased, b)
+				}
+			}
+			if len(erased) != 1 || !strings.Contains(erased[0], res.ChatID) {
+				t.Errorf("queued subject.erased %q, want one naming chat %s", erased, res.ChatID)
+			}
+			if n, err := svc.SweepErasures(ctx); n != 0 || err != nil {
+				t.Errorf("sweep after settling = %d, %v; want nothing left", n, err)
+			}
+			d.assertNoValue("ada@math.example")
+		})
+	}
+}
