@@ -30,6 +30,8 @@
 //	v:{shop:Q2x8Yk1vZjRrS3pN}:I         set     the blind-index keys the visitor is entered in
 //	v:{shop:Q2x8Yk1vZjRrS3pN}:M         set     chat ids whose marketing opt-in the visitor withdrew
 //	                                             (expires with the chat index)
+//	v:{shop:Q2x8Yk1vZjRrS3pN}:O         set     of those, the chat ids whose marketing.withdrawn is not
+//	                                             queued yet (written with :M, expires with it)
 //	v:{shop:Q2x8Yk1vZjRrS3pN}:w:<id>    hash    a queued delivery carrying the visitor's contact details
 //	                                             (subject.rectified): i (id), p, e, n, s, c (the chat ids it
 //	                                             names: erasing one of them drops it)
@@ -140,12 +142,14 @@ func visitorPrefix(site, vkey string) string {
 // visitorKeys names the declared keys of one visitor.
 type visitorKeys struct {
 	profile, sessions, choice, records, tombstone, chats, indexes, withdrawn, deliveries string
+	// owed holds the withdrawn chats whose marketing.withdrawn is not queued yet.
+	owed string
 }
 
 func keysOf(site, vkey string) visitorKeys {
 	p := visitorPrefix(site, vkey)
 	return visitorKeys{profile: p, sessions: p + ":S", choice: p + ":c", records: p + ":r", tombstone: p + ":t", chats: p + ":C", indexes: p + ":I",
-		withdrawn: p + ":M", deliveries: p + ":W"}
+		withdrawn: p + ":M", deliveries: p + ":W", owed: p + ":O"}
 }
 
 func sessionKey(profile, sid string) string { return profile + ":s:" + sid }

@@ -303,7 +303,7 @@ func (s *Store) Erase(ctx context.Context, site *visitor.Site, e visitor.Erasure
 		return err
 	}
 	pipe = s.c.Pipeline()
-	pipe.Del(ctx, k.choice, k.chats, k.indexes, k.withdrawn)
+	pipe.Del(ctx, k.choice, k.chats, k.indexes, k.withdrawn, k.owed)
 	pipe.ZRem(ctx, erasuresKey(site.ID), marker)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("erase: %w", translate(err))
@@ -381,6 +381,7 @@ func (s *Store) eraseChat(ctx context.Context, site *visitor.Site, e visitor.Era
 	if vk := str(0); vk != "" {
 		pipe.ZRem(ctx, keysOf(site.ID, vk).chats, e.ChatID)
 		pipe.SRem(ctx, keysOf(site.ID, vk).withdrawn, e.ChatID)
+		pipe.SRem(ctx, keysOf(site.ID, vk).owed, e.ChatID)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("erase chat index entries: %w", translate(err))

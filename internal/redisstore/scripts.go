@@ -224,17 +224,19 @@ end
 // consentScript writes a consent record and the choice it makes; with forget it
 // deletes the visitor's behaviour data too; with withdraw it withdraws the
 // marketing permission of every chat of the visitor (adds the chat ids to the
-// withdrawn set, which expires with the chat index). Refuses an erased visitor.
+// withdrawn set, which expires with the chat index, and to the set of those
+// whose marketing.withdrawn is owed). Refuses an erased visitor.
 //
 // KEYS: choice, records, tombstone, profile, session index, chat index,
-// marketing-withdrawn set.
+// marketing-withdrawn set, owed marketing.withdrawn set.
 // ARGV: 1 analytics (0|1), 2 marketing (0|1), 3 policy version, 4 given ms,
 // 5 valid until ms, 6 record JSON, 7 record expiry ms, 8 now ms, 9 forget (0|1),
 // 10 the choice's expire-at ms (a refusal's lasts as long as the identity it
 // replaced could), 11 withdraw marketing (0|1), 12 unless changed (0|1): write
 // nothing when the choice in force (valid at now) has the same answers and
 // policy and, for a withdrawal of marketing, every chat is withdrawn already.
-// Returns: 'erased', 'same', or the ids of the chats whose permission it withdrew.
+// Returns: 'erased', 'same', or the ids of the chats whose marketing.withdrawn
+// is owed: those it withdrew, and those an earlier withdrawal left owed.
 var consentScript = redis.NewScript(forgetLua + `
 if redis.call('EXISTS', KEYS[3]) == 1 then return 'erased' end
 local now = tonumber(ARGV[8])
@@ -265,9 +267,13 @@ if ARGV[11] == '1' then
   end
   -- The chat index always has a TTL; should it have none, the record's bounds it.
   if expiry <= 0 then expiry = ARGV[7] end
-  if #withdrawn > 0 then redis.call('PEXPIREAT', KEYS[7], expiry) end
+  if #withdrawn > 0 then
+    redis.call('PEXPIREAT', KEYS[7], expiry)
+    redis.call('SADD', KEYS[8], unpack(withdrawn))
+    redis.call('PEXPIREAT', KEYS[8], expiry)
+  end
 end
-return withdrawn
+return redis.call('SMEMBERS', KEYS[8])
 `)
 
 var allScripts = []*redis.Script{hitScript, siteScript, forgetScript, consentScript, bindChatScript, liveScript, migrateScript, putHashScript, chatIndexScript, recordScript, blindIndexScript, queueScript, auditScript, claimScript, subjectScript, eraseChatScript, enqueueScript, purgeScript, purgeChatScript, replaceRecordsScript, rectifyScript, replaceSetScript,

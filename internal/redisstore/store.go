@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -363,7 +364,7 @@ func (s *Store) SaveConsent(ctx context.Context, w visitor.ConsentWrite) ([]stri
 		return nil, fmt.Errorf("save consent: %w", err)
 	}
 	c := w.Choice
-	save := &call{script: consentScript, keys: []string{k.choice, k.records, k.tombstone, k.profile, k.sessions, k.chats, k.withdrawn},
+	save := &call{script: consentScript, keys: []string{k.choice, k.records, k.tombstone, k.profile, k.sessions, k.chats, k.withdrawn, k.owed},
 		args: []any{
 			bit(c.Analytics), bit(c.Marketing), c.PolicyVersion, ms(c.Given), ms(c.ValidUntil),
 			rec, ms(r.Time.Add(days(w.Retention.Consents))), ms(r.Time), bit(w.Forget), ms(choiceExpiry(w)),
@@ -387,7 +388,34 @@ func (s *Store) SaveConsent(ctx context.Context, w visitor.ConsentWrite) ([]stri
 		return nil, fmt.Errorf("save consent: %w", visitor.ErrUnchanged)
 	}
 	withdrawn, _ := save.cmd.StringSlice()
+	sort.Strings(withdrawn)
 	return withdrawn, s.waitReplicas(ctx, on)
+}
+
+// OwedWithdrawals returns the chats of a visitor whose marketing.withdrawn is
+// owed (a withdrawal written, its delivery not queued), sorted.
+func (s *Store) OwedWithdrawals(ctx context.Context, site *visitor.Site, vkey string) ([]string, error) {
+	ids, err := s.c.SMembers(ctx, keysOf(site.ID, vkey).owed).Result()
+	if err != nil {
+		return nil, fmt.Errorf("owed withdrawals: %w", translate(err))
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+// SettleWithdrawals records that the marketing.withdrawn of chatIDs is queued.
+func (s *Store) SettleWithdrawals(ctx context.Context, site *visitor.Site, vkey string, chatIDs []string) error {
+	if len(chatIDs) == 0 {
+		return nil
+	}
+	members := make([]any, len(chatIDs))
+	for i, id := range chatIDs {
+		members[i] = id
+	}
+	if err := s.c.SRem(ctx, keysOf(site.ID, vkey).owed, members...).Err(); err != nil {
+		return fmt.Errorf("settle withdrawals: %w", translate(err))
+	}
+	return nil
 }
 
 // choiceExpiry is when a choice's key goes: a grant when it lapses; a refusal

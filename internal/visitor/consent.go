@@ -192,6 +192,13 @@ func (s *Service) SetConsent(ctx context.Context, r ConsentRequest) (ConsentResu
 	if errors.Is(err, ErrUnchanged) {
 		// The choice in force is repeated: nothing is granted or withdrawn, so
 		// nothing is written (a flood of identical withdrawals writes nothing).
+		// A repeated withdrawal still queues the marketing.withdrawn an earlier
+		// one could not.
+		if !r.Marketing && !r.KeepMarketing {
+			if err := s.payWithdrawals(ctx, site, visitorID); err != nil {
+				return ConsentResult{}, err
+			}
+		}
 		if !unchanged.Analytics {
 			token, exp := s.issueRefusal(site, now)
 			return ConsentResult{Choice: unchanged, Token: token, TokenExpires: exp}, nil
@@ -212,7 +219,7 @@ func (s *Service) SetConsent(ctx context.Context, r ConsentRequest) (ConsentResu
 	if err != nil {
 		return ConsentResult{}, err
 	}
-	if err := s.notifyWithdrawn(ctx, site, withdrawn); err != nil {
+	if err := s.notifyWithdrawn(ctx, site, s.hasher.VisitorKey(site.ID, visitorID), withdrawn); err != nil {
 		return ConsentResult{}, err
 	}
 	if !r.Analytics {
@@ -254,12 +261,15 @@ func (s *Service) object(ctx context.Context, site *Site, visitorID string, now 
 		Analytics: answer(false), Marketing: answer(false), PolicyVersion: site.PolicyVersion, Method: MethodGPC,
 	}
 	choice := Choice{PolicyVersion: site.PolicyVersion, Given: now, ValidUntil: now.Add(site.RefusalLifetime())}
+	vkey := s.hasher.VisitorKey(site.ID, visitorID)
 	withdrawn, err := s.store.SaveConsent(ctx, ConsentWrite{
-		Site: site, Retention: s.Retention(site), VisitorKey: s.hasher.VisitorKey(site.ID, visitorID),
+		Site: site, Retention: s.Retention(site), VisitorKey: vkey,
 		Record: rec, Choice: choice, Forget: true, WithdrawMarketing: true, Count: count, UnlessChanged: true,
 	})
 	if errors.Is(err, ErrUnchanged) {
-		return nil // objected before: counted, nothing new to record
+		// Objected before: counted, nothing new to record; what the first
+		// objection could not queue is queued now.
+		return s.payWithdrawals(ctx, site, visitorID)
 	}
 	if errors.Is(err, ErrErased) {
 		if count == "" {
@@ -270,7 +280,7 @@ func (s *Service) object(ctx context.Context, site *Site, visitorID string, now 
 	if err != nil {
 		return err
 	}
-	return s.notifyWithdrawn(ctx, site, withdrawn)
+	return s.notifyWithdrawn(ctx, site, vkey, withdrawn)
 }
 
 // answer is a purpose's answer in a consent record.

@@ -20,7 +20,15 @@ var errInjected = errors.New("injected store failure")
 // before they reach Redis: a write lost between two steps of a request.
 type failingStore struct {
 	*redisstore.Store
-	enqueueFails, settleFails int
+	enqueueFails, settleFails, settleWithdrawalsFails int
+}
+
+func (f *failingStore) SettleWithdrawals(ctx context.Context, site *visitor.Site, vkey string, chatIDs []string) error {
+	if f.settleWithdrawalsFails > 0 {
+		f.settleWithdrawalsFails--
+		return errInjected
+	}
+	return f.Store.SettleWithdrawals(ctx, site, vkey, chatIDs)
 }
 
 func (f *failingStore) Enqueue(ctx context.Context, site *visitor.Site, d visitor.Delivery, now time.Time) error {
@@ -139,6 +147,74 @@ func TestInterruptedErasureIsAuditedAndAnnouncedOnce(t *testing.T) {
 				t.Errorf("sweep after settling = %d, %v; want nothing left", n, err)
 			}
 			d.assertNoValue("ada@math.example")
+		})
+	}
+}
+
+// A withdrawal of marketing whose marketing.withdrawn could not be queued (or
+// whose queueing could not be recorded) answers an error; the retry finds no
+// chat left to withdraw, yet queues the event the first attempt owed, once.
+func TestRetriedWithdrawalQueuesOwedEventOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		store failingStore
+	}{
+		{name: "delivery refused", store: failingStore{enqueueFails: 1}},
+		{name: "settling refused", store: failingStore{settleWithdrawalsFails: 1}},
+		{name: "delivery then settling refused", store: failingStore{enqueueFails: 1, settleWithdrawalsFails: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			site := consentSite("shop", visitor.ConsentOptIn, visitor.IPTruncate)
+			site.Webhook = visitor.Webhook{URL: "https://crm.shop.example/hooks", Secret: bytes.Repeat([]byte("w"), 32)}
+			d := newConsentDomain(t, site)
+			ctx := context.Background()
+			token := d.grant("shop", false)
+			id := d.idOf("shop", token)
+			res, err := d.svc.StartChat(ctx, visitor.ChatRequest{Site: site, Token: token, MarketingOptIn: true,
+				Contact: visitor.Contact{Name: "Ada", Email: "ada@math.example"}, URL: consentOrigin + "/", UserAgent: consentUA, IP: domainIP})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.queuedBodies("shop") // chat.started
+
+			f := tc.store
+			svc := failingService(t, d, site, &f)
+			withdraw := func() error {
+				d.clock.Advance(time.Second)
+				_, err := svc.SetConsent(ctx, visitor.ConsentRequest{Site: site, Analytics: true, Marketing: false,
+					PolicyVersion: domainPolicy, Method: visitor.MethodAPI, Token: token, UserAgent: consentUA, IP: domainIP})
+				return err
+			}
+			if err := withdraw(); !errors.Is(err, errInjected) {
+				t.Fatalf("withdrawal with a refused write = %v, want the injected failure", err)
+			}
+			for _, c := range d.data("shop", id).Chats {
+				if c.Marketing {
+					t.Fatalf("chat %s still has marketing after the withdrawal was written", c.ID)
+				}
+			}
+			var errs []error
+			for range 3 {
+				errs = append(errs, withdraw())
+			}
+			if errs[len(errs)-1] != nil {
+				t.Fatalf("retried withdrawals = %v, want the last to succeed", errs)
+			}
+			var withdrawn []string
+			for _, b := range d.queuedBodies("shop") {
+				if strings.Contains(b, `"event":"marketing.withdrawn"`) {
+					withdrawn = append(withdrawn, b)
+				}
+			}
+			if len(withdrawn) != 1 || !strings.Contains(withdrawn[0], res.ChatID) {
+				t.Errorf("queued marketing.withdrawn %q, want one naming chat %s", withdrawn, res.ChatID)
+			}
+			if err := withdraw(); err != nil {
+				t.Fatal(err)
+			}
+			if got := d.queuedBodies("shop"); len(got) != 0 {
+				t.Errorf("a repeated withdrawal once settled queued %q, want nothing", got)
+			}
 		})
 	}
 }

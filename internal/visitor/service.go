@@ -22,9 +22,15 @@ type Store interface {
 	// SaveConsent writes a consent record and the choice it makes; a refusal also
 	// deletes the visitor's behaviour data, and WithdrawMarketing withdraws the
 	// marketing permission of the visitor's chats in the same write, returning
-	// the ids of the chats it withdrew it from. It returns ErrErased (wrapped)
+	// the ids of the chats it withdrew it from, with those an earlier
+	// withdrawal left owed (sorted). It returns ErrErased (wrapped)
 	// when the visitor was erased.
 	SaveConsent(ctx context.Context, w ConsentWrite) (withdrawn []string, err error)
+	// OwedWithdrawals returns the chats of a visitor whose marketing.withdrawn
+	// a withdrawal wrote and was not queued (SaveConsent returns them too).
+	OwedWithdrawals(ctx context.Context, site *Site, visitorKey string) ([]string, error)
+	// SettleWithdrawals records that the marketing.withdrawn of chatIDs is queued.
+	SettleWithdrawals(ctx context.Context, site *Site, visitorKey string, chatIDs []string) error
 	ChatStore
 	OperatorStore
 	RetentionStore

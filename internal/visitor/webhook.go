@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -109,9 +110,40 @@ func (s *Service) notify(ctx context.Context, site *Site, event string, chatIDs 
 }
 
 // notifyWithdrawn queues marketing.withdrawn for the chats whose marketing
-// permission a consent write withdrew.
-func (s *Service) notifyWithdrawn(ctx context.Context, site *Site, chatIDs []string) error {
-	return s.notify(ctx, site, EventMarketingWithdrawn, chatIDs, nil, "")
+// permission a consent write withdrew (the store keeps them owed until then),
+// and settles them. The delivery's id derives from the visitor and the chats,
+// so one queued again after a failure to settle is one delivery.
+func (s *Service) notifyWithdrawn(ctx context.Context, site *Site, visitorKey string, chatIDs []string) error {
+	if len(chatIDs) == 0 {
+		return nil
+	}
+	if site.Webhook.URL != "" {
+		now := utc(s.now())
+		id := s.hasher.Short(site.ID, PurposeAudit, "withdrawn:"+visitorKey+":"+strings.Join(chatIDs, ","))
+		d, err := s.sealAs(site, id, EventMarketingWithdrawn,
+			SubjectBody{Event: EventMarketingWithdrawn, Site: site.ID, Time: now, ChatIDs: chatIDs})
+		if err != nil {
+			return err
+		}
+		if err := s.store.Enqueue(ctx, site, d, now); err != nil {
+			return fmt.Errorf("%s webhook: %w", EventMarketingWithdrawn, err)
+		}
+	}
+	if err := s.store.SettleWithdrawals(ctx, site, visitorKey, chatIDs); err != nil {
+		return fmt.Errorf("%s webhook: %w", EventMarketingWithdrawn, err)
+	}
+	return nil
+}
+
+// payWithdrawals queues the marketing.withdrawn that a visitor's earlier
+// withdrawal wrote and could not queue.
+func (s *Service) payWithdrawals(ctx context.Context, site *Site, visitorID string) error {
+	vkey := s.hasher.VisitorKey(site.ID, visitorID)
+	owed, err := s.store.OwedWithdrawals(ctx, site, vkey)
+	if err != nil {
+		return fmt.Errorf("%s webhook: %w", EventMarketingWithdrawn, err)
+	}
+	return s.notifyWithdrawn(ctx, site, vkey, owed)
 }
 
 // requeueWithout replaces the visitor's queued deliveries with contact details
