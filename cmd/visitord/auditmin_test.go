@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"io"
 	"net/http"
 	"strings"
@@ -15,17 +13,7 @@ import (
 // audit window down to it and no lower.
 func TestServeAuditMinDays(t *testing.T) {
 	srv := redistest.Start(t)
-	sum := sha256.Sum256([]byte("privacy-key"))
-	sites := writeSites(t, `
-sites:
-  - id: shop
-    origins: ["https://shop.example"]
-    consent: opt-out
-    legal_text: "We record the pages you visit."
-    controller: {name: "Shop Ltd", contact: "privacy@shop.example"}
-    keys:
-      - {id: dpo, role: privacy, sha256: "`+hex.EncodeToString(sum[:])+`"}
-`)
+	sites := oneKeySites(t, "dpo", "privacy", "privacy-key")
 	env := prodEnv(srv, sites)
 	env["VISITORD_AUDIT_MIN_DAYS"] = "30"
 	in := start(t, env)

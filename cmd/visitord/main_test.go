@@ -441,20 +441,27 @@ func writeSites(tb testing.TB, yaml string) string {
 	return path
 }
 
-func TestServeRealRedis(t *testing.T) {
-	srv := redistest.Start(t)
-	rdb := srv.Client(t)
-	sum := sha256.Sum256([]byte("agent-key"))
-	sites := writeSites(t, `
+// oneKeySites writes a production sites file of the opt-out site shop with one
+// API key, keyID of role, whose plain value is key.
+func oneKeySites(tb testing.TB, keyID, role, key string) string {
+	tb.Helper()
+	sum := sha256.Sum256([]byte(key))
+	return writeSites(tb, `
 sites:
   - id: shop
     origins: ["https://shop.example"]
+    consent: opt-out
     legal_text: "We record the pages you visit to help our chat team."
     controller: {name: "Shop Ltd", contact: "privacy@shop.example"}
-    consent: opt-out
     keys:
-      - {id: agent-1, role: operator, sha256: "`+hex.EncodeToString(sum[:])+`"}
+      - {id: `+keyID+`, role: `+role+`, sha256: "`+hex.EncodeToString(sum[:])+`"}
 `)
+}
+
+func TestServeRealRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	sites := oneKeySites(t, "agent-1", "operator", "agent-key")
 	in := start(t, prodEnv(srv, sites))
 	base := "http://" + in.addr
 	client := newRecordingClient()
@@ -672,17 +679,7 @@ func TestRunCommands(t *testing.T) {
 // drain bound instead of waiting on a response that never ends.
 func TestServeShutdownEndsLiveStreams(t *testing.T) {
 	srv := redistest.Start(t)
-	sum := sha256.Sum256([]byte("agent-key"))
-	sites := writeSites(t, `
-sites:
-  - id: shop
-    origins: ["https://shop.example"]
-    consent: opt-out
-    legal_text: "We record the pages you visit."
-    controller: {name: "Shop Ltd", contact: "privacy@shop.example"}
-    keys:
-      - {id: agent-1, role: operator, sha256: "`+hex.EncodeToString(sum[:])+`"}
-`)
+	sites := oneKeySites(t, "agent-1", "operator", "agent-key")
 	in := start(t, prodEnv(srv, sites))
 	rq, err := http.NewRequest(http.MethodGet, "http://"+in.addr+"/v1/sites/shop/visitors/live/stream", nil)
 	if err != nil {
