@@ -146,25 +146,7 @@ sites:
 // deliveries reads the dispatcher's delivery counter of chat.started by result.
 func (s *whStack) deliveries(result string) float64 {
 	s.t.Helper()
-	mfs, err := s.metrics.Gather()
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "visitord_webhook_deliveries_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["event"] == "chat.started" && labels["result"] == result {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
+	return s.deliveriesOf("chat.started", result)
 }
 
 // queued returns the delivery key of a chat and its score on the queue; ok is
