@@ -1,7 +1,6 @@
 package visitor_test
 
 import (
-	"bytes"
 	"context"
 	"net/netip"
 	"regexp"
@@ -351,8 +350,7 @@ func TestGPCObjectionWritesCutWithdrawal(t *testing.T) {
 // context and the export then say false) and queues marketing.withdrawn; a
 // chat-start opt-in records the marketing purpose alone.
 func TestMarketingWithdrawalReachesChats(t *testing.T) {
-	site := consentSite("shop", visitor.ConsentOptIn, visitor.IPTruncate)
-	site.Webhook = visitor.Webhook{URL: "https://crm.shop.example/hooks", Secret: bytes.Repeat([]byte("w"), 32)}
+	site := crmSite(visitor.ConsentOptIn)
 	d := newConsentDomain(t, site)
 	ctx := context.Background()
 	token := d.grant("shop", false)
@@ -381,26 +379,7 @@ func TestMarketingWithdrawalReachesChats(t *testing.T) {
 	if v, err := d.svc.ChatContext(ctx, op, chats[1]); err != nil || !v.Marketing {
 		t.Fatalf("chat context before withdrawal: marketing %t, %v", v.Marketing, err)
 	}
-	queue := redisstore.NewWebhookQueue(d.store, d.sealer)
-	drain := func() []string {
-		t.Helper()
-		due, err := queue.Due(ctx, "shop", d.clock.Now(), 100, time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var bodies []string
-		for _, w := range due {
-			if w.Err != nil {
-				t.Fatalf("delivery %s: %v", w.ID, w.Err)
-			}
-			bodies = append(bodies, string(w.Body))
-			if err := queue.Done(ctx, w); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return bodies
-	}
-	drain() // the chat.started deliveries
+	d.queuedBodies("shop") // the chat.started deliveries
 
 	d.clock.Advance(time.Minute)
 	res, err := d.svc.SetConsent(ctx, visitor.ConsentRequest{Site: site, Analytics: true, Marketing: false,
@@ -431,7 +410,7 @@ func TestMarketingWithdrawalReachesChats(t *testing.T) {
 			t.Errorf("export says chat %s has marketing true after the withdrawal", c.ID)
 		}
 	}
-	bodies := drain()
+	bodies := d.queuedBodies("shop")
 	if len(bodies) != 1 || !strings.Contains(bodies[0], `"event":"marketing.withdrawn"`) ||
 		!strings.Contains(bodies[0], chats[0]) || !strings.Contains(bodies[0], chats[1]) || strings.Contains(bodies[0], "Ada") {
 		t.Errorf("queued after the withdrawal: %q, want one marketing.withdrawn naming both chats, ids only", bodies)
@@ -443,7 +422,7 @@ func TestMarketingWithdrawalReachesChats(t *testing.T) {
 		PolicyVersion: domainPolicy, Method: visitor.MethodBanner, Token: token, UserAgent: consentUA, IP: domainIP}); err != nil {
 		t.Fatal(err)
 	}
-	if bodies := drain(); len(bodies) != 0 {
+	if bodies := d.queuedBodies("shop"); len(bodies) != 0 {
 		t.Errorf("a repeated withdrawal queued %q", bodies)
 	}
 

@@ -33,14 +33,33 @@ func (d *consentDomain) queuedBodies(site string) []string {
 	return bodies
 }
 
+// queuedEvents is queuedBodies of the deliveries of event alone (the others
+// are taken off the queue too).
+func (d *consentDomain) queuedEvents(site, event string) []string {
+	d.t.Helper()
+	var out []string
+	for _, b := range d.queuedBodies(site) {
+		if strings.Contains(b, `"event":"`+event+`"`) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// crmSite is site shop in consent mode mode, sending its events to a CRM.
+func crmSite(mode visitor.ConsentMode) *visitor.Site {
+	site := consentSite("shop", mode, visitor.IPTruncate)
+	site.Webhook = visitor.Webhook{URL: "https://crm.shop.example/hooks", Secret: bytes.Repeat([]byte("w"), 32)}
+	return site
+}
+
 // The consent banner asks analytics only (invariant 2: a purpose not asked is
 // absent). Its answer, accept or refuse, must neither record a marketing
 // refusal nor withdraw the marketing opt-in the visitor gave when starting a
 // chat: only marketing false does.
 func TestBannerAnswerLeavesChatMarketing(t *testing.T) {
-	site := consentSite("shop", visitor.ConsentOptIn, visitor.IPTruncate)
+	site := crmSite(visitor.ConsentOptIn)
 	site.Retention.Chats = 365
-	site.Webhook = visitor.Webhook{URL: "https://crm.shop.example/hooks", Secret: bytes.Repeat([]byte("w"), 32)}
 	d := newConsentDomain(t, site)
 	ctx := context.Background()
 	token := d.grant("shop", false)
@@ -137,8 +156,7 @@ func TestRepeatedWithdrawalWritesOneRecord(t *testing.T) {
 // carry that chat's contact details (a subject.rectified naming it); the
 // visitor's other chats still hear of the rectification, without the erased one.
 func TestEraseOneChatPurgesQueuedRectification(t *testing.T) {
-	site := consentSite("shop", visitor.ConsentOptIn, visitor.IPTruncate)
-	site.Webhook = visitor.Webhook{URL: "https://crm.shop.example/hooks", Secret: bytes.Repeat([]byte("w"), 32)}
+	site := crmSite(visitor.ConsentOptIn)
 	d := newConsentDomain(t, site)
 	ctx := context.Background()
 	token := d.grant("shop", false)
@@ -180,8 +198,7 @@ func TestEraseOneChatPurgesQueuedRectification(t *testing.T) {
 // choice to carry it): the withdrawal still reaches the chat. And a GPC
 // objection repeated on every page view (never rate limited) writes one record.
 func TestRepeatedChoiceStillWithdrawsChats(t *testing.T) {
-	site := consentSite("shop", visitor.ConsentOptOut, visitor.IPTruncate)
-	site.Webhook = visitor.Webhook{URL: "https://crm.shop.example/hooks", Secret: bytes.Repeat([]byte("w"), 32)}
+	site := crmSite(visitor.ConsentOptOut)
 	d := newConsentDomain(t, site)
 	ctx := context.Background()
 	token := d.track("shop", "", "/", "Home")

@@ -1,7 +1,6 @@
 package visitor_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -92,8 +91,7 @@ func TestInterruptedErasureIsAuditedAndAnnouncedOnce(t *testing.T) {
 		{name: "chat, audit entry refused", chat: true, store: failingStore{settleFails: 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			site := consentSite("shop", visitor.ConsentOptIn, visitor.IPTruncate)
-			site.Webhook = visitor.Webhook{URL: "https://crm.shop.example/hooks", Secret: bytes.Repeat([]byte("w"), 32)}
+			site := crmSite(visitor.ConsentOptIn)
 			d := newConsentDomain(t, site)
 			ctx := context.Background()
 			token := d.grant("shop", false)
@@ -134,12 +132,7 @@ func TestInterruptedErasureIsAuditedAndAnnouncedOnce(t *testing.T) {
 			if got := d.auditCount("shop", action, target); got != 1 {
 				t.Errorf("%d %s audit entries, want 1", got, action)
 			}
-			var erased []string
-			for _, b := range d.queuedBodies("shop") {
-				if strings.Contains(b, `"event":"subject.erased"`) {
-					erased = append(erased, b)
-				}
-			}
+			erased := d.queuedEvents("shop", "subject.erased")
 			if len(erased) != 1 || !strings.Contains(erased[0], res.ChatID) {
 				t.Errorf("queued subject.erased %q, want one naming chat %s", erased, res.ChatID)
 			}
@@ -164,8 +157,7 @@ func TestRetriedWithdrawalQueuesOwedEventOnce(t *testing.T) {
 		{name: "delivery then settling refused", store: failingStore{enqueueFails: 1, settleWithdrawalsFails: 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			site := consentSite("shop", visitor.ConsentOptIn, visitor.IPTruncate)
-			site.Webhook = visitor.Webhook{URL: "https://crm.shop.example/hooks", Secret: bytes.Repeat([]byte("w"), 32)}
+			site := crmSite(visitor.ConsentOptIn)
 			d := newConsentDomain(t, site)
 			ctx := context.Background()
 			token := d.grant("shop", false)
@@ -200,12 +192,7 @@ func TestRetriedWithdrawalQueuesOwedEventOnce(t *testing.T) {
 			if errs[len(errs)-1] != nil {
 				t.Fatalf("retried withdrawals = %v, want the last to succeed", errs)
 			}
-			var withdrawn []string
-			for _, b := range d.queuedBodies("shop") {
-				if strings.Contains(b, `"event":"marketing.withdrawn"`) {
-					withdrawn = append(withdrawn, b)
-				}
-			}
+			withdrawn := d.queuedEvents("shop", "marketing.withdrawn")
 			if len(withdrawn) != 1 || !strings.Contains(withdrawn[0], res.ChatID) {
 				t.Errorf("queued marketing.withdrawn %q, want one naming chat %s", withdrawn, res.ChatID)
 			}
