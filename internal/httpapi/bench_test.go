@@ -85,11 +85,18 @@ func BenchmarkTrackPageview(b *testing.B) {
 // cost no more than a first one.
 func BenchmarkTrackReturning(b *testing.B) {
 	e := newEnv(b)
-	h := e.srv.Config.Handler
-	token := e.mustTrack("shop", shopOrigin+"/", "")
+	benchReturning(b, e.srv.Config.Handler, e.mustTrack("shop", shopOrigin+"/", ""), nil)
+}
+
+// benchReturning sends the page views of a returning visitor with token to h,
+// calling each (when not nil) before every one.
+func benchReturning(b *testing.B, h http.Handler, token string, each func()) {
 	body := `{"site":"shop","type":"pageview","url":"https://shop.example/products/blue-mug-with-a-long-name?utm_source=mail","title":"Blue mug with a long name"}`
 	b.ReportAllocs()
 	for b.Loop() {
+		if each != nil {
+			each()
+		}
 		r := httptest.NewRequest(http.MethodPost, "/v1/track", strings.NewReader(body))
 		r.Header.Set("Content-Type", "application/json")
 		r.Header.Set("User-Agent", chromeUA)
