@@ -80,13 +80,13 @@ func (s *Service) AuditTrail(ctx context.Context, a Actor, target, cursor string
 		limit = 50
 	}
 	if limit < 1 || limit > MaxAuditPage {
-		return nil, "", fmt.Errorf("%w: limit must be 1..%d", ErrInvalid, MaxAuditPage)
+		return nil, "", Errorf(EInvalid, "limit must be 1..%d", MaxAuditPage)
 	}
 	if cursor != "" && !ValidAuditCursor(cursor) {
-		return nil, "", fmt.Errorf("%w: cursor is not valid", ErrInvalid)
+		return nil, "", Errorf(EInvalid, "cursor is not valid")
 	}
 	if strings.Contains(target, "@") {
-		return nil, "", fmt.Errorf("%w: target must be a visitor or chat id; an e-mail never travels in a URL, search subjects by e-mail instead", ErrInvalid)
+		return nil, "", Errorf(EInvalid, "target must be a visitor or chat id; an e-mail never travels in a URL, search subjects by e-mail instead")
 	}
 	site := a.Site
 	want := map[string]bool{}

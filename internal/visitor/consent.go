@@ -136,7 +136,7 @@ func (s *Service) Consent(ctx context.Context, site *Site, token string) (Choice
 func (s *Service) SetConsent(ctx context.Context, r ConsentRequest) (ConsentResult, error) {
 	site := r.Site
 	if r.PolicyVersion != site.PolicyVersion {
-		return ConsentResult{}, fmt.Errorf("%w: site %s asks consent for policy %q", ErrPolicyOutdated, site.ID, site.PolicyVersion)
+		return ConsentResult{}, Errorf(EPolicyOutdated, "site %s asks consent for policy %q", site.ID, site.PolicyVersion)
 	}
 	now := utc(s.now())
 	tok, ok := s.verify(r.Token, site, now)

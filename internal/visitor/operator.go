@@ -37,7 +37,7 @@ type Actor struct {
 // ErrForbidden, with a message that never says where else the key is valid.
 func (s *Service) Authenticate(siteID, presented string, roles ...Role) (Actor, error) {
 	if presented == "" {
-		return Actor{}, fmt.Errorf("%w: an Authorization: Bearer key is required", ErrUnauthorized)
+		return Actor{}, Errorf(EUnauthorized, "an Authorization: Bearer key is required")
 	}
 	site, err := s.sites.Get(siteID)
 	if err != nil {
@@ -52,9 +52,9 @@ func (s *Service) Authenticate(siteID, presented string, roles ...Role) (Actor, 
 	}
 	if found < 0 {
 		if !s.anySiteLists(sum) {
-			return Actor{}, fmt.Errorf("%w: the API key is not valid", ErrUnauthorized)
+			return Actor{}, Errorf(EUnauthorized, "the API key is not valid")
 		}
-		return Actor{}, fmt.Errorf("%w: the API key is not valid for site %s", ErrForbidden, site.ID)
+		return Actor{}, Errorf(EForbidden, "the API key is not valid for site %s", site.ID)
 	}
 	key := site.Keys[found]
 	for _, r := range roles {
@@ -62,7 +62,7 @@ func (s *Service) Authenticate(siteID, presented string, roles ...Role) (Actor, 
 			return Actor{Site: site, KeyID: key.ID, Role: key.Role}, nil
 		}
 	}
-	return Actor{}, fmt.Errorf("%w: role %s may not use this route", ErrForbidden, key.Role)
+	return Actor{}, Errorf(EForbidden, "role %s may not use this route", key.Role)
 }
 
 // anySiteLists reports whether any site lists the key hash sum, comparing every
@@ -143,20 +143,20 @@ func (s *Service) Live(ctx context.Context, a Actor, within time.Duration, curso
 		within = DefaultLiveWithin
 	}
 	if within < MinLiveWithin || within > MaxLiveWithin {
-		return LivePage{}, fmt.Errorf("%w: within must be 1m..30m", ErrInvalid)
+		return LivePage{}, Errorf(EInvalid, "within must be 1m..30m")
 	}
 	if limit == 0 {
 		limit = DefaultLiveLimit
 	}
 	if limit < 1 || limit > MaxLiveLimit {
-		return LivePage{}, fmt.Errorf("%w: limit must be 1..%d", ErrInvalid, MaxLiveLimit)
+		return LivePage{}, Errorf(EInvalid, "limit must be 1..%d", MaxLiveLimit)
 	}
 	now := utc(s.now())
 	since, pos := now.Add(-within), LivePos{}
 	if cursor != "" {
 		var ok bool
 		if since, pos, ok = s.openCursor(a.Site.ID, cursor); !ok {
-			return LivePage{}, fmt.Errorf("%w: cursor is not valid", ErrInvalid)
+			return LivePage{}, Errorf(EInvalid, "cursor is not valid")
 		}
 		// An old cursor never reaches further back than the live view may.
 		if floor := now.Add(-MaxLiveWithin); since.Before(floor) {
@@ -248,9 +248,9 @@ type PreviousChat struct {
 func (s *Service) ChatContext(ctx context.Context, a Actor, chatID string) (ChatView, error) {
 	site := a.Site
 	if !ValidChatID(chatID) {
-		return ChatView{}, fmt.Errorf("%w: no chat %q", ErrNotFound, truncateUTF8(chatID, 40))
+		return ChatView{}, Errorf(ENotFound, "no chat %q", truncateUTF8(chatID, 40))
 	}
-	c, err := s.store.Chat(ctx, site, chatID)
+	c, err := s.chat(ctx, site, chatID)
 	if err != nil {
 		return ChatView{}, fmt.Errorf("chat of %s: %w", site.ID, err)
 	}
@@ -358,11 +358,11 @@ type DayStats struct {
 func (s *Service) StatsRange(ctx context.Context, a Actor, from, to time.Time) ([]DayStats, error) {
 	from, to = utc(from).Truncate(24*time.Hour), utc(to).Truncate(24*time.Hour)
 	if to.Before(from) {
-		return nil, fmt.Errorf("%w: from must not be after to", ErrInvalid)
+		return nil, Errorf(EInvalid, "from must not be after to")
 	}
 	n := int(to.Sub(from)/(24*time.Hour)) + 1
 	if n > MaxStatsDays {
-		return nil, fmt.Errorf("%w: from..to covers %d days, at most %d", ErrInvalid, n, MaxStatsDays)
+		return nil, Errorf(EInvalid, "from..to covers %d days, at most %d", n, MaxStatsDays)
 	}
 	days := make([]time.Time, n)
 	for i := range days {

@@ -162,14 +162,14 @@ type ChatExport struct {
 func (s *Service) visitorData(ctx context.Context, site *Site, visitorID string) (VisitorData, error) {
 	d, err := s.store.VisitorData(ctx, site, s.hasher.VisitorKey(site.ID, visitorID))
 	if errors.Is(err, ErrErased) {
-		return VisitorData{}, fmt.Errorf("%w: the visitor was erased", ErrNotFound)
+		return VisitorData{}, Errorf(ENotFound, "the visitor was erased")
 	}
 	return d, err
 }
 
 func (s *Service) visitorSubject(site *Site, visitorID string) error {
 	if !ValidVisitorID(visitorID) {
-		return fmt.Errorf("%w: no visitor %q", ErrNotFound, truncateUTF8(visitorID, 40))
+		return Errorf(ENotFound, "no visitor %q", truncateUTF8(visitorID, 40))
 	}
 	return nil
 }
@@ -178,7 +178,7 @@ func (s *Service) visitorSubject(site *Site, visitorID string) error {
 func (s *Service) SearchSubjects(ctx context.Context, a Actor, email string) ([]string, []string, error) {
 	email = NormalizeEmail(email)
 	if email == "" || len(email) > MaxEmailBytes {
-		return nil, nil, fmt.Errorf("%w: email is required", ErrInvalid)
+		return nil, nil, Errorf(EInvalid, "email is required")
 	}
 	visitors, chats, err := s.store.SearchEmail(ctx, a.Site, s.hasher.Short(a.Site.ID, PurposeEmail, email), utc(s.now()))
 	if err != nil {
@@ -216,7 +216,7 @@ func (s *Service) exportVisitor(ctx context.Context, a Actor, visitorID string, 
 		return Export{}, fmt.Errorf("export visitor of %s: %w", a.Site.ID, err)
 	}
 	if d.Empty() {
-		return Export{}, fmt.Errorf("%w: nothing is stored of this visitor", ErrNotFound)
+		return Export{}, Errorf(ENotFound, "nothing is stored of this visitor")
 	}
 	if audited {
 		revealed := []subject{{"visitor", visitorID}}
@@ -251,9 +251,9 @@ func (s *Service) chatExport(site *Site, c StoredChat) (ChatExport, error) {
 // and the visitor behind it, if any.
 func (s *Service) ExportChat(ctx context.Context, a Actor, chatID string) (Export, error) {
 	if !ValidChatID(chatID) {
-		return Export{}, fmt.Errorf("%w: no chat %q", ErrNotFound, truncateUTF8(chatID, 40))
+		return Export{}, Errorf(ENotFound, "no chat %q", truncateUTF8(chatID, 40))
 	}
-	c, err := s.store.Chat(ctx, a.Site, chatID)
+	c, err := s.chat(ctx, a.Site, chatID)
 	if err != nil {
 		return Export{}, fmt.Errorf("export chat of %s: %w", a.Site.ID, err)
 	}
@@ -283,7 +283,7 @@ func (s *Service) RectifyVisitor(ctx context.Context, a Actor, visitorID string,
 		return Export{}, fmt.Errorf("rectify visitor of %s: %w", a.Site.ID, err)
 	}
 	if len(d.Chats) == 0 {
-		return Export{}, fmt.Errorf("%w: the visitor has no contact details to rectify", ErrNotFound)
+		return Export{}, Errorf(ENotFound, "the visitor has no contact details to rectify")
 	}
 	if err := s.rectify(ctx, a, "v:"+visitorID, vkey, d.Chats, ch); err != nil {
 		return Export{}, err
@@ -297,7 +297,7 @@ func (s *Service) RectifyVisitor(ctx context.Context, a Actor, visitorID string,
 func (s *Service) rectify(ctx context.Context, a Actor, member, vkey string, chats []StoredChat, ch ContactChange) error {
 	site := a.Site
 	if ch.Name == nil && ch.Email == nil && ch.Phone == nil {
-		return fmt.Errorf("%w: contact needs at least one of name, email, phone", ErrInvalid)
+		return Errorf(EInvalid, "contact needs at least one of name, email, phone")
 	}
 	probe := Contact{}
 	if ch.Name != nil {
@@ -401,9 +401,9 @@ func (s *Service) settleErasure(ctx context.Context, site *Site, e Erasure) erro
 // EraseChat erases one chat: a chat without identity is a subject of its own.
 func (s *Service) EraseChat(ctx context.Context, a Actor, chatID string) error {
 	if !ValidChatID(chatID) {
-		return fmt.Errorf("%w: no chat %q", ErrNotFound, truncateUTF8(chatID, 40))
+		return Errorf(ENotFound, "no chat %q", truncateUTF8(chatID, 40))
 	}
-	c, err := s.store.Chat(ctx, a.Site, chatID)
+	c, err := s.chat(ctx, a.Site, chatID)
 	if err != nil {
 		return fmt.Errorf("erase chat of %s: %w", a.Site.ID, err)
 	}
@@ -454,7 +454,7 @@ func (s *Service) SweepErasures(ctx context.Context) (int, error) {
 func (s *Service) visitorOf(site *Site, token string) (string, error) {
 	tok, ok := s.verify(token, site, utc(s.now()))
 	if !ok || tok.Kind != KindID {
-		return "", fmt.Errorf("%w: a valid identity token is required", ErrUnauthorized)
+		return "", Errorf(EUnauthorized, "a valid identity token is required")
 	}
 	return tok.VisitorID, nil
 }
@@ -469,7 +469,7 @@ func (s *Service) ExportMine(ctx context.Context, site *Site, token string) (Exp
 	e, err := s.ExportVisitor(ctx, Actor{Site: site, KeyID: "visitor", Role: RolePrivacy}, id)
 	if errors.Is(err, ErrNotFound) {
 		// An erased visitor's token is foreign from then on.
-		return Export{}, fmt.Errorf("%w: a valid identity token is required", ErrUnauthorized)
+		return Export{}, Errorf(EUnauthorized, "a valid identity token is required")
 	}
 	if err != nil {
 		return Export{}, err

@@ -90,12 +90,12 @@ func (b RetentionBounds) auditMin() int {
 func (s *Service) SetRetention(ctx context.Context, a Actor, r Retention) (Retention, error) {
 	site := a.Site
 	if err := site.ValidateRetention(r, s.bounds.Min, s.bounds.Max); err != nil {
-		return Retention{}, fmt.Errorf("%w: %w", ErrRetentionBounds, err)
+		return Retention{}, err
 	}
 	old := s.Retention(site)
 	if floor := s.bounds.auditMin(); r.Audit < floor && r.Audit != old.Audit {
-		return Retention{}, fmt.Errorf("%w: %w: retention audit is %d days, below the minimum of %d days (VISITORD_AUDIT_MIN_DAYS)",
-			ErrRetentionBounds, ErrInvalid, r.Audit, floor)
+		return Retention{}, Errorf(ERetentionBounds, "retention audit is %d days, below the minimum of %d days (VISITORD_AUDIT_MIN_DAYS)",
+			r.Audit, floor)
 	}
 	shorter := r.Sessions < old.Sessions || r.Profiles < old.Profiles || r.Chats < old.Chats ||
 		r.Consents < old.Consents || r.Audit < old.Audit

@@ -109,11 +109,11 @@ func (h Hit) Validate() error {
 	case HitPageview:
 		// Under DNT or GPC the tracker sends only a count ping, without a URL.
 		if h.URL == "" && !h.DNT && !h.GPC {
-			return fmt.Errorf("%w: a pageview needs a url", ErrInvalid)
+			return Errorf(EInvalid, "a pageview needs a url")
 		}
 	case HitHeartbeat, HitLeave:
 	default:
-		return fmt.Errorf("%w: type must be pageview, heartbeat or leave", ErrInvalid)
+		return Errorf(EInvalid, "type must be pageview, heartbeat or leave")
 	}
 	return nil
 }
