@@ -72,7 +72,7 @@ func TestDomainErrorCodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := NewService(sites, nil, signer, hasher, nil, nil, nil)
+	svc := NewService(Deps{Sites: sites, Signer: signer, Hasher: hasher})
 	ctx := context.Background()
 	dpo := Actor{Site: site, KeyID: "dpo", Role: RolePrivacy}
 	now := time.Now().UTC()

@@ -54,7 +54,7 @@ func failingService(t *testing.T, d *consentDomain, site *visitor.Site, f *faili
 		t.Fatal(err)
 	}
 	f.Store = d.store
-	return visitor.NewService(set, f, d.signer, d.hasher, d.sealer, device.NewParser(64), nil, visitor.WithClock(d.clock.Now))
+	return visitor.NewService(visitor.Deps{Sites: set, Store: f, Signer: d.signer, Hasher: d.hasher, Sealer: d.sealer, Devices: device.NewParser(64)}, visitor.WithClock(d.clock.Now))
 }
 
 // auditCount counts the entries of action about target, read back through the

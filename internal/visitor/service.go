@@ -75,13 +75,26 @@ func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = 
 // WithIDs replaces NewVisitorID, for tests.
 func WithIDs(newID func() string) Option { return func(s *Service) { s.newID = newID } }
 
-// NewService returns a Service over its dependencies.
-func NewService(sites *Sites, store Store, signer *Signer, hasher *Hasher, sealer *Sealer, devices Devices, locator Locator, opts ...Option) *Service {
+// Deps are the Service's required dependencies. Signer, Sealer, Devices and
+// Locator may be nil for a Service that never needs them (tests); Locator nil
+// places every visitor nowhere.
+type Deps struct {
+	Sites   *Sites
+	Store   Store
+	Signer  *Signer
+	Hasher  *Hasher
+	Sealer  *Sealer
+	Devices Devices
+	Locator Locator
+}
+
+// NewService returns a Service over d, with opts applied.
+func NewService(d Deps, opts ...Option) *Service {
 	s := &Service{
-		sites: sites, store: store, signer: signer, hasher: hasher, sealer: sealer, devices: devices, locator: locator,
+		sites: d.Sites, store: d.Store, signer: d.Signer, hasher: d.Hasher, sealer: d.Sealer, devices: d.Devices, locator: d.Locator,
 		now: time.Now, newID: NewVisitorID, textHash: map[string]string{}, bounds: RetentionBounds{Min: 1, Max: 1825},
 	}
-	for _, site := range sites.All() {
+	for _, site := range d.Sites.All() {
 		sum := sha256.Sum256([]byte(site.LegalText))
 		s.textHash[site.ID] = hex.EncodeToString(sum[:])
 	}

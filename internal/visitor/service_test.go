@@ -122,7 +122,7 @@ func newStack(tb testing.TB, sites []*visitor.Site, devices visitor.Devices, loc
 		tb.Fatal(err)
 	}
 	opts = append([]visitor.Option{visitor.WithClock(st.clock.Now)}, opts...)
-	st.svc = visitor.NewService(set, store, st.signer, st.hasher, st.sealer, devices, locator, opts...)
+	st.svc = visitor.NewService(visitor.Deps{Sites: set, Store: store, Signer: st.signer, Hasher: st.hasher, Sealer: st.sealer, Devices: devices, Locator: locator}, opts...)
 	tb.Cleanup(func() {
 		if !tb.Failed() {
 			redistest.AssertAllKeysHaveTTL(tb, rdb, func(k string) bool { return strings.HasPrefix(k, "cfg:") })
