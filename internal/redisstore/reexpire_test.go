@@ -19,7 +19,7 @@ import (
 )
 
 // The service calls the store through this interface.
-var _ visitor.ReexpiryStore = (*Store)(nil)
+var _ visitor.RetentionStore = (*Store)(nil)
 
 // rxOld is the site's retention before the change; rxShort shrinks sessions
 // 90→1, profiles 395→2, chats 90→1, consents 1095→400 and audit 365→2 days.

@@ -99,7 +99,7 @@ func (s *Service) AuditTrail(ctx context.Context, a Actor, target, cursor string
 	next := cursor
 	// A filtered page may need several reads; each is bounded, and so is the trail.
 	for len(out) < limit {
-		entries, n, err := s.store.AuditLog(ctx, site, next, MaxAuditPage)
+		entries, n, err := s.audits.AuditLog(ctx, site, next, MaxAuditPage)
 		if err != nil {
 			return nil, "", fmt.Errorf("audit trail of %s: %w", site.ID, err)
 		}
@@ -159,7 +159,7 @@ func (s *Service) writeAudit(ctx context.Context, site *Site, fold time.Duration
 	if len(entries) == 0 {
 		return nil
 	}
-	if err := s.store.Audit(ctx, site, s.Retention(site), fold, entries...); err != nil {
+	if err := s.audits.Audit(ctx, site, s.Retention(site), fold, entries...); err != nil {
 		return fmt.Errorf("audit %s: %w", entries[0].Action, err)
 	}
 	return nil

@@ -184,7 +184,7 @@ func (s *Service) StartChat(ctx context.Context, r ChatRequest) (ChatResult, err
 	}
 	var binding ChatBinding
 	if visitorID != "" {
-		b, err := s.store.BindChat(ctx, site, s.hasher.VisitorKey(site.ID, visitorID), now)
+		b, err := s.chats.BindChat(ctx, site, s.hasher.VisitorKey(site.ID, visitorID), now)
 		switch {
 		case errors.Is(err, ErrErased):
 			visitorID = "" // an erased visitor's token is foreign
@@ -234,7 +234,7 @@ func (s *Service) StartChat(ctx context.Context, r ChatRequest) (ChatResult, err
 		}
 		w.Webhook = &d
 	}
-	if err := s.store.SaveChat(ctx, w); err != nil {
+	if err := s.chats.SaveChat(ctx, w); err != nil {
 		return ChatResult{}, fmt.Errorf("start chat on %s: %w", site.ID, err)
 	}
 	return res, nil
@@ -257,7 +257,7 @@ func (s *Service) identifyByChat(ctx context.Context, r ChatRequest, site *Site,
 		h := Hit{Site: site, Type: HitPageview, UserAgent: r.UserAgent, IP: r.IP}
 		w := s.hitWrite(h, site, id, page, s.devices.Parse(r.UserAgent), now, true)
 		w.NewVisitor = true
-		if _, err := s.store.RecordHit(ctx, w); err != nil {
+		if _, err := s.track.RecordHit(ctx, w); err != nil {
 			return "", "", time.Time{}, ChatBinding{}, fmt.Errorf("chat session on %s: %w", site.ID, err)
 		}
 		binding = ChatBinding{SessionID: w.NewSessionID, Device: w.Device, Location: w.Location}
@@ -269,7 +269,7 @@ func (s *Service) identifyByChat(ctx context.Context, r ChatRequest, site *Site,
 // chat returns the stored chat chatID of site; one the store does not hold is
 // an *Error of code ENotFound naming it.
 func (s *Service) chat(ctx context.Context, site *Site, chatID string) (StoredChat, error) {
-	c, err := s.store.Chat(ctx, site, chatID)
+	c, err := s.chats.Chat(ctx, site, chatID)
 	if errors.Is(err, ErrNotFound) {
 		return StoredChat{}, Errorf(ENotFound, "no chat %q", truncateUTF8(chatID, 40))
 	}

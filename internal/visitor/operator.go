@@ -163,7 +163,7 @@ func (s *Service) Live(ctx context.Context, a Actor, within time.Duration, curso
 			since = floor
 		}
 	}
-	rows, next, err := s.store.Live(ctx, a.Site, since, pos, limit)
+	rows, next, err := s.operator.Live(ctx, a.Site, since, pos, limit)
 	if err != nil {
 		return LivePage{}, fmt.Errorf("live of %s: %w", a.Site.ID, err)
 	}
@@ -256,7 +256,7 @@ func (s *Service) ChatContext(ctx context.Context, a Actor, chatID string) (Chat
 	}
 	var consents []ConsentRecord
 	if a.Role == RolePrivacy {
-		if consents, err = s.store.ChatConsents(ctx, site, chatID); err != nil {
+		if consents, err = s.privacy.ChatConsents(ctx, site, chatID); err != nil {
 			return ChatView{}, fmt.Errorf("chat consents of %s: %w", site.ID, err)
 		}
 	}
@@ -267,12 +267,12 @@ func (s *Service) ChatContext(ctx context.Context, a Actor, chatID string) (Chat
 	v := ChatView{ID: c.ID, Start: c.Start, Contact: contact, Marketing: c.Marketing, URL: c.URL,
 		Location: c.Location, Device: c.Device, Referrer: c.Referrer, Consents: consents}
 	if c.SessionID != "" && c.VisitorKey != "" {
-		if v.Trail, err = s.store.Trail(ctx, site, c.VisitorKey, c.SessionID); err != nil {
+		if v.Trail, err = s.chats.Trail(ctx, site, c.VisitorKey, c.SessionID); err != nil {
 			return ChatView{}, fmt.Errorf("chat trail of %s: %w", site.ID, err)
 		}
 	}
 	for _, id := range c.Previous {
-		p, err := s.store.Chat(ctx, site, id)
+		p, err := s.chats.Chat(ctx, site, id)
 		if errors.Is(err, ErrNotFound) {
 			continue // expired or erased since: nothing to attribute
 		}
@@ -313,7 +313,7 @@ func (s *Service) openContact(site string, c StoredChat) (Contact, error) {
 
 // Stats returns a site's anonymous per-day counters of tracked and refused page views.
 func (s *Service) Stats(ctx context.Context, a Actor, day time.Time) (map[string]int64, error) {
-	m, err := s.store.Stats(ctx, a.Site, day)
+	m, err := s.operator.Stats(ctx, a.Site, day)
 	if err != nil {
 		return nil, fmt.Errorf("stats of %s: %w", a.Site.ID, err)
 	}
@@ -325,7 +325,7 @@ func (s *Service) Stats(ctx context.Context, a Actor, day time.Time) (map[string
 // most max, else a RateLimitError. A pod that dies leaves its places to lapse.
 func (s *Service) HoldStream(ctx context.Context, a Actor, id string, max int, lease time.Duration) error {
 	now := utc(s.now())
-	ok, err := s.store.HoldStream(ctx, a.Site, a.KeyID, id, now, now.Add(lease), max)
+	ok, err := s.operator.HoldStream(ctx, a.Site, a.KeyID, id, now, now.Add(lease), max)
 	if err != nil {
 		return fmt.Errorf("live stream of %s: %w", a.Site.ID, err)
 	}
@@ -337,7 +337,7 @@ func (s *Service) HoldStream(ctx context.Context, a Actor, id string, max int, l
 
 // ReleaseStream gives the place of live stream id back.
 func (s *Service) ReleaseStream(ctx context.Context, a Actor, id string) error {
-	if err := s.store.ReleaseStream(ctx, a.Site, a.KeyID, id); err != nil {
+	if err := s.operator.ReleaseStream(ctx, a.Site, a.KeyID, id); err != nil {
 		return fmt.Errorf("live stream of %s: %w", a.Site.ID, err)
 	}
 	return nil
@@ -368,7 +368,7 @@ func (s *Service) StatsRange(ctx context.Context, a Actor, from, to time.Time) (
 	for i := range days {
 		days[i] = from.AddDate(0, 0, i)
 	}
-	counts, err := s.store.StatsDays(ctx, a.Site, days)
+	counts, err := s.operator.StatsDays(ctx, a.Site, days)
 	if err != nil {
 		return nil, fmt.Errorf("stats of %s: %w", a.Site.ID, err)
 	}

@@ -102,7 +102,9 @@ type Rectification struct {
 	IndexUntil time.Time
 }
 
-// PrivacyStore is what the Service needs of its storage for data-subject requests.
+// PrivacyStore is what the Service needs of its storage for data-subject
+// requests. Its methods return ErrStoreUnavailable (wrapped) when the store
+// cannot be reached in time.
 type PrivacyStore interface {
 	// SearchEmail returns the subjects of an e-mail's blind index.
 	SearchEmail(ctx context.Context, site *Site, hash string, now time.Time) (visitors, chats []string, err error)
@@ -122,12 +124,6 @@ type PrivacyStore interface {
 	// SettleErasure writes the audit entry an erasure owes and drops what it
 	// owed, at once and only while it is owed: settled twice, it is audited once.
 	SettleErasure(ctx context.Context, site *Site, e Erasure, audit AuditEntry, r Retention) error
-	// Enqueue queues a sealed webhook delivery; one naming a subject
-	// (Delivery.VisitorKey or ChatID) is kept with it, so its erasure drops it.
-	Enqueue(ctx context.Context, site *Site, d Delivery, now time.Time) error
-	// QueuedContacts returns the queued deliveries kept with a visitor (those
-	// carrying contact details), sealed.
-	QueuedContacts(ctx context.Context, site *Site, visitorKey string) ([]Delivery, error)
 }
 
 // Export is a data subject's complete export (GDPR Art. 15 and 20).
@@ -160,7 +156,7 @@ type ChatExport struct {
 // visitorData reads a visitor's data; an erased visitor is ErrNotFound: what the
 // erasure left points at no one.
 func (s *Service) visitorData(ctx context.Context, site *Site, visitorID string) (VisitorData, error) {
-	d, err := s.store.VisitorData(ctx, site, s.hasher.VisitorKey(site.ID, visitorID))
+	d, err := s.privacy.VisitorData(ctx, site, s.hasher.VisitorKey(site.ID, visitorID))
 	if errors.Is(err, ErrErased) {
 		return VisitorData{}, Errorf(ENotFound, "the visitor was erased")
 	}
@@ -180,7 +176,7 @@ func (s *Service) SearchSubjects(ctx context.Context, a Actor, email string) ([]
 	if email == "" || len(email) > MaxEmailBytes {
 		return nil, nil, Errorf(EInvalid, "email is required")
 	}
-	visitors, chats, err := s.store.SearchEmail(ctx, a.Site, s.hasher.Short(a.Site.ID, PurposeEmail, email), utc(s.now()))
+	visitors, chats, err := s.privacy.SearchEmail(ctx, a.Site, s.hasher.Short(a.Site.ID, PurposeEmail, email), utc(s.now()))
 	if err != nil {
 		return nil, nil, fmt.Errorf("search subjects of %s: %w", a.Site.ID, err)
 	}
@@ -257,7 +253,7 @@ func (s *Service) ExportChat(ctx context.Context, a Actor, chatID string) (Expor
 	if err != nil {
 		return Export{}, fmt.Errorf("export chat of %s: %w", a.Site.ID, err)
 	}
-	consents, err := s.store.ChatConsents(ctx, a.Site, chatID)
+	consents, err := s.privacy.ChatConsents(ctx, a.Site, chatID)
 	if err != nil {
 		return Export{}, fmt.Errorf("export chat of %s: %w", a.Site.ID, err)
 	}
@@ -335,7 +331,7 @@ func (s *Service) rectify(ctx context.Context, a Actor, member, vkey string, cha
 	if ch.Email != nil && probe.Email != "" {
 		r.NewIndex = s.hasher.Short(site.ID, PurposeEmail, NormalizeEmail(probe.Email))
 	}
-	if err := s.store.Rectify(ctx, site, r); err != nil {
+	if err := s.privacy.Rectify(ctx, site, r); err != nil {
 		return fmt.Errorf("rectify on %s: %w", site.ID, err)
 	}
 	// The new contact details are kept with the subject: its erasure drops them.
@@ -361,7 +357,7 @@ func (s *Service) EraseVisitor(ctx context.Context, a Actor, visitorID string) e
 	}
 	e := Erasure{VisitorKey: vkey, VisitorID: visitorID, Subject: s.AuditTarget(a.Site.ID, "visitor", visitorID),
 		Owed: &ErasureOwed{Actor: a.KeyID, ChatIDs: ids}}
-	if err := s.store.Erase(ctx, a.Site, e); err != nil {
+	if err := s.privacy.Erase(ctx, a.Site, e); err != nil {
 		return fmt.Errorf("erase visitor of %s: %w", a.Site.ID, err)
 	}
 	return s.settleErasure(ctx, a.Site, e)
@@ -384,7 +380,7 @@ func (s *Service) settleErasure(ctx context.Context, site *Site, e Erasure) erro
 		if err != nil {
 			return err
 		}
-		if err := s.store.Enqueue(ctx, site, d, now); err != nil {
+		if err := s.webhooks.Enqueue(ctx, site, d, now); err != nil {
 			return fmt.Errorf("%s webhook: %w", EventSubjectErased, err)
 		}
 	}
@@ -392,7 +388,7 @@ func (s *Service) settleErasure(ctx context.Context, site *Site, e Erasure) erro
 	if e.ChatID != "" {
 		action, sj = "chat.erase", subject{"chat", e.ChatID}
 	}
-	if err := s.store.SettleErasure(ctx, site, e, s.auditEntry(site, e.Owed.Actor, action, sj), s.Retention(site)); err != nil {
+	if err := s.privacy.SettleErasure(ctx, site, e, s.auditEntry(site, e.Owed.Actor, action, sj), s.Retention(site)); err != nil {
 		return fmt.Errorf("audit %s: %w", action, err)
 	}
 	return nil
@@ -415,7 +411,7 @@ func (s *Service) EraseChat(ctx context.Context, a Actor, chatID string) error {
 	}
 	e := Erasure{ChatID: chatID, Subject: s.AuditTarget(a.Site.ID, "chat", chatID),
 		Owed: &ErasureOwed{Actor: a.KeyID, ChatIDs: []string{chatID}}}
-	if err := s.store.Erase(ctx, a.Site, e); err != nil {
+	if err := s.privacy.Erase(ctx, a.Site, e); err != nil {
 		return fmt.Errorf("erase chat of %s: %w", a.Site.ID, err)
 	}
 	return s.settleErasure(ctx, a.Site, e)
@@ -427,7 +423,7 @@ func (s *Service) EraseChat(ctx context.Context, a Actor, chatID string) error {
 func (s *Service) SweepErasures(ctx context.Context) (int, error) {
 	n := 0
 	for _, site := range s.sites.All() {
-		pending, err := s.store.PendingErasures(ctx, site)
+		pending, err := s.privacy.PendingErasures(ctx, site)
 		if err != nil {
 			return n, fmt.Errorf("sweep erasures of %s: %w", site.ID, err)
 		}
@@ -436,7 +432,7 @@ func (s *Service) SweepErasures(ctx context.Context) (int, error) {
 			// where the request left it, so it is audited once.
 			bare := e
 			bare.Owed = nil
-			if err := s.store.Erase(ctx, site, bare); err != nil {
+			if err := s.privacy.Erase(ctx, site, bare); err != nil {
 				return n, fmt.Errorf("sweep erasures of %s: %w", site.ID, err)
 			}
 			if err := s.settleErasure(ctx, site, e); err != nil {
