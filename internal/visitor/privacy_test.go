@@ -1,6 +1,7 @@
 package visitor_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -281,4 +282,93 @@ func findBy(list any, key, value string) map[string]any {
 		}
 	}
 	return nil
+}
+
+// Invariant 6: erasing one chat of a visitor drops the queued deliveries that
+// carry that chat's contact details (a subject.rectified naming it); the
+// visitor's other chats still hear of the rectification, without the erased one.
+func TestEraseOneChatPurgesQueuedRectification(t *testing.T) {
+	t.Parallel()
+	site := crmSite(visitor.ConsentOptIn)
+	d := newConsentDomain(t, site)
+	ctx := context.Background()
+	token := d.grant("shop", false)
+	id := d.idOf("shop", token)
+	var chats []string
+	for range 2 {
+		res, err := d.svc.StartChat(ctx, visitor.ChatRequest{Site: site, Token: token,
+			Contact: visitor.Contact{Name: "Ada", Email: "ada@math.example"}, URL: consentOrigin + "/pricing", UserAgent: consentUA, IP: domainIP})
+		if err != nil {
+			t.Fatal(err)
+		}
+		chats = append(chats, res.ChatID)
+		d.clock.Advance(time.Minute)
+	}
+	d.queuedBodies("shop") // chat.started
+	name, email := "Grace Hopper", "grace@navy.example"
+	if _, err := d.svc.RectifyVisitor(ctx, d.privacy("shop"), id, visitor.ContactChange{Name: &name, Email: &email}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.svc.EraseChat(ctx, d.privacy("shop"), chats[0]); err != nil {
+		t.Fatal(err)
+	}
+	var rectified []string
+	for _, b := range d.queuedBodies("shop") {
+		if strings.Contains(b, chats[0]) && strings.Contains(b, "grace") {
+			t.Errorf("after erasing chat %s a queued delivery still carries its contact: %s", chats[0], b)
+		}
+		if strings.Contains(b, `"event":"subject.rectified"`) {
+			rectified = append(rectified, b)
+		}
+	}
+	if len(rectified) != 1 || !strings.Contains(rectified[0], chats[1]) || !strings.Contains(rectified[0], "grace@navy.example") {
+		t.Errorf("queued subject.rectified %q, want one for the remaining chat %s", rectified, chats[1])
+	}
+}
+
+// Erasing a visitor's chat takes the visitor out of that chat's e-mail blind
+// index once no other chat of theirs gives that e-mail: a search by the e-mail
+// must not lead to the visitor whose contact details were erased.
+func TestEraseChatLeavesNoEmailLink(t *testing.T) {
+	t.Parallel()
+	site := consentSite("shop", visitor.ConsentOptIn, visitor.IPTruncate)
+	d := newConsentDomain(t, site)
+	ctx := context.Background()
+	token := d.grant("shop", false)
+	id := d.idOf("shop", token)
+	start := func(email string) string {
+		t.Helper()
+		res, err := d.svc.StartChat(ctx, visitor.ChatRequest{Site: site, Token: token,
+			Contact: visitor.Contact{Name: "Ada", Email: email}, URL: consentOrigin + "/", UserAgent: consentUA, IP: domainIP})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.clock.Advance(time.Minute)
+		return res.ChatID
+	}
+	a1, a2, b := start("ada@math.example"), start("ada@math.example"), start("ada@work.example")
+	search := func(email string) []string {
+		t.Helper()
+		vs, _, err := d.svc.SearchSubjects(ctx, d.privacy("shop"), email)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return vs
+	}
+	if err := d.svc.EraseChat(ctx, d.privacy("shop"), a1); err != nil {
+		t.Fatal(err)
+	}
+	if vs := search("ada@math.example"); len(vs) != 1 || vs[0] != id {
+		t.Errorf("search after erasing one of two chats with the e-mail: %q, want the visitor", vs)
+	}
+	for _, c := range []string{a2, b} {
+		if err := d.svc.EraseChat(ctx, d.privacy("shop"), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, email := range []string{"ada@math.example", "ada@work.example"} {
+		if vs := search(email); len(vs) != 0 {
+			t.Errorf("search for %s after erasing every chat giving it: %q, want none", email, vs)
+		}
+	}
 }

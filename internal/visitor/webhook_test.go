@@ -57,28 +57,12 @@ func failingService(t *testing.T, d *consentDomain, site *visitor.Site, f *faili
 	return visitor.NewService(visitor.Deps{Sites: set, Store: f, Signer: d.signer, Hasher: d.hasher, Sealer: d.sealer, Devices: device.NewParser(64)}, visitor.WithClock(d.clock.Now))
 }
 
-// auditCount counts the entries of action about target, read back through the
-// store's audit log.
-func (d *consentDomain) auditCount(site, action, target string) int {
-	d.t.Helper()
-	entries, _, err := d.store.AuditLog(context.Background(), d.sites[site], "", 1000)
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	n := 0
-	for _, e := range entries {
-		if e.Action == action && e.Target == target {
-			n += e.Count
-		}
-	}
-	return n
-}
-
 // An erasure whose audit entry or subject.erased delivery could not be written
 // answers an error, and a retry finds the tombstone (not found): the sweeper
 // then writes the entry and queues the delivery, each once, however often it
 // runs.
 func TestInterruptedErasureIsAuditedAndAnnouncedOnce(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		chat  bool // erase the chat alone, not the visitor
@@ -148,6 +132,7 @@ func TestInterruptedErasureIsAuditedAndAnnouncedOnce(t *testing.T) {
 // whose queueing could not be recorded) answers an error; the retry finds no
 // chat left to withdraw, yet queues the event the first attempt owed, once.
 func TestRetriedWithdrawalQueuesOwedEventOnce(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		store failingStore
