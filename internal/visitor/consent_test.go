@@ -485,3 +485,120 @@ func TestRepeatedChoiceStillWithdrawsChats(t *testing.T) {
 		t.Errorf("20 GPC page views of a refused identity wrote %d consent records, want at most 1", got-n)
 	}
 }
+
+// A consent answer is stored as the visitor's choice with a consent record,
+// and handed back in a token: an identity for a grant, a refusal token for a
+// refusal (no visitor is created for a refusal); a refusal deletes behaviour
+// data; a repeated answer writes nothing; DNT and GPC refuse any grant, GPC as
+// an objection; the policy must be the site's.
+func TestSetConsent(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name                 string
+		mode                 visitor.ConsentMode
+		prior                bool // the visitor granted analytics and viewed a page before
+		analytics, marketing bool
+		policy               string // "" for the site's
+		dnt, gpc             bool
+		code                 string
+		kind                 visitor.TokenKind // of the token handed back, "" for none
+		reason               visitor.Reason
+		records              int  // consent records of the visitor
+		dataKept             bool // the prior page view is still stored
+		refusals             int64
+	}{
+		{name: "grant", mode: visitor.ConsentOptIn, analytics: true, kind: visitor.KindID, records: 1},
+		{name: "grant with marketing", mode: visitor.ConsentOptIn, analytics: true, marketing: true, kind: visitor.KindID, records: 1},
+		{name: "refusal without identity", mode: visitor.ConsentOptIn, kind: visitor.KindRefusal, refusals: 1},
+		{name: "refusal on an opt-out site", mode: visitor.ConsentOptOut, kind: visitor.KindRefusal, refusals: 1},
+		{name: "grant again", mode: visitor.ConsentOptIn, prior: true, analytics: true, kind: visitor.KindID, records: 1, dataKept: true},
+		{name: "withdrawal", mode: visitor.ConsentOptIn, prior: true, kind: visitor.KindRefusal, records: 2},
+		{name: "marketing added", mode: visitor.ConsentOptIn, prior: true, analytics: true, marketing: true, kind: visitor.KindID, records: 2, dataKept: true},
+		{name: "outdated policy", mode: visitor.ConsentOptIn, analytics: true, policy: "2025-01", code: visitor.EPolicyOutdated},
+		{name: "grant under dnt", mode: visitor.ConsentOptIn, analytics: true, dnt: true, reason: visitor.ReasonDNT},
+		{name: "grant under gpc", mode: visitor.ConsentOptIn, analytics: true, gpc: true, reason: visitor.ReasonGPC},
+		{name: "dnt keeps an earlier grant's data", mode: visitor.ConsentOptIn, prior: true, analytics: true, dnt: true, reason: visitor.ReasonDNT,
+			records: 1, dataKept: true},
+		{name: "gpc objects to an earlier grant", mode: visitor.ConsentOptIn, prior: true, analytics: true, gpc: true, reason: visitor.ReasonGPC, records: 2},
+		{name: "refusal under dnt is a refusal", mode: visitor.ConsentOptIn, dnt: true, kind: visitor.KindRefusal, refusals: 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			site := consentSite("shop", tt.mode, visitor.IPTruncate)
+			d := newConsentDomain(t, site)
+			ctx := context.Background()
+			var token, vid string
+			if tt.prior {
+				token = d.grant("shop", false)
+				token = d.track("shop", token, "/pricing", "Pricing")
+				vid = d.idOf("shop", token)
+			}
+			policy := site.PolicyVersion
+			if tt.policy != "" {
+				policy = tt.policy
+			}
+			res, err := d.svc.SetConsent(ctx, visitor.ConsentRequest{Site: site, Analytics: tt.analytics, Marketing: tt.marketing,
+				PolicyVersion: policy, Method: visitor.MethodBanner, Token: token, UserAgent: consentUA, IP: domainIP, DNT: tt.dnt, GPC: tt.gpc})
+			if code := visitor.ErrorCode(err); code != tt.code {
+				t.Fatalf("SetConsent = %v, want code %q", err, tt.code)
+			}
+			var kind visitor.TokenKind
+			if res.Token != "" {
+				tok, ok := d.signer.Verify(res.Token, site.ID, d.clock.Now())
+				if !ok {
+					t.Fatalf("SetConsent handed back a token that does not verify")
+				}
+				kind = tok.Kind
+				if kind == visitor.KindID {
+					if vid != "" && tok.VisitorID != vid {
+						t.Errorf("the answer changed the visitor's identity")
+					}
+					vid = tok.VisitorID
+				}
+			}
+			if kind != tt.kind || res.Reason != tt.reason {
+				t.Errorf("SetConsent = token %q, reason %q; want %q, %q", kind, res.Reason, tt.kind, tt.reason)
+			}
+			if tt.kind == visitor.KindID && (res.Choice.Analytics != tt.analytics || res.Choice.Marketing != tt.marketing) {
+				t.Errorf("choice = %+v; want analytics %v, marketing %v", res.Choice, tt.analytics, tt.marketing)
+			}
+			if res.Token != "" {
+				// The choice read back for the token is the one answered.
+				got, err := d.svc.Consent(ctx, site, res.Token)
+				if err != nil || got.Analytics != (tt.kind == visitor.KindID) || got.Marketing != (tt.kind == visitor.KindID && tt.marketing) {
+					t.Errorf("Consent(token) = %+v, %v", got, err)
+				}
+			}
+			if got := d.stat(site, "refusal"); got != tt.refusals {
+				t.Errorf("refusal counter = %d, want %d", got, tt.refusals)
+			}
+			if vid == "" {
+				return
+			}
+			data := d.data("shop", vid)
+			if len(data.Consents) != tt.records {
+				t.Errorf("%d consent records, want %d: %+v", len(data.Consents), tt.records, data.Consents)
+			}
+			if tt.records > 0 {
+				choice, ok, err := d.store.ConsentChoice(ctx, site, d.hasher.VisitorKey(site.ID, vid))
+				granted := tt.analytics && !tt.gpc
+				if err != nil || !ok || choice.Analytics != granted {
+					t.Errorf("stored choice = %+v (%v), %v; want analytics %v", choice, ok, err, granted)
+				}
+			}
+			if kept := len(data.Sessions) > 0; tt.prior && kept != tt.dataKept {
+				t.Errorf("the earlier page view is kept: %v, want %v", kept, tt.dataKept)
+			}
+		})
+	}
+}
+
+// stat is site's counter name of today, read through the store.
+func (d *consentDomain) stat(site *visitor.Site, name string) int64 {
+	d.t.Helper()
+	m, err := d.store.Stats(context.Background(), site, d.clock.Now())
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return m[name]
+}
