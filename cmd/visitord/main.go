@@ -168,7 +168,8 @@ func open(ctx context.Context, getenv func(string) string, log *slog.Logger, lis
 	if a.sealer, err = visitor.NewSealer(cfg.DataKeys); err != nil {
 		return nil, fmt.Errorf("VISITORD_DATA_KEY: %w", err)
 	}
-	a.svc = visitor.NewService(sites, a.store, signer, hasher, a.sealer, device.NewParser(16384), locator,
+	a.svc = visitor.NewService(visitor.Deps{Sites: sites, Store: a.store, Signer: signer, Hasher: hasher, Sealer: a.sealer,
+		Devices: device.NewParser(16384), Locator: locator},
 		visitor.WithRetentionBounds(cfg.RetentionMin, cfg.RetentionMax), visitor.WithAuditMinDays(cfg.AuditMinDays))
 	if err := a.svc.RefreshRetention(ctx); err != nil {
 		log.Warn("retention overrides not loaded at start", slog.String("error", err.Error()))

@@ -163,7 +163,7 @@ func (a *api) live(c *gin.Context) {
 	if w := c.Query("within"); w != "" {
 		d, err := time.ParseDuration(w)
 		if err != nil || d <= 0 {
-			a.fail(c, errors.Join(visitor.ErrInvalid, errors.New("within must be a duration such as 5m")))
+			a.fail(c, visitor.Errorf(visitor.EInvalid, "within must be a duration such as 5m"))
 			return
 		}
 		within = d
@@ -226,7 +226,7 @@ func queryDay(c *gin.Context, name string) (time.Time, error) {
 	}
 	t, err := time.Parse(time.DateOnly, d)
 	if err != nil {
-		return time.Time{}, errors.Join(visitor.ErrInvalid, errors.New(name+" must be YYYY-MM-DD"))
+		return time.Time{}, visitor.Errorf(visitor.EInvalid, "%s must be YYYY-MM-DD", name)
 	}
 	return t, nil
 }
@@ -243,7 +243,7 @@ func (a *api) stats(c *gin.Context) {
 	defer cancel()
 	if !from.IsZero() || !to.IsZero() {
 		if !day.IsZero() || from.IsZero() || to.IsZero() {
-			a.fail(c, errors.Join(visitor.ErrInvalid, errors.New("give day, or both from and to")))
+			a.fail(c, visitor.Errorf(visitor.EInvalid, "give day, or both from and to"))
 			return
 		}
 		days, err := a.svc.StatsRange(ctx, actorOf(c), from, to)

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"time"
 
@@ -62,7 +61,7 @@ func (a *api) putConsent(c *gin.Context) {
 		return
 	}
 	if req.Analytics == nil || req.PolicyVersion == "" {
-		a.fail(c, errors.Join(visitor.ErrInvalid, errors.New("analytics and policy_version are required")))
+		a.fail(c, visitor.Errorf(visitor.EInvalid, "analytics and policy_version are required"))
 		return
 	}
 	// Without marketing the request answers analytics alone (the banner asks

@@ -203,7 +203,7 @@ func newEnvOnClient(t testing.TB, rdb redis.UniversalClient, o envOptions) *env 
 		t.Fatal(err)
 	}
 	clk := &clock{t: time.Now().UTC().Truncate(time.Millisecond)}
-	svc := visitor.NewService(siteSet, store, signer, hasher, sealer, device.NewParser(1024), loc, visitor.WithClock(clk.Now))
+	svc := visitor.NewService(visitor.Deps{Sites: siteSet, Store: store, Signer: signer, Hasher: hasher, Sealer: sealer, Devices: device.NewParser(1024), Locator: loc}, visitor.WithClock(clk.Now))
 	logs := &syncBuffer{}
 	reg := prometheus.NewRegistry()
 	h, err := New(Options{

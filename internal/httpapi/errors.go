@@ -4,7 +4,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -29,60 +28,48 @@ type errorDetail struct {
 	Message string `json:"message"`
 }
 
-// statusOf maps an error to its status, code and message: the one place where
-// errors become HTTP. Only unknown errors are logged, as 500 "internal error".
-func statusOf(err error) (int, string, string) {
-	msg := message(err)
-	switch {
-	case errors.Is(err, errInvalidJSON):
-		return http.StatusBadRequest, "invalid_json", msg
-	case errors.Is(err, visitor.ErrRetentionBounds): // before ErrInvalid, which it wraps
-		return http.StatusUnprocessableEntity, "retention_out_of_bounds", msg
-	case errors.Is(err, visitor.ErrInvalid):
-		return http.StatusBadRequest, "invalid_request", msg
-	case errors.Is(err, visitor.ErrUnknownSite):
-		return http.StatusNotFound, "unknown_site", msg
-	case errors.Is(err, visitor.ErrNotFound), errors.Is(err, errNoRoute):
-		return http.StatusNotFound, "not_found", msg
-	case errors.Is(err, errNoMethod):
-		return http.StatusMethodNotAllowed, "method_not_allowed", msg
-	case errors.Is(err, visitor.ErrUnauthorized):
-		return http.StatusUnauthorized, "unauthorized", msg
-	case errors.Is(err, visitor.ErrOriginNotAllowed):
-		return http.StatusForbidden, "origin_not_allowed", msg
-	case errors.Is(err, visitor.ErrForbidden):
-		return http.StatusForbidden, "forbidden", msg
-	case errors.Is(err, visitor.ErrPolicyOutdated):
-		return http.StatusConflict, "policy_outdated", msg
-	case errors.Is(err, errBodyTooLarge):
-		return http.StatusRequestEntityTooLarge, "body_too_large", msg
-	case errors.Is(err, errUnsupportedMedia):
-		return http.StatusUnsupportedMediaType, "unsupported_media_type", msg
-	case errors.Is(err, visitor.ErrURLNotInSite):
-		return http.StatusUnprocessableEntity, "url_not_in_site", msg
-	case errors.Is(err, visitor.ErrRateLimited):
-		return http.StatusTooManyRequests, "rate_limited", msg
-	case errors.Is(err, visitor.ErrStoreUnavailable):
-		return http.StatusServiceUnavailable, "store_unavailable", "the store is unavailable; try again shortly"
-	}
-	return http.StatusInternalServerError, "internal", "internal error"
+// statuses is the HTTP status of each client error code of package visitor.
+var statuses = map[string]int{
+	visitor.EInvalid:          http.StatusBadRequest,
+	visitor.ENotFound:         http.StatusNotFound,
+	visitor.EUnknownSite:      http.StatusNotFound,
+	visitor.EUnauthorized:     http.StatusUnauthorized,
+	visitor.EForbidden:        http.StatusForbidden,
+	visitor.EOriginNotAllowed: http.StatusForbidden,
+	visitor.EURLNotInSite:     http.StatusUnprocessableEntity,
+	visitor.EPolicyOutdated:   http.StatusConflict,
+	visitor.ERetentionBounds:  http.StatusUnprocessableEntity,
+	visitor.ERateLimited:      http.StatusTooManyRequests,
+	visitor.EStoreUnavailable: http.StatusServiceUnavailable,
 }
 
-// message is err's text as one line naming what is wrong: the sentinel that
-// only repeats the code ("invalid request") is dropped, and the parts a wrapped
-// or joined error carries are joined with "; ", never a newline.
-func message(err error) string {
-	var parts []string
-	for p := range strings.SplitSeq(err.Error(), "\n") {
-		p = strings.TrimSpace(strings.TrimPrefix(p, visitor.ErrInvalid.Error()+": "))
-		if p != "" && p != visitor.ErrInvalid.Error() {
-			parts = append(parts, p)
+// statusOf maps an error to its status, code and message: the one place where
+// errors become HTTP. A *visitor.Error anywhere in err's chain answers its code
+// and message, never the text of what wraps it; any other error is 500
+// "internal error".
+func statusOf(err error) (int, string, string) {
+	for _, t := range []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{errInvalidJSON, http.StatusBadRequest, "invalid_json"},
+		{errNoRoute, http.StatusNotFound, "not_found"},
+		{errNoMethod, http.StatusMethodNotAllowed, "method_not_allowed"},
+		{errBodyTooLarge, http.StatusRequestEntityTooLarge, "body_too_large"},
+		{errUnsupportedMedia, http.StatusUnsupportedMediaType, "unsupported_media_type"},
+	} {
+		if errors.Is(err, t.err) {
+			return t.status, t.code, t.err.Error()
 		}
 	}
-	if len(parts) == 0 {
-		return visitor.ErrInvalid.Error()
+	var e *visitor.Error
+	if errors.As(err, &e) {
+		if status, ok := statuses[e.Code]; ok {
+			return status, e.Code, e.Message
+		}
 	}
-	return strings.Join(parts, "; ")
+	return http.StatusInternalServerError, visitor.EInternal, "internal error"
 }
 
 // fail renders err in the API's error shape and ends the request.

@@ -65,7 +65,7 @@ func queryInt(c *gin.Context, name string) (int, error) {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 {
-		return 0, errors.Join(visitor.ErrInvalid, errors.New(name+" must be a whole number ≥ 1"))
+		return 0, visitor.Errorf(visitor.EInvalid, "%s must be a whole number ≥ 1", name)
 	}
 	return n, nil
 }

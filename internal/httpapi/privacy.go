@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"time"
 
@@ -62,7 +61,7 @@ func (a *api) putRetention(c *gin.Context) {
 		return
 	}
 	if req.Sessions == nil || req.Profiles == nil || req.Chats == nil || req.Consents == nil || req.Audit == nil {
-		a.fail(c, errors.Join(visitor.ErrInvalid, errors.New("sessions, profiles, chats, consents and audit are required")))
+		a.fail(c, visitor.Errorf(visitor.EInvalid, "sessions, profiles, chats, consents and audit are required"))
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
@@ -259,7 +258,7 @@ func (a *api) rectifyVisitor(c *gin.Context) {
 		return
 	}
 	if req.Contact == nil {
-		a.fail(c, errors.Join(visitor.ErrInvalid, errors.New("contact is required")))
+		a.fail(c, visitor.Errorf(visitor.EInvalid, "contact is required"))
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)

@@ -78,7 +78,7 @@ func newLimitEnvWith(t testing.TB, rs *redistest.Server, sitesYAML string, check
 		t.Fatal(err)
 	}
 	clk := &clock{t: time.Now().UTC().Truncate(time.Millisecond)}
-	svc := visitor.NewService(siteSet, store, signer, hasher, sealer, device.NewParser(1024), nil, visitor.WithClock(clk.Now))
+	svc := visitor.NewService(visitor.Deps{Sites: siteSet, Store: store, Signer: signer, Hasher: hasher, Sealer: sealer, Devices: device.NewParser(1024)}, visitor.WithClock(clk.Now))
 	pageViews := NewPageViewLimiter()
 	pageViews.now = clk.Now
 	logs := &syncBuffer{}

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"fmt"
 	"net/http"
 	"time"
 
@@ -90,7 +89,7 @@ type recordMeasure struct {
 func (a *api) processingRecord(c *gin.Context) {
 	format := c.Query("format")
 	if format != "" && format != "json" && format != "md" {
-		a.fail(c, fmt.Errorf("%w: format must be json or md", visitor.ErrInvalid))
+		a.fail(c, visitor.Errorf(visitor.EInvalid, "format must be json or md"))
 		return
 	}
 	r := a.svc.ProcessingRecord(actorOf(c))

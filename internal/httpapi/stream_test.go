@@ -40,8 +40,8 @@ type pod struct {
 func newPod(t testing.TB, e *env, o StreamOptions) *pod {
 	t.Helper()
 	signer, hasher, sealer := testKeys(t, [][]byte{testSecret})
-	svc := visitor.NewService(e.sites, redisstore.New(e.rdb), signer, hasher, sealer, device.NewParser(64), nil,
-		visitor.WithClock(e.clock.Now))
+	svc := visitor.NewService(visitor.Deps{Sites: e.sites, Store: redisstore.New(e.rdb), Signer: signer, Hasher: hasher, Sealer: sealer,
+		Devices: device.NewParser(64)}, visitor.WithClock(e.clock.Now))
 	p := &pod{streams: NewStreams(o), reg: prometheus.NewRegistry()}
 	h, err := New(Options{Service: svc, Logger: slog.New(slog.NewJSONHandler(e.logs, nil)), Registry: p.reg,
 		TrackTimeout: time.Second, Streams: p.streams})

@@ -489,7 +489,7 @@ func TestSubjectInterruptedErasureFinishedBySweeper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := visitor.NewService(e.sites, store, e.signer, e.hasher, sealer, device.NewParser(16), nil, visitor.WithClock(e.clock.Now))
+	svc := visitor.NewService(visitor.Deps{Sites: e.sites, Store: store, Signer: e.signer, Hasher: e.hasher, Sealer: sealer, Devices: device.NewParser(16)}, visitor.WithClock(e.clock.Now))
 	n, err := svc.SweepErasures(ctx)
 	if err != nil || n != 1 {
 		t.Fatalf("SweepErasures = %d, %v; want 1 erasure finished", n, err)

@@ -38,7 +38,7 @@ func decodeTrack(b []byte) (trackRequest, error) {
 		return trackRequest{}, err
 	}
 	if r.Site == "" {
-		return trackRequest{}, errors.Join(visitor.ErrInvalid, errors.New("site is required"))
+		return trackRequest{}, visitor.Errorf(visitor.EInvalid, "site is required")
 	}
 	if r.Type == "" {
 		r.Type = string(visitor.HitPageview)
@@ -126,14 +126,14 @@ func decodeJSON(b []byte, v any) error {
 		// holds the word at all, so the page-view path decodes once.
 		if bytes.Contains(b, []byte("null")) {
 			if field, ok := nullField(b); ok {
-				return fmt.Errorf("%w: %s must not be null", visitor.ErrInvalid, field)
+				return visitor.Errorf(visitor.EInvalid, "%s must not be null", field)
 			}
 		}
 		return nil
 	case errors.As(err, &typeErr) && typeErr.Field == "":
-		return fmt.Errorf("%w: the body must be a JSON object", visitor.ErrInvalid)
+		return visitor.Errorf(visitor.EInvalid, "the body must be a JSON object")
 	case errors.As(err, &typeErr):
-		return fmt.Errorf("%w: %s must be %s", visitor.ErrInvalid, typeErr.Field, jsonKind(typeErr.Type))
+		return visitor.Errorf(visitor.EInvalid, "%s must be %s", typeErr.Field, jsonKind(typeErr.Type))
 	}
 	return errInvalidJSON
 }

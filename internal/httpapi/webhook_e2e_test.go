@@ -109,7 +109,7 @@ sites:
 		t.Fatal(err)
 	}
 	signer, hasher, sealer := testKeys(t, [][]byte{testSecret})
-	svc := visitor.NewService(sites, store, signer, hasher, sealer, device.NewParser(1024), nil, visitor.WithClock(clk.Now))
+	svc := visitor.NewService(visitor.Deps{Sites: sites, Store: store, Signer: signer, Hasher: hasher, Sealer: sealer, Devices: device.NewParser(1024)}, visitor.WithClock(clk.Now))
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg := prometheus.NewRegistry()

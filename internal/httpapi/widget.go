@@ -62,7 +62,7 @@ func checkOrigin(c *gin.Context, site *visitor.Site, allowNull bool) error {
 	case len(origin) == 1 && site.AllowsOrigin(origin[0]):
 		return nil
 	}
-	return errors.Join(visitor.ErrOriginNotAllowed, errors.New("the request's origin is not one of the site's"))
+	return visitor.Errorf(visitor.EOriginNotAllowed, "the request's origin is not one of the site's")
 }
 
 // readBody reads a request body of at most MaxBodyBytes. application/json is
@@ -82,7 +82,7 @@ func readBody(c *gin.Context, allowText bool) ([]byte, error) {
 		return nil, errBodyTooLarge
 	}
 	if err != nil {
-		return nil, errors.Join(visitor.ErrInvalid, errors.New("the body could not be read"))
+		return nil, visitor.Errorf(visitor.EInvalid, "the body could not be read")
 	}
 	return b, nil
 }

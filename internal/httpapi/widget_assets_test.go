@@ -37,7 +37,7 @@ func assetServer(t *testing.T, demo bool) *httptest.Server {
 	}
 	signer, hasher, sealer := testKeys(t, [][]byte{testSecret})
 	store := redisstore.New(redistest.Start(t).Client(t))
-	svc := visitor.NewService(siteSet, store, signer, hasher, sealer, device.NewParser(64), nil)
+	svc := visitor.NewService(visitor.Deps{Sites: siteSet, Store: store, Signer: signer, Hasher: hasher, Sealer: sealer, Devices: device.NewParser(64)})
 	h, err := New(Options{
 		Service: svc, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Registry: prometheus.NewRegistry(),
 		TrackTimeout: storeTimeout, Ready: store.Ping, Demo: demo,

@@ -19,7 +19,7 @@ import (
 )
 
 // The service calls the store through this interface.
-var _ visitor.ReexpiryStore = (*Store)(nil)
+var _ visitor.RetentionStore = (*Store)(nil)
 
 // rxOld is the site's retention before the change; rxShort shrinks sessions
 // 90→1, profiles 395→2, chats 90→1, consents 1095→400 and audit 365→2 days.
@@ -519,7 +519,7 @@ func TestRunRetentionJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := visitor.NewService(sites, e.s, nil, hasher, nil, nil, nil, visitor.WithClock(func() time.Time { return now }),
+	svc := visitor.NewService(visitor.Deps{Sites: sites, Store: e.s, Hasher: hasher}, visitor.WithClock(func() time.Time { return now }),
 		visitor.WithAuditMinDays(1)) // rxShort shrinks the audit window to 2 days
 	if _, err := svc.SetRetention(e.ctx, visitor.Actor{Site: e.site, KeyID: "dpo", Role: visitor.RolePrivacy}, rxShort); err != nil {
 		t.Fatal(err)

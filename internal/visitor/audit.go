@@ -80,13 +80,13 @@ func (s *Service) AuditTrail(ctx context.Context, a Actor, target, cursor string
 		limit = 50
 	}
 	if limit < 1 || limit > MaxAuditPage {
-		return nil, "", fmt.Errorf("%w: limit must be 1..%d", ErrInvalid, MaxAuditPage)
+		return nil, "", Errorf(EInvalid, "limit must be 1..%d", MaxAuditPage)
 	}
 	if cursor != "" && !ValidAuditCursor(cursor) {
-		return nil, "", fmt.Errorf("%w: cursor is not valid", ErrInvalid)
+		return nil, "", Errorf(EInvalid, "cursor is not valid")
 	}
 	if strings.Contains(target, "@") {
-		return nil, "", fmt.Errorf("%w: target must be a visitor or chat id; an e-mail never travels in a URL, search subjects by e-mail instead", ErrInvalid)
+		return nil, "", Errorf(EInvalid, "target must be a visitor or chat id; an e-mail never travels in a URL, search subjects by e-mail instead")
 	}
 	site := a.Site
 	want := map[string]bool{}
@@ -99,7 +99,7 @@ func (s *Service) AuditTrail(ctx context.Context, a Actor, target, cursor string
 	next := cursor
 	// A filtered page may need several reads; each is bounded, and so is the trail.
 	for len(out) < limit {
-		entries, n, err := s.store.AuditLog(ctx, site, next, MaxAuditPage)
+		entries, n, err := s.audits.AuditLog(ctx, site, next, MaxAuditPage)
 		if err != nil {
 			return nil, "", fmt.Errorf("audit trail of %s: %w", site.ID, err)
 		}
@@ -159,7 +159,7 @@ func (s *Service) writeAudit(ctx context.Context, site *Site, fold time.Duration
 	if len(entries) == 0 {
 		return nil
 	}
-	if err := s.store.Audit(ctx, site, s.Retention(site), fold, entries...); err != nil {
+	if err := s.audits.Audit(ctx, site, s.Retention(site), fold, entries...); err != nil {
 		return fmt.Errorf("audit %s: %w", entries[0].Action, err)
 	}
 	return nil

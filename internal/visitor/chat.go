@@ -31,16 +31,16 @@ type Contact struct {
 func (c Contact) Validate() error {
 	switch {
 	case len(c.Name) > MaxNameBytes || !utf8.ValidString(c.Name):
-		return fmt.Errorf("%w: contact.name must be valid text of at most %d bytes", ErrInvalid, MaxNameBytes)
+		return Errorf(EInvalid, "contact.name must be valid text of at most %d bytes", MaxNameBytes)
 	case len(c.Email) > MaxEmailBytes:
-		return fmt.Errorf("%w: contact.email must be at most %d bytes", ErrInvalid, MaxEmailBytes)
+		return Errorf(EInvalid, "contact.email must be at most %d bytes", MaxEmailBytes)
 	case len(c.Phone) > MaxPhoneBytes || strings.Trim(c.Phone, "+0123456789 ()-./") != "":
-		return fmt.Errorf("%w: contact.phone must be digits, spaces and +()-./, at most %d bytes", ErrInvalid, MaxPhoneBytes)
+		return Errorf(EInvalid, "contact.phone must be digits, spaces and +()-./, at most %d bytes", MaxPhoneBytes)
 	}
 	if c.Email != "" {
 		a, err := mail.ParseAddress(c.Email)
 		if err != nil || a.Address != strings.TrimSpace(c.Email) {
-			return fmt.Errorf("%w: contact.email is not an e-mail address", ErrInvalid)
+			return Errorf(EInvalid, "contact.email is not an e-mail address")
 		}
 	}
 	return nil
@@ -184,7 +184,7 @@ func (s *Service) StartChat(ctx context.Context, r ChatRequest) (ChatResult, err
 	}
 	var binding ChatBinding
 	if visitorID != "" {
-		b, err := s.store.BindChat(ctx, site, s.hasher.VisitorKey(site.ID, visitorID), now)
+		b, err := s.chats.BindChat(ctx, site, s.hasher.VisitorKey(site.ID, visitorID), now)
 		switch {
 		case errors.Is(err, ErrErased):
 			visitorID = "" // an erased visitor's token is foreign
@@ -234,7 +234,7 @@ func (s *Service) StartChat(ctx context.Context, r ChatRequest) (ChatResult, err
 		}
 		w.Webhook = &d
 	}
-	if err := s.store.SaveChat(ctx, w); err != nil {
+	if err := s.chats.SaveChat(ctx, w); err != nil {
 		return ChatResult{}, fmt.Errorf("start chat on %s: %w", site.ID, err)
 	}
 	return res, nil
@@ -257,11 +257,21 @@ func (s *Service) identifyByChat(ctx context.Context, r ChatRequest, site *Site,
 		h := Hit{Site: site, Type: HitPageview, UserAgent: r.UserAgent, IP: r.IP}
 		w := s.hitWrite(h, site, id, page, s.devices.Parse(r.UserAgent), now, true)
 		w.NewVisitor = true
-		if _, err := s.store.RecordHit(ctx, w); err != nil {
+		if _, err := s.track.RecordHit(ctx, w); err != nil {
 			return "", "", time.Time{}, ChatBinding{}, fmt.Errorf("chat session on %s: %w", site.ID, err)
 		}
 		binding = ChatBinding{SessionID: w.NewSessionID, Device: w.Device, Location: w.Location}
 	}
 	token, exp := s.issueID(site, id, now, time.Time{}, choice)
 	return id, token, exp, binding, nil
+}
+
+// chat returns the stored chat chatID of site; one the store does not hold is
+// an *Error of code ENotFound naming it.
+func (s *Service) chat(ctx context.Context, site *Site, chatID string) (StoredChat, error) {
+	c, err := s.chats.Chat(ctx, site, chatID)
+	if errors.Is(err, ErrNotFound) {
+		return StoredChat{}, Errorf(ENotFound, "no chat %q", truncateUTF8(chatID, 40))
+	}
+	return c, err
 }

@@ -70,6 +70,23 @@ type ConsentWrite struct {
 	UnlessChanged bool
 }
 
+// ConsentStore is what the Service needs of its storage for consent. Its
+// methods return ErrStoreUnavailable (wrapped) when the store cannot be reached
+// in time.
+type ConsentStore interface {
+	// ConsentChoice returns the visitor's current consent choice; ok is false
+	// when there is none.
+	ConsentChoice(ctx context.Context, site *Site, visitorKey string) (c Choice, ok bool, err error)
+	// SaveConsent writes a consent record and the choice it makes; a refusal also
+	// deletes the visitor's behaviour data, and WithdrawMarketing withdraws the
+	// marketing permission of the visitor's chats in the same write, returning
+	// the ids of the chats it withdrew it from, with those an earlier
+	// withdrawal left owed (sorted). It returns ErrErased (wrapped)
+	// when the visitor was erased, ErrUnchanged (wrapped) when UnlessChanged
+	// finds the choice in force.
+	SaveConsent(ctx context.Context, w ConsentWrite) (withdrawn []string, err error)
+}
+
 // ErrUnchanged reports a consent write that changed nothing (ConsentWrite.UnlessChanged).
 var ErrUnchanged = errors.New("consent choice unchanged")
 
@@ -120,7 +137,7 @@ func (s *Service) Consent(ctx context.Context, site *Site, token string) (Choice
 	if tok.Kind == KindRefusal {
 		return Choice{PolicyVersion: site.PolicyVersion, Given: tok.IssuedAt, ValidUntil: tok.Expires}, nil
 	}
-	c, found, err := s.store.ConsentChoice(ctx, site, s.hasher.VisitorKey(site.ID, tok.VisitorID))
+	c, found, err := s.consent.ConsentChoice(ctx, site, s.hasher.VisitorKey(site.ID, tok.VisitorID))
 	if err != nil {
 		return Choice{}, fmt.Errorf("consent of %s: %w", site.ID, err)
 	}
@@ -136,7 +153,7 @@ func (s *Service) Consent(ctx context.Context, site *Site, token string) (Choice
 func (s *Service) SetConsent(ctx context.Context, r ConsentRequest) (ConsentResult, error) {
 	site := r.Site
 	if r.PolicyVersion != site.PolicyVersion {
-		return ConsentResult{}, fmt.Errorf("%w: site %s asks consent for policy %q", ErrPolicyOutdated, site.ID, site.PolicyVersion)
+		return ConsentResult{}, Errorf(EPolicyOutdated, "site %s asks consent for policy %q", site.ID, site.PolicyVersion)
 	}
 	now := utc(s.now())
 	tok, ok := s.verify(r.Token, site, now)
@@ -168,7 +185,7 @@ func (s *Service) SetConsent(ctx context.Context, r ConsentRequest) (ConsentResu
 		choice.ValidUntil = now.Add(site.RefusalLifetime())
 	}
 	if visitorID == "" && !r.Analytics {
-		if err := s.store.CountRefused(ctx, site, now, ReasonRefusal); err != nil {
+		if err := s.track.CountRefused(ctx, site, now, ReasonRefusal); err != nil {
 			return ConsentResult{}, err
 		}
 		token, exp := s.issueRefusal(site, now)
@@ -176,7 +193,7 @@ func (s *Service) SetConsent(ctx context.Context, r ConsentRequest) (ConsentResu
 	}
 	var unchanged Choice
 	if visitorID != "" {
-		cur, found, err := s.store.ConsentChoice(ctx, site, s.hasher.VisitorKey(site.ID, visitorID))
+		cur, found, err := s.consent.ConsentChoice(ctx, site, s.hasher.VisitorKey(site.ID, visitorID))
 		if err != nil {
 			return ConsentResult{}, fmt.Errorf("consent on %s: %w", site.ID, err)
 		}
@@ -242,7 +259,7 @@ func (s *Service) saveConsent(ctx context.Context, r ConsentRequest, site *Site,
 	if r.KeepMarketing {
 		rec.Marketing = nil
 	}
-	return s.store.SaveConsent(ctx, ConsentWrite{
+	return s.consent.SaveConsent(ctx, ConsentWrite{
 		Site: site, Retention: s.Retention(site), VisitorKey: s.hasher.VisitorKey(site.ID, visitorID),
 		Record: rec, Choice: c, Forget: !c.Analytics, WithdrawMarketing: !c.Marketing && !r.KeepMarketing, UnlessChanged: true,
 	})
@@ -262,7 +279,7 @@ func (s *Service) object(ctx context.Context, site *Site, visitorID string, now 
 	}
 	choice := Choice{PolicyVersion: site.PolicyVersion, Given: now, ValidUntil: now.Add(site.RefusalLifetime())}
 	vkey := s.hasher.VisitorKey(site.ID, visitorID)
-	withdrawn, err := s.store.SaveConsent(ctx, ConsentWrite{
+	withdrawn, err := s.consent.SaveConsent(ctx, ConsentWrite{
 		Site: site, Retention: s.Retention(site), VisitorKey: vkey,
 		Record: rec, Choice: choice, Forget: true, WithdrawMarketing: true, Count: count, UnlessChanged: true,
 	})
@@ -275,7 +292,7 @@ func (s *Service) object(ctx context.Context, site *Site, visitorID string, now 
 		if count == "" {
 			return nil
 		}
-		return s.store.CountRefused(ctx, site, now, count)
+		return s.track.CountRefused(ctx, site, now, count)
 	}
 	if err != nil {
 		return err

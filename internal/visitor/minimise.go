@@ -1,7 +1,6 @@
 package visitor
 
 import (
-	"fmt"
 	"net/netip"
 	"net/url"
 	"strings"
@@ -33,10 +32,10 @@ type Page struct {
 func (s *Site) MinimisePage(rawURL, title, referrer string) (Page, error) {
 	u, err := url.Parse(strings.TrimSpace(rawURL))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return Page{}, fmt.Errorf("%w: url must be an absolute http(s) URL", ErrInvalid)
+		return Page{}, Errorf(EInvalid, "url must be an absolute http(s) URL")
 	}
 	if !s.AllowsOrigin(Origin(u)) {
-		return Page{}, fmt.Errorf("%w: the url's origin is not one of site %s's origins", ErrURLNotInSite, s.ID)
+		return Page{}, Errorf(EURLNotInSite, "the url's origin is not one of site %s's origins", s.ID)
 	}
 	redacted := s.redacted(u.Path)
 	p := Page{URL: s.minimiseURL(u, redacted)}

@@ -23,6 +23,7 @@ func minimiseTestSite() *Site {
 }
 
 func TestMinimisePage(t *testing.T) {
+	t.Parallel()
 	longPath := "/" + strings.Repeat("a", 2*MaxURLBytes)
 	longEscapes := "/" + strings.Repeat("%C3%A9", MaxURLBytes/3)
 	tests := []struct {
@@ -266,6 +267,7 @@ func TestMinimisePage(t *testing.T) {
 }
 
 func TestMinimisePageRejects(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		url  string
@@ -298,6 +300,7 @@ func TestMinimisePageRejects(t *testing.T) {
 }
 
 func TestStoredIP(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		mode IPMode
@@ -330,6 +333,7 @@ func TestStoredIP(t *testing.T) {
 }
 
 func TestTruncateIP(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		ip   string
@@ -356,6 +360,7 @@ func TestTruncateIP(t *testing.T) {
 // TestLocationHoldsNoCoordinates pins invariant 5's "geolocation is kept to
 // country, region, city, time zone": a Location has room for nothing finer.
 func TestLocationHoldsNoCoordinates(t *testing.T) {
+	t.Parallel()
 	var fields []string
 	typ := reflect.TypeFor[Location]()
 	for i := range typ.NumField() {
@@ -370,6 +375,7 @@ func TestLocationHoldsNoCoordinates(t *testing.T) {
 // reaches operators and the CRM as one printable line, without characters that
 // reorder or hide text.
 func TestContactClean(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		in   Contact

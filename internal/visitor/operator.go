@@ -37,7 +37,7 @@ type Actor struct {
 // ErrForbidden, with a message that never says where else the key is valid.
 func (s *Service) Authenticate(siteID, presented string, roles ...Role) (Actor, error) {
 	if presented == "" {
-		return Actor{}, fmt.Errorf("%w: an Authorization: Bearer key is required", ErrUnauthorized)
+		return Actor{}, Errorf(EUnauthorized, "an Authorization: Bearer key is required")
 	}
 	site, err := s.sites.Get(siteID)
 	if err != nil {
@@ -52,9 +52,9 @@ func (s *Service) Authenticate(siteID, presented string, roles ...Role) (Actor, 
 	}
 	if found < 0 {
 		if !s.anySiteLists(sum) {
-			return Actor{}, fmt.Errorf("%w: the API key is not valid", ErrUnauthorized)
+			return Actor{}, Errorf(EUnauthorized, "the API key is not valid")
 		}
-		return Actor{}, fmt.Errorf("%w: the API key is not valid for site %s", ErrForbidden, site.ID)
+		return Actor{}, Errorf(EForbidden, "the API key is not valid for site %s", site.ID)
 	}
 	key := site.Keys[found]
 	for _, r := range roles {
@@ -62,7 +62,7 @@ func (s *Service) Authenticate(siteID, presented string, roles ...Role) (Actor, 
 			return Actor{Site: site, KeyID: key.ID, Role: key.Role}, nil
 		}
 	}
-	return Actor{}, fmt.Errorf("%w: role %s may not use this route", ErrForbidden, key.Role)
+	return Actor{}, Errorf(EForbidden, "role %s may not use this route", key.Role)
 }
 
 // anySiteLists reports whether any site lists the key hash sum, comparing every
@@ -143,27 +143,27 @@ func (s *Service) Live(ctx context.Context, a Actor, within time.Duration, curso
 		within = DefaultLiveWithin
 	}
 	if within < MinLiveWithin || within > MaxLiveWithin {
-		return LivePage{}, fmt.Errorf("%w: within must be 1m..30m", ErrInvalid)
+		return LivePage{}, Errorf(EInvalid, "within must be 1m..30m")
 	}
 	if limit == 0 {
 		limit = DefaultLiveLimit
 	}
 	if limit < 1 || limit > MaxLiveLimit {
-		return LivePage{}, fmt.Errorf("%w: limit must be 1..%d", ErrInvalid, MaxLiveLimit)
+		return LivePage{}, Errorf(EInvalid, "limit must be 1..%d", MaxLiveLimit)
 	}
 	now := utc(s.now())
 	since, pos := now.Add(-within), LivePos{}
 	if cursor != "" {
 		var ok bool
 		if since, pos, ok = s.openCursor(a.Site.ID, cursor); !ok {
-			return LivePage{}, fmt.Errorf("%w: cursor is not valid", ErrInvalid)
+			return LivePage{}, Errorf(EInvalid, "cursor is not valid")
 		}
 		// An old cursor never reaches further back than the live view may.
 		if floor := now.Add(-MaxLiveWithin); since.Before(floor) {
 			since = floor
 		}
 	}
-	rows, next, err := s.store.Live(ctx, a.Site, since, pos, limit)
+	rows, next, err := s.operator.Live(ctx, a.Site, since, pos, limit)
 	if err != nil {
 		return LivePage{}, fmt.Errorf("live of %s: %w", a.Site.ID, err)
 	}
@@ -248,15 +248,15 @@ type PreviousChat struct {
 func (s *Service) ChatContext(ctx context.Context, a Actor, chatID string) (ChatView, error) {
 	site := a.Site
 	if !ValidChatID(chatID) {
-		return ChatView{}, fmt.Errorf("%w: no chat %q", ErrNotFound, truncateUTF8(chatID, 40))
+		return ChatView{}, Errorf(ENotFound, "no chat %q", truncateUTF8(chatID, 40))
 	}
-	c, err := s.store.Chat(ctx, site, chatID)
+	c, err := s.chat(ctx, site, chatID)
 	if err != nil {
 		return ChatView{}, fmt.Errorf("chat of %s: %w", site.ID, err)
 	}
 	var consents []ConsentRecord
 	if a.Role == RolePrivacy {
-		if consents, err = s.store.ChatConsents(ctx, site, chatID); err != nil {
+		if consents, err = s.privacy.ChatConsents(ctx, site, chatID); err != nil {
 			return ChatView{}, fmt.Errorf("chat consents of %s: %w", site.ID, err)
 		}
 	}
@@ -267,12 +267,12 @@ func (s *Service) ChatContext(ctx context.Context, a Actor, chatID string) (Chat
 	v := ChatView{ID: c.ID, Start: c.Start, Contact: contact, Marketing: c.Marketing, URL: c.URL,
 		Location: c.Location, Device: c.Device, Referrer: c.Referrer, Consents: consents}
 	if c.SessionID != "" && c.VisitorKey != "" {
-		if v.Trail, err = s.store.Trail(ctx, site, c.VisitorKey, c.SessionID); err != nil {
+		if v.Trail, err = s.chats.Trail(ctx, site, c.VisitorKey, c.SessionID); err != nil {
 			return ChatView{}, fmt.Errorf("chat trail of %s: %w", site.ID, err)
 		}
 	}
 	for _, id := range c.Previous {
-		p, err := s.store.Chat(ctx, site, id)
+		p, err := s.chats.Chat(ctx, site, id)
 		if errors.Is(err, ErrNotFound) {
 			continue // expired or erased since: nothing to attribute
 		}
@@ -313,7 +313,7 @@ func (s *Service) openContact(site string, c StoredChat) (Contact, error) {
 
 // Stats returns a site's anonymous per-day counters of tracked and refused page views.
 func (s *Service) Stats(ctx context.Context, a Actor, day time.Time) (map[string]int64, error) {
-	m, err := s.store.Stats(ctx, a.Site, day)
+	m, err := s.operator.Stats(ctx, a.Site, day)
 	if err != nil {
 		return nil, fmt.Errorf("stats of %s: %w", a.Site.ID, err)
 	}
@@ -325,7 +325,7 @@ func (s *Service) Stats(ctx context.Context, a Actor, day time.Time) (map[string
 // most max, else a RateLimitError. A pod that dies leaves its places to lapse.
 func (s *Service) HoldStream(ctx context.Context, a Actor, id string, max int, lease time.Duration) error {
 	now := utc(s.now())
-	ok, err := s.store.HoldStream(ctx, a.Site, a.KeyID, id, now, now.Add(lease), max)
+	ok, err := s.operator.HoldStream(ctx, a.Site, a.KeyID, id, now, now.Add(lease), max)
 	if err != nil {
 		return fmt.Errorf("live stream of %s: %w", a.Site.ID, err)
 	}
@@ -337,7 +337,7 @@ func (s *Service) HoldStream(ctx context.Context, a Actor, id string, max int, l
 
 // ReleaseStream gives the place of live stream id back.
 func (s *Service) ReleaseStream(ctx context.Context, a Actor, id string) error {
-	if err := s.store.ReleaseStream(ctx, a.Site, a.KeyID, id); err != nil {
+	if err := s.operator.ReleaseStream(ctx, a.Site, a.KeyID, id); err != nil {
 		return fmt.Errorf("live stream of %s: %w", a.Site.ID, err)
 	}
 	return nil
@@ -358,17 +358,17 @@ type DayStats struct {
 func (s *Service) StatsRange(ctx context.Context, a Actor, from, to time.Time) ([]DayStats, error) {
 	from, to = utc(from).Truncate(24*time.Hour), utc(to).Truncate(24*time.Hour)
 	if to.Before(from) {
-		return nil, fmt.Errorf("%w: from must not be after to", ErrInvalid)
+		return nil, Errorf(EInvalid, "from must not be after to")
 	}
 	n := int(to.Sub(from)/(24*time.Hour)) + 1
 	if n > MaxStatsDays {
-		return nil, fmt.Errorf("%w: from..to covers %d days, at most %d", ErrInvalid, n, MaxStatsDays)
+		return nil, Errorf(EInvalid, "from..to covers %d days, at most %d", n, MaxStatsDays)
 	}
 	days := make([]time.Time, n)
 	for i := range days {
 		days[i] = from.AddDate(0, 0, i)
 	}
-	counts, err := s.store.StatsDays(ctx, a.Site, days)
+	counts, err := s.operator.StatsDays(ctx, a.Site, days)
 	if err != nil {
 		return nil, fmt.Errorf("stats of %s: %w", a.Site.ID, err)
 	}

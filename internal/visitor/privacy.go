@@ -102,7 +102,9 @@ type Rectification struct {
 	IndexUntil time.Time
 }
 
-// PrivacyStore is what the Service needs of its storage for data-subject requests.
+// PrivacyStore is what the Service needs of its storage for data-subject
+// requests. Its methods return ErrStoreUnavailable (wrapped) when the store
+// cannot be reached in time.
 type PrivacyStore interface {
 	// SearchEmail returns the subjects of an e-mail's blind index.
 	SearchEmail(ctx context.Context, site *Site, hash string, now time.Time) (visitors, chats []string, err error)
@@ -122,12 +124,6 @@ type PrivacyStore interface {
 	// SettleErasure writes the audit entry an erasure owes and drops what it
 	// owed, at once and only while it is owed: settled twice, it is audited once.
 	SettleErasure(ctx context.Context, site *Site, e Erasure, audit AuditEntry, r Retention) error
-	// Enqueue queues a sealed webhook delivery; one naming a subject
-	// (Delivery.VisitorKey or ChatID) is kept with it, so its erasure drops it.
-	Enqueue(ctx context.Context, site *Site, d Delivery, now time.Time) error
-	// QueuedContacts returns the queued deliveries kept with a visitor (those
-	// carrying contact details), sealed.
-	QueuedContacts(ctx context.Context, site *Site, visitorKey string) ([]Delivery, error)
 }
 
 // Export is a data subject's complete export (GDPR Art. 15 and 20).
@@ -160,16 +156,16 @@ type ChatExport struct {
 // visitorData reads a visitor's data; an erased visitor is ErrNotFound: what the
 // erasure left points at no one.
 func (s *Service) visitorData(ctx context.Context, site *Site, visitorID string) (VisitorData, error) {
-	d, err := s.store.VisitorData(ctx, site, s.hasher.VisitorKey(site.ID, visitorID))
+	d, err := s.privacy.VisitorData(ctx, site, s.hasher.VisitorKey(site.ID, visitorID))
 	if errors.Is(err, ErrErased) {
-		return VisitorData{}, fmt.Errorf("%w: the visitor was erased", ErrNotFound)
+		return VisitorData{}, Errorf(ENotFound, "the visitor was erased")
 	}
 	return d, err
 }
 
 func (s *Service) visitorSubject(site *Site, visitorID string) error {
 	if !ValidVisitorID(visitorID) {
-		return fmt.Errorf("%w: no visitor %q", ErrNotFound, truncateUTF8(visitorID, 40))
+		return Errorf(ENotFound, "no visitor %q", truncateUTF8(visitorID, 40))
 	}
 	return nil
 }
@@ -178,9 +174,9 @@ func (s *Service) visitorSubject(site *Site, visitorID string) error {
 func (s *Service) SearchSubjects(ctx context.Context, a Actor, email string) ([]string, []string, error) {
 	email = NormalizeEmail(email)
 	if email == "" || len(email) > MaxEmailBytes {
-		return nil, nil, fmt.Errorf("%w: email is required", ErrInvalid)
+		return nil, nil, Errorf(EInvalid, "email is required")
 	}
-	visitors, chats, err := s.store.SearchEmail(ctx, a.Site, s.hasher.Short(a.Site.ID, PurposeEmail, email), utc(s.now()))
+	visitors, chats, err := s.privacy.SearchEmail(ctx, a.Site, s.hasher.Short(a.Site.ID, PurposeEmail, email), utc(s.now()))
 	if err != nil {
 		return nil, nil, fmt.Errorf("search subjects of %s: %w", a.Site.ID, err)
 	}
@@ -216,7 +212,7 @@ func (s *Service) exportVisitor(ctx context.Context, a Actor, visitorID string, 
 		return Export{}, fmt.Errorf("export visitor of %s: %w", a.Site.ID, err)
 	}
 	if d.Empty() {
-		return Export{}, fmt.Errorf("%w: nothing is stored of this visitor", ErrNotFound)
+		return Export{}, Errorf(ENotFound, "nothing is stored of this visitor")
 	}
 	if audited {
 		revealed := []subject{{"visitor", visitorID}}
@@ -251,13 +247,13 @@ func (s *Service) chatExport(site *Site, c StoredChat) (ChatExport, error) {
 // and the visitor behind it, if any.
 func (s *Service) ExportChat(ctx context.Context, a Actor, chatID string) (Export, error) {
 	if !ValidChatID(chatID) {
-		return Export{}, fmt.Errorf("%w: no chat %q", ErrNotFound, truncateUTF8(chatID, 40))
+		return Export{}, Errorf(ENotFound, "no chat %q", truncateUTF8(chatID, 40))
 	}
-	c, err := s.store.Chat(ctx, a.Site, chatID)
+	c, err := s.chat(ctx, a.Site, chatID)
 	if err != nil {
 		return Export{}, fmt.Errorf("export chat of %s: %w", a.Site.ID, err)
 	}
-	consents, err := s.store.ChatConsents(ctx, a.Site, chatID)
+	consents, err := s.privacy.ChatConsents(ctx, a.Site, chatID)
 	if err != nil {
 		return Export{}, fmt.Errorf("export chat of %s: %w", a.Site.ID, err)
 	}
@@ -283,7 +279,7 @@ func (s *Service) RectifyVisitor(ctx context.Context, a Actor, visitorID string,
 		return Export{}, fmt.Errorf("rectify visitor of %s: %w", a.Site.ID, err)
 	}
 	if len(d.Chats) == 0 {
-		return Export{}, fmt.Errorf("%w: the visitor has no contact details to rectify", ErrNotFound)
+		return Export{}, Errorf(ENotFound, "the visitor has no contact details to rectify")
 	}
 	if err := s.rectify(ctx, a, "v:"+visitorID, vkey, d.Chats, ch); err != nil {
 		return Export{}, err
@@ -297,7 +293,7 @@ func (s *Service) RectifyVisitor(ctx context.Context, a Actor, visitorID string,
 func (s *Service) rectify(ctx context.Context, a Actor, member, vkey string, chats []StoredChat, ch ContactChange) error {
 	site := a.Site
 	if ch.Name == nil && ch.Email == nil && ch.Phone == nil {
-		return fmt.Errorf("%w: contact needs at least one of name, email, phone", ErrInvalid)
+		return Errorf(EInvalid, "contact needs at least one of name, email, phone")
 	}
 	probe := Contact{}
 	if ch.Name != nil {
@@ -335,7 +331,7 @@ func (s *Service) rectify(ctx context.Context, a Actor, member, vkey string, cha
 	if ch.Email != nil && probe.Email != "" {
 		r.NewIndex = s.hasher.Short(site.ID, PurposeEmail, NormalizeEmail(probe.Email))
 	}
-	if err := s.store.Rectify(ctx, site, r); err != nil {
+	if err := s.privacy.Rectify(ctx, site, r); err != nil {
 		return fmt.Errorf("rectify on %s: %w", site.ID, err)
 	}
 	// The new contact details are kept with the subject: its erasure drops them.
@@ -361,7 +357,7 @@ func (s *Service) EraseVisitor(ctx context.Context, a Actor, visitorID string) e
 	}
 	e := Erasure{VisitorKey: vkey, VisitorID: visitorID, Subject: s.AuditTarget(a.Site.ID, "visitor", visitorID),
 		Owed: &ErasureOwed{Actor: a.KeyID, ChatIDs: ids}}
-	if err := s.store.Erase(ctx, a.Site, e); err != nil {
+	if err := s.privacy.Erase(ctx, a.Site, e); err != nil {
 		return fmt.Errorf("erase visitor of %s: %w", a.Site.ID, err)
 	}
 	return s.settleErasure(ctx, a.Site, e)
@@ -384,7 +380,7 @@ func (s *Service) settleErasure(ctx context.Context, site *Site, e Erasure) erro
 		if err != nil {
 			return err
 		}
-		if err := s.store.Enqueue(ctx, site, d, now); err != nil {
+		if err := s.webhooks.Enqueue(ctx, site, d, now); err != nil {
 			return fmt.Errorf("%s webhook: %w", EventSubjectErased, err)
 		}
 	}
@@ -392,7 +388,7 @@ func (s *Service) settleErasure(ctx context.Context, site *Site, e Erasure) erro
 	if e.ChatID != "" {
 		action, sj = "chat.erase", subject{"chat", e.ChatID}
 	}
-	if err := s.store.SettleErasure(ctx, site, e, s.auditEntry(site, e.Owed.Actor, action, sj), s.Retention(site)); err != nil {
+	if err := s.privacy.SettleErasure(ctx, site, e, s.auditEntry(site, e.Owed.Actor, action, sj), s.Retention(site)); err != nil {
 		return fmt.Errorf("audit %s: %w", action, err)
 	}
 	return nil
@@ -401,9 +397,9 @@ func (s *Service) settleErasure(ctx context.Context, site *Site, e Erasure) erro
 // EraseChat erases one chat: a chat without identity is a subject of its own.
 func (s *Service) EraseChat(ctx context.Context, a Actor, chatID string) error {
 	if !ValidChatID(chatID) {
-		return fmt.Errorf("%w: no chat %q", ErrNotFound, truncateUTF8(chatID, 40))
+		return Errorf(ENotFound, "no chat %q", truncateUTF8(chatID, 40))
 	}
-	c, err := s.store.Chat(ctx, a.Site, chatID)
+	c, err := s.chat(ctx, a.Site, chatID)
 	if err != nil {
 		return fmt.Errorf("erase chat of %s: %w", a.Site.ID, err)
 	}
@@ -415,7 +411,7 @@ func (s *Service) EraseChat(ctx context.Context, a Actor, chatID string) error {
 	}
 	e := Erasure{ChatID: chatID, Subject: s.AuditTarget(a.Site.ID, "chat", chatID),
 		Owed: &ErasureOwed{Actor: a.KeyID, ChatIDs: []string{chatID}}}
-	if err := s.store.Erase(ctx, a.Site, e); err != nil {
+	if err := s.privacy.Erase(ctx, a.Site, e); err != nil {
 		return fmt.Errorf("erase chat of %s: %w", a.Site.ID, err)
 	}
 	return s.settleErasure(ctx, a.Site, e)
@@ -427,7 +423,7 @@ func (s *Service) EraseChat(ctx context.Context, a Actor, chatID string) error {
 func (s *Service) SweepErasures(ctx context.Context) (int, error) {
 	n := 0
 	for _, site := range s.sites.All() {
-		pending, err := s.store.PendingErasures(ctx, site)
+		pending, err := s.privacy.PendingErasures(ctx, site)
 		if err != nil {
 			return n, fmt.Errorf("sweep erasures of %s: %w", site.ID, err)
 		}
@@ -436,7 +432,7 @@ func (s *Service) SweepErasures(ctx context.Context) (int, error) {
 			// where the request left it, so it is audited once.
 			bare := e
 			bare.Owed = nil
-			if err := s.store.Erase(ctx, site, bare); err != nil {
+			if err := s.privacy.Erase(ctx, site, bare); err != nil {
 				return n, fmt.Errorf("sweep erasures of %s: %w", site.ID, err)
 			}
 			if err := s.settleErasure(ctx, site, e); err != nil {
@@ -454,7 +450,7 @@ func (s *Service) SweepErasures(ctx context.Context) (int, error) {
 func (s *Service) visitorOf(site *Site, token string) (string, error) {
 	tok, ok := s.verify(token, site, utc(s.now()))
 	if !ok || tok.Kind != KindID {
-		return "", fmt.Errorf("%w: a valid identity token is required", ErrUnauthorized)
+		return "", Errorf(EUnauthorized, "a valid identity token is required")
 	}
 	return tok.VisitorID, nil
 }
@@ -469,7 +465,7 @@ func (s *Service) ExportMine(ctx context.Context, site *Site, token string) (Exp
 	e, err := s.ExportVisitor(ctx, Actor{Site: site, KeyID: "visitor", Role: RolePrivacy}, id)
 	if errors.Is(err, ErrNotFound) {
 		// An erased visitor's token is foreign from then on.
-		return Export{}, fmt.Errorf("%w: a valid identity token is required", ErrUnauthorized)
+		return Export{}, Errorf(EUnauthorized, "a valid identity token is required")
 	}
 	if err != nil {
 		return Export{}, err

@@ -1,7 +1,9 @@
 package visitor_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -281,4 +283,188 @@ func findBy(list any, key, value string) map[string]any {
 		}
 	}
 	return nil
+}
+
+// Invariant 6: erasing one chat of a visitor drops the queued deliveries that
+// carry that chat's contact details (a subject.rectified naming it); the
+// visitor's other chats still hear of the rectification, without the erased one.
+func TestEraseOneChatPurgesQueuedRectification(t *testing.T) {
+	t.Parallel()
+	site := crmSite(visitor.ConsentOptIn)
+	d := newConsentDomain(t, site)
+	ctx := context.Background()
+	token := d.grant("shop", false)
+	id := d.idOf("shop", token)
+	var chats []string
+	for range 2 {
+		res, err := d.svc.StartChat(ctx, visitor.ChatRequest{Site: site, Token: token,
+			Contact: visitor.Contact{Name: "Ada", Email: "ada@math.example"}, URL: consentOrigin + "/pricing", UserAgent: consentUA, IP: domainIP})
+		if err != nil {
+			t.Fatal(err)
+		}
+		chats = append(chats, res.ChatID)
+		d.clock.Advance(time.Minute)
+	}
+	d.queuedBodies("shop") // chat.started
+	name, email := "Grace Hopper", "grace@navy.example"
+	if _, err := d.svc.RectifyVisitor(ctx, d.privacy("shop"), id, visitor.ContactChange{Name: &name, Email: &email}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.svc.EraseChat(ctx, d.privacy("shop"), chats[0]); err != nil {
+		t.Fatal(err)
+	}
+	var rectified []string
+	for _, b := range d.queuedBodies("shop") {
+		if strings.Contains(b, chats[0]) && strings.Contains(b, "grace") {
+			t.Errorf("after erasing chat %s a queued delivery still carries its contact: %s", chats[0], b)
+		}
+		if strings.Contains(b, `"event":"subject.rectified"`) {
+			rectified = append(rectified, b)
+		}
+	}
+	if len(rectified) != 1 || !strings.Contains(rectified[0], chats[1]) || !strings.Contains(rectified[0], "grace@navy.example") {
+		t.Errorf("queued subject.rectified %q, want one for the remaining chat %s", rectified, chats[1])
+	}
+}
+
+// Erasing a visitor's chat takes the visitor out of that chat's e-mail blind
+// index once no other chat of theirs gives that e-mail: a search by the e-mail
+// must not lead to the visitor whose contact details were erased.
+func TestEraseChatLeavesNoEmailLink(t *testing.T) {
+	t.Parallel()
+	site := consentSite("shop", visitor.ConsentOptIn, visitor.IPTruncate)
+	d := newConsentDomain(t, site)
+	ctx := context.Background()
+	token := d.grant("shop", false)
+	id := d.idOf("shop", token)
+	start := func(email string) string {
+		t.Helper()
+		res, err := d.svc.StartChat(ctx, visitor.ChatRequest{Site: site, Token: token,
+			Contact: visitor.Contact{Name: "Ada", Email: email}, URL: consentOrigin + "/", UserAgent: consentUA, IP: domainIP})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.clock.Advance(time.Minute)
+		return res.ChatID
+	}
+	a1, a2, b := start("ada@math.example"), start("ada@math.example"), start("ada@work.example")
+	search := func(email string) []string {
+		t.Helper()
+		vs, _, err := d.svc.SearchSubjects(ctx, d.privacy("shop"), email)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return vs
+	}
+	if err := d.svc.EraseChat(ctx, d.privacy("shop"), a1); err != nil {
+		t.Fatal(err)
+	}
+	if vs := search("ada@math.example"); len(vs) != 1 || vs[0] != id {
+		t.Errorf("search after erasing one of two chats with the e-mail: %q, want the visitor", vs)
+	}
+	for _, c := range []string{a2, b} {
+		if err := d.svc.EraseChat(ctx, d.privacy("shop"), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, email := range []string{"ada@math.example", "ada@work.example"} {
+		if vs := search(email); len(vs) != 0 {
+			t.Errorf("search for %s after erasing every chat giving it: %q, want none", email, vs)
+		}
+	}
+}
+
+// Art. 17: an erasure leaves nothing of its subject the service can read back
+// (data, export, chats, the e-mail blind index), is audited under the subject,
+// and makes an erased visitor's token foreign; erasing a chat keeps the rest of
+// its visitor.
+func TestErasure(t *testing.T) {
+	t.Parallel()
+	const email = "ada@example.org"
+	type subject struct {
+		token, visitorID, chatID string
+	}
+	for _, tt := range []struct {
+		name         string
+		erase        func(*domain, subject) error
+		again        bool   // erase twice: the second is not_found
+		visitorGone  bool   // the visitor's data is gone
+		action, kind string // the audit entry
+	}{
+		{name: "visitor by the privacy team", erase: func(d *domain, s subject) error { return d.svc.EraseVisitor(d.ctx, d.privacy, s.visitorID) },
+			visitorGone: true, action: "subject.erase", kind: "visitor"},
+		{name: "visitor twice", erase: func(d *domain, s subject) error { return d.svc.EraseVisitor(d.ctx, d.privacy, s.visitorID) },
+			again: true, visitorGone: true, action: "subject.erase", kind: "visitor"},
+		{name: "visitor by the visitor", erase: func(d *domain, s subject) error { return d.svc.EraseMine(d.ctx, d.site, s.token) },
+			visitorGone: true, action: "subject.erase", kind: "visitor"},
+		{name: "chat", erase: func(d *domain, s subject) error { return d.svc.EraseChat(d.ctx, d.privacy, s.chatID) },
+			action: "chat.erase", kind: "chat"},
+		{name: "chat twice", erase: func(d *domain, s subject) error { return d.svc.EraseChat(d.ctx, d.privacy, s.chatID) },
+			again: true, action: "chat.erase", kind: "chat"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			d := newDomain(t, nil)
+			tok := d.pageview(t, "", "/pricing", "Pricing", "")
+			s := subject{token: tok, visitorID: d.visitorID(t, tok), chatID: d.startChat(t, tok, false, false).ChatID}
+			if err := tt.erase(d, s); err != nil {
+				t.Fatal(err)
+			}
+			if tt.again {
+				if err := tt.erase(d, s); visitor.ErrorCode(err) != visitor.ENotFound {
+					t.Errorf("second erasure = %v, want not_found", err)
+				}
+			}
+
+			if _, err := d.store.Chat(d.ctx, d.site, s.chatID); !errors.Is(err, visitor.ErrNotFound) {
+				t.Errorf("Chat after the erasure = %v, want not found", err)
+			}
+			if _, err := d.svc.ExportChat(d.ctx, d.privacy, s.chatID); visitor.ErrorCode(err) != visitor.ENotFound {
+				t.Errorf("ExportChat after the erasure = %v, want not_found", err)
+			}
+			visitors, chats, err := d.svc.SearchSubjects(d.ctx, d.privacy, email)
+			if err != nil || len(visitors)+len(chats) != 0 {
+				t.Errorf("SearchSubjects(%s) = %v, %v, %v; want nothing", email, visitors, chats, err)
+			}
+			data, err := d.store.VisitorData(d.ctx, d.site, d.vkey(s.visitorID))
+			switch {
+			case tt.visitorGone && !errors.Is(err, visitor.ErrErased):
+				t.Errorf("VisitorData after the erasure = %+v, %v; want erased", data, err)
+			case !tt.visitorGone && (err != nil || data.Profile == nil || len(data.Sessions) != 1 || len(data.Chats) != 0):
+				t.Errorf("VisitorData after the chat's erasure = %+v, %v; want the profile and session without the chat", data, err)
+			}
+			_, err = d.svc.ExportVisitor(d.ctx, d.privacy, s.visitorID)
+			if got, want := visitor.ErrorCode(err), map[bool]string{true: visitor.ENotFound, false: ""}[tt.visitorGone]; got != want {
+				t.Errorf("ExportVisitor after the erasure = %v, want code %q", err, want)
+			}
+
+			// The erased visitor's token is foreign: its next page view is a new visitor's.
+			res, err := d.svc.Track(d.ctx, visitor.Hit{Site: d.site, Type: visitor.HitPageview, URL: domainOrigin + "/", Token: tok,
+				UserAgent: domainUA, IP: domainIP})
+			if err != nil || !res.Tracked {
+				t.Fatalf("page view after the erasure = %+v, %v", res, err)
+			}
+			if got := res.Issued && d.visitorID(t, res.Token) != s.visitorID; got != tt.visitorGone {
+				t.Errorf("page view after the erasure issued a new identity: %v, want %v", got, tt.visitorGone)
+			}
+
+			id := s.visitorID
+			if tt.kind == "chat" {
+				id = s.chatID
+			}
+			entries, _, err := d.store.AuditLog(d.ctx, d.site, "", 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			target, n := d.svc.AuditTarget(d.site.ID, tt.kind, id), 0
+			for _, e := range entries {
+				if e.Action == tt.action && e.Target == target {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Errorf("%d %s entries about the subject, want 1", n, tt.action)
+			}
+		})
+	}
 }

@@ -2,18 +2,13 @@ package visitor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"time"
 )
 
-// ErrRateLimited reports a caller that sent more requests than its site allows
-// in a window; the error that wraps it is a *RateLimitError, which says when to
-// try again.
-var ErrRateLimited = errors.New("rate limited")
-
-// RateLimitError is a request refused by a rate limit. It wraps ErrRateLimited.
+// RateLimitError is a request refused by a rate limit. It carries an *Error of
+// code ERateLimited, so errors.Is(err, ErrRateLimited) holds.
 type RateLimitError struct {
 	// RetryAfter is how long the caller should wait before it tries again.
 	RetryAfter time.Duration
@@ -24,8 +19,8 @@ func (e *RateLimitError) Error() string {
 	return fmt.Sprintf("too many requests; try again in %d s", e.RetrySeconds())
 }
 
-// Unwrap makes errors.Is(err, ErrRateLimited) hold.
-func (e *RateLimitError) Unwrap() error { return ErrRateLimited }
+// Unwrap returns the client error: code ERateLimited, Error's message.
+func (e *RateLimitError) Unwrap() error { return &Error{Code: ERateLimited, Message: e.Error()} }
 
 // RetrySeconds is RetryAfter in whole seconds, rounded up and at least 1, as the
 // Retry-After header carries it.

@@ -44,7 +44,7 @@ func recordTestService(tb testing.TB, site *Site, store Store) *Service {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return NewService(sites, store, nil, hasher, nil, nil, nil, WithClock(func() time.Time { return recordTestNow }))
+	return NewService(Deps{Sites: sites, Store: store, Hasher: hasher}, WithClock(func() time.Time { return recordTestNow }))
 }
 
 // retentionOnlyStore accepts retention overrides and audit entries; any other

@@ -1,42 +1,24 @@
 package visitor
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"net/netip"
 	"time"
 )
 
-// Store is what the Service needs of its storage. Methods return ErrStoreUnavailable
-// (wrapped) when the store cannot be reached in time.
+// Store is everything the Service needs of its storage: one store for every
+// concept, as redisstore.Store is. The Service holds each concept's part
+// apart; each part is declared in its concept's file.
 type Store interface {
-	// RecordHit writes a page view, heartbeat or leave in one round trip and says
-	// what became of it.
-	RecordHit(ctx context.Context, w HitWrite) (HitOutcome, error)
-	// CountRefused adds one to the site's anonymous counter of reason for the day of now.
-	CountRefused(ctx context.Context, site *Site, now time.Time, reason Reason) error
-	// ConsentChoice returns the visitor's current consent choice; ok is false
-	// when there is none.
-	ConsentChoice(ctx context.Context, site *Site, visitorKey string) (c Choice, ok bool, err error)
-	// SaveConsent writes a consent record and the choice it makes; a refusal also
-	// deletes the visitor's behaviour data, and WithdrawMarketing withdraws the
-	// marketing permission of the visitor's chats in the same write, returning
-	// the ids of the chats it withdrew it from, with those an earlier
-	// withdrawal left owed (sorted). It returns ErrErased (wrapped)
-	// when the visitor was erased.
-	SaveConsent(ctx context.Context, w ConsentWrite) (withdrawn []string, err error)
-	// OwedWithdrawals returns the chats of a visitor whose marketing.withdrawn
-	// a withdrawal wrote and was not queued (SaveConsent returns them too).
-	OwedWithdrawals(ctx context.Context, site *Site, visitorKey string) ([]string, error)
-	// SettleWithdrawals records that the marketing.withdrawn of chatIDs is queued.
-	SettleWithdrawals(ctx context.Context, site *Site, visitorKey string, chatIDs []string) error
+	TrackStore
+	ConsentStore
 	ChatStore
 	OperatorStore
-	RetentionStore
 	PrivacyStore
+	RetentionStore
 	AuditStore
-	ReexpiryStore
+	WebhookStore
 }
 
 // Devices turns a User-Agent into a Device.
@@ -53,7 +35,14 @@ type Locator interface {
 // consent. It is safe for concurrent use.
 type Service struct {
 	sites     *Sites
-	store     Store
+	track     TrackStore
+	consent   ConsentStore
+	chats     ChatStore
+	operator  OperatorStore
+	privacy   PrivacyStore
+	retain    RetentionStore
+	audits    AuditStore
+	webhooks  WebhookStore
 	signer    *Signer
 	hasher    *Hasher
 	sealer    *Sealer
@@ -75,13 +64,30 @@ func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = 
 // WithIDs replaces NewVisitorID, for tests.
 func WithIDs(newID func() string) Option { return func(s *Service) { s.newID = newID } }
 
-// NewService returns a Service over its dependencies.
-func NewService(sites *Sites, store Store, signer *Signer, hasher *Hasher, sealer *Sealer, devices Devices, locator Locator, opts ...Option) *Service {
+// Deps are the Service's required dependencies. Signer, Sealer, Devices and
+// Locator may be nil for a Service that never needs them (tests); Locator nil
+// places every visitor nowhere.
+type Deps struct {
+	Sites   *Sites
+	Store   Store
+	Signer  *Signer
+	Hasher  *Hasher
+	Sealer  *Sealer
+	Devices Devices
+	Locator Locator
+}
+
+// NewService returns a Service over d, with opts applied.
+func NewService(d Deps, opts ...Option) *Service {
 	s := &Service{
-		sites: sites, store: store, signer: signer, hasher: hasher, sealer: sealer, devices: devices, locator: locator,
+		sites: d.Sites, signer: d.Signer, hasher: d.Hasher, sealer: d.Sealer, devices: d.Devices, locator: d.Locator,
 		now: time.Now, newID: NewVisitorID, textHash: map[string]string{}, bounds: RetentionBounds{Min: 1, Max: 1825},
 	}
-	for _, site := range sites.All() {
+	if d.Store != nil {
+		s.track, s.consent, s.chats, s.operator = d.Store, d.Store, d.Store, d.Store
+		s.privacy, s.retain, s.audits, s.webhooks = d.Store, d.Store, d.Store, d.Store
+	}
+	for _, site := range d.Sites.All() {
 		sum := sha256.Sum256([]byte(site.LegalText))
 		s.textHash[site.ID] = hex.EncodeToString(sum[:])
 	}

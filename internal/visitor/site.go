@@ -1,7 +1,6 @@
 package visitor
 
 import (
-	"fmt"
 	"regexp"
 	"time"
 )
@@ -147,17 +146,18 @@ func (s *Site) RefusalLifetime() time.Duration {
 
 // ValidateRetention checks r against the bounds [minDays, maxDays] and the rule that
 // consent proof outlives what it proves: consents ≥ max(profiles, consent_valid_days).
+// A window that breaks either is an *Error of code ERetentionBounds.
 func (s *Site) ValidateRetention(r Retention, minDays, maxDays int) error {
 	for _, f := range []struct {
 		name string
 		days int
 	}{{"sessions", r.Sessions}, {"profiles", r.Profiles}, {"chats", r.Chats}, {"consents", r.Consents}, {"audit", r.Audit}} {
 		if f.days < minDays || f.days > maxDays {
-			return fmt.Errorf("%w: retention %s is %d days, outside %d..%d", ErrInvalid, f.name, f.days, minDays, maxDays)
+			return Errorf(ERetentionBounds, "retention %s is %d days, outside %d..%d", f.name, f.days, minDays, maxDays)
 		}
 	}
 	if need := max(r.Profiles, s.ConsentValidDays); r.Consents < need {
-		return fmt.Errorf("%w: retention consents is %d days, must be at least %d (max of profiles and consent_valid_days)", ErrInvalid, r.Consents, need)
+		return Errorf(ERetentionBounds, "retention consents is %d days, must be at least %d (max of profiles and consent_valid_days)", r.Consents, need)
 	}
 	return nil
 }
@@ -174,7 +174,7 @@ func NewSites(sites []*Site) (*Sites, error) {
 	s := &Sites{byID: make(map[string]*Site, len(sites)), origins: map[string]bool{}}
 	for _, site := range sites {
 		if _, dup := s.byID[site.ID]; dup {
-			return nil, fmt.Errorf("%w: site %q is defined twice", ErrInvalid, site.ID)
+			return nil, Errorf(EInvalid, "site %q is defined twice", site.ID)
 		}
 		s.byID[site.ID] = site
 		s.list = append(s.list, site)
@@ -190,7 +190,7 @@ func (s *Sites) Get(id string) (*Site, error) {
 	if site, ok := s.byID[id]; ok {
 		return site, nil
 	}
-	return nil, fmt.Errorf("%w: %q", ErrUnknownSite, truncateUTF8(id, 40))
+	return nil, Errorf(EUnknownSite, "site %q is not configured", truncateUTF8(id, 40))
 }
 
 // All returns every site in configuration order.

@@ -67,6 +67,7 @@ func tokenFlip(tb testing.TB, raw string, part, index int, to byte) string {
 }
 
 func TestSignerIssuesPayloadWithKindSiteKeyTimesAndVisitorID(t *testing.T) {
+	t.Parallel()
 	s := tokenTestSigner(t, tokenSecretNew)
 	id := NewVisitorID()
 	exp := tokenTestNow.Add(MaxCookieLifetime)
@@ -115,6 +116,7 @@ func TestSignerIssuesPayloadWithKindSiteKeyTimesAndVisitorID(t *testing.T) {
 }
 
 func TestNewVisitorIDIsRandom128BitsAndDistinct(t *testing.T) {
+	t.Parallel()
 	seen := map[string]bool{}
 	for range 10000 {
 		id := NewVisitorID()
@@ -136,6 +138,7 @@ func TestNewVisitorIDIsRandom128BitsAndDistinct(t *testing.T) {
 }
 
 func TestSignerRotation(t *testing.T) {
+	t.Parallel()
 	old := tokenTestSigner(t, tokenSecretOld)
 	rotated := tokenTestSigner(t, tokenSecretNew, tokenSecretOld)
 	id := NewVisitorID()
@@ -163,6 +166,7 @@ func TestSignerRotation(t *testing.T) {
 }
 
 func TestNewSignerRejectsMissingOrShortSecrets(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		secrets [][]byte
@@ -181,6 +185,7 @@ func TestNewSignerRejectsMissingOrShortSecrets(t *testing.T) {
 }
 
 func TestVerifyTreatsForeignTokensAsForeign(t *testing.T) {
+	t.Parallel()
 	s := tokenTestSigner(t, tokenSecretNew)
 	exp := tokenTestNow.Add(24 * time.Hour)
 	valid := s.Sign(Token{Kind: KindID, Site: "shop", IssuedAt: tokenTestNow, Expires: exp, VisitorID: NewVisitorID()})
@@ -257,6 +262,7 @@ func tokenSigByte(tb testing.TB, raw string, i int) byte {
 }
 
 func TestRefusalTokenCarriesNoVisitorID(t *testing.T) {
+	t.Parallel()
 	s := tokenTestSigner(t, tokenSecretNew)
 	exp := tokenTestNow.Add(RefusalLifetimeOptOut)
 	raw := s.Sign(Token{Kind: KindRefusal, Site: "shop", IssuedAt: tokenTestNow, Expires: exp})

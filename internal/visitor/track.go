@@ -79,6 +79,17 @@ const (
 // ErrErased reports a visitor whose identity has been erased (a tombstone).
 var ErrErased = errors.New("visitor erased")
 
+// TrackStore is what the Service needs of its storage to track hits. Its
+// methods return ErrStoreUnavailable (wrapped) when the store cannot be reached
+// in time.
+type TrackStore interface {
+	// RecordHit writes a page view, heartbeat or leave in one round trip and says
+	// what became of it.
+	RecordHit(ctx context.Context, w HitWrite) (HitOutcome, error)
+	// CountRefused adds one to the site's anonymous counter of reason for the day of now.
+	CountRefused(ctx context.Context, site *Site, now time.Time, reason Reason) error
+}
+
 // HitWrite is what the store writes for a tracked hit.
 type HitWrite struct {
 	Site       *Site
@@ -109,11 +120,11 @@ func (h Hit) Validate() error {
 	case HitPageview:
 		// Under DNT or GPC the tracker sends only a count ping, without a URL.
 		if h.URL == "" && !h.DNT && !h.GPC {
-			return fmt.Errorf("%w: a pageview needs a url", ErrInvalid)
+			return Errorf(EInvalid, "a pageview needs a url")
 		}
 	case HitHeartbeat, HitLeave:
 	default:
-		return fmt.Errorf("%w: type must be pageview, heartbeat or leave", ErrInvalid)
+		return Errorf(EInvalid, "type must be pageview, heartbeat or leave")
 	}
 	return nil
 }
@@ -169,7 +180,7 @@ func (s *Service) Track(ctx context.Context, h Hit) (TrackResult, error) {
 	if requireGrant && !tok.HasGrant(site.PolicyVersion, now) {
 		return TrackResult{Reason: ReasonNoConsent}, s.count(ctx, site, now, pageview, ReasonNoConsent)
 	}
-	out, err := s.store.RecordHit(ctx, s.hitWrite(h, site, tok.VisitorID, page, dev, now, requireGrant))
+	out, err := s.track.RecordHit(ctx, s.hitWrite(h, site, tok.VisitorID, page, dev, now, requireGrant))
 	if err != nil {
 		return TrackResult{}, err
 	}
@@ -197,7 +208,7 @@ func (s *Service) trackNew(ctx context.Context, h Hit, site *Site, page Page, de
 	id := s.newID()
 	w := s.hitWrite(h, site, id, page, dev, now, false)
 	w.NewVisitor = true
-	out, err := s.store.RecordHit(ctx, w)
+	out, err := s.track.RecordHit(ctx, w)
 	if err != nil {
 		return TrackResult{}, err
 	}
@@ -228,7 +239,7 @@ func (s *Service) count(ctx context.Context, site *Site, now time.Time, pageview
 	if !pageview {
 		return nil
 	}
-	return s.store.CountRefused(ctx, site, now, reason)
+	return s.track.CountRefused(ctx, site, now, reason)
 }
 
 // countIf returns reason when a page view is counted, else "" (nothing counted).

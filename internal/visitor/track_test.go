@@ -1,7 +1,9 @@
 package visitor_test
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -234,5 +236,233 @@ func TestSessionPagesCapped(t *testing.T) {
 	}
 	if len(cv.Trail) != redisstore.MaxSessionPages {
 		t.Errorf("chat context trail holds %d pages, want %d", len(cv.Trail), redisstore.MaxSessionPages)
+	}
+}
+
+// stats reads site's counters of the day of now through the store.
+func stats(tb testing.TB, st stack, site *visitor.Site) map[string]int64 {
+	tb.Helper()
+	m, err := st.store.Stats(context.Background(), site, st.clock.Now())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
+// grantToken records an analytics grant on site through the banner and
+// returns the identity token it issues.
+func grantToken(tb testing.TB, st stack, site *visitor.Site) string {
+	tb.Helper()
+	res, err := st.svc.SetConsent(context.Background(), visitor.ConsentRequest{Site: site, Analytics: true,
+		PolicyVersion: site.PolicyVersion, Method: visitor.MethodBanner, UserAgent: domainUA, IP: domainIP})
+	if err != nil || res.Token == "" {
+		tb.Fatalf("grant on %s: %v (token %q)", site.ID, err, res.Token)
+	}
+	return res.Token
+}
+
+// refusalToken records a refusal on site through the banner and returns the
+// refusal token it issues.
+func refusalToken(tb testing.TB, st stack, site *visitor.Site) string {
+	tb.Helper()
+	res, err := st.svc.SetConsent(context.Background(), visitor.ConsentRequest{Site: site,
+		PolicyVersion: site.PolicyVersion, Method: visitor.MethodBanner, UserAgent: domainUA, IP: domainIP})
+	if err != nil || res.Token == "" {
+		tb.Fatalf("refuse on %s: %v (token %q)", site.ID, err, res.Token)
+	}
+	return res.Token
+}
+
+// Invariant 1: GPC, then DNT, then bots, then consent decide whether a hit is
+// tracked, in that order, in every consent mode; what is not tracked is
+// counted under its reason and nothing of it is stored.
+func TestTrackPrivacyPrecedence(t *testing.T) {
+	t.Parallel()
+	const bot = "Googlebot/2.1 (+http://www.google.com/bot.html)"
+	none := func(testing.TB, stack, *visitor.Site) string { return "" }
+	oldGrant := func(tb testing.TB, st stack, site *visitor.Site) string {
+		now := st.clock.Now()
+		return st.signer.Sign(visitor.Token{Kind: visitor.KindID, Site: site.ID, IssuedAt: now, Expires: now.Add(time.Hour),
+			VisitorID: visitor.NewVisitorID(), ConsentUntil: now.Add(time.Hour), ConsentPolicy: "2025-01"})
+	}
+	for _, tt := range []struct {
+		name     string
+		mode     visitor.ConsentMode
+		token    func(testing.TB, stack, *visitor.Site) string
+		hit      visitor.HitType
+		dnt, gpc bool
+		ua       string
+		tracked  bool
+		reason   visitor.Reason
+		forget   bool   // the identity cookie is to be expired
+		counted  string // the day's counter that grows by one ("" for none)
+		objected bool   // the visitor's choice is now a refusal and its behaviour data gone
+	}{
+		{name: "opt-out new visitor", mode: visitor.ConsentOptOut, token: none, tracked: true, counted: "tracked"},
+		{name: "opt-out dnt", mode: visitor.ConsentOptOut, token: none, dnt: true, reason: visitor.ReasonDNT, counted: "dnt"},
+		{name: "opt-out gpc", mode: visitor.ConsentOptOut, token: none, gpc: true, reason: visitor.ReasonGPC, counted: "gpc"},
+		{name: "gpc before dnt", mode: visitor.ConsentOptOut, token: none, dnt: true, gpc: true, reason: visitor.ReasonGPC, counted: "gpc"},
+		{name: "opt-out bot", mode: visitor.ConsentOptOut, token: none, ua: bot, reason: visitor.ReasonBot, counted: "bot"},
+		{name: "dnt before bot", mode: visitor.ConsentOptOut, token: none, ua: bot, dnt: true, reason: visitor.ReasonDNT, counted: "dnt"},
+		{name: "opt-out refusal token", mode: visitor.ConsentOptOut, token: refusalToken, reason: visitor.ReasonNoConsent, counted: "no_consent"},
+		{name: "opt-out heartbeat without session", mode: visitor.ConsentOptOut, token: none, hit: visitor.HitHeartbeat, reason: visitor.ReasonNoSession},
+		{name: "opt-in new visitor", mode: visitor.ConsentOptIn, token: none, reason: visitor.ReasonNoConsent, counted: "no_consent"},
+		{name: "opt-in grant", mode: visitor.ConsentOptIn, token: grantToken, tracked: true, counted: "tracked"},
+		{name: "opt-in grant of an older policy", mode: visitor.ConsentOptIn, token: oldGrant, reason: visitor.ReasonNoConsent, counted: "no_consent"},
+		{name: "opt-in refusal token", mode: visitor.ConsentOptIn, token: refusalToken, reason: visitor.ReasonNoConsent, counted: "no_consent"},
+		{name: "opt-in grant under dnt", mode: visitor.ConsentOptIn, token: grantToken, dnt: true, reason: visitor.ReasonDNT, forget: true, counted: "dnt"},
+		{name: "opt-in grant under gpc objects", mode: visitor.ConsentOptIn, token: grantToken, gpc: true, reason: visitor.ReasonGPC, forget: true,
+			counted: "gpc", objected: true},
+		{name: "opt-in grant as bot", mode: visitor.ConsentOptIn, token: grantToken, ua: bot, reason: visitor.ReasonBot, counted: "bot"},
+		{name: "on-chat new visitor", mode: visitor.ConsentOnChat, token: none, reason: visitor.ReasonNoConsent, counted: "no_consent"},
+		{name: "on-chat grant", mode: visitor.ConsentOnChat, token: grantToken, tracked: true, counted: "tracked"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			site := domainSite()
+			site.Consent = tt.mode
+			st := newStack(t, []*visitor.Site{site}, domainDevices{}, domainLocator{})
+			ctx := context.Background()
+			token := tt.token(t, st, site)
+			// The visitor with a token has a page view on record, so that an
+			// objection has behaviour data to delete.
+			var vid string
+			if tok, ok := st.signer.Verify(token, site.ID, st.clock.Now()); ok && tok.Kind == visitor.KindID {
+				vid = tok.VisitorID
+				if tt.objected {
+					if res, err := st.svc.Track(ctx, visitor.Hit{Site: site, Type: visitor.HitPageview, URL: domainOrigin + "/",
+						Token: token, UserAgent: domainUA, IP: domainIP}); err != nil || !res.Tracked {
+						t.Fatalf("first page view: %+v, %v", res, err)
+					}
+				}
+			}
+			before := stats(t, st, site)
+			h := visitor.Hit{Site: site, Type: visitor.HitPageview, URL: domainOrigin + "/pricing", Token: token,
+				UserAgent: domainUA, IP: domainIP, DNT: tt.dnt, GPC: tt.gpc}
+			if tt.hit != "" {
+				h.Type, h.URL = tt.hit, ""
+			}
+			if tt.ua != "" {
+				h.UserAgent = tt.ua
+			}
+			res, err := st.svc.Track(ctx, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Tracked != tt.tracked || res.Reason != tt.reason || res.ForgetIdentity != (tt.forget || (tt.dnt || tt.gpc) && token != "") {
+				t.Errorf("Track = tracked %v, reason %q, forget %v; want %v, %q, %v", res.Tracked, res.Reason, res.ForgetIdentity,
+					tt.tracked, tt.reason, tt.forget || (tt.dnt || tt.gpc) && token != "")
+			}
+			after := stats(t, st, site)
+			for _, k := range []string{"tracked", "gpc", "dnt", "bot", "no_consent", "no_session"} {
+				want := before[k]
+				if k == tt.counted {
+					want++
+				}
+				if after[k] != want {
+					t.Errorf("counter %s = %d, want %d", k, after[k], want)
+				}
+			}
+			if tt.tracked {
+				if vid == "" {
+					tok, ok := st.signer.Verify(res.Token, site.ID, st.clock.Now())
+					if !ok || !res.Issued {
+						t.Fatalf("tracked new visitor without an issued identity: %+v", res)
+					}
+					vid = tok.VisitorID
+				}
+				d, err := st.store.VisitorData(ctx, site, st.hasher.VisitorKey(site.ID, vid))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(d.Sessions) != 1 || d.Sessions[0].CurrentURL != domainOrigin+"/pricing" {
+					t.Errorf("sessions = %+v; want one on /pricing", d.Sessions)
+				}
+			} else if res.Token != "" && res.Token != token {
+				t.Errorf("untracked hit issued a token")
+			}
+			if tt.objected {
+				d, err := st.store.VisitorData(ctx, site, st.hasher.VisitorKey(site.ID, vid))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d.Profile != nil || len(d.Sessions) != 0 || d.Choice == nil || d.Choice.Analytics {
+					t.Errorf("after the objection: profile %+v, %d sessions, choice %+v; want no behaviour data and a refusal", d.Profile, len(d.Sessions), d.Choice)
+				}
+				if !slices.ContainsFunc(d.Consents, func(r visitor.ConsentRecord) bool { return r.Method == visitor.MethodGPC }) {
+					t.Errorf("consent records = %+v; want the objection, by gpc", d.Consents)
+				}
+			}
+		})
+	}
+}
+
+// A session is a run of hits without a gap longer than the site's
+// session_timeout, at most session_max long (shop: 30 min, 4 h); heartbeats
+// keep it alive, a heartbeat outside one is no_session, and a leave closes the
+// current page.
+func TestTrackSessions(t *testing.T) {
+	t.Parallel()
+	type step struct {
+		after time.Duration
+		hit   visitor.HitType
+	}
+	pv, hb := visitor.HitPageview, visitor.HitHeartbeat
+	keepAlive := []step{{0, pv}}
+	for range 11 {
+		keepAlive = append(keepAlive, step{20 * time.Minute, hb})
+	}
+	for _, tt := range []struct {
+		name      string
+		steps     []step
+		last      visitor.Reason // the last hit's reason ("" when tracked)
+		sessions  int            // Profile.Sessions
+		pageViews int            // of the current session
+		closed    bool           // the current page is closed
+	}{
+		{name: "page views within the timeout share a session", steps: []step{{0, pv}, {10 * time.Minute, pv}, {29 * time.Minute, pv}}, sessions: 1, pageViews: 3},
+		{name: "a gap beyond the timeout starts a session", steps: []step{{0, pv}, {10 * time.Minute, pv}, {31 * time.Minute, pv}}, sessions: 2, pageViews: 1},
+		{name: "heartbeats keep a session alive", steps: []step{{0, pv}, {20 * time.Minute, hb}, {20 * time.Minute, hb}, {20 * time.Minute, pv}}, sessions: 1, pageViews: 2},
+		{name: "a session ends at its maximum length", steps: append(slices.Clone(keepAlive), step{25 * time.Minute, pv}), sessions: 2, pageViews: 1},
+		{name: "a heartbeat after the timeout has no session", steps: []step{{0, pv}, {31 * time.Minute, hb}}, last: visitor.ReasonNoSession, sessions: 1, pageViews: 1},
+		{name: "a leave closes the current page", steps: []step{{0, pv}, {time.Minute, visitor.HitLeave}}, sessions: 1, pageViews: 1, closed: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			d := newDomain(t, nil)
+			var token string
+			var res visitor.TrackResult
+			for i, s := range tt.steps {
+				d.clock.Advance(s.after)
+				h := visitor.Hit{Site: d.site, Type: s.hit, Token: token, UserAgent: domainUA, IP: domainIP}
+				if s.hit == pv {
+					h.URL = fmt.Sprintf("%s/page/%d", domainOrigin, i)
+				}
+				var err error
+				if res, err = d.svc.Track(d.ctx, h); err != nil {
+					t.Fatalf("step %d: %v", i, err)
+				}
+				if token == "" {
+					token = res.Token
+				}
+			}
+			if res.Reason != tt.last || res.Tracked != (tt.last == "") {
+				t.Errorf("last hit = tracked %v, reason %q; want reason %q", res.Tracked, res.Reason, tt.last)
+			}
+			data, err := d.store.VisitorData(d.ctx, d.site, d.vkey(d.visitorID(t, token)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if data.Profile == nil || data.Profile.Sessions != tt.sessions {
+				t.Fatalf("profile = %+v; want %d sessions", data.Profile, tt.sessions)
+			}
+			i := slices.IndexFunc(data.Sessions, func(s visitor.SessionData) bool { return s.ID == data.Profile.CurrentSession })
+			if i < 0 {
+				t.Fatalf("the current session %q is not among %+v", data.Profile.CurrentSession, data.Sessions)
+			}
+			if cur := data.Sessions[i]; cur.PageViews != tt.pageViews || cur.CurrentClosed != tt.closed {
+				t.Errorf("current session = %d page views, closed %v; want %d, %v", cur.PageViews, cur.CurrentClosed, tt.pageViews, tt.closed)
+			}
+		})
 	}
 }

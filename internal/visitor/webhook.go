@@ -59,6 +59,23 @@ type ContactBody struct {
 	Phone string `json:"phone,omitempty"`
 }
 
+// WebhookStore is what the Service needs of its storage to queue webhook
+// deliveries. Its methods return ErrStoreUnavailable (wrapped) when the store
+// cannot be reached in time.
+type WebhookStore interface {
+	// Enqueue queues a sealed webhook delivery; one naming a subject
+	// (Delivery.VisitorKey or ChatID) is kept with it, so its erasure drops it.
+	Enqueue(ctx context.Context, site *Site, d Delivery, now time.Time) error
+	// QueuedContacts returns the queued deliveries kept with a visitor (those
+	// carrying contact details), sealed.
+	QueuedContacts(ctx context.Context, site *Site, visitorKey string) ([]Delivery, error)
+	// OwedWithdrawals returns the chats of a visitor whose marketing.withdrawn
+	// a withdrawal wrote and was not queued (SaveConsent returns them too).
+	OwedWithdrawals(ctx context.Context, site *Site, visitorKey string) ([]string, error)
+	// SettleWithdrawals records that the marketing.withdrawn of chatIDs is queued.
+	SettleWithdrawals(ctx context.Context, site *Site, visitorKey string, chatIDs []string) error
+}
+
 // Delivery is a queued, sealed webhook delivery.
 type Delivery struct {
 	ID     string
@@ -103,7 +120,7 @@ func (s *Service) notify(ctx context.Context, site *Site, event string, chatIDs 
 	if contact != nil {
 		d.VisitorKey, d.ChatIDs = visitorKey, chatIDs
 	}
-	if err := s.store.Enqueue(ctx, site, d, now); err != nil {
+	if err := s.webhooks.Enqueue(ctx, site, d, now); err != nil {
 		return fmt.Errorf("%s webhook: %w", event, err)
 	}
 	return nil
@@ -125,11 +142,11 @@ func (s *Service) notifyWithdrawn(ctx context.Context, site *Site, visitorKey st
 		if err != nil {
 			return err
 		}
-		if err := s.store.Enqueue(ctx, site, d, now); err != nil {
+		if err := s.webhooks.Enqueue(ctx, site, d, now); err != nil {
 			return fmt.Errorf("%s webhook: %w", EventMarketingWithdrawn, err)
 		}
 	}
-	if err := s.store.SettleWithdrawals(ctx, site, visitorKey, chatIDs); err != nil {
+	if err := s.webhooks.SettleWithdrawals(ctx, site, visitorKey, chatIDs); err != nil {
 		return fmt.Errorf("%s webhook: %w", EventMarketingWithdrawn, err)
 	}
 	return nil
@@ -139,7 +156,7 @@ func (s *Service) notifyWithdrawn(ctx context.Context, site *Site, visitorKey st
 // withdrawal wrote and could not queue.
 func (s *Service) payWithdrawals(ctx context.Context, site *Site, visitorID string) error {
 	vkey := s.hasher.VisitorKey(site.ID, visitorID)
-	owed, err := s.store.OwedWithdrawals(ctx, site, vkey)
+	owed, err := s.webhooks.OwedWithdrawals(ctx, site, vkey)
 	if err != nil {
 		return fmt.Errorf("%s webhook: %w", EventMarketingWithdrawn, err)
 	}
@@ -151,7 +168,7 @@ func (s *Service) payWithdrawals(ctx context.Context, site *Site, visitorID stri
 // chats only; the erasure then drops those naming chatID (invariant 6). A
 // delivery that cannot be opened is left to the erasure and the dispatcher.
 func (s *Service) requeueWithout(ctx context.Context, site *Site, visitorKey, chatID string) error {
-	queued, err := s.store.QueuedContacts(ctx, site, visitorKey)
+	queued, err := s.webhooks.QueuedContacts(ctx, site, visitorKey)
 	if err != nil {
 		return fmt.Errorf("queued webhooks: %w", err)
 	}

@@ -2,7 +2,9 @@ package visitor_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -54,24 +56,7 @@ func failingService(t *testing.T, d *consentDomain, site *visitor.Site, f *faili
 		t.Fatal(err)
 	}
 	f.Store = d.store
-	return visitor.NewService(set, f, d.signer, d.hasher, d.sealer, device.NewParser(64), nil, visitor.WithClock(d.clock.Now))
-}
-
-// auditCount counts the entries of action about target, read back through the
-// store's audit log.
-func (d *consentDomain) auditCount(site, action, target string) int {
-	d.t.Helper()
-	entries, _, err := d.store.AuditLog(context.Background(), d.sites[site], "", 1000)
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	n := 0
-	for _, e := range entries {
-		if e.Action == action && e.Target == target {
-			n += e.Count
-		}
-	}
-	return n
+	return visitor.NewService(visitor.Deps{Sites: set, Store: f, Signer: d.signer, Hasher: d.hasher, Sealer: d.sealer, Devices: device.NewParser(64)}, visitor.WithClock(d.clock.Now))
 }
 
 // An erasure whose audit entry or subject.erased delivery could not be written
@@ -79,6 +64,7 @@ func (d *consentDomain) auditCount(site, action, target string) int {
 // then writes the entry and queues the delivery, each once, however often it
 // runs.
 func TestInterruptedErasureIsAuditedAndAnnouncedOnce(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		chat  bool // erase the chat alone, not the visitor
@@ -148,6 +134,7 @@ func TestInterruptedErasureIsAuditedAndAnnouncedOnce(t *testing.T) {
 // whose queueing could not be recorded) answers an error; the retry finds no
 // chat left to withdraw, yet queues the event the first attempt owed, once.
 func TestRetriedWithdrawalQueuesOwedEventOnce(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		store failingStore
@@ -201,6 +188,109 @@ func TestRetriedWithdrawalQueuesOwedEventOnce(t *testing.T) {
 			}
 			if got := d.queuedBodies("shop"); len(got) != 0 {
 				t.Errorf("a repeated withdrawal once settled queued %q, want nothing", got)
+			}
+		})
+	}
+}
+
+// Each change a site's CRM must hear of queues one event, sealed, with the body
+// declared in package visitor; a site without a webhook queues none.
+func TestWebhookEvents(t *testing.T) {
+	t.Parallel()
+	newEmail := "ada@new.example"
+	type subject struct {
+		token, visitorID, chatID string
+	}
+	for _, tt := range []struct {
+		name    string
+		webhook bool
+		chat    bool // the visitor started a chat, opting in to marketing
+		act     func(*testing.T, *consentDomain, subject)
+		event   string // "" for none
+		contact *visitor.ContactBody
+	}{
+		{name: "chat start", webhook: true, act: func(t *testing.T, d *consentDomain, s subject) {
+			if _, err := d.svc.StartChat(context.Background(), visitor.ChatRequest{Site: d.sites["shop"], Contact: visitor.Contact{Name: "Ada"},
+				Token: s.token, UserAgent: consentUA, IP: domainIP}); err != nil {
+				t.Fatal(err)
+			}
+		}, event: visitor.EventChatStarted},
+		{name: "rectification", webhook: true, chat: true, act: func(t *testing.T, d *consentDomain, s subject) {
+			if _, err := d.svc.RectifyVisitor(context.Background(), d.privacy("shop"), s.visitorID, visitor.ContactChange{Email: &newEmail}); err != nil {
+				t.Fatal(err)
+			}
+		}, event: visitor.EventSubjectRectified, contact: &visitor.ContactBody{Email: newEmail}},
+		{name: "erasure", webhook: true, chat: true, act: func(t *testing.T, d *consentDomain, s subject) {
+			if err := d.svc.EraseVisitor(context.Background(), d.privacy("shop"), s.visitorID); err != nil {
+				t.Fatal(err)
+			}
+		}, event: visitor.EventSubjectErased},
+		{name: "erasure of a visitor without chats", webhook: true, act: func(t *testing.T, d *consentDomain, s subject) {
+			if err := d.svc.EraseVisitor(context.Background(), d.privacy("shop"), s.visitorID); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "marketing withdrawal", webhook: true, chat: true, act: func(t *testing.T, d *consentDomain, s subject) {
+			if _, err := d.svc.SetConsent(context.Background(), visitor.ConsentRequest{Site: d.sites["shop"], Analytics: true,
+				PolicyVersion: domainPolicy, Method: visitor.MethodAPI, Token: s.token, UserAgent: consentUA, IP: domainIP}); err != nil {
+				t.Fatal(err)
+			}
+		}, event: visitor.EventMarketingWithdrawn},
+		{name: "chat start without a webhook", act: func(t *testing.T, d *consentDomain, s subject) {
+			if _, err := d.svc.StartChat(context.Background(), visitor.ChatRequest{Site: d.sites["shop"], Contact: visitor.Contact{Name: "Ada"},
+				Token: s.token, UserAgent: consentUA, IP: domainIP}); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			site := consentSite("shop", visitor.ConsentOptIn, visitor.IPTruncate)
+			if tt.webhook {
+				site = crmSite(visitor.ConsentOptIn)
+			}
+			d := newConsentDomain(t, site)
+			tok := d.track("shop", d.grant("shop", false), "/pricing", "Pricing")
+			s := subject{token: tok, visitorID: d.idOf("shop", tok)}
+			if tt.chat {
+				res, err := d.svc.StartChat(context.Background(), visitor.ChatRequest{Site: site, Contact: visitor.Contact{Name: "Ada", Email: "ada@example.org"},
+					MarketingOptIn: true, Token: tok, UserAgent: consentUA, IP: domainIP})
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.chatID = res.ChatID
+				d.queuedBodies("shop") // the chat.started of the set-up
+			}
+			tt.act(t, d, s)
+			bodies := d.queuedBodies("shop")
+			if tt.event == "" {
+				if len(bodies) != 0 {
+					t.Errorf("queued %v, want nothing", bodies)
+				}
+				return
+			}
+			if len(bodies) != 1 {
+				t.Fatalf("queued %d deliveries, want one %s: %v", len(bodies), tt.event, bodies)
+			}
+			if tt.event == visitor.EventChatStarted {
+				var b visitor.ChatStartedBody
+				if err := json.Unmarshal([]byte(bodies[0]), &b); err != nil {
+					t.Fatal(err)
+				}
+				if b.Event != tt.event || b.Site != "shop" || b.ChatID == "" || b.Name != "Ada" || !b.Time.Equal(d.clock.Now()) {
+					t.Errorf("body = %+v", b)
+				}
+				return
+			}
+			var b visitor.SubjectBody
+			if err := json.Unmarshal([]byte(bodies[0]), &b); err != nil {
+				t.Fatal(err)
+			}
+			if b.Event != tt.event || b.Site != "shop" || !slices.Equal(b.ChatIDs, []string{s.chatID}) || !b.Time.Equal(d.clock.Now()) {
+				t.Errorf("body = %+v; want %s naming chat %s", b, tt.event, s.chatID)
+			}
+			if (b.Contact == nil) != (tt.contact == nil) || b.Contact != nil && *b.Contact != *tt.contact {
+				t.Errorf("contact = %+v, want %+v", b.Contact, tt.contact)
 			}
 		})
 	}

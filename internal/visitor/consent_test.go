@@ -2,131 +2,18 @@ package visitor_test
 
 import (
 	"context"
-	"net/netip"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/visitord/visitord/internal/device"
-	"github.com/visitord/visitord/internal/redisstore"
 	"github.com/visitord/visitord/internal/redistest"
 	"github.com/visitord/visitord/internal/visitor"
 )
 
-// Fixtures of the domain tests over a real store.
-const (
-	consentUA     = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
-	consentOrigin = "https://shop.example"
-	domainPolicy  = "2026-11"
-)
-
-// domainIP is a visitor's address; no part of it may be stored under ip: drop.
-var domainIP = netip.MustParseAddr("81.2.69.160")
-
-// consentDomain is visitor.Service over a real redisstore.Store on its own redis-server.
-type consentDomain struct {
-	t      testing.TB
-	svc    *visitor.Service
-	store  *redisstore.Store
-	rdb    redis.UniversalClient
-	clock  *domainClock
-	hasher *visitor.Hasher
-	sealer *visitor.Sealer
-	signer *visitor.Signer
-	sites  map[string]*visitor.Site
-}
-
-// consentSite is a site as a sites file gives it, in consent mode mode.
-func consentSite(id string, mode visitor.ConsentMode, ip visitor.IPMode) *visitor.Site {
-	return &visitor.Site{
-		ID: id, Origins: []string{consentOrigin}, Consent: mode, ConsentValidDays: 180, IP: ip,
-		SessionTimeout: 30 * time.Minute, SessionMax: 4 * time.Hour, KeepQuery: []string{"utm_*"},
-		RedactPaths: []*regexp.Regexp{regexp.MustCompile(`^/orders/[0-9]+`)}, KeepTitle: true,
-		Retention:     visitor.Retention{Sessions: 90, Profiles: 395, Chats: 90, Consents: 1095, Audit: 365},
-		PolicyVersion: domainPolicy, LegalText: "We record the pages you visit to help our chat team.",
-		Controller: visitor.Controller{Name: "Shop Ltd", Contact: "privacy@shop.example"},
-	}
-}
-
-func newConsentDomain(t testing.TB, sites ...*visitor.Site) *consentDomain {
-	t.Helper()
-	st := newStack(t, sites, device.NewParser(64), nil)
-	d := &consentDomain{t: t, svc: st.svc, store: st.store, rdb: st.rdb, clock: st.clock, hasher: st.hasher, sealer: st.sealer, signer: st.signer, sites: map[string]*visitor.Site{}}
-	for _, s := range sites {
-		d.sites[s.ID] = s
-	}
-	return d
-}
-
-// privacy is the privacy team's actor on site.
-func (d *consentDomain) privacy(site string) visitor.Actor {
-	return visitor.Actor{Site: d.sites[site], KeyID: "dpo", Role: visitor.RolePrivacy}
-}
-
-// grant records an analytics grant by the banner and returns the identity token.
-func (d *consentDomain) grant(site string, marketing bool) string {
-	d.t.Helper()
-	res, err := d.svc.SetConsent(context.Background(), visitor.ConsentRequest{
-		Site: d.sites[site], Analytics: true, Marketing: marketing, PolicyVersion: domainPolicy,
-		Method: visitor.MethodBanner, UserAgent: consentUA, IP: domainIP,
-	})
-	if err != nil || res.Token == "" {
-		d.t.Fatalf("grant on %s: %v (token %q)", site, err, res.Token)
-	}
-	return res.Token
-}
-
-// track records a page view and fails unless it was tracked.
-func (d *consentDomain) track(site, token, path, title string) string {
-	d.t.Helper()
-	res, err := d.svc.Track(context.Background(), visitor.Hit{
-		Site: d.sites[site], Type: visitor.HitPageview, URL: consentOrigin + path, Title: title,
-		Token: token, UserAgent: consentUA, IP: domainIP,
-	})
-	if err != nil || !res.Tracked {
-		d.t.Fatalf("track %s on %s: %v (%+v)", path, site, err, res)
-	}
-	return res.Token
-}
-
-// idOf returns the visitor id an identity token carries.
-func (d *consentDomain) idOf(site, token string) string {
-	d.t.Helper()
-	tok, ok := d.signer.Verify(token, site, d.clock.Now())
-	if !ok || tok.Kind != visitor.KindID {
-		d.t.Fatalf("token %q is no identity of %s", token, site)
-	}
-	return tok.VisitorID
-}
-
-// data reads everything the store holds of a visitor, through the store.
-func (d *consentDomain) data(site, visitorID string) visitor.VisitorData {
-	d.t.Helper()
-	vd, err := d.store.VisitorData(context.Background(), d.sites[site], d.hasher.VisitorKey(site, visitorID))
-	if err != nil {
-		d.t.Fatalf("visitor data: %v", err)
-	}
-	return vd
-}
-
-// assertNoValue fails when any key or value in Redis holds one of needles.
-func (d *consentDomain) assertNoValue(needles ...string) {
-	d.t.Helper()
-	for key, value := range redistest.DumpValues(d.t, d.rdb) {
-		for _, n := range needles {
-			if strings.Contains(key, n) || strings.Contains(value, n) {
-				d.t.Errorf("%s holds %q: %q", key, n, value)
-			}
-		}
-	}
-}
-
 // Invariant 2 and 5 (issue 17, item 8): under ip: drop no consent record holds
 // an IP, whichever way it was given; truncate keeps the /24, full the address.
 func TestConsentRecordIPFollowsSiteMode(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		mode visitor.IPMode
@@ -185,6 +72,7 @@ func TestConsentRecordIPFollowsSiteMode(t *testing.T) {
 // asks the transport to expire the cookie, and GPC's objection is honoured. A
 // refusal under DNT/GPC is recorded as usual.
 func TestSetConsentUnderSignal(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name                 string
 		dnt, gpc             bool
@@ -284,6 +172,7 @@ func slicesEqual(a, b []string) bool {
 // an erased one (keyed hash, time, choices, policy version, method), and the
 // identity is never tracked again.
 func TestGPCObjectionWritesCutWithdrawal(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []visitor.ConsentMode{visitor.ConsentOptIn, visitor.ConsentOptOut} {
 		t.Run(string(mode), func(t *testing.T) {
 			t.Parallel()
@@ -350,6 +239,7 @@ func TestGPCObjectionWritesCutWithdrawal(t *testing.T) {
 // context and the export then say false) and queues marketing.withdrawn; a
 // chat-start opt-in records the marketing purpose alone.
 func TestMarketingWithdrawalReachesChats(t *testing.T) {
+	t.Parallel()
 	site := crmSite(visitor.ConsentOptIn)
 	d := newConsentDomain(t, site)
 	ctx := context.Background()
@@ -449,4 +339,266 @@ func TestMarketingWithdrawalReachesChats(t *testing.T) {
 	if withdrawn != 1 {
 		t.Errorf("%d sets of withdrawn chats, want the visitor's one", withdrawn)
 	}
+}
+
+// The consent banner asks analytics only (invariant 2: a purpose not asked is
+// absent). Its answer, accept or refuse, must neither record a marketing
+// refusal nor withdraw the marketing opt-in the visitor gave when starting a
+// chat: only marketing false does.
+func TestBannerAnswerLeavesChatMarketing(t *testing.T) {
+	t.Parallel()
+	site := crmSite(visitor.ConsentOptIn)
+	site.Retention.Chats = 365
+	d := newConsentDomain(t, site)
+	ctx := context.Background()
+	token := d.grant("shop", false)
+	id := d.idOf("shop", token)
+	chat, err := d.svc.StartChat(ctx, visitor.ChatRequest{Site: site, Token: token, MarketingOptIn: true,
+		Contact: visitor.Contact{Name: "Ada", Email: "ada@math.example"}, URL: consentOrigin + "/pricing", UserAgent: consentUA, IP: domainIP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.queuedBodies("shop") // chat.started
+	op := visitor.Actor{Site: site, KeyID: "agent-1", Role: visitor.RoleOperator}
+
+	// The analytics choice lapses; the banner asks again and the visitor accepts,
+	// then later refuses.
+	d.clock.Advance(181 * 24 * time.Hour)
+	for _, analytics := range []bool{true, false} {
+		res, err := d.svc.SetConsent(ctx, visitor.ConsentRequest{Site: site, Analytics: analytics, KeepMarketing: true,
+			PolicyVersion: domainPolicy, Method: visitor.MethodBanner, Token: token, UserAgent: consentUA, IP: domainIP})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Choice.Analytics != analytics {
+			t.Errorf("banner answer %t: choice %+v", analytics, res.Choice)
+		}
+		v, err := d.svc.ChatContext(ctx, op, chat.ChatID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !v.Marketing {
+			t.Errorf("banner answer analytics %t withdrew the chat's marketing opt-in", analytics)
+		}
+		if bodies := d.queuedBodies("shop"); len(bodies) != 0 {
+			t.Errorf("banner answer analytics %t queued %q", analytics, bodies)
+		}
+		d.clock.Advance(time.Minute)
+	}
+	e, err := d.svc.ExportVisitor(ctx, d.privacy("shop"), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(e.Chats) != 1 || !e.Chats[0].Marketing {
+		t.Errorf("export chats %+v, want the chat with its marketing opt-in", e.Chats)
+	}
+	recs := e.Consents
+	if len(recs) != 4 {
+		t.Fatalf("%d consent records, want grant, chat opt-in, banner accept, banner refusal", len(recs))
+	}
+	for _, r := range recs[2:] {
+		if r.Analytics == nil || r.Marketing != nil {
+			t.Errorf("banner record answers analytics %v, marketing %v; want analytics alone", r.Analytics, r.Marketing)
+		}
+	}
+}
+
+// A withdrawal carrying a valid token is never refused by a rate limit, so a
+// repeated identical one must not write a record each: a choice that changes
+// nothing writes nothing (the first withdrawal is the record).
+func TestRepeatedWithdrawalWritesOneRecord(t *testing.T) {
+	t.Parallel()
+	site := consentSite("shop", visitor.ConsentOptIn, visitor.IPTruncate)
+	d := newConsentDomain(t, site)
+	ctx := context.Background()
+	token := d.grant("shop", true)
+	id := d.idOf("shop", token)
+	for range 50 {
+		d.clock.Advance(time.Second)
+		res, err := d.svc.SetConsent(ctx, visitor.ConsentRequest{Site: site, Analytics: false, Marketing: false,
+			PolicyVersion: domainPolicy, Method: visitor.MethodBanner, Token: token, UserAgent: consentUA, IP: domainIP})
+		if err != nil || res.Choice.Analytics || res.Choice.Marketing || res.Token == "" {
+			t.Fatalf("withdrawal: %+v, %v", res, err)
+		}
+		if strings.Count(res.Token, ".") != 1 {
+			t.Fatalf("withdrawal token %q", res.Token)
+		}
+	}
+	recs := d.data("shop", id).Consents
+	if len(recs) != 2 {
+		t.Fatalf("%d consent records after one grant and 50 identical withdrawals, want 2", len(recs))
+	}
+	if r := recs[1]; r.Analytics == nil || *r.Analytics || r.Marketing == nil || *r.Marketing {
+		t.Errorf("withdrawal record %+v", r)
+	}
+	// A changed choice is a new record again.
+	d.clock.Advance(time.Second)
+	if _, err := d.svc.SetConsent(ctx, visitor.ConsentRequest{Site: site, Analytics: true, Marketing: false,
+		PolicyVersion: domainPolicy, Method: visitor.MethodBanner, Token: token, UserAgent: consentUA, IP: domainIP}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(d.data("shop", id).Consents); n != 3 {
+		t.Errorf("%d consent records after a new grant, want 3", n)
+	}
+}
+
+// A refusal that left marketing as it was, then a withdrawal of marketing that
+// repeats the choice stored (both false, the chat's opt-in given without a
+// choice to carry it): the withdrawal still reaches the chat. And a GPC
+// objection repeated on every page view (never rate limited) writes one record.
+func TestRepeatedChoiceStillWithdrawsChats(t *testing.T) {
+	t.Parallel()
+	site := crmSite(visitor.ConsentOptOut)
+	d := newConsentDomain(t, site)
+	ctx := context.Background()
+	token := d.track("shop", "", "/", "Home")
+	id := d.idOf("shop", token)
+	chat, err := d.svc.StartChat(ctx, visitor.ChatRequest{Site: site, Token: token, MarketingOptIn: true,
+		Contact: visitor.Contact{Name: "Ada", Email: "ada@math.example"}, URL: consentOrigin + "/", UserAgent: consentUA, IP: domainIP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := visitor.Actor{Site: site, KeyID: "agent-1", Role: visitor.RoleOperator}
+	for _, keep := range []bool{true, false} {
+		d.clock.Advance(time.Second)
+		if _, err := d.svc.SetConsent(ctx, visitor.ConsentRequest{Site: site, Analytics: false, KeepMarketing: keep,
+			PolicyVersion: domainPolicy, Method: visitor.MethodAPI, Token: token, UserAgent: consentUA, IP: domainIP}); err != nil {
+			t.Fatal(err)
+		}
+		v, err := d.svc.ChatContext(ctx, op, chat.ChatID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Marketing != keep {
+			t.Errorf("refusal keeping marketing %t: chat marketing %t", keep, v.Marketing)
+		}
+	}
+	n := len(d.data("shop", id).Consents)
+	for range 20 {
+		d.clock.Advance(time.Second)
+		if _, err := d.svc.Track(ctx, visitor.Hit{Site: site, Type: visitor.HitPageview, URL: consentOrigin + "/", Token: token,
+			UserAgent: consentUA, IP: domainIP, GPC: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := len(d.data("shop", id).Consents); got > n+1 {
+		t.Errorf("20 GPC page views of a refused identity wrote %d consent records, want at most 1", got-n)
+	}
+}
+
+// A consent answer is stored as the visitor's choice with a consent record,
+// and handed back in a token: an identity for a grant, a refusal token for a
+// refusal (no visitor is created for a refusal); a refusal deletes behaviour
+// data; a repeated answer writes nothing; DNT and GPC refuse any grant, GPC as
+// an objection; the policy must be the site's.
+func TestSetConsent(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name                 string
+		mode                 visitor.ConsentMode
+		prior                bool // the visitor granted analytics and viewed a page before
+		analytics, marketing bool
+		policy               string // "" for the site's
+		dnt, gpc             bool
+		code                 string
+		kind                 visitor.TokenKind // of the token handed back, "" for none
+		reason               visitor.Reason
+		records              int  // consent records of the visitor
+		dataKept             bool // the prior page view is still stored
+		refusals             int64
+	}{
+		{name: "grant", mode: visitor.ConsentOptIn, analytics: true, kind: visitor.KindID, records: 1},
+		{name: "grant with marketing", mode: visitor.ConsentOptIn, analytics: true, marketing: true, kind: visitor.KindID, records: 1},
+		{name: "refusal without identity", mode: visitor.ConsentOptIn, kind: visitor.KindRefusal, refusals: 1},
+		{name: "refusal on an opt-out site", mode: visitor.ConsentOptOut, kind: visitor.KindRefusal, refusals: 1},
+		{name: "grant again", mode: visitor.ConsentOptIn, prior: true, analytics: true, kind: visitor.KindID, records: 1, dataKept: true},
+		{name: "withdrawal", mode: visitor.ConsentOptIn, prior: true, kind: visitor.KindRefusal, records: 2},
+		{name: "marketing added", mode: visitor.ConsentOptIn, prior: true, analytics: true, marketing: true, kind: visitor.KindID, records: 2, dataKept: true},
+		{name: "outdated policy", mode: visitor.ConsentOptIn, analytics: true, policy: "2025-01", code: visitor.EPolicyOutdated},
+		{name: "grant under dnt", mode: visitor.ConsentOptIn, analytics: true, dnt: true, reason: visitor.ReasonDNT},
+		{name: "grant under gpc", mode: visitor.ConsentOptIn, analytics: true, gpc: true, reason: visitor.ReasonGPC},
+		{name: "dnt keeps an earlier grant's data", mode: visitor.ConsentOptIn, prior: true, analytics: true, dnt: true, reason: visitor.ReasonDNT,
+			records: 1, dataKept: true},
+		{name: "gpc objects to an earlier grant", mode: visitor.ConsentOptIn, prior: true, analytics: true, gpc: true, reason: visitor.ReasonGPC, records: 2},
+		{name: "refusal under dnt is a refusal", mode: visitor.ConsentOptIn, dnt: true, kind: visitor.KindRefusal, refusals: 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			site := consentSite("shop", tt.mode, visitor.IPTruncate)
+			d := newConsentDomain(t, site)
+			ctx := context.Background()
+			var token, vid string
+			if tt.prior {
+				token = d.grant("shop", false)
+				token = d.track("shop", token, "/pricing", "Pricing")
+				vid = d.idOf("shop", token)
+			}
+			policy := site.PolicyVersion
+			if tt.policy != "" {
+				policy = tt.policy
+			}
+			res, err := d.svc.SetConsent(ctx, visitor.ConsentRequest{Site: site, Analytics: tt.analytics, Marketing: tt.marketing,
+				PolicyVersion: policy, Method: visitor.MethodBanner, Token: token, UserAgent: consentUA, IP: domainIP, DNT: tt.dnt, GPC: tt.gpc})
+			if code := visitor.ErrorCode(err); code != tt.code {
+				t.Fatalf("SetConsent = %v, want code %q", err, tt.code)
+			}
+			var kind visitor.TokenKind
+			if res.Token != "" {
+				tok, ok := d.signer.Verify(res.Token, site.ID, d.clock.Now())
+				if !ok {
+					t.Fatalf("SetConsent handed back a token that does not verify")
+				}
+				kind = tok.Kind
+				if kind == visitor.KindID {
+					if vid != "" && tok.VisitorID != vid {
+						t.Errorf("the answer changed the visitor's identity")
+					}
+					vid = tok.VisitorID
+				}
+			}
+			if kind != tt.kind || res.Reason != tt.reason {
+				t.Errorf("SetConsent = token %q, reason %q; want %q, %q", kind, res.Reason, tt.kind, tt.reason)
+			}
+			if tt.kind == visitor.KindID && (res.Choice.Analytics != tt.analytics || res.Choice.Marketing != tt.marketing) {
+				t.Errorf("choice = %+v; want analytics %v, marketing %v", res.Choice, tt.analytics, tt.marketing)
+			}
+			if res.Token != "" {
+				// The choice read back for the token is the one answered.
+				got, err := d.svc.Consent(ctx, site, res.Token)
+				if err != nil || got.Analytics != (tt.kind == visitor.KindID) || got.Marketing != (tt.kind == visitor.KindID && tt.marketing) {
+					t.Errorf("Consent(token) = %+v, %v", got, err)
+				}
+			}
+			if got := d.stat(site, "refusal"); got != tt.refusals {
+				t.Errorf("refusal counter = %d, want %d", got, tt.refusals)
+			}
+			if vid == "" {
+				return
+			}
+			data := d.data("shop", vid)
+			if len(data.Consents) != tt.records {
+				t.Errorf("%d consent records, want %d: %+v", len(data.Consents), tt.records, data.Consents)
+			}
+			if tt.records > 0 {
+				choice, ok, err := d.store.ConsentChoice(ctx, site, d.hasher.VisitorKey(site.ID, vid))
+				granted := tt.analytics && !tt.gpc
+				if err != nil || !ok || choice.Analytics != granted {
+					t.Errorf("stored choice = %+v (%v), %v; want analytics %v", choice, ok, err, granted)
+				}
+			}
+			if kept := len(data.Sessions) > 0; tt.prior && kept != tt.dataKept {
+				t.Errorf("the earlier page view is kept: %v, want %v", kept, tt.dataKept)
+			}
+		})
+	}
+}
+
+// stat is site's counter name of today, read through the store.
+func (d *consentDomain) stat(site *visitor.Site, name string) int64 {
+	d.t.Helper()
+	m, err := d.store.Stats(context.Background(), site, d.clock.Now())
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return m[name]
 }
