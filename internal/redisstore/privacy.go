@@ -475,17 +475,7 @@ func (s *Store) SettleErasure(ctx context.Context, site *visitor.Site, e visitor
 // settleErasureScript settles an erasure: when its marker still owes (HDEL
 // takes it), it appends the audit entry (n = 1, no folding) as auditScript
 // would; the marker goes either way.
-//
-// KEYS: 1 erasure markers, 2 what they owe, 3 audit stream. ARGV: 1 marker,
-// 2 now ms, 3 MINID ms, 4 stream TTL ms, 5 actor, 6 action, 7 target.
-var settleErasureScript = redis.NewScript(auditAddLua + `
-redis.call('ZREM', KEYS[1], ARGV[1])
-if redis.call('HDEL', KEYS[2], ARGV[1]) == 0 then return 0 end
-auditAdd(KEYS[3], ARGV[2], {'t', ARGV[2], 'l', ARGV[2], 'n', '1', 'actor', ARGV[5], 'action', ARGV[6], 'target', ARGV[7]})
-redis.call('XTRIM', KEYS[3], 'MINID', ARGV[3])
-redis.call('PEXPIRE', KEYS[3], ARGV[4])
-return 1
-`)
+var settleErasureScript = declare("settle_erasure.lua", "lib_audit_add.lua")
 
 // unlinkEmail takes a visitor out of the blind index ei, an erased chat's,
 // when none of the visitor's other chats gives that e-mail: a search by it

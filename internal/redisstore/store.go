@@ -52,7 +52,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // are sent whole once.
 func (s *Store) LoadScripts(ctx context.Context) error {
 	load := func(ctx context.Context, c *redis.Client) error {
-		for _, sc := range allScripts {
+		for _, sc := range declared {
 			if err := sc.Load(ctx, c).Err(); err != nil {
 				return translate(err)
 			}
@@ -62,7 +62,7 @@ func (s *Store) LoadScripts(ctx context.Context) error {
 	if cc, ok := s.c.(*redis.ClusterClient); ok {
 		return cc.ForEachMaster(ctx, load)
 	}
-	for _, sc := range allScripts {
+	for _, sc := range declared {
 		if err := sc.Load(ctx, s.c).Err(); err != nil {
 			return translate(err)
 		}
@@ -72,7 +72,7 @@ func (s *Store) LoadScripts(ctx context.Context) error {
 
 // call is one script call of a pipeline.
 type call struct {
-	script *redis.Script
+	script *script
 	keys   []string
 	args   []any
 	cmd    *redis.Cmd

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/visitord/visitord/internal/visitor"
 )
 
@@ -14,25 +12,7 @@ import (
 func streamsKey(site, keyID string) string { return "ls:{" + site + "}:" + keyID }
 
 // streamHoldScript takes or renews a place among an API key's open live streams.
-//
-//	KEYS[1]  ls:{site}:<key id>   zset of stream ids scored by the end of their lease (ms)
-//	ARGV[1]  now (ms): leases that ended before are dropped (a pod that died)
-//	ARGV[2]  the end of this stream's lease (ms)
-//	ARGV[3]  the stream's id
-//	ARGV[4]  how many streams the key may hold
-//
-// Reply: 1 when the stream holds its place, 0 when the others hold them all.
-// The key expires with its last lease.
-var streamHoldScript = redis.NewScript(`
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
-if not redis.call('ZSCORE', KEYS[1], ARGV[3]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
-  return 0
-end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
-local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-redis.call('PEXPIREAT', KEYS[1], top[2])
-return 1
-`)
+var streamHoldScript = declare("stream_hold.lua")
 
 // HoldStream takes or renews stream id's place among keyID's open live streams
 // of site until until; false when max other streams hold theirs.
