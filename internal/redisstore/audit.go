@@ -20,7 +20,7 @@ const auditFields = 5
 // TTL at the window.
 var auditScript = declare("audit.lua", "lib_audit_add.lua")
 
-// auditArgs builds auditScript's keys and arguments by name.
+// auditArgs are audit.lua's KEYS and ARGV by name.
 type auditArgs struct {
 	site    string
 	now     time.Time
@@ -29,16 +29,12 @@ type auditArgs struct {
 	entries []visitor.AuditEntry
 }
 
-func (a auditArgs) keys() []string {
+func (a auditArgs) call() *call {
 	keys := make([]string, 0, 1+len(a.entries))
 	keys = append(keys, auditKey(a.site))
 	for _, e := range a.entries {
 		keys = append(keys, auditFoldKey(a.site, e.Actor, e.Action, e.Target))
 	}
-	return keys
-}
-
-func (a auditArgs) args() []any {
 	args := make([]any, 0, 4+auditFields*len(a.entries))
 	args = append(args, ms(a.now), ms(a.now.Add(-a.window)), a.window.Milliseconds(), a.fold.Milliseconds())
 	for _, e := range a.entries {
@@ -48,7 +44,16 @@ func (a auditArgs) args() []any {
 		}
 		args = append(args, e.Actor, e.Action, e.Target, old, cur)
 	}
-	return args
+	return &call{script: auditScript, keys: keys, args: args}
+}
+
+// decodeAudit reads audit.lua's reply: the stream ids written, one per entry.
+func decodeAudit(c *call) ([]string, error) {
+	ids, err := c.cmd.StringSlice()
+	if err != nil {
+		return nil, translate(err)
+	}
+	return ids, nil
 }
 
 // Audit appends entries to the site's audit stream in one script: repeated
@@ -59,9 +64,12 @@ func (s *Store) Audit(ctx context.Context, site *visitor.Site, r visitor.Retenti
 	if len(entries) == 0 {
 		return nil
 	}
-	a := auditArgs{site: site.ID, now: entries[0].Time, window: days(r.Audit), fold: fold, entries: entries}
-	if err := auditScript.Run(ctx, s.c, a.keys(), a.args()...).Err(); err != nil {
-		return fmt.Errorf("audit: %w", translate(err))
+	c := auditArgs{site: site.ID, now: entries[0].Time, window: days(r.Audit), fold: fold, entries: entries}.call()
+	if err := s.run(ctx, c); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	if _, err := decodeAudit(c); err != nil {
+		return fmt.Errorf("audit: %w", err)
 	}
 	return nil
 }
