@@ -290,3 +290,29 @@ func TestStoreTTLsAreTheDomains(t *testing.T) {
 		}
 	}
 }
+
+// Each Store keeps its own site-key cache: a Store built for a site with
+// another session timeout (a test, a reloaded sites file) writes its own live
+// TTL, not the one an earlier Store cached for the same site id.
+func TestSiteKeysArePerStore(t *testing.T) {
+	t.Parallel()
+	e := luaStart(t)
+	for _, tc := range []struct {
+		name    string
+		timeout time.Duration
+	}{
+		{name: "first store", timeout: time.Minute},
+		{name: "second store, same site id", timeout: 10 * time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := New(e.c)
+			site := &visitor.Site{ID: "shop", SessionTimeout: tc.timeout}
+			if err := s.run(e.ctx, s.siteCall(site, "vk", luaT0, liveAdd, "", "")); err != nil {
+				t.Fatal(err)
+			}
+			if ttl := e.c.PTTL(e.ctx, LiveKeyOf("shop", "vk")).Val(); ttl <= 2*tc.timeout-time.Minute || ttl > 2*tc.timeout {
+				t.Errorf("live TTL %v, want %v", ttl, 2*tc.timeout)
+			}
+		})
+	}
+}
