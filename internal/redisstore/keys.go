@@ -206,9 +206,6 @@ func auditFoldKey(site, actor, action, target string) string {
 	return auditKey(site) + ":f:" + actor + "|" + action + "|" + target
 }
 
-// SubjectsTTL bounds the subject index: no record outlives the longest window.
-const SubjectsTTL = 1825 * 24 * time.Hour
-
 // LockTTL is the lifetime of locks and job checkpoints.
 const LockTTL = 10 * time.Minute
 

@@ -613,7 +613,7 @@ func benchPopulateReexpire(tb testing.TB, c redis.UniversalClient, site string, 
 			members = append(members, redis.Z{Score: float64(ms(w)), Member: vkey})
 		}
 		pipe.ZAdd(ctx, subjectsKey(site), members...)
-		pipe.Expire(ctx, subjectsKey(site), SubjectsTTL)
+		pipe.Expire(ctx, subjectsKey(site), 1825*rxDay) // the longest window a site may set
 		if _, err := pipe.Exec(ctx); err != nil {
 			tb.Fatalf("populate: %v", err)
 		}

@@ -1,7 +1,9 @@
 package redisstore
 
 import (
+	"context"
 	"embed"
+	"errors"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -39,4 +41,72 @@ func declare(file string, libs ...string) *script {
 	s := &script{file: file, Script: redis.NewScript(b.String())}
 	declared = append(declared, s)
 	return s
+}
+
+// LoadScripts loads the store's scripts on every node, so the first page views
+// after a start need no fallback; scripts missing later (a restart, a failover)
+// are sent whole once.
+func (s *Store) LoadScripts(ctx context.Context) error {
+	load := func(ctx context.Context, c *redis.Client) error {
+		for _, sc := range declared {
+			if err := sc.Load(ctx, c).Err(); err != nil {
+				return translate(err)
+			}
+		}
+		return nil
+	}
+	if cc, ok := s.c.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, load)
+	}
+	for _, sc := range declared {
+		if err := sc.Load(ctx, s.c).Err(); err != nil {
+			return translate(err)
+		}
+	}
+	return nil
+}
+
+// call is one script call of a pipeline.
+type call struct {
+	script *script
+	keys   []string
+	args   []any
+	cmd    *redis.Cmd
+}
+
+// run sends calls in one pipeline: one round trip on a single Redis, one per node
+// involved on a Cluster. A call whose script the node lost (NOSCRIPT after a
+// restart or failover) is sent again whole; the others ran once.
+func (s *Store) run(ctx context.Context, calls ...*call) error {
+	return runOn(ctx, s.c, calls...)
+}
+
+// runner is what run needs: the client, or one connection of it (redis.Conn).
+type runner interface {
+	redis.Scripter
+	Pipeline() redis.Pipeliner
+	Do(ctx context.Context, args ...any) *redis.Cmd
+}
+
+// runOn is run on r: with a redis.Conn every command, fallbacks included, goes
+// over that one connection.
+func runOn(ctx context.Context, r runner, calls ...*call) error {
+	pipe := r.Pipeline()
+	for _, c := range calls {
+		c.cmd = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
+	}
+	if _, err := pipe.Exec(ctx); err == nil {
+		return nil
+	}
+	for _, c := range calls {
+		if err := c.cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			c.cmd = c.script.Eval(ctx, r, c.keys, c.args...)
+		}
+	}
+	for _, c := range calls {
+		if err := c.cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return translate(err)
+		}
+	}
+	return nil
 }

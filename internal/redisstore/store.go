@@ -29,7 +29,9 @@ type Store struct {
 // Option sets an optional tunable of the Store.
 type Option func(*Store)
 
-// WithSites names the sites whose configuration the store reads.
+// WithSites names the configured sites. Retentions finds every override saved
+// through SaveRetention without it; with it, it also finds the overrides of
+// these sites saved before the store indexed overridden sites.
 func WithSites(ids ...string) Option { return func(s *Store) { s.sites = ids } }
 
 // WithMinReplicas makes consent and chat writes wait until n replicas hold them.
@@ -47,74 +49,6 @@ func New(c redis.UniversalClient, opts ...Option) *Store {
 // Ping reports whether Redis answers; ErrStoreUnavailable otherwise.
 func (s *Store) Ping(ctx context.Context) error {
 	return translate(s.c.Ping(ctx).Err())
-}
-
-// LoadScripts loads the store's scripts on every node, so the first page views
-// after a start need no fallback; scripts missing later (a restart, a failover)
-// are sent whole once.
-func (s *Store) LoadScripts(ctx context.Context) error {
-	load := func(ctx context.Context, c *redis.Client) error {
-		for _, sc := range declared {
-			if err := sc.Load(ctx, c).Err(); err != nil {
-				return translate(err)
-			}
-		}
-		return nil
-	}
-	if cc, ok := s.c.(*redis.ClusterClient); ok {
-		return cc.ForEachMaster(ctx, load)
-	}
-	for _, sc := range declared {
-		if err := sc.Load(ctx, s.c).Err(); err != nil {
-			return translate(err)
-		}
-	}
-	return nil
-}
-
-// call is one script call of a pipeline.
-type call struct {
-	script *script
-	keys   []string
-	args   []any
-	cmd    *redis.Cmd
-}
-
-// run sends calls in one pipeline: one round trip on a single Redis, one per node
-// involved on a Cluster. A call whose script the node lost (NOSCRIPT after a
-// restart or failover) is sent again whole; the others ran once.
-func (s *Store) run(ctx context.Context, calls ...*call) error {
-	return runOn(ctx, s.c, calls...)
-}
-
-// runner is what run needs: the client, or one connection of it (redis.Conn).
-type runner interface {
-	redis.Scripter
-	Pipeline() redis.Pipeliner
-	Do(ctx context.Context, args ...any) *redis.Cmd
-}
-
-// runOn is run on r: with a redis.Conn every command, fallbacks included, goes
-// over that one connection.
-func runOn(ctx context.Context, r runner, calls ...*call) error {
-	pipe := r.Pipeline()
-	for _, c := range calls {
-		c.cmd = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
-	}
-	if _, err := pipe.Exec(ctx); err == nil {
-		return nil
-	}
-	for _, c := range calls {
-		if err := c.cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			c.cmd = c.script.Eval(ctx, r, c.keys, c.args...)
-		}
-	}
-	for _, c := range calls {
-		if err := c.cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
-			return translate(err)
-		}
-	}
-	return nil
 }
 
 // translate turns a driver error into a domain one: a Redis that cannot be reached

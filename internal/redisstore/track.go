@@ -132,19 +132,29 @@ type siteArgs struct {
 	op             liveOp
 	vkey           string
 	now            time.Time
-	// liveTTL is the live set's TTL in ms, boxed once per site (siteKeys): the
-	// page-view path sends it on every call.
-	liveTTL         any
-	add, takeBack   visitor.Reason
-	countersTTL     time.Duration
-	maxLivePerShard int
-	trim            bool
+	add, takeBack  visitor.Reason
+	trim           bool
+	// consts are the site's live TTL, counters TTL and live-set cap.
+	consts *siteConsts
+}
+
+// siteConsts are the arguments of a site's index updates that never change,
+// boxed once per site and Store: boxing a number above 255 allocates, and the
+// page-view path sends them on every call.
+type siteConsts struct {
+	liveTTL         any // ms: 2 × the session timeout
+	countersTTL     any // s
+	maxLivePerShard any
+}
+
+func newSiteConsts(liveTTL, countersTTL time.Duration, maxLivePerShard int) *siteConsts {
+	return &siteConsts{liveTTL: liveTTL.Milliseconds(), countersTTL: seconds(countersTTL), maxLivePerShard: maxLivePerShard}
 }
 
 func (a siteArgs) call() *call {
 	return &call{script: siteScript, keys: []string{a.live, a.counters}, args: []any{
-		string(a.op), a.vkey, ms(a.now), a.liveTTL, string(a.add), string(a.takeBack),
-		seconds(a.countersTTL), a.maxLivePerShard, bit(a.trim),
+		string(a.op), a.vkey, ms(a.now), a.consts.liveTTL, string(a.add), string(a.takeBack),
+		a.consts.countersTTL, a.consts.maxLivePerShard, bit(a.trim),
 	}}
 }
 
@@ -160,9 +170,8 @@ func (s *Store) siteCall(site *visitor.Site, vkey string, now time.Time, op live
 	sk := s.siteKeysOf(site)
 	k := sk.shards[shard]
 	return siteArgs{
-		live: k.live, counters: k.stats(now), op: op, vkey: vkey, now: now, liveTTL: sk.liveTTL,
-		add: add, takeBack: takeBack, countersTTL: visitor.StatsTTL, maxLivePerShard: MaxLive / SiteShards,
-		trim: n%trimEvery == 0,
+		live: k.live, counters: k.stats(now), op: op, vkey: vkey, now: now,
+		add: add, takeBack: takeBack, trim: n%trimEvery == 0, consts: sk.consts,
 	}.call()
 }
 
@@ -174,8 +183,8 @@ const trimEvery = 32
 // siteKeys are a site's index key names, built once per Store: the page-view
 // path sends them on every call.
 type siteKeys struct {
-	liveTTL any
-	shards  [SiteShards]*shardKeys
+	consts *siteConsts
+	shards [SiteShards]*shardKeys
 }
 
 type shardKeys struct {
@@ -193,7 +202,7 @@ func (s *Store) siteKeysOf(site *visitor.Site) *siteKeys {
 	if k, ok := s.siteKeys.Load(site.ID); ok {
 		return k.(*siteKeys)
 	}
-	k := &siteKeys{liveTTL: (2 * site.SessionTimeout).Milliseconds()}
+	k := &siteKeys{consts: newSiteConsts(2*site.SessionTimeout, visitor.StatsTTL, MaxLive/SiteShards)}
 	for i := range k.shards {
 		k.shards[i] = &shardKeys{site: site.ID, shard: i, live: liveKey(site.ID, i)}
 	}
