@@ -18,92 +18,9 @@ const auditFields = 5
 // auditScript appends entries to a site's audit stream, folds repeated reads
 // into their entry, trims the stream by MINID to the audit window and keeps its
 // TTL at the window.
-//
-// An entry's stream id is the time of its last write ("<ms>-<seq>", never
-// before the stream's last id), so MINID trims by the service's clock, as the
-// re-expiry job does. Its fields: t (first time ms), l (last time ms), n (count),
-// actor, action, target and, for a retention change, ro and rn (the old and new
-// windows, "sessions,profiles,chats,consents,audit" in days).
-//
-// Folding: each entry has a fold key naming the entry id written last for its
-// actor, action and target. When fold > 0 and that entry is still in the stream
-// and was first written less than fold before now, it is replaced by one at the
-// top of the stream with the same t, l = now and n + 1 (a stream entry cannot
-// be changed in place). Otherwise a new entry is written with n = 1 and the fold
-// key points at it for fold ms (cleanup only: the window is checked against t).
-//
-// KEYS: 1 stream, then one fold key per entry, in ARGV order.
-// ARGV: 1 now ms, 2 MINID ms (now - audit window), 3 stream TTL ms (the audit
-// window), 4 fold ms (0: never fold), then per entry actor, action, target,
-// old windows, new windows ("" for none).
-// Returns the ids written, one per entry.
-var auditScript = redis.NewScript(auditAddLua + `
-local now, fold = tonumber(ARGV[1]), tonumber(ARGV[4])
-local function add(fields) return auditAdd(KEYS[1], ARGV[1], fields) end
-local ids = {}
-local n = (#ARGV - 4) / 5
-for i = 1, n do
-  local b = 4 + (i - 1) * 5
-  local fk = KEYS[i + 1]
-  local first, count = ARGV[1], 1
-  if fold > 0 then
-    local prev = redis.call('GET', fk)
-    if prev then
-      local e = redis.call('XRANGE', KEYS[1], prev, prev)
-      if e[1] then
-        local t, c
-        local f = e[1][2]
-        for j = 1, #f, 2 do
-          if f[j] == 't' then t = f[j + 1] elseif f[j] == 'n' then c = f[j + 1] end
-        end
-        local age = now - tonumber(t or '0')
-        if t and age >= 0 and age < fold then
-          first, count = t, tonumber(c or '1') + 1
-          redis.call('XDEL', KEYS[1], prev)
-        end
-      end
-    end
-  end
-  local fields = {'t', first, 'l', ARGV[1], 'n', string.format('%d', count),
-    'actor', ARGV[b + 1], 'action', ARGV[b + 2], 'target', ARGV[b + 3]}
-  if ARGV[b + 4] ~= '' then
-    fields[#fields + 1] = 'ro'; fields[#fields + 1] = ARGV[b + 4]
-    fields[#fields + 1] = 'rn'; fields[#fields + 1] = ARGV[b + 5]
-  end
-  local id = add(fields)
-  ids[#ids + 1] = id
-  if fold > 0 then
-    if count == 1 then
-      redis.call('SET', fk, id, 'PX', ARGV[4])
-    else
-      redis.call('SET', fk, id, 'KEEPTTL')
-    end
-  end
-end
-redis.call('XTRIM', KEYS[1], 'MINID', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return ids
-`)
+var auditScript = declare("audit.lua", "lib_audit_add.lua")
 
-// auditAddLua defines auditAdd(stream, now, fields): appends an entry to an
-// audit stream at now ms, or after the stream's last id when that is ahead of
-// now (another pod's clock), and returns its id.
-const auditAddLua = `
-local function auditAdd(stream, now, fields)
-  local id = redis.pcall('XADD', stream, now .. '-*', unpack(fields))
-  if type(id) == 'table' and id.err then
-    local info = redis.call('XINFO', 'STREAM', stream)
-    local last = now
-    for i = 1, #info, 2 do
-      if info[i] == 'last-generated-id' then last = string.match(info[i + 1], '^(%d+)') end
-    end
-    id = redis.call('XADD', stream, last .. '-*', unpack(fields))
-  end
-  return id
-end
-`
-
-// auditArgs builds auditScript's keys and arguments by name.
+// auditArgs are audit.lua's KEYS and ARGV by name.
 type auditArgs struct {
 	site    string
 	now     time.Time
@@ -112,16 +29,12 @@ type auditArgs struct {
 	entries []visitor.AuditEntry
 }
 
-func (a auditArgs) keys() []string {
+func (a auditArgs) call() *call {
 	keys := make([]string, 0, 1+len(a.entries))
 	keys = append(keys, auditKey(a.site))
 	for _, e := range a.entries {
 		keys = append(keys, auditFoldKey(a.site, e.Actor, e.Action, e.Target))
 	}
-	return keys
-}
-
-func (a auditArgs) args() []any {
 	args := make([]any, 0, 4+auditFields*len(a.entries))
 	args = append(args, ms(a.now), ms(a.now.Add(-a.window)), a.window.Milliseconds(), a.fold.Milliseconds())
 	for _, e := range a.entries {
@@ -131,7 +44,16 @@ func (a auditArgs) args() []any {
 		}
 		args = append(args, e.Actor, e.Action, e.Target, old, cur)
 	}
-	return args
+	return &call{script: auditScript, keys: keys, args: args}
+}
+
+// decodeAudit reads audit.lua's reply: the stream ids written, one per entry.
+func decodeAudit(c *call) ([]string, error) {
+	ids, err := c.cmd.StringSlice()
+	if err != nil {
+		return nil, translate(err)
+	}
+	return ids, nil
 }
 
 // Audit appends entries to the site's audit stream in one script: repeated
@@ -142,9 +64,12 @@ func (s *Store) Audit(ctx context.Context, site *visitor.Site, r visitor.Retenti
 	if len(entries) == 0 {
 		return nil
 	}
-	a := auditArgs{site: site.ID, now: entries[0].Time, window: days(r.Audit), fold: fold, entries: entries}
-	if err := auditScript.Run(ctx, s.c, a.keys(), a.args()...).Err(); err != nil {
-		return fmt.Errorf("audit: %w", translate(err))
+	c := auditArgs{site: site.ID, now: entries[0].Time, window: days(r.Audit), fold: fold, entries: entries}.call()
+	if err := s.run(ctx, c); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	if _, err := decodeAudit(c); err != nil {
+		return fmt.Errorf("audit: %w", err)
 	}
 	return nil
 }

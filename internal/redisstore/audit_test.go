@@ -41,6 +41,7 @@ func auditRead(actor, target string) visitor.AuditEntry {
 // the audit window by the service's clock, TTL refreshed on write, and entry
 // ids that never go back when a pod's clock does.
 func TestAuditFoldAndTrim(t *testing.T) {
+	t.Parallel()
 	const fold = 10 * time.Minute
 	tests := []struct {
 		name   string
@@ -180,6 +181,7 @@ func TestAuditFoldAndTrim(t *testing.T) {
 // follows the window in force at each write; a retention change's windows
 // read back.
 func TestAuditKeysAndWindows(t *testing.T) {
+	t.Parallel()
 	e := rxStart(t)
 	now := rxNow()
 	read := visitor.AuditEntry{Time: now, Count: 1, Actor: "agent-1", Action: "chat.read", Target: "Tgt"}

@@ -2,32 +2,46 @@ package redisstore
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/visitord/visitord/internal/visitor"
 )
 
-// BindChat reads the visitor's open session and earlier chats in one script.
-func (s *Store) BindChat(ctx context.Context, site *visitor.Site, vkey string, now time.Time) (visitor.ChatBinding, error) {
-	k := keysOf(site.ID, vkey)
-	v, err := bindChatScript.Run(ctx, s.c, []string{k.profile, k.tombstone, k.chats}, ms(now), site.SessionTimeout.Milliseconds()).Result()
-	if err != nil {
-		return visitor.ChatBinding{}, fmt.Errorf("bind chat: %w", translate(err))
-	}
-	if str, ok := v.(string); ok && str == "erased" {
-		return visitor.ChatBinding{}, fmt.Errorf("bind chat: %w", visitor.ErrErased)
+// bindChatScript reads what a chat of the visitor binds to: the open session,
+// the current session's device, location and referrer, and the earlier chats
+// (bind_chat.lua).
+var bindChatScript = declare("bind_chat.lua", "lib_session.lua")
+
+// bindChatArgs are bind_chat.lua's KEYS and ARGV by name.
+type bindChatArgs struct {
+	keys           visitorKeys
+	now            time.Time
+	sessionTimeout time.Duration
+}
+
+func (a bindChatArgs) call() *call {
+	return &call{script: bindChatScript, keys: []string{a.keys.profile, a.keys.tombstone, a.keys.chats},
+		args: []any{ms(a.now), a.sessionTimeout.Milliseconds()}}
+}
+
+// bindChatReply is bind_chat.lua's reply.
+type bindChatReply struct {
+	erased  bool
+	binding visitor.ChatBinding
+}
+
+// decodeBindChat reads bind_chat.lua's reply.
+func decodeBindChat(c *call) (bindChatReply, error) {
+	v := c.cmd.Val()
+	if s, ok := v.(string); ok && s == "erased" {
+		return bindChatReply{erased: true}, nil
 	}
 	items, ok := v.([]any)
 	if !ok || len(items) < 10 {
-		return visitor.ChatBinding{}, fmt.Errorf("bind chat: unexpected script answer %T", v)
+		return bindChatReply{}, fmt.Errorf("unexpected bind chat script answer %T", v)
 	}
 	str := func(i int) string { s, _ := items[i].(string); return s }
 	b := visitor.ChatBinding{
@@ -39,15 +53,88 @@ func (s *Store) BindChat(ctx context.Context, site *visitor.Site, vkey string, n
 	for i := 10; i < len(items); i++ {
 		b.Previous = append(b.Previous, str(i))
 	}
-	return b, nil
+	return bindChatReply{binding: b}, nil
 }
 
-func recordJSON(r visitor.ConsentRecord) (string, error) {
-	b, err := json.Marshal(consentRecordJSON{
-		VisitorID: r.VisitorID, Time: r.Time, Analytics: r.Analytics, Marketing: r.Marketing,
-		PolicyVersion: r.PolicyVersion, TextSHA256: r.TextSHA256, Method: r.Method, IP: r.IP, UserAgent: r.UserAgent,
-	})
-	return string(b), err
+// putHashScript writes a hash whole and its absolute expiry (put_hash.lua).
+var putHashScript = declare("put_hash.lua")
+
+// putHashArgs are put_hash.lua's KEYS and ARGV by name.
+type putHashArgs struct {
+	key      string
+	expireAt time.Time
+	fields   []any // field, value pairs
+}
+
+func (a putHashArgs) call() *call {
+	args := make([]any, 0, 1+len(a.fields))
+	args = append(args, ms(a.expireAt))
+	return &call{script: putHashScript, keys: []string{a.key}, args: append(args, a.fields...)}
+}
+
+// chatIndexScript adds a chat to its visitor's chat index with, for a
+// marketing opt-in, the consent record (chat_index.lua).
+var chatIndexScript = declare("chat_index.lua", "lib_record.lua")
+
+// chatIndexArgs are chat_index.lua's KEYS and ARGV by name.
+type chatIndexArgs struct {
+	keys          visitorKeys
+	chatID        string
+	start         time.Time
+	indexExpireAt time.Time
+	record        string // JSON; "" for none
+	recordExpiry  time.Time
+	now           time.Time
+	blindIndex    string // the e-mail's blind-index key the visitor enters; "" for none
+}
+
+func (a chatIndexArgs) call() *call {
+	return &call{script: chatIndexScript, keys: []string{a.keys.chats, a.keys.records, a.keys.choice, a.keys.indexes},
+		args: []any{a.chatID, ms(a.start), ms(a.indexExpireAt), a.record, ms(a.recordExpiry), ms(a.now), a.blindIndex}}
+}
+
+// recordScript adds a consent record to a subject's records (record.lua).
+var recordScript = declare("record.lua", "lib_record.lua")
+
+// recordArgs are record.lua's KEYS and ARGV by name.
+type recordArgs struct {
+	key         string
+	record      string // JSON
+	expiry, now time.Time
+}
+
+func (a recordArgs) call() *call {
+	return &call{script: recordScript, keys: []string{a.key}, args: []any{a.record, ms(a.expiry), ms(a.now)}}
+}
+
+// blindIndexScript adds a subject to an e-mail's blind index (blind_index.lua).
+var blindIndexScript = declare("blind_index.lua")
+
+// blindIndexArgs are blind_index.lua's KEYS and ARGV by name.
+type blindIndexArgs struct {
+	key         string
+	member      string // "v:<visitor id>" or "c:<chat id>"
+	expiry, now time.Time
+}
+
+func (a blindIndexArgs) call() *call {
+	return &call{script: blindIndexScript, keys: []string{a.key}, args: []any{a.member, ms(a.expiry), ms(a.now)}}
+}
+
+// BindChat reads the visitor's open session and earlier chats in one script.
+func (s *Store) BindChat(ctx context.Context, site *visitor.Site, vkey string, now time.Time) (visitor.ChatBinding, error) {
+	c := bindChatArgs{keys: keysOf(site.ID, vkey), now: now, sessionTimeout: site.SessionTimeout}.call()
+	if err := s.run(ctx, c); err != nil {
+		return visitor.ChatBinding{}, fmt.Errorf("bind chat: %w", err)
+	}
+	res, err := decodeBindChat(c)
+	if err != nil {
+		return visitor.ChatBinding{}, fmt.Errorf("bind chat: %w", err)
+	}
+	if res.erased {
+		return visitor.ChatBinding{}, fmt.Errorf("bind chat: %w", visitor.ErrErased)
+	}
+	return res.binding, nil
 }
 
 // SaveChat writes a chat, its visitor's chat index (with a marketing consent
@@ -57,7 +144,7 @@ func (s *Store) SaveChat(ctx context.Context, w visitor.ChatWrite) error {
 	site, b := w.Site, w.Binding
 	ck := chatKey(site.ID, w.ChatID)
 	chatsUntil := w.Start.Add(days(w.Retention.Chats))
-	fields := []any{ms(chatsUntil),
+	fields := []any{
 		"t", ms(w.Start), "sid", b.SessionID, "vk", w.VisitorKey, "vid", w.VisitorID, "url", w.URL,
 		"mk", bit(w.Marketing), "name", w.Name, "email", w.Email, "phone", w.Phone,
 		"pc", strings.Join(b.Previous, ","), "br", b.Device.Browser, "bv", b.Device.Version, "os", b.Device.OS,
@@ -71,31 +158,29 @@ func (s *Store) SaveChat(ctx context.Context, w visitor.ChatWrite) error {
 			return fmt.Errorf("save chat: %w", err)
 		}
 	}
-	recordUntil := ms(w.Start.Add(days(w.Retention.Consents)))
+	recordUntil := w.Start.Add(days(w.Retention.Consents))
 	var calls []*call
-	var dkey string
 	if w.Webhook != nil {
-		dkey = ck + ":w:" + w.Webhook.ID
+		dkey := ck + ":w:" + w.Webhook.ID
 		fields = append(fields, "wd", dkey)
 		calls = append(calls,
-			&call{script: putHashScript, keys: []string{dkey}, args: []any{ms(w.Start.Add(WebhookTTL)),
-				"i", w.Webhook.ID, "p", w.Webhook.Sealed, "e", w.Webhook.Event, "n", 0, "s", site.ID}},
-			&call{script: queueScript, keys: []string{queueKey(site.ID)}, args: []any{dkey, ms(w.Start), WebhookTTL.Milliseconds()}})
+			putHashArgs{key: dkey, expireAt: w.Start.Add(visitor.WebhookTTL),
+				fields: []any{"i", w.Webhook.ID, "p", w.Webhook.Sealed, "e", w.Webhook.Event, "n", 0, "s", site.ID}}.call(),
+			queueArgs{key: queueKey(site.ID), delivery: dkey, due: w.Start, ttl: visitor.WebhookTTL}.call())
 	}
 	var ekey string
 	if w.EmailIndex != "" {
 		ekey = emailKey(site.ID, w.EmailIndex)
 		fields = append(fields, "ei", ekey)
 	}
-	calls = append(calls, &call{script: putHashScript, keys: []string{ck}, args: fields})
+	calls = append(calls, putHashArgs{key: ck, expireAt: chatsUntil, fields: fields}.call())
 	member, subject := "c:"+w.ChatID, "c:"+w.ChatID
 	if w.VisitorKey != "" {
-		k := keysOf(site.ID, w.VisitorKey)
 		member, subject = "v:"+w.VisitorID, w.VisitorKey
-		calls = append(calls, &call{script: chatIndexScript, keys: []string{k.chats, k.records, k.choice, k.indexes},
-			args: []any{w.ChatID, ms(w.Start), ms(chatsUntil), record, recordUntil, ms(w.Start), ekey}})
+		calls = append(calls, chatIndexArgs{keys: keysOf(site.ID, w.VisitorKey), chatID: w.ChatID, start: w.Start,
+			indexExpireAt: chatsUntil, record: record, recordExpiry: recordUntil, now: w.Start, blindIndex: ekey}.call())
 	} else if record != "" {
-		calls = append(calls, &call{script: recordScript, keys: []string{ck + ":r"}, args: []any{record, recordUntil, ms(w.Start)}})
+		calls = append(calls, recordArgs{key: ck + ":r", record: record, expiry: recordUntil, now: w.Start}.call())
 	}
 	// The subject (a visitor, or a chat without identity, a subject of its own)
 	// enters the index the retention job walks.
@@ -105,8 +190,7 @@ func (s *Store) SaveChat(ctx context.Context, w visitor.ChatWrite) error {
 	}
 	calls = append(calls, subjectCall(site.ID, subject, until, w.Start))
 	if ekey != "" {
-		calls = append(calls, &call{script: blindIndexScript, keys: []string{ekey},
-			args: []any{member, ms(chatsUntil), ms(w.Start)}})
+		calls = append(calls, blindIndexArgs{key: ekey, member: member, expiry: chatsUntil, now: w.Start}.call())
 	}
 	on, release := s.durable()
 	defer release()
@@ -182,147 +266,4 @@ func parseTrail(items []string) []visitor.PageVisit {
 		out = append(out, visitor.PageVisit{Start: msTime(f[0]), Duration: time.Duration(d) * time.Millisecond, URL: f[2], Title: f[3]})
 	}
 	return out
-}
-
-// Live returns the sessions active since, most recent first, from pos on,
-// merged across the live set's shards. Entries whose visitor has gone are
-// dropped from the live set as they are met (read repair).
-func (s *Store) Live(ctx context.Context, site *visitor.Site, since time.Time, pos visitor.LivePos, limit int) ([]visitor.LiveEntry, *visitor.LivePos, error) {
-	max := "+inf"
-	if pos.Before > 0 {
-		max = strconv.FormatInt(pos.Before, 10)
-	}
-	pipe := s.c.Pipeline()
-	shards := make([]*redis.ZSliceCmd, SiteShards)
-	for i := range shards {
-		shards[i] = pipe.ZRevRangeByScoreWithScores(ctx, liveKey(site.ID, i), &redis.ZRangeBy{
-			Min: strconv.FormatInt(ms(since), 10), Max: max, Count: int64(limit + pos.Skip + 1),
-		})
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, nil, fmt.Errorf("live: %w", translate(err))
-	}
-	type entry struct {
-		score int64
-		vkey  string
-		shard int
-	}
-	var all []entry
-	for i, cmd := range shards {
-		for _, z := range cmd.Val() {
-			m, _ := z.Member.(string)
-			all = append(all, entry{score: int64(z.Score), vkey: m, shard: i})
-		}
-	}
-	// Most recent first; ties in a fixed order, so that a position can skip them.
-	sort.Slice(all, func(a, b int) bool {
-		if all[a].score != all[b].score {
-			return all[a].score > all[b].score
-		}
-		return all[a].vkey > all[b].vkey
-	})
-	skip := 0
-	for skip < pos.Skip && skip < len(all) && all[skip].score == pos.Before {
-		skip++
-	}
-	all = all[skip:]
-	var next *visitor.LivePos
-	if len(all) > limit {
-		all = all[:limit]
-		last := all[len(all)-1].score
-		n := 0
-		for _, e := range all {
-			if e.score == last {
-				n++
-			}
-		}
-		if last == pos.Before {
-			n += skip
-		}
-		next = &visitor.LivePos{Before: last, Skip: n}
-	}
-	calls := make([]*call, len(all))
-	for i, e := range all {
-		calls[i] = &call{script: liveScript, keys: []string{keysOf(site.ID, e.vkey).profile}}
-	}
-	if err := s.run(ctx, calls...); err != nil {
-		return nil, nil, fmt.Errorf("live: %w", err)
-	}
-	repair := s.c.Pipeline()
-	rows := make([]visitor.LiveEntry, 0, len(all))
-	for i, c := range calls {
-		v, _ := c.cmd.Slice()
-		str := func(j int) string { s, _ := v[j].(string); return s }
-		if len(v) != 15 || str(0) == "" {
-			repair.ZRem(ctx, liveKey(site.ID, all[i].shard), all[i].vkey)
-			continue
-		}
-		last := msTime(str(2))
-		if last.Before(since) {
-			continue // the session went quiet since the live entry was written
-		}
-		np, _ := strconv.Atoi(str(3))
-		rows = append(rows, visitor.LiveEntry{
-			SessionID: str(0), SessionStart: msTime(str(1)), LastSeen: last, Pages: np,
-			CurrentURL: str(4), CurrentTitle: str(5),
-			Location: visitor.Location{Country: str(6), Region: str(7), City: str(8), TimeZone: str(9)},
-			Device:   visitor.Device{Browser: str(10), Version: str(11), OS: str(12), Mobile: str(13) == "1"},
-			Referrer: str(14),
-		})
-	}
-	if repair.Len() > 0 {
-		if _, err := repair.Exec(ctx); err != nil {
-			return nil, nil, fmt.Errorf("live repair: %w", translate(err))
-		}
-	}
-	return rows, next, nil
-}
-
-// Stats returns a site's per-day counters: the sum of its shards.
-func (s *Store) Stats(ctx context.Context, site *visitor.Site, day time.Time) (map[string]int64, error) {
-	pipe := s.c.Pipeline()
-	cmds := make([]*redis.MapStringStringCmd, SiteShards)
-	for i := range cmds {
-		cmds[i] = pipe.HGetAll(ctx, statsKey(site.ID, i, day))
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("stats: %w", translate(err))
-	}
-	out := map[string]int64{}
-	for _, cmd := range cmds {
-		for k, v := range cmd.Val() {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			out[k] += n
-		}
-	}
-	return out, nil
-}
-
-// StatsDays returns a site's per-day counters of each of days, in their order:
-// every shard of every day in one pipeline.
-func (s *Store) StatsDays(ctx context.Context, site *visitor.Site, days []time.Time) ([]map[string]int64, error) {
-	pipe := s.c.Pipeline()
-	cmds := make([]*redis.MapStringStringCmd, 0, len(days)*SiteShards)
-	for _, day := range days {
-		for i := range SiteShards {
-			cmds = append(cmds, pipe.HGetAll(ctx, statsKey(site.ID, i, day)))
-		}
-	}
-	if len(cmds) > 0 {
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-			return nil, fmt.Errorf("stats: %w", translate(err))
-		}
-	}
-	out := make([]map[string]int64, len(days))
-	for d := range days {
-		m := map[string]int64{}
-		for _, cmd := range cmds[d*SiteShards : (d+1)*SiteShards] {
-			for k, v := range cmd.Val() {
-				n, _ := strconv.ParseInt(v, 10, 64)
-				m[k] += n
-			}
-		}
-		out[d] = m
-	}
-	return out, nil
 }

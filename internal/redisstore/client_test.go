@@ -21,6 +21,7 @@ type parsed struct {
 }
 
 func TestOptions(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		raw  string
@@ -61,6 +62,7 @@ func TestOptions(t *testing.T) {
 }
 
 func TestOptionsRejects(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		raw  string
@@ -92,6 +94,7 @@ func TestOptionsRejects(t *testing.T) {
 // A password never appears in the error of a URL that does not parse: errors
 // are printed at start.
 func TestOptionsErrorHidesPassword(t *testing.T) {
+	t.Parallel()
 	for _, raw := range []string{
 		"redis://user:hunter2pass@host:6379/notadb",
 		"redis://user:hunter2pass@host:63x9/0",
@@ -112,6 +115,7 @@ func TestOptionsErrorHidesPassword(t *testing.T) {
 }
 
 func TestConnect(t *testing.T) {
+	t.Parallel()
 	c, err := redisstore.Connect("redis://127.0.0.1:6379/0")
 	if err != nil {
 		t.Fatalf("Connect: %v", err)

@@ -119,6 +119,7 @@ func durChat(site *visitor.Site, id string, at time.Time) visitor.ChatWrite {
 // frozen by DEBUG SLEEP) must make the write fail, however the pool hands out
 // its connections.
 func TestMinReplicasWaitsOnTheWritingConnection(t *testing.T) {
+	t.Parallel()
 	primary, replica := startReplicated(t, "--enable-debug-command", "yes")
 	site := durSite()
 	s := New(fifoClient(t, primary.Addr()), WithMinReplicas(1), WithSites(site.ID))
@@ -178,6 +179,7 @@ func TestMinReplicasWaitsOnTheWritingConnection(t *testing.T) {
 // from the replica at once (WAIT returned only after the replica applied it),
 // under concurrent writers sharing the pool.
 func TestMinReplicasAcknowledgedWritesAreOnTheReplica(t *testing.T) {
+	t.Parallel()
 	primary, replica := startReplicated(t)
 	site := durSite()
 	s := New(fifoClient(t, primary.Addr()), WithMinReplicas(1), WithSites(site.ID))

@@ -15,7 +15,7 @@
 //	v:{shop:Q2x8Yk1vZjRrS3pN}:s:<sid>   list    one session's pages: "#<start ms>\t<referrer>", then a
 //	                                             page per item: "<start ms>\t<duration ms>\t<url>\t<title>";
 //	                                             at most MaxSessionPages pages (later ones only counted)
-//	v:{shop:Q2x8Yk1vZjRrS3pN}:s:<sid>:m hash    the same session's record (sessionFields): ss/sl (start,
+//	v:{shop:Q2x8Yk1vZjRrS3pN}:s:<sid>:m hash    the same session's record: ss/sl (start,
 //	                                             last activity ms), ps/pc (current page start ms, closed
 //	                                             by a leave), np (page views, counted past the cap), cu/ct
 //	                                             (current page's URL and title, for the live view), rf
@@ -65,6 +65,13 @@
 //
 // The others share the hash tag {<site>}:
 //
+//	cfg:retention:{shop}                hash    the site's retention override: sessions, profiles,
+//	                                             chats, consents, audit (days), t (saved ms); no TTL
+//	cfg:reexpire:{shop}                 string  flag: a window shrank (ms it was set); the re-expiry
+//	                                             job applies it and clears it; no TTL
+//	cfg:retention:sites                 set     the site ids with a retention override, so that
+//	                                             every pod finds them all (no hash tag: one key of
+//	                                             all sites, written apart from the site's); no TTL
 //	cfg:schema:{shop}                   string  layout version of the site's stored data; when it is
 //	                                             older than the code's, the re-expiry job runs one pass
 //	                                             that migrates every subject (no TTL: cfg:)
@@ -119,14 +126,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/visitord/visitord/internal/visitor"
 )
 
-// StatsTTL is how long per-day counters are kept.
-const StatsTTL = 400 * 24 * time.Hour
-
-// TombstoneTTL is how long an erased visitor's tombstone is kept: the longest an
-// identity token lives.
-const TombstoneTTL = 395 * 24 * time.Hour
+// TombstoneTTL is visitor.TombstoneTTL, the domain's window of an erased
+// visitor's tombstone, under the name tools and tests of the schema use.
+const TombstoneTTL = visitor.TombstoneTTL
 
 func visitorPrefix(site, vkey string) string {
 	var b strings.Builder
@@ -154,7 +160,7 @@ func keysOf(site, vkey string) visitorKeys {
 
 func sessionKey(profile, sid string) string { return profile + ":s:" + sid }
 
-// sessionMetaKey names the hash of a session record (sessionFields).
+// sessionMetaKey names the hash of a session record.
 func sessionMetaKey(profile, sid string) string { return profile + ":s:" + sid + ":m" }
 
 // SiteShards is how many shards a site's live set and per-day counters are cut
@@ -187,9 +193,6 @@ func statsKey(site string, shard int, day time.Time) string {
 // MaxLive bounds a site's live set: past it, the least recently active go.
 const MaxLive = 1_000_000
 
-// WebhookTTL is how long an undelivered webhook is kept.
-const WebhookTTL = 3 * 24 * time.Hour
-
 func chatKey(site, chatID string) string { return "ch:{" + site + ":" + chatID + "}" }
 
 func emailKey(site, hash string) string { return "e:{" + site + ":" + hash + "}" }
@@ -203,15 +206,12 @@ func auditFoldKey(site, actor, action, target string) string {
 	return auditKey(site) + ":f:" + actor + "|" + action + "|" + target
 }
 
-// SubjectsTTL bounds the subject index: no record outlives the longest window.
-const SubjectsTTL = 1825 * 24 * time.Hour
-
 // LockTTL is the lifetime of locks and job checkpoints.
 const LockTTL = 10 * time.Minute
 
 // ErasureTTL is the lifetime of the markers of unfinished erasures: one owes a
 // subject.erased delivery, so it lasts as long as a queued delivery would.
-const ErasureTTL = WebhookTTL
+const ErasureTTL = visitor.WebhookTTL
 
 func subjectsKey(site string) string { return "sj:{" + site + "}" }
 
@@ -229,6 +229,18 @@ func retentionKey(site string) string { return "cfg:retention:{" + site + "}" }
 // reexpireKey flags a site whose retention shrank: the re-expiry job applies the
 // new windows to data already stored. A cfg: key: no TTL, no personal data.
 func reexpireKey(site string) string { return "cfg:reexpire:{" + site + "}" }
+
+// retentionSitesKey names the set of the sites with a retention override
+// (SaveRetention adds to it), so that Retentions finds every override. A cfg:
+// key: no TTL, no personal data.
+const retentionSitesKey = "cfg:retention:sites"
+
+func reexpireLockKey(site string) string { return "lk:{" + site + "}:reexpire" }
+
+func reexpireCheckpointKey(site string) string { return "ck:{" + site + "}:reexpire" }
+
+// streamsKey names the places of one API key's open live streams on a site.
+func streamsKey(site, keyID string) string { return "ls:{" + site + "}:" + keyID }
 
 // schemaKey holds the layout version of a site's stored data (schemaVersion).
 // A cfg: key: no TTL, no personal data.

@@ -13,6 +13,7 @@ import (
 // with what it owes; SettleErasure writes its audit entry and drops it, and a
 // second settling (a sweep racing the request) writes no second entry.
 func TestSettleErasureAuditsOnce(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		e    visitor.Erasure
@@ -58,6 +59,7 @@ func TestSettleErasureAuditsOnce(t *testing.T) {
 
 // OwedWithdrawals lists what SaveConsent withdrew until SettleWithdrawals.
 func TestOwedWithdrawalsUntilSettled(t *testing.T) {
+	t.Parallel()
 	e := rxStart(t)
 	now := rxNow()
 	vkey := "vkW0000000000000"

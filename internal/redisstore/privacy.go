@@ -14,6 +14,104 @@ import (
 	"github.com/visitord/visitord/internal/visitor"
 )
 
+// migrateScript moves the session data a profile held before the session
+// record into that record (migrate.lua).
+var migrateScript = declare("migrate.lua", "lib_session.lua")
+
+// migrateArgs are migrate.lua's KEYS by name; it takes no ARGV.
+type migrateArgs struct{ keys visitorKeys }
+
+func (a migrateArgs) call() *call {
+	return &call{script: migrateScript, keys: []string{a.keys.profile}}
+}
+
+// rectifyScript rewrites fields of a chat that still exists (rectify.lua).
+var rectifyScript = declare("rectify.lua")
+
+// rectifyArgs are rectify.lua's KEYS and ARGV by name.
+type rectifyArgs struct {
+	chat   string
+	fields []any // field, value pairs
+}
+
+func (a rectifyArgs) call() *call {
+	return &call{script: rectifyScript, keys: []string{a.chat}, args: a.fields}
+}
+
+// replaceSetScript replaces a set whole with its absolute expiry (replace_set.lua).
+var replaceSetScript = declare("replace_set.lua")
+
+// replaceSetArgs are replace_set.lua's KEYS and ARGV by name.
+type replaceSetArgs struct {
+	key      string
+	expireAt time.Time
+	members  []string
+}
+
+func (a replaceSetArgs) call() *call {
+	args := make([]any, 0, 1+len(a.members))
+	args = append(args, ms(a.expireAt))
+	for _, m := range a.members {
+		args = append(args, m)
+	}
+	return &call{script: replaceSetScript, keys: []string{a.key}, args: args}
+}
+
+// eraseChatScript deletes a chat and its queued delivery (erase_chat.lua).
+var eraseChatScript = declare("erase_chat.lua")
+
+// eraseChatArgs are erase_chat.lua's KEYS by name; it takes no ARGV.
+type eraseChatArgs struct{ chat string }
+
+func (a eraseChatArgs) call() *call { return &call{script: eraseChatScript, keys: []string{a.chat}} }
+
+// decodeEraseChat reads erase_chat.lua's reply: the key of the delivery it
+// deleted, "" for none.
+func decodeEraseChat(c *call) (string, error) {
+	wd, err := c.cmd.Text()
+	if err != nil {
+		return "", translate(err)
+	}
+	return wd, nil
+}
+
+// replaceRecordsScript replaces a records zset whole, expiring it with its
+// newest record (replace_records.lua).
+var replaceRecordsScript = declare("replace_records.lua")
+
+// replaceRecordsArgs are replace_records.lua's KEYS and ARGV by name.
+type replaceRecordsArgs struct {
+	key     string
+	records []redis.Z // JSON members scored by expiry ms
+}
+
+func (a replaceRecordsArgs) call() *call {
+	args := make([]any, 0, 2*len(a.records))
+	for _, z := range a.records {
+		args = append(args, z.Member, int64(z.Score))
+	}
+	return &call{script: replaceRecordsScript, keys: []string{a.key}, args: args}
+}
+
+// settleErasureScript writes the audit entry an erasure owes, once, and drops
+// its marker (settle_erasure.lua).
+var settleErasureScript = declare("settle_erasure.lua", "lib_audit_add.lua")
+
+// settleErasureArgs are settle_erasure.lua's KEYS and ARGV by name.
+type settleErasureArgs struct {
+	site   string
+	marker string
+	entry  visitor.AuditEntry // written at entry.Time
+	window time.Duration      // the audit window
+}
+
+func (a settleErasureArgs) call() *call {
+	now := a.entry.Time
+	return &call{script: settleErasureScript,
+		keys: []string{erasuresKey(a.site), erasuresOwedKey(a.site), auditKey(a.site)},
+		args: []any{a.marker, ms(now), ms(now.Add(-a.window)), a.window.Milliseconds(), a.entry.Actor, a.entry.Action, a.entry.Target}}
+}
+
 // SearchEmail returns the subjects of an e-mail's blind index, trimming the
 // expired entries on the way.
 func (s *Store) SearchEmail(ctx context.Context, site *visitor.Site, hash string, now time.Time) ([]string, []string, error) {
@@ -35,23 +133,12 @@ func (s *Store) SearchEmail(ctx context.Context, site *visitor.Site, hash string
 	return visitors, chats, nil
 }
 
-func parseRecord(member string) (visitor.ConsentRecord, bool) {
-	var r consentRecordJSON
-	if err := json.Unmarshal([]byte(member), &r); err != nil {
-		return visitor.ConsentRecord{}, false
-	}
-	return visitor.ConsentRecord{
-		VisitorID: r.VisitorID, Subject: r.Subject, Time: r.Time, Analytics: r.Analytics, Marketing: r.Marketing,
-		PolicyVersion: r.PolicyVersion, TextSHA256: r.TextSHA256, Method: r.Method, IP: r.IP, UserAgent: r.UserAgent,
-	}, true
-}
-
 // VisitorData returns everything stored of a visitor: profile, sessions with
 // their pages, consent choice and records, and chats (contacts sealed).
 func (s *Store) VisitorData(ctx context.Context, site *visitor.Site, vkey string) (visitor.VisitorData, error) {
 	k := keysOf(site.ID, vkey)
 	// A profile written before sessions kept their own data is migrated first.
-	if err := s.run(ctx, &call{script: migrateScript, keys: []string{k.profile}}); err != nil {
+	if err := s.run(ctx, migrateArgs{keys: k}.call()); err != nil {
 		return visitor.VisitorData{}, fmt.Errorf("visitor data: %w", err)
 	}
 	pipe := s.c.Pipeline()
@@ -179,14 +266,14 @@ func (s *Store) ChatConsents(ctx context.Context, site *visitor.Site, chatID str
 func (s *Store) Rectify(ctx context.Context, site *visitor.Site, r visitor.Rectification) error {
 	var calls []*call
 	for _, c := range r.Chats {
-		args := make([]any, 0, 2*len(c.Fields)+2)
+		fields := make([]any, 0, 2*len(c.Fields)+2)
 		for f, v := range c.Fields {
-			args = append(args, f, v)
+			fields = append(fields, f, v)
 		}
 		if r.NewIndex != "" {
-			args = append(args, "ei", emailKey(site.ID, r.NewIndex))
+			fields = append(fields, "ei", emailKey(site.ID, r.NewIndex))
 		}
-		calls = append(calls, &call{script: rectifyScript, keys: []string{chatKey(site.ID, c.ChatID)}, args: args})
+		calls = append(calls, rectifyArgs{chat: chatKey(site.ID, c.ChatID), fields: fields}.call())
 	}
 	if err := s.run(ctx, calls...); err != nil {
 		return fmt.Errorf("rectify: %w", err)
@@ -208,10 +295,10 @@ func (s *Store) Rectify(ctx context.Context, site *visitor.Site, r visitor.Recti
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("rectify index: %w", translate(err))
 	}
-	calls = []*call{{script: blindIndexScript, keys: []string{newKey}, args: []any{r.Member, ms(r.IndexUntil), ms(time.Now())}}}
+	calls = []*call{blindIndexArgs{key: newKey, member: r.Member, expiry: r.IndexUntil, now: time.Now()}.call()}
 	if r.VisitorKey != "" {
 		k := keysOf(site.ID, r.VisitorKey)
-		calls = append(calls, &call{script: replaceSetScript, keys: []string{k.indexes}, args: []any{ms(r.IndexUntil), newKey}})
+		calls = append(calls, replaceSetArgs{key: k.indexes, expireAt: r.IndexUntil, members: []string{newKey}}.call())
 	}
 	if err := s.run(ctx, calls...); err != nil {
 		return fmt.Errorf("rectify index: %w", err)
@@ -277,16 +364,23 @@ func (s *Store) Erase(ctx context.Context, site *visitor.Site, e visitor.Erasure
 	// too), behaviour, consent records cut.
 	var calls []*call
 	for _, id := range chats.Val() {
-		calls = append(calls, &call{script: eraseChatScript, keys: []string{chatKey(site.ID, id)}})
+		calls = append(calls, eraseChatArgs{chat: chatKey(site.ID, id)}.call())
 	}
-	purge := &call{script: purgeScript, keys: []string{k.deliveries}}
-	calls = append(calls, purge, &call{script: forgetScript, keys: []string{k.profile, k.sessions}})
+	purge := purgeArgs{set: k.deliveries}.call()
+	calls = append(calls, purge, forgetArgs{keys: k}.call())
 	if err := s.run(ctx, calls...); err != nil {
 		return fmt.Errorf("erase keys: %w", err)
 	}
-	purged, _ := purge.cmd.StringSlice()
+	purged, err := decodeKeys(purge)
+	if err != nil {
+		return fmt.Errorf("erase keys: %w", err)
+	}
 	for _, c := range calls[:len(chats.Val())] {
-		if wd, _ := c.cmd.Text(); wd != "" {
+		wd, err := decodeEraseChat(c)
+		if err != nil {
+			return fmt.Errorf("erase keys: %w", err)
+		}
+		if wd != "" {
 			purged = append(purged, wd)
 		}
 	}
@@ -317,7 +411,7 @@ func (s *Store) cutRecords(ctx context.Context, key, dest string, records []redi
 	if len(records) == 0 {
 		return nil
 	}
-	args := make([]any, 0, 2*len(records))
+	proof := make([]redis.Z, 0, len(records))
 	for _, z := range records {
 		m, _ := z.Member.(string)
 		r, ok := parseRecord(m)
@@ -329,9 +423,9 @@ func (s *Store) cutRecords(ctx context.Context, key, dest string, records []redi
 		if err != nil {
 			return fmt.Errorf("cut consent records: %w", err)
 		}
-		args = append(args, string(b), int64(z.Score))
+		proof = append(proof, redis.Z{Member: string(b), Score: z.Score})
 	}
-	if err := s.run(ctx, &call{script: replaceRecordsScript, keys: []string{dest}, args: args}); err != nil {
+	if err := s.run(ctx, replaceRecordsArgs{key: dest, records: proof}.call()); err != nil {
 		return fmt.Errorf("cut consent records: %w", err)
 	}
 	if dest != key {
@@ -391,12 +485,12 @@ func (s *Store) eraseChat(ctx context.Context, site *visitor.Site, e visitor.Era
 			return err
 		}
 	}
-	erase := &call{script: eraseChatScript, keys: []string{ck}}
+	erase := eraseChatArgs{chat: ck}.call()
 	calls := []*call{erase}
 	var purge *call
 	if vk := str(0); vk != "" {
 		// The visitor's queued deliveries that carry this chat's contact details.
-		purge = &call{script: purgeChatScript, keys: []string{keysOf(site.ID, vk).deliveries}, args: []any{e.ChatID}}
+		purge = purgeChatArgs{set: keysOf(site.ID, vk).deliveries, chatID: e.ChatID}.call()
 		calls = append(calls, purge)
 	}
 	if err := s.run(ctx, calls...); err != nil {
@@ -404,9 +498,16 @@ func (s *Store) eraseChat(ctx context.Context, site *visitor.Site, e visitor.Era
 	}
 	var purged []string
 	if purge != nil {
-		purged, _ = purge.cmd.StringSlice()
+		var err error
+		if purged, err = decodeKeys(purge); err != nil {
+			return fmt.Errorf("erase chat: %w", err)
+		}
 	}
-	if wd, _ := erase.cmd.Text(); wd != "" {
+	wd, err := decodeEraseChat(erase)
+	if err != nil {
+		return fmt.Errorf("erase chat: %w", err)
+	}
+	if wd != "" {
 		purged = append(purged, wd)
 	}
 	if err := s.dequeue(ctx, site, purged); err != nil {
@@ -462,30 +563,12 @@ func markErasure(ctx context.Context, pipe redis.Pipeliner, site *visitor.Site, 
 // (and its marker) in one script, once: when nothing is owed any more (a
 // sweep and the request settling the same erasure) it writes no entry.
 func (s *Store) SettleErasure(ctx context.Context, site *visitor.Site, e visitor.Erasure, entry visitor.AuditEntry, r visitor.Retention) error {
-	now, window := entry.Time, days(r.Audit)
-	err := s.run(ctx, &call{script: settleErasureScript,
-		keys: []string{erasuresKey(site.ID), erasuresOwedKey(site.ID), auditKey(site.ID)},
-		args: []any{erasureMarker(e), ms(now), ms(now.Add(-window)), window.Milliseconds(), entry.Actor, entry.Action, entry.Target}})
+	err := s.run(ctx, settleErasureArgs{site: site.ID, marker: erasureMarker(e), entry: entry, window: days(r.Audit)}.call())
 	if err != nil {
 		return fmt.Errorf("settle erasure: %w", err)
 	}
 	return nil
 }
-
-// settleErasureScript settles an erasure: when its marker still owes (HDEL
-// takes it), it appends the audit entry (n = 1, no folding) as auditScript
-// would; the marker goes either way.
-//
-// KEYS: 1 erasure markers, 2 what they owe, 3 audit stream. ARGV: 1 marker,
-// 2 now ms, 3 MINID ms, 4 stream TTL ms, 5 actor, 6 action, 7 target.
-var settleErasureScript = redis.NewScript(auditAddLua + `
-redis.call('ZREM', KEYS[1], ARGV[1])
-if redis.call('HDEL', KEYS[2], ARGV[1]) == 0 then return 0 end
-auditAdd(KEYS[3], ARGV[2], {'t', ARGV[2], 'l', ARGV[2], 'n', '1', 'actor', ARGV[5], 'action', ARGV[6], 'target', ARGV[7]})
-redis.call('XTRIM', KEYS[3], 'MINID', ARGV[3])
-redis.call('PEXPIRE', KEYS[3], ARGV[4])
-return 1
-`)
 
 // unlinkEmail takes a visitor out of the blind index ei, an erased chat's,
 // when none of the visitor's other chats gives that e-mail: a search by it
@@ -557,129 +640,4 @@ func (s *Store) PendingErasures(ctx context.Context, site *visitor.Site) ([]visi
 		out = append(out, e)
 	}
 	return out, nil
-}
-
-// Enqueue queues a sealed webhook delivery: one carrying a visitor's contact
-// details (d.VisitorKey) under the visitor's hash tag and in its delivery set,
-// so an erasure purges it; one of ids only under its own key.
-func (s *Store) Enqueue(ctx context.Context, site *visitor.Site, d visitor.Delivery, now time.Time) error {
-	dk, keys := hookKey(site.ID, d.ID), []string(nil)
-	if d.VisitorKey != "" {
-		k := keysOf(site.ID, d.VisitorKey)
-		dk = k.profile + ":w:" + d.ID
-		keys = []string{dk, k.deliveries}
-	} else {
-		keys = []string{dk}
-	}
-	args := []any{ms(now.Add(WebhookTTL)), "i", d.ID, "p", d.Sealed, "e", d.Event, "n", 0, "s", site.ID}
-	if d.VisitorKey != "" {
-		args = append(args, "c", strings.Join(d.ChatIDs, ","))
-	}
-	err := s.run(ctx,
-		&call{script: enqueueScript, keys: keys, args: args},
-		&call{script: queueScript, keys: []string{queueKey(site.ID)}, args: []any{dk, ms(now), WebhookTTL.Milliseconds()}})
-	if err != nil {
-		return fmt.Errorf("enqueue webhook: %w", err)
-	}
-	return nil
-}
-
-// QueuedContacts returns the queued deliveries kept with a visitor (those
-// carrying its contact details), sealed; one gone meanwhile is left out.
-func (s *Store) QueuedContacts(ctx context.Context, site *visitor.Site, vkey string) ([]visitor.Delivery, error) {
-	keys, err := s.c.SMembers(ctx, keysOf(site.ID, vkey).deliveries).Result()
-	if err != nil {
-		return nil, fmt.Errorf("queued contacts: %w", translate(err))
-	}
-	if len(keys) == 0 {
-		return nil, nil
-	}
-	pipe := s.c.Pipeline()
-	cmds := make([]*redis.SliceCmd, len(keys))
-	for i, k := range keys {
-		cmds[i] = pipe.HMGet(ctx, k, "i", "e", "p", "c")
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("queued contacts: %w", translate(err))
-	}
-	var out []visitor.Delivery
-	for _, cmd := range cmds {
-		v := cmd.Val()
-		str := func(j int) string { s, _ := v[j].(string); return s }
-		if str(0) == "" || str(2) == "" {
-			continue
-		}
-		d := visitor.Delivery{ID: str(0), Event: str(1), Sealed: str(2), VisitorKey: vkey}
-		if c := str(3); c != "" {
-			d.ChatIDs = strings.Split(c, ",")
-		}
-		out = append(out, d)
-	}
-	return out, nil
-}
-
-// dequeue takes deleted deliveries off the site's queue.
-func (s *Store) dequeue(ctx context.Context, site *visitor.Site, keys []string) error {
-	if len(keys) == 0 {
-		return nil
-	}
-	members := make([]any, len(keys))
-	for i, k := range keys {
-		members[i] = k
-	}
-	if err := s.c.ZRem(ctx, queueKey(site.ID), members...).Err(); err != nil {
-		return fmt.Errorf("dequeue webhooks: %w", translate(err))
-	}
-	return nil
-}
-
-// Retentions returns every site's retention override.
-func (s *Store) Retentions(ctx context.Context) (map[string]visitor.Retention, error) {
-	return s.retentions(ctx)
-}
-
-var retentionFields = []string{"sessions", "profiles", "chats", "consents", "audit"}
-
-func (s *Store) retentions(ctx context.Context) (map[string]visitor.Retention, error) {
-	out := map[string]visitor.Retention{}
-	for _, site := range s.sites {
-		v, err := s.c.HMGet(ctx, retentionKey(site), retentionFields...).Result()
-		if err != nil {
-			return nil, fmt.Errorf("retention: %w", translate(err))
-		}
-		if v[0] == nil {
-			continue
-		}
-		n := func(i int) int { s, _ := v[i].(string); x, _ := strconv.Atoi(s); return x }
-		out[site] = visitor.Retention{Sessions: n(0), Profiles: n(1), Chats: n(2), Consents: n(3), Audit: n(4)}
-	}
-	return out, nil
-}
-
-// RetentionChanged returns when site's override was last saved; the zero time
-// when it has none (or was saved before the time was kept).
-func (s *Store) RetentionChanged(ctx context.Context, site *visitor.Site) (time.Time, error) {
-	v, err := s.c.HGet(ctx, retentionKey(site.ID), "t").Result()
-	if errors.Is(err, redis.Nil) {
-		return time.Time{}, nil
-	}
-	if err != nil {
-		return time.Time{}, fmt.Errorf("retention changed: %w", translate(err))
-	}
-	return msTime(v), nil
-}
-
-// SaveRetention stores a site's override under cfg: (no TTL, no personal data)
-// and, for a shorter window, asks for a re-expiry job.
-func (s *Store) SaveRetention(ctx context.Context, site *visitor.Site, r visitor.Retention, shorter bool) error {
-	pipe := s.c.TxPipeline()
-	pipe.HSet(ctx, retentionKey(site.ID), "sessions", r.Sessions, "profiles", r.Profiles, "chats", r.Chats,
-		"consents", r.Consents, "audit", r.Audit, "t", time.Now().UnixMilli())
-	if shorter {
-		pipe.Set(ctx, reexpireKey(site.ID), time.Now().UnixMilli(), 0)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("save retention: %w", translate(err))
-	}
-	return nil
 }

@@ -24,6 +24,7 @@ func newHasher(tb testing.TB) *visitor.Hasher {
 }
 
 func TestRateLimiterAllow(t *testing.T) {
+	t.Parallel()
 	rs := redistest.Start(t)
 	c := rs.Client(t)
 	rl := redisstore.NewRateLimiter(redisstore.New(c))
@@ -93,6 +94,7 @@ func TestRateLimiterAllow(t *testing.T) {
 }
 
 func TestRateLimiterNoLimit(t *testing.T) {
+	t.Parallel()
 	rs := redistest.Start(t)
 	c := rs.Client(t)
 	rl := redisstore.NewRateLimiter(redisstore.New(c))
@@ -107,6 +109,7 @@ func TestRateLimiterNoLimit(t *testing.T) {
 }
 
 func TestRateLimiterFailsOpen(t *testing.T) {
+	t.Parallel()
 	rs := redistest.Start(t)
 	rl := redisstore.NewRateLimiter(redisstore.New(rs.Client(t)))
 	rs.Stop()

@@ -12,6 +12,7 @@ import (
 // StatsDays reads every shard of every day asked, in the order asked, and an
 // empty day as empty counts.
 func TestStatsDays(t *testing.T) {
+	t.Parallel()
 	e := rxStart(t)
 	day := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
 	for _, w := range []struct {
@@ -41,26 +42,5 @@ func TestStatsDays(t *testing.T) {
 	}
 	if got, err := e.s.StatsDays(e.ctx, e.site, nil); err != nil || len(got) != 0 {
 		t.Errorf("StatsDays of no days: %v, %v", got, err)
-	}
-}
-
-// RetentionChanged is zero until an override is saved, then the time it was.
-func TestRetentionChanged(t *testing.T) {
-	e := rxStart(t)
-	if got, err := e.s.RetentionChanged(e.ctx, e.site); err != nil || !got.IsZero() {
-		t.Fatalf("before any change: %v, %v", got, err)
-	}
-	before := time.Now().Add(-time.Second)
-	if err := e.s.SaveRetention(e.ctx, e.site, rxOld, false); err != nil {
-		t.Fatal(err)
-	}
-	got, err := e.s.RetentionChanged(e.ctx, e.site)
-	if err != nil || got.Before(before) || got.After(time.Now().Add(time.Second)) {
-		t.Errorf("after a change: %v, %v", got, err)
-	}
-	// The override itself reads back unchanged beside the time.
-	m, err := e.s.Retentions(e.ctx)
-	if err != nil || m[e.site.ID] != rxOld {
-		t.Errorf("Retentions: %v, %v, want %v", m, err, rxOld)
 	}
 }

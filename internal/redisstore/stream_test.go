@@ -9,6 +9,7 @@ import (
 // a release frees it, and a lease that ended is dropped. The key expires with
 // its last lease (rxStart's cleanup checks every key has a TTL).
 func TestHoldStream(t *testing.T) {
+	t.Parallel()
 	e := rxStart(t)
 	now := rxNow()
 	lease := 45 * time.Second

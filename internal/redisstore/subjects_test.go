@@ -16,6 +16,7 @@ func rz(score int64, member string) redis.Z { return redis.Z{Score: float64(scor
 // refreshed by every write; a returning visitor raises its own entry once its
 // data outlives it.
 func TestSubjectIndexScoredByExpiry(t *testing.T) {
+	t.Parallel()
 	e := rxStart(t)
 	sj := subjectsKey("shop")
 	now := rxNow()
@@ -75,6 +76,7 @@ func TestSubjectIndexScoredByExpiry(t *testing.T) {
 // chat's proof) stays in the subject index, so the retention job re-expires it
 // when the consents window shrinks.
 func TestReexpireReachesErasedProof(t *testing.T) {
+	t.Parallel()
 	e := rxStart(t)
 	now := rxNow()
 	at := now.Add(-10 * rxDay)

@@ -77,6 +77,7 @@ func sortedIDs(m map[string]webhook.Delivery) []string {
 // of ids only) is claimed, opened under its own id, leased, retried and removed
 // through the queue's own methods.
 func TestWebhookQueueEnqueueClaimOpen(t *testing.T) {
+	t.Parallel()
 	e := whqStart(t)
 	now := rxNow()
 	if err := e.s.SaveChat(e.ctx, visitor.ChatWrite{Site: e.site, Retention: rxOld, ChatID: "chat1", Start: now,
@@ -134,6 +135,7 @@ func TestWebhookQueueEnqueueClaimOpen(t *testing.T) {
 // contact details (its rectifications, its chats' chat.started), off the queue
 // too, and keeps those of ids only.
 func TestWebhookQueuePurgedByErasure(t *testing.T) {
+	t.Parallel()
 	e := whqStart(t)
 	now := rxNow()
 	rx := rxEnv{c: nil, s: e.s, site: e.site, ctx: e.ctx}
@@ -184,6 +186,7 @@ func TestWebhookQueuePurgedByErasure(t *testing.T) {
 // Issue 17, item 2: a delivery that cannot be opened, or that expired, is
 // handed to the dispatcher with Err set, never left out in silence.
 func TestWebhookQueueReportsUnreadableAndGone(t *testing.T) {
+	t.Parallel()
 	e := whqStart(t)
 	now := rxNow()
 	other, err := visitor.NewSealer([]visitor.DataKey{{ID: "k9", Key: bytes.Repeat([]byte("o"), 32)}})

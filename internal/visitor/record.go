@@ -10,7 +10,7 @@ import (
 )
 
 // Fixed retention windows of data whose lifetime no site configures; the store
-// writes the same TTLs (redisstore.TombstoneTTL, WebhookTTL, StatsTTL).
+// applies them as the TTLs of storage.go (TombstoneTTL, WebhookTTL, StatsTTL).
 const (
 	tombstoneDays    = 395 // 13 months: the longest an identity token lives
 	webhookQueueDays = 3

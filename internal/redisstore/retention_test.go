@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/visitord/visitord/internal/redistest"
@@ -200,6 +201,7 @@ func (e rxEnv) recordScores(tb testing.TB, key string) []int64 {
 const rxDay = 24 * time.Hour
 
 func TestReexpireShrinks(t *testing.T) {
+	t.Parallel()
 	e := rxStart(t)
 	now := rxNow()
 	old, fresh := now.Add(-3*rxDay), now.Add(-time.Hour)
@@ -318,6 +320,7 @@ func TestReexpireShrinks(t *testing.T) {
 }
 
 func TestReexpireNeverExtends(t *testing.T) {
+	t.Parallel()
 	e := rxStart(t)
 	now := rxNow()
 	fresh := now.Add(-time.Hour)
@@ -369,6 +372,7 @@ func TestReexpireNeverExtends(t *testing.T) {
 // TestReexpireResumesAfterCrash kills a job half-way: its lock keeps others
 // out while its lease runs, then another owner resumes from the checkpoint.
 func TestReexpireResumesAfterCrash(t *testing.T) {
+	t.Parallel()
 	e := rxStart(t)
 	now := rxNow()
 	var vkeys []string
@@ -460,6 +464,7 @@ func TestReexpireResumesAfterCrash(t *testing.T) {
 // starts again under the new ones, and a pass under windows that are not the
 // stored override (a stale cache) leaves the flag.
 func TestReexpireChangedMidJob(t *testing.T) {
+	t.Parallel()
 	e := rxStart(t)
 	now := rxNow()
 	fresh := now.Add(-time.Hour)
@@ -504,6 +509,7 @@ func TestReexpireChangedMidJob(t *testing.T) {
 
 // TestRunRetentionJobs runs the jobs through the service, as every pod does.
 func TestRunRetentionJobs(t *testing.T) {
+	t.Parallel()
 	e := rxStart(t)
 	now := rxNow()
 	fresh := now.Add(-time.Hour)
@@ -607,7 +613,7 @@ func benchPopulateReexpire(tb testing.TB, c redis.UniversalClient, site string, 
 			members = append(members, redis.Z{Score: float64(ms(w)), Member: vkey})
 		}
 		pipe.ZAdd(ctx, subjectsKey(site), members...)
-		pipe.Expire(ctx, subjectsKey(site), SubjectsTTL)
+		pipe.Expire(ctx, subjectsKey(site), 1825*rxDay) // the longest window a site may set
 		if _, err := pipe.Exec(ctx); err != nil {
 			tb.Fatalf("populate: %v", err)
 		}
@@ -654,4 +660,64 @@ func BenchmarkReexpire100k(b *testing.B) {
 	}
 	b.ReportMetric(total.Seconds()/float64(b.N), "s/job")
 	b.ReportMetric(float64(benchReexpireVisitors)*float64(b.N)/total.Seconds(), "subjects/s")
+}
+
+// RetentionChanged is zero until an override is saved, then the time it was.
+func TestRetentionChanged(t *testing.T) {
+	t.Parallel()
+	e := rxStart(t)
+	if got, err := e.s.RetentionChanged(e.ctx, e.site); err != nil || !got.IsZero() {
+		t.Fatalf("before any change: %v, %v", got, err)
+	}
+	before := time.Now().Add(-time.Second)
+	if err := e.s.SaveRetention(e.ctx, e.site, rxOld, false); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.s.RetentionChanged(e.ctx, e.site)
+	if err != nil || got.Before(before) || got.After(time.Now().Add(time.Second)) {
+		t.Errorf("after a change: %v, %v", got, err)
+	}
+	// The override itself reads back unchanged beside the time.
+	m, err := e.s.Retentions(e.ctx)
+	if err != nil || m[e.site.ID] != rxOld {
+		t.Errorf("Retentions: %v, %v, want %v", m, err, rxOld)
+	}
+}
+
+// Retentions finds every saved override whatever sites the reading Store was
+// told of: a Store built without WithSites reads another pod's override, and
+// an override saved before the index existed is found through WithSites and
+// indexed on the way.
+func TestRetentionsNeedNoWithSites(t *testing.T) {
+	t.Parallel()
+	c := redistest.Start(t).Client(t)
+	ctx := context.Background()
+	shop, blog := &visitor.Site{ID: "shop"}, &visitor.Site{ID: "blog"}
+	if err := New(c, WithSites("shop")).SaveRetention(ctx, shop, rxShort, true); err != nil {
+		t.Fatal(err)
+	}
+	// blog's override was written by a version of the store without the index.
+	if err := c.HSet(ctx, retentionKey(blog.ID), "sessions", 7, "profiles", 8, "chats", 9, "consents", 10, "audit", 11).Err(); err != nil {
+		t.Fatal(err)
+	}
+	blogR := visitor.Retention{Sessions: 7, Profiles: 8, Chats: 9, Consents: 10, Audit: 11}
+	for _, tc := range []struct {
+		name  string
+		store *Store
+		want  map[string]visitor.Retention
+	}{
+		{name: "without WithSites", store: New(c), want: map[string]visitor.Retention{"shop": rxShort}},
+		{name: "with the sites", store: New(c, WithSites("shop", "blog", "news")), want: map[string]visitor.Retention{"shop": rxShort, "blog": blogR}},
+		{name: "without WithSites once indexed", store: New(c), want: map[string]visitor.Retention{"shop": rxShort, "blog": blogR}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.store.Retentions(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("Retentions (-want +got):\n%s", diff)
+			}
+		})
+	}
 }

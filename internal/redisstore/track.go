@@ -1,0 +1,296 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/visitord/visitord/internal/visitor"
+)
+
+// MaxSessionPages is visitor.MaxSessionPages, the domain's cap on the pages a
+// session stores, under the name tools and tests of the schema use.
+const MaxSessionPages = visitor.MaxSessionPages
+
+// hitScript records a page view, heartbeat or leave on the visitor's slot: the
+// source of truth of tracking (hit.lua).
+var hitScript = declare("hit.lua", "lib_session.lua")
+
+// hitArgs are hit.lua's KEYS and ARGV by name. The policy values (grant,
+// session limits, windows, page cap) are the domain's; the script applies them.
+type hitArgs struct {
+	keys visitorKeys
+	op   visitor.HitType
+	now  time.Time
+	// requireGrant refuses the hit unless the stored choice grants analytics
+	// for policy, valid at now (the rule of visitor.Token.HasGrant).
+	requireGrant bool
+	policy       string
+	// sessionTimeout closes a session after that much inactivity, sessionMax
+	// after that long in all.
+	sessionTimeout, sessionMax time.Duration
+	sessionsTTL, profilesTTL   time.Duration
+	newSessionID, visitorID    string
+	page                       visitor.Page
+	device                     visitor.Device
+	location                   visitor.Location
+	ip                         string
+	maxPages                   int
+	// indexNeeds is the subject-index score this write needs (when its data
+	// expires); indexWrite the score written when the entry must grow;
+	// indexWritten says the caller's pipeline writes it already.
+	indexNeeds, indexWrite time.Time
+	indexWritten           bool
+}
+
+// hitOp is hit.lua's name of a hit type.
+func hitOp(t visitor.HitType) (string, error) {
+	switch t {
+	case visitor.HitPageview:
+		return "p", nil
+	case visitor.HitHeartbeat:
+		return "h", nil
+	case visitor.HitLeave:
+		return "l", nil
+	}
+	return "", fmt.Errorf("%w: hit type %q", visitor.ErrInvalid, t)
+}
+
+func (a hitArgs) call() (*call, error) {
+	op, err := hitOp(a.op)
+	if err != nil {
+		return nil, err
+	}
+	return &call{script: hitScript,
+		keys: []string{a.keys.profile, a.keys.choice, a.keys.tombstone, a.keys.sessions},
+		args: []any{
+			op, ms(a.now), bit(a.requireGrant), a.policy,
+			a.sessionTimeout.Milliseconds(), a.sessionMax.Milliseconds(),
+			seconds(a.sessionsTTL), seconds(a.profilesTTL),
+			a.newSessionID, a.visitorID, a.page.URL, a.page.Title, a.page.Referrer,
+			a.device.Browser, a.device.Version, a.device.OS, bit(a.device.Mobile),
+			a.location.Country, a.location.Region, a.location.City, a.location.TimeZone, a.ip, a.maxPages,
+			ms(a.indexNeeds), ms(a.indexWrite), bit(a.indexWritten),
+		}}, nil
+}
+
+// hitReply is hit.lua's reply.
+type hitReply struct {
+	outcome visitor.HitOutcome
+	// raiseIndex asks the caller to raise the visitor's subject-index entry to
+	// hitArgs.indexWrite: the data now outlives it.
+	raiseIndex bool
+}
+
+// decodeHit reads hit.lua's reply.
+func decodeHit(c *call) (hitReply, error) {
+	res, err := c.cmd.Text()
+	if err != nil {
+		return hitReply{}, translate(err)
+	}
+	res, raise := strings.CutSuffix(res, "|ix")
+	r := hitReply{raiseIndex: raise}
+	switch res {
+	case "new":
+		r.outcome = visitor.OutcomeNewSession
+	case "ok":
+		r.outcome = visitor.OutcomeTracked
+	case "no_session":
+		r.outcome = visitor.OutcomeNoSession
+	case "no_consent":
+		r.outcome = visitor.OutcomeNoConsent
+	case "erased":
+		r.outcome = visitor.OutcomeErased
+	default:
+		return hitReply{}, fmt.Errorf("unexpected hit script answer %q", res)
+	}
+	if raise && r.outcome != visitor.OutcomeNewSession && r.outcome != visitor.OutcomeTracked {
+		return hitReply{}, fmt.Errorf("unexpected hit script answer %q", res+"|ix")
+	}
+	return r, nil
+}
+
+// siteScript updates the site-level indexes of one hit on one shard: the live
+// set and a per-day counter (site_index.lua).
+var siteScript = declare("site_index.lua")
+
+// liveOp is what site_index.lua does to the live set.
+type liveOp string
+
+// Live-set operations.
+const (
+	liveNone   liveOp = ""
+	liveAdd    liveOp = "+"
+	liveRemove liveOp = "-"
+)
+
+// siteArgs are site_index.lua's KEYS and ARGV by name.
+type siteArgs struct {
+	live, counters string
+	op             liveOp
+	vkey           string
+	now            time.Time
+	add, takeBack  visitor.Reason
+	trim           bool
+	// consts are the site's live TTL, counters TTL and live-set cap.
+	consts *siteConsts
+}
+
+// siteConsts are the arguments of a site's index updates that never change,
+// boxed once per site and Store: boxing a number above 255 allocates, and the
+// page-view path sends them on every call.
+type siteConsts struct {
+	liveTTL         any // ms: 2 × the session timeout
+	countersTTL     any // s
+	maxLivePerShard any
+}
+
+func newSiteConsts(liveTTL, countersTTL time.Duration, maxLivePerShard int) *siteConsts {
+	return &siteConsts{liveTTL: liveTTL.Milliseconds(), countersTTL: seconds(countersTTL), maxLivePerShard: maxLivePerShard}
+}
+
+func (a siteArgs) call() *call {
+	return &call{script: siteScript, keys: []string{a.live, a.counters}, args: []any{
+		string(a.op), a.vkey, ms(a.now), a.consts.liveTTL, string(a.add), string(a.takeBack),
+		a.consts.countersTTL, a.consts.maxLivePerShard, bit(a.trim),
+	}}
+}
+
+// siteCall updates the site-level indexes of one hit, on the shard of vkey (any
+// shard when there is none): add and takeBack name per-day counters ("" for
+// none).
+func (s *Store) siteCall(site *visitor.Site, vkey string, now time.Time, op liveOp, add, takeBack visitor.Reason) *call {
+	n := s.siteCalls.Add(1)
+	shard := int(n % SiteShards)
+	if vkey != "" {
+		shard = shardOf(vkey)
+	}
+	sk := s.siteKeysOf(site)
+	k := sk.shards[shard]
+	return siteArgs{
+		live: k.live, counters: k.stats(now), op: op, vkey: vkey, now: now,
+		add: add, takeBack: takeBack, trim: n%trimEvery == 0, consts: sk.consts,
+	}.call()
+}
+
+// trimEvery is how often (one site-index update in trimEvery) a live-set shard
+// is trimmed by time and size: trimming on every page view costs Redis work that
+// readers, which filter by time anyway, do not need.
+const trimEvery = 32
+
+// siteKeys are a site's index key names, built once per Store: the page-view
+// path sends them on every call.
+type siteKeys struct {
+	consts *siteConsts
+	shards [SiteShards]*shardKeys
+}
+
+type shardKeys struct {
+	site, live string
+	shard      int
+	day        atomic.Pointer[dayKey]
+}
+
+type dayKey struct {
+	day int64 // days since the epoch
+	key string
+}
+
+func (s *Store) siteKeysOf(site *visitor.Site) *siteKeys {
+	if k, ok := s.siteKeys.Load(site.ID); ok {
+		return k.(*siteKeys)
+	}
+	k := &siteKeys{consts: newSiteConsts(2*site.SessionTimeout, visitor.StatsTTL, MaxLive/SiteShards)}
+	for i := range k.shards {
+		k.shards[i] = &shardKeys{site: site.ID, shard: i, live: liveKey(site.ID, i)}
+	}
+	v, _ := s.siteKeys.LoadOrStore(site.ID, k)
+	return v.(*siteKeys)
+}
+
+// stats is the shard's counters key of now's day, cached for the day.
+func (k *shardKeys) stats(now time.Time) string {
+	day := now.Unix() / 86400
+	if d := k.day.Load(); d != nil && d.day == day {
+		return d.key
+	}
+	d := &dayKey{day: day, key: statsKey(k.site, k.shard, now)}
+	k.day.Store(d)
+	return d.key
+}
+
+// subjectSlack is how far ahead of its data's expiry a visitor's subject-index
+// entry is written, so that a returning visitor raises it about once a slack
+// (one more command then), not on every page view.
+const subjectSlack = 7 * 24 * time.Hour
+
+// RecordHit writes a hit as one script on the visitor's slot plus one command on
+// the site's indexes, in one pipeline. The indexes are written on the expectation
+// that the hit is tracked; when the script refuses it, a second round trip takes
+// the index entries back (rare: a withdrawn grant or an erased visitor).
+func (s *Store) RecordHit(ctx context.Context, w visitor.HitWrite) (visitor.HitOutcome, error) {
+	var tracked visitor.Reason
+	if w.Count {
+		tracked = visitor.ReasonTracked
+	}
+	until := w.Now.Add(days(max(w.Retention.Sessions, w.Retention.Profiles)))
+	ixScore := until.Add(subjectSlack)
+	hit, err := hitArgs{
+		keys: keysOf(w.Site.ID, w.VisitorKey), op: w.Type, now: w.Now,
+		requireGrant: w.RequireGrant, policy: w.Site.PolicyVersion,
+		sessionTimeout: w.Site.SessionTimeout, sessionMax: w.Site.SessionMax,
+		sessionsTTL: days(w.Retention.Sessions), profilesTTL: days(w.Retention.Profiles),
+		newSessionID: w.NewSessionID, visitorID: w.VisitorID, page: w.Page, device: w.Device, location: w.Location, ip: w.IP,
+		maxPages: visitor.MaxSessionPages, indexNeeds: until, indexWrite: ixScore, indexWritten: w.NewVisitor,
+	}.call()
+	if err != nil {
+		return 0, fmt.Errorf("record hit: %w", err)
+	}
+	calls := []*call{hit, s.siteCall(w.Site, w.VisitorKey, w.Now, liveAdd, tracked, "")}
+	if w.NewVisitor {
+		calls = append(calls, subjectCall(w.Site.ID, w.VisitorKey, ixScore, w.Now))
+	}
+	if err := s.run(ctx, calls...); err != nil {
+		return 0, fmt.Errorf("record hit: %w", err)
+	}
+	res, err := decodeHit(hit)
+	if err != nil {
+		return 0, fmt.Errorf("record hit: %w", err)
+	}
+	if res.raiseIndex {
+		// The visitor's data now outlives its subject-index entry: raise it, so
+		// that the retention job keeps reaching it (about once a subjectSlack).
+		if err := s.run(ctx, subjectCall(w.Site.ID, w.VisitorKey, ixScore, w.Now)); err != nil {
+			return 0, fmt.Errorf("record hit: %w", err)
+		}
+	}
+	var refused visitor.Reason
+	var undo []*call
+	switch res.outcome {
+	case visitor.OutcomeNewSession, visitor.OutcomeTracked:
+		return res.outcome, nil
+	case visitor.OutcomeNoConsent:
+		if w.Count {
+			refused = visitor.ReasonNoConsent
+		}
+	case visitor.OutcomeErased:
+		if w.NewVisitor {
+			undo = append(undo, subjectArgs{key: subjectsKey(w.Site.ID), member: w.VisitorKey, now: w.Now}.call())
+		}
+	}
+	undo = append([]*call{s.siteCall(w.Site, w.VisitorKey, w.Now, liveRemove, refused, tracked)}, undo...)
+	if err := s.run(ctx, undo...); err != nil {
+		return 0, fmt.Errorf("take back hit: %w", err)
+	}
+	return res.outcome, nil
+}
+
+// CountRefused adds one to the site's per-day counter of reason.
+func (s *Store) CountRefused(ctx context.Context, site *visitor.Site, now time.Time, reason visitor.Reason) error {
+	if err := s.run(ctx, s.siteCall(site, "", now, liveNone, reason, "")); err != nil {
+		return fmt.Errorf("count %s: %w", reason, err)
+	}
+	return nil
+}

@@ -1,0 +1,311 @@
+package redisstore
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/visitord/visitord/internal/visitor"
+)
+
+// hitOf is a page view of vkey at now with the windows and limits of a site
+// (30 min timeout, 4 h maximum, 500 pages).
+func hitOf(vkey string, op visitor.HitType, now time.Time) hitArgs {
+	return hitArgs{
+		keys: keysOf("shop", vkey), op: op, now: now, policy: "v1",
+		sessionTimeout: 30 * time.Minute, sessionMax: 4 * time.Hour,
+		sessionsTTL: 30 * 24 * time.Hour, profilesTTL: 90 * 24 * time.Hour,
+		newSessionID: "s-" + fmt.Sprint(now.UnixMilli()), visitorID: "vid-" + vkey,
+		page:     visitor.Page{URL: "https://shop.example/p", Title: "P", Referrer: "https://ref.example/"},
+		device:   visitor.Device{Browser: "Firefox", Version: "130", OS: "Linux"},
+		location: visitor.Location{Country: "DE", Region: "BE", City: "Berlin", TimeZone: "Europe/Berlin"},
+		ip:       "192.0.2.0", maxPages: visitor.MaxSessionPages,
+		indexNeeds: now.Add(90 * 24 * time.Hour), indexWrite: now.Add(97 * 24 * time.Hour),
+	}
+}
+
+func (e luaEnv) hit(tb testing.TB, a hitArgs) hitReply {
+	tb.Helper()
+	c, err := a.call()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e.run(tb, c)
+	r, err := decodeHit(c)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
+
+// hit.lua: sessions open, continue and close by the limits given; a hit
+// without a session, of an erased visitor or past the page cap is handled as
+// the header says.
+func TestHitScript(t *testing.T) {
+	t.Parallel()
+	e := luaStart(t)
+	for _, tc := range []struct {
+		name string
+		// before runs first (earlier hits), then the hit of last.
+		before []func(vkey string) hitArgs
+		last   func(vkey string) hitArgs
+		want   hitReply
+		pages  int // pages stored in the current session's list, -1: not checked
+		views  int // np of the current session
+	}{
+		{name: "first page view opens a session", last: func(v string) hitArgs { return hitOf(v, visitor.HitPageview, luaT0) },
+			want: hitReply{outcome: visitor.OutcomeNewSession, raiseIndex: true}, pages: 1, views: 1},
+		{name: "new visitor written by the caller does not ask to raise the index",
+			last: func(v string) hitArgs {
+				a := hitOf(v, visitor.HitPageview, luaT0)
+				a.indexWritten = true
+				return a
+			},
+			want: hitReply{outcome: visitor.OutcomeNewSession}, pages: 1, views: 1},
+		{name: "page view within the timeout continues the session",
+			before: []func(string) hitArgs{func(v string) hitArgs { return hitOf(v, visitor.HitPageview, luaT0) }},
+			last:   func(v string) hitArgs { return hitOf(v, visitor.HitPageview, luaT0.Add(time.Minute)) },
+			want:   hitReply{outcome: visitor.OutcomeTracked}, pages: 2, views: 2},
+		{name: "page view after the timeout opens another",
+			before: []func(string) hitArgs{func(v string) hitArgs { return hitOf(v, visitor.HitPageview, luaT0) }},
+			last:   func(v string) hitArgs { return hitOf(v, visitor.HitPageview, luaT0.Add(31*time.Minute)) },
+			want:   hitReply{outcome: visitor.OutcomeNewSession}, pages: 1, views: 1},
+		{name: "page view past the session maximum opens another",
+			before: []func(string) hitArgs{
+				func(v string) hitArgs { return hitOf(v, visitor.HitPageview, luaT0) },
+				func(v string) hitArgs { return hitOf(v, visitor.HitHeartbeat, luaT0.Add(20*time.Minute)) },
+			},
+			last: func(v string) hitArgs {
+				a := hitOf(v, visitor.HitPageview, luaT0.Add(25*time.Minute))
+				a.sessionMax = 10 * time.Minute
+				return a
+			},
+			want: hitReply{outcome: visitor.OutcomeNewSession}, pages: 1, views: 1},
+		{name: "heartbeat keeps the session", before: []func(string) hitArgs{func(v string) hitArgs { return hitOf(v, visitor.HitPageview, luaT0) }},
+			last: func(v string) hitArgs { return hitOf(v, visitor.HitHeartbeat, luaT0.Add(time.Minute)) },
+			want: hitReply{outcome: visitor.OutcomeTracked}, pages: 1, views: 1},
+		{name: "heartbeat without a session", last: func(v string) hitArgs { return hitOf(v, visitor.HitHeartbeat, luaT0) },
+			want: hitReply{outcome: visitor.OutcomeNoSession}, pages: -1},
+		{name: "leave after the timeout finds no session",
+			before: []func(string) hitArgs{func(v string) hitArgs { return hitOf(v, visitor.HitPageview, luaT0) }},
+			last:   func(v string) hitArgs { return hitOf(v, visitor.HitLeave, luaT0.Add(time.Hour)) },
+			want:   hitReply{outcome: visitor.OutcomeNoSession}, pages: 1, views: 1},
+		{name: "pages past the cap are counted, not stored",
+			before: []func(string) hitArgs{
+				func(v string) hitArgs { a := hitOf(v, visitor.HitPageview, luaT0); a.maxPages = 2; return a },
+				func(v string) hitArgs {
+					a := hitOf(v, visitor.HitPageview, luaT0.Add(time.Second))
+					a.maxPages = 2
+					return a
+				},
+			},
+			last: func(v string) hitArgs {
+				a := hitOf(v, visitor.HitPageview, luaT0.Add(2*time.Second))
+				a.maxPages = 2
+				return a
+			},
+			want: hitReply{outcome: visitor.OutcomeTracked}, pages: 2, views: 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			vkey := "vk-" + tc.name
+			for _, b := range tc.before {
+				e.hit(t, b(vkey))
+			}
+			if got := e.hit(t, tc.last(vkey)); got != tc.want {
+				t.Fatalf("reply %+v, want %+v", got, tc.want)
+			}
+			if tc.pages < 0 {
+				return
+			}
+			k := keysOf("shop", vkey)
+			sid, err := e.c.HGet(e.ctx, k.profile, "sid").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			items, err := e.c.LRange(e.ctx, sessionKey(k.profile, sid), 0, -1).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			np, err := e.c.HGet(e.ctx, sessionMetaKey(k.profile, sid), "np").Int()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := len(parseTrail(items)); got != tc.pages || np != tc.views {
+				t.Errorf("session stores %d pages and counts %d, want %d and %d", got, np, tc.pages, tc.views)
+			}
+		})
+	}
+}
+
+// The time on a page is closed by the next hit, capped at the session timeout.
+func TestHitScriptClosesPageTime(t *testing.T) {
+	t.Parallel()
+	e := luaStart(t)
+	k := keysOf("shop", "vk")
+	e.hit(t, hitOf("vk", visitor.HitPageview, luaT0))
+	e.hit(t, hitOf("vk", visitor.HitLeave, luaT0.Add(12*time.Second)))
+	e.hit(t, hitOf("vk", visitor.HitPageview, luaT0.Add(20*time.Minute)))
+	sid, _ := e.c.HGet(e.ctx, k.profile, "sid").Result()
+	items, err := e.c.LRange(e.ctx, sessionKey(k.profile, sid), 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := parseTrail(items)
+	if len(got) != 2 || got[0].Duration != 12*time.Second || got[1].Duration != 0 {
+		t.Errorf("trail %+v, want the first page closed at 12s by the leave and the second open", got)
+	}
+}
+
+// The grant hit.lua checks is the rule of the domain's visitor.Token.HasGrant
+// for the same choice: analytics granted, for the policy asked, valid at now.
+// Without a grant required, only a refusal refuses.
+func TestHitScriptGrantIsTheDomainsRule(t *testing.T) {
+	t.Parallel()
+	e := luaStart(t)
+	for _, tc := range []struct {
+		name    string
+		choice  *visitor.Choice // nil: no choice stored
+		require bool
+	}{
+		{name: "granted", choice: &visitor.Choice{Analytics: true, PolicyVersion: "v1", ValidUntil: luaT0.Add(time.Hour)}, require: true},
+		{name: "granted for another policy", choice: &visitor.Choice{Analytics: true, PolicyVersion: "v0", ValidUntil: luaT0.Add(time.Hour)}, require: true},
+		{name: "grant lapsed", choice: &visitor.Choice{Analytics: true, PolicyVersion: "v1", ValidUntil: luaT0}, require: true},
+		{name: "refused", choice: &visitor.Choice{PolicyVersion: "v1", ValidUntil: luaT0.Add(time.Hour)}, require: true},
+		{name: "no choice", require: true},
+		{name: "refused on an opt-out site", choice: &visitor.Choice{PolicyVersion: "v1", ValidUntil: luaT0.Add(time.Hour)}},
+		{name: "no choice on an opt-out site"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			vkey := "vk-" + tc.name
+			k := keysOf("shop", vkey)
+			tok := visitor.Token{Kind: visitor.KindID}
+			refused := false
+			if c := tc.choice; c != nil {
+				if err := e.c.HSet(e.ctx, k.choice, "a", bit(c.Analytics), "m", "0", "pv", c.PolicyVersion, "t", ms(luaT0), "u", ms(c.ValidUntil)).Err(); err != nil {
+					t.Fatal(err)
+				}
+				if c.Analytics {
+					tok.ConsentPolicy, tok.ConsentUntil = c.PolicyVersion, c.ValidUntil
+				}
+				refused = !c.Analytics
+			}
+			a := hitOf(vkey, visitor.HitPageview, luaT0)
+			a.requireGrant = tc.require
+			want := visitor.OutcomeNewSession
+			if (tc.require && !tok.HasGrant("v1", luaT0)) || (!tc.require && refused) {
+				want = visitor.OutcomeNoConsent
+			}
+			if got := e.hit(t, a).outcome; got != want {
+				t.Errorf("outcome %d, want %d", got, want)
+			}
+		})
+	}
+}
+
+// An erased visitor's hit writes nothing.
+func TestHitScriptErased(t *testing.T) {
+	t.Parallel()
+	e := luaStart(t)
+	k := keysOf("shop", "vk")
+	if err := e.c.Set(e.ctx, k.tombstone, "subject", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.hit(t, hitOf("vk", visitor.HitPageview, luaT0)); got.outcome != visitor.OutcomeErased {
+		t.Fatalf("outcome %d, want erased", got.outcome)
+	}
+	if n, err := e.c.Exists(e.ctx, k.profile, k.sessions).Result(); err != nil || n != 0 {
+		t.Errorf("an erased visitor's hit wrote %d keys (%v)", n, err)
+	}
+}
+
+// site_index.lua adds to and removes from the live set and counts per day.
+func TestSiteIndexScript(t *testing.T) {
+	t.Parallel()
+	e := luaStart(t)
+	live, counters := liveKey("shop", 3), statsKey("shop", 3, luaT0)
+	consts := newSiteConsts(time.Minute, visitor.StatsTTL, 2)
+	base := siteArgs{live: live, counters: counters, now: luaT0, consts: consts}
+	for _, tc := range []struct {
+		name      string
+		args      func(siteArgs) siteArgs
+		wantLive  []string
+		wantCount map[string]string
+	}{
+		{name: "add live and count", args: func(a siteArgs) siteArgs { a.op, a.vkey, a.add = liveAdd, "a", visitor.ReasonTracked; return a },
+			wantLive: []string{"a"}, wantCount: map[string]string{"tracked": "1"}},
+		{name: "count only", args: func(a siteArgs) siteArgs { a.add = visitor.ReasonDNT; return a },
+			wantLive: []string{"a"}, wantCount: map[string]string{"tracked": "1", "dnt": "1"}},
+		{name: "take back", args: func(a siteArgs) siteArgs {
+			a.op, a.vkey, a.add, a.takeBack = liveRemove, "a", visitor.ReasonNoConsent, visitor.ReasonTracked
+			return a
+		}, wantLive: []string{}, wantCount: map[string]string{"tracked": "0", "dnt": "1", "no_consent": "1"}},
+		{name: "trim keeps the most recent", args: func(a siteArgs) siteArgs {
+			for i, v := range []string{"b", "c"} {
+				e.run(t, siteArgs{live: live, counters: counters, op: liveAdd, vkey: v, now: luaT0.Add(time.Duration(i) * time.Second),
+					consts: consts}.call())
+			}
+			a.op, a.vkey, a.now, a.trim = liveAdd, "d", luaT0.Add(5*time.Second), true
+			return a
+		}, wantLive: []string{"c", "d"}, wantCount: map[string]string{"tracked": "0", "dnt": "1", "no_consent": "1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e.run(t, tc.args(base).call())
+			got, err := e.c.ZRange(e.ctx, live, 0, -1).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.wantLive, got, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("live set (-want +got):\n%s", diff)
+			}
+			counts, err := e.c.HGetAll(e.ctx, counters).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.wantCount, counts); diff != "" {
+				t.Errorf("counters (-want +got):\n%s", diff)
+			}
+			if ttl := e.c.TTL(e.ctx, counters).Val(); ttl < visitor.StatsTTL-time.Minute {
+				t.Errorf("counters TTL %v, want %v", ttl, visitor.StatsTTL)
+			}
+		})
+	}
+}
+
+// A tombstone outlives every token of the identity it ends: a replayed token
+// of an erased visitor finds it (the two windows are set apart, the identity's
+// in site.go, the tombstone's in the record of processing).
+func TestTombstoneOutlivesIdentity(t *testing.T) {
+	t.Parallel()
+	if visitor.MaxCookieLifetime > TombstoneTTL {
+		t.Errorf("an identity lives %v, its tombstone %v", visitor.MaxCookieLifetime, TombstoneTTL)
+	}
+}
+
+// Each Store keeps its own site-key cache: a Store built for a site with
+// another session timeout (a test, a reloaded sites file) writes its own live
+// TTL, not the one an earlier Store cached for the same site id.
+func TestSiteKeysArePerStore(t *testing.T) {
+	t.Parallel()
+	e := luaStart(t)
+	for _, tc := range []struct {
+		name    string
+		timeout time.Duration
+	}{
+		{name: "first store", timeout: time.Minute},
+		{name: "second store, same site id", timeout: 10 * time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := New(e.c)
+			site := &visitor.Site{ID: "shop", SessionTimeout: tc.timeout}
+			if err := s.run(e.ctx, s.siteCall(site, "vk", luaT0, liveAdd, "", "")); err != nil {
+				t.Fatal(err)
+			}
+			if ttl := e.c.PTTL(e.ctx, LiveKeyOf("shop", "vk")).Val(); ttl <= 2*tc.timeout-time.Minute || ttl > 2*tc.timeout {
+				t.Errorf("live TTL %v, want %v", ttl, 2*tc.timeout)
+			}
+		})
+	}
+}
