@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/visitord/visitord/internal/redistest"
 	"github.com/visitord/visitord/internal/visitor"
@@ -28,6 +30,9 @@ const (
 	stKeyB, stVidB = "vkB0000000000000", "vidB"
 )
 
+// stVidOf is the visitor id behind a test's vkey: "vkA000…" is "vidA".
+func stVidOf(vkey string) string { return "vid" + vkey[2:3] }
+
 // stDevice, stLocation, stIP and stReferrer are what every page view of the
 // per-method tests observes.
 var (
@@ -44,10 +49,14 @@ const (
 // every time a test writes is an offset from it. It is taken from the wall
 // clock once, because Redis expires keys by its own clock.
 type stEnv struct {
-	s    *Store
-	site *visitor.Site
-	ctx  context.Context
-	now  time.Time
+	s      *Store
+	site   *visitor.Site
+	sealer *visitor.Sealer
+	ctx    context.Context
+	now    time.Time
+	// c is the store's client, for checks of an invariant over every key
+	// (redistest.DumpValues), never to read a key by its name.
+	c *redis.Client
 }
 
 // stStart starts a Redis for tb and a store over it; at cleanup it checks
@@ -60,8 +69,12 @@ func stStart(tb testing.TB) stEnv {
 	})
 	site := &visitor.Site{ID: "shop", SessionTimeout: 30 * time.Minute, SessionMax: 4 * time.Hour,
 		ConsentValidDays: 180, PolicyVersion: "2026-11", Retention: stRetention}
-	return stEnv{s: New(c, WithSites(site.ID)), site: site, ctx: context.Background(),
-		now: time.Now().UTC().Truncate(time.Millisecond)}
+	sealer, err := visitor.NewSealer([]visitor.DataKey{{ID: "k1", Key: bytes.Repeat([]byte("d"), 32)}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return stEnv{s: New(c, WithSites(site.ID)), site: site, sealer: sealer, ctx: context.Background(),
+		now: time.Now().UTC().Truncate(time.Millisecond), c: c}
 }
 
 // stHit is one hit of a test, at an offset from the test's clock.
@@ -90,13 +103,11 @@ func (e stEnv) hitWrite(h stHit) visitor.HitWrite {
 	if typ == "" {
 		typ = visitor.HitPageview
 	}
-	vkey, vid := h.vkey, stVidA
-	switch vkey {
-	case "":
+	vkey := h.vkey
+	if vkey == "" {
 		vkey = stKeyA
-	case stKeyB:
-		vid = stVidB
 	}
+	vid := stVidOf(vkey)
 	w := visitor.HitWrite{Site: e.site, Retention: stRetention, VisitorID: vid, VisitorKey: vkey, Type: typ,
 		Now: e.now.Add(h.at), NewSessionID: h.sid, RequireGrant: h.grant, NewVisitor: h.first}
 	if typ == visitor.HitPageview {
@@ -128,15 +139,9 @@ func (e stEnv) grant(tb testing.TB, vkey, vid string, at, valid time.Duration, p
 }
 
 // refuse saves a refusal of vkey at at, which forgets its behaviour data.
-func (e stEnv) refuse(tb testing.TB, vkey, vid string, at time.Duration) {
+func (e stEnv) refuse(tb testing.TB, vkey string, at time.Duration) {
 	tb.Helper()
-	t0 := e.now.Add(at)
-	_, err := e.s.SaveConsent(e.ctx, visitor.ConsentWrite{Site: e.site, Retention: stRetention, VisitorKey: vkey,
-		Record: visitor.ConsentRecord{VisitorID: vid, Time: t0, Analytics: answered(false), Marketing: answered(false),
-			PolicyVersion: "2026-11", TextSHA256: "ab12", Method: "banner"},
-		Choice: visitor.Choice{PolicyVersion: "2026-11", Given: t0, ValidUntil: t0.Add(180 * 24 * time.Hour)},
-		Forget: true, Count: visitor.ReasonRefusal})
-	if err != nil {
+	if _, err := e.s.SaveConsent(e.ctx, e.consentWrite(vkey, at, false)); err != nil {
 		tb.Fatalf("refusal of %s: %v", vkey, err)
 	}
 }
@@ -451,7 +456,7 @@ func TestRecordHit(t *testing.T) {
 		},
 		{
 			name:   "a refusal stands where no grant is required (opt-out)",
-			before: func(tb testing.TB, e stEnv) { e.refuse(tb, stKeyA, stVidA, -time.Minute) },
+			before: func(tb testing.TB, e stEnv) { e.refuse(tb, stKeyA, -time.Minute) },
 			hits:   []stHit{{url: "/a", sid: "s1", first: true}, {at: time.Minute, typ: H}},
 			want:   []visitor.HitOutcome{NoConsent, NoConsent},
 			// The refusal's own count, then the refused page view; the heartbeat counts nothing.
