@@ -463,6 +463,14 @@ func TestTrail(t *testing.T) {
 			want: []stPage{{"/a", 0}},
 		},
 		{
+			name: "a chat started without a session is never bound to a later one",
+			before: func(tb testing.TB, e stEnv) {
+				e.startChat(tb, stChat{id: "chat1", vkey: stKeyA})
+				e.pageview(tb, stKeyA, "s1", time.Minute, "/after")
+			},
+			vkey: stKeyA, sid: "chat",
+		},
+		{
 			name:   "an unknown session has no pages",
 			before: func(tb testing.TB, e stEnv) { e.pageview(tb, stKeyA, "s1", 0, "/a") },
 			vkey:   stKeyA, sid: "s9",
