@@ -16,13 +16,17 @@ if redis.call('EXISTS', KEYS[2]) == 1 then return 'erased' end
 local pr = redis.call('HMGET', KEYS[1], 'sid', 'sl')
 if pr[2] then migrate(KEYS[1]) end
 local out = {''}
+local p = {}
 if pr[1] then
   local _, mkey = session_of(KEYS[1], pr[1])
-  local p = redis.call('HMGET', mkey, 'sl', 'br', 'bv', 'os', 'mob', 'co', 'rg', 'ci', 'tz', 'rf')
+  p = redis.call('HMGET', mkey, 'sl', 'br', 'bv', 'os', 'mob', 'co', 'rg', 'ci', 'tz', 'rf')
   if p[1] and tonumber(ARGV[1]) - tonumber(p[1]) <= tonumber(ARGV[2]) then out[1] = pr[1] end
-  for i = 2, 10 do out[#out + 1] = p[i] or '' end
-else
-  for i = 2, 10 do out[#out + 1] = '' end
+end
+-- A chat binds what the session current at its start observed, or nothing
+-- (DESIGN.md invariant 4): an ended session's device, location and referrer
+-- stay out of the binding.
+for i = 2, 10 do
+  if out[1] ~= '' then out[#out + 1] = p[i] or '' else out[#out + 1] = '' end
 end
 local chats = redis.call('ZRANGE', KEYS[3], 0, -1)
 for _, c in ipairs(chats) do out[#out + 1] = c end

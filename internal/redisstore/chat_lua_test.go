@@ -11,7 +11,7 @@ import (
 )
 
 // bind_chat.lua answers the open session with its device, location and
-// referrer and the earlier chats; a quiet session binds no id; an erased
+// referrer and the earlier chats; a quiet session binds none of it; an erased
 // visitor binds nothing.
 func TestBindChatScript(t *testing.T) {
 	t.Parallel()
@@ -28,10 +28,10 @@ func TestBindChatScript(t *testing.T) {
 				return bindChatReply{binding: visitor.ChatBinding{SessionID: sid, Device: seen.device, Location: seen.location,
 					Referrer: seen.page.Referrer, Previous: []string{"c1", "c2"}}}
 			}},
-		{name: "quiet session binds no id", setup: seedVisitor(e), now: luaT0.Add(time.Hour),
-			want: func(string) bindChatReply {
-				return bindChatReply{binding: visitor.ChatBinding{Device: seen.device, Location: seen.location, Referrer: seen.page.Referrer}}
-			}},
+		// An ended session's device, location and referrer are not the
+		// chat's (DESIGN.md invariant 4).
+		{name: "quiet session binds nothing", setup: seedVisitor(e), now: luaT0.Add(time.Hour),
+			want: func(string) bindChatReply { return bindChatReply{} }},
 		{name: "unknown visitor", now: luaT0, want: func(string) bindChatReply { return bindChatReply{} }},
 		{name: "erased visitor", setup: func(t *testing.T, vkey string) {
 			if err := e.c.Set(e.ctx, keysOf("shop", vkey).tombstone, "s", time.Hour).Err(); err != nil {

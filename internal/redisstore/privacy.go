@@ -264,6 +264,16 @@ func (s *Store) ChatConsents(ctx context.Context, site *visitor.Site, chatID str
 // Rectify rewrites the sealed contact fields of each chat, and moves the
 // subject's blind-index entries to the new e-mail's.
 func (s *Store) Rectify(ctx context.Context, site *visitor.Site, r visitor.Rectification) error {
+	// The old indexes are read before the chats are rewritten: a chat without
+	// identity names its index only in its own ei field, which the rewrite
+	// replaces.
+	var old []string
+	if r.NewIndex != "" {
+		var err error
+		if old, err = s.oldIndexes(ctx, site, r); err != nil {
+			return err
+		}
+	}
 	var calls []*call
 	for _, c := range r.Chats {
 		fields := make([]any, 0, 2*len(c.Fields)+2)
@@ -282,10 +292,6 @@ func (s *Store) Rectify(ctx context.Context, site *visitor.Site, r visitor.Recti
 		return nil
 	}
 	newKey := emailKey(site.ID, r.NewIndex)
-	old, err := s.oldIndexes(ctx, site, r)
-	if err != nil {
-		return err
-	}
 	pipe := s.c.Pipeline()
 	for _, k := range old {
 		if k != newKey {
