@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -23,7 +24,8 @@ const storeTimeout = 2 * time.Second
 
 // Options are the HTTP API's dependencies and settings.
 type Options struct {
-	Service *visitor.Service
+	// Service is the domain: *visitor.Service, or a fake of it in tests.
+	Service Service
 	Logger  *slog.Logger
 	// Registry receives the API's metrics; NewMetrics serves it on the
 	// metrics listener.
@@ -52,7 +54,7 @@ type Options struct {
 }
 
 type api struct {
-	svc          *visitor.Service
+	svc          Service
 	sites        *visitor.Sites
 	log          *slog.Logger
 	metrics      *metrics
@@ -65,9 +67,13 @@ type api struct {
 	streams      *Streams
 }
 
+var ginMode sync.Once
+
 // New returns the HTTP handler of the whole API.
 func New(o Options) (http.Handler, error) {
-	gin.SetMode(gin.ReleaseMode)
+	// SetMode writes Gin's globals: once, so that handlers built in parallel
+	// do not race.
+	ginMode.Do(func() { gin.SetMode(gin.ReleaseMode) })
 	a := &api{
 		svc: o.Service, sites: o.Service.Sites(), log: o.Logger, metrics: newMetrics(o.Registry),
 		cookieSecure: o.CookieSecure, trackTimeout: o.TrackTimeout, ready: o.Ready,

@@ -64,7 +64,7 @@ type Streams struct {
 	feeds  map[string]*feed
 
 	// Set by New.
-	svc     *visitor.Service
+	svc     Operators
 	log     *slog.Logger
 	open    prometheus.Gauge
 	refused prometheus.Counter
@@ -96,7 +96,7 @@ func (s *Streams) Close() {
 	}
 }
 
-func (s *Streams) attach(svc *visitor.Service, log *slog.Logger, reg prometheus.Registerer) {
+func (s *Streams) attach(svc Operators, log *slog.Logger, reg prometheus.Registerer) {
 	s.svc, s.log = svc, log
 	s.open = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "visitord_live_streams", Help: "Live-list streams open on this pod.",
