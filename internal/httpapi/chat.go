@@ -44,7 +44,7 @@ func (a *api) startChat(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.storeTimeout)
 	defer cancel()
 	res, err := a.svc.StartChat(ctx, visitor.ChatRequest{
 		Site: site, Contact: visitor.Contact(req.Contact), MarketingOptIn: req.MarketingOptIn, URL: req.URL,
@@ -113,7 +113,7 @@ func deviceOf(d visitor.Device) deviceJSON {
 }
 
 func (a *api) chatContext(c *gin.Context) {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.storeTimeout)
 	defer cancel()
 	v, err := a.svc.ChatContext(ctx, actorOf(c), c.Param("chat"))
 	if err != nil {
@@ -173,7 +173,7 @@ func (a *api) live(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.storeTimeout)
 	defer cancel()
 	page, err := a.svc.Live(ctx, actorOf(c), within, c.Query("cursor"), limit)
 	if err != nil {
@@ -239,7 +239,7 @@ func (a *api) stats(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.storeTimeout)
 	defer cancel()
 	if !from.IsZero() || !to.IsZero() {
 		if !day.IsZero() || from.IsZero() || to.IsZero() {

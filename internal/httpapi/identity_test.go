@@ -778,3 +778,139 @@ func TestIdentityLogsCarryNoPII(t *testing.T) {
 		t.Errorf("%d access log lines, want one per request (6):\n%s", access, e.logs.String())
 	}
 }
+
+// The identity cookie as the transport sets it, over a fake domain: its
+// attributes in production (Secure; SameSite=None; Partitioned) and in plain-HTTP
+// development (SameSite=Lax), its lifetime the token's own expiry, set only when
+// the domain issued a token, and expired only when the domain asks and the
+// request carried one.
+func TestIdentityCookieTransport(t *testing.T) {
+	t.Parallel()
+	pv := `{"site":"shop","type":"pageview","url":"https://shop.example/"}`
+	for _, tc := range []struct {
+		name    string
+		secure  bool
+		headers map[string]string
+		cookie  bool // the request carries a vt_shop cookie the fake issued
+		// set: the response sets the cookie with these attributes; expire: it
+		// expires it; neither: it sets no cookie.
+		set    []string
+		absent []string
+		expire bool
+	}{
+		{name: "issued in production", secure: true, set: []string{"Path=/", "HttpOnly", "Secure", "SameSite=None", "Partitioned"}},
+		{name: "issued in development", set: []string{"Path=/", "HttpOnly", "SameSite=Lax"}, absent: []string{"Secure", "SameSite=None", "Partitioned"}},
+		{name: "kept by a returning visitor", cookie: true},
+		{name: "dnt forgets a carried identity", secure: true, cookie: true, headers: map[string]string{"DNT": "1"}, expire: true},
+		{name: "gpc forgets a carried identity", cookie: true, headers: map[string]string{"Sec-GPC": "1"}, expire: true},
+		{name: "dnt without a cookie sets none", headers: map[string]string{"DNT": "1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newFakeEnv(t, func(o *envOptions) { o.cookieSecure = tc.secure })
+			rq := req{method: http.MethodPost, path: "/v1/track", body: pv, headers: tc.headers}
+			if tc.cookie {
+				rq.cookies = []*http.Cookie{{Name: "vt_shop", Value: e.fake.issue()}}
+			}
+			r := e.do(rq)
+			if r.status != http.StatusOK {
+				t.Fatalf("status %d: %s", r.status, r.body)
+			}
+			checkContract(t, e, rq, r)
+			raw := identitySetCookie(r, "vt_shop")
+			switch {
+			case tc.set == nil && !tc.expire:
+				if raw != "" {
+					t.Fatalf("Set-Cookie %q, want none", raw)
+				}
+				return
+			case raw == "":
+				t.Fatalf("no vt_shop cookie set: %q", r.header.Values("Set-Cookie"))
+			}
+			ck := r.cookie("vt_shop")
+			if tc.expire {
+				if ck.MaxAge >= 0 || ck.Value != "" || !ck.HttpOnly {
+					t.Errorf("Set-Cookie %q, want an expired, empty HttpOnly cookie", raw)
+				}
+				if tc.secure && (!ck.Secure || !ck.Partitioned) {
+					t.Errorf("Set-Cookie %q, want the attributes of the cookie it expires", raw)
+				}
+				return
+			}
+			attrs := map[string]bool{}
+			for _, a := range strings.Split(raw, ";")[1:] {
+				attrs[strings.ToLower(strings.TrimSpace(a))] = true
+			}
+			for _, a := range tc.set {
+				if !attrs[strings.ToLower(a)] {
+					t.Errorf("Set-Cookie %q lacks %s", raw, a)
+				}
+			}
+			for _, a := range tc.absent {
+				if attrs[strings.ToLower(a)] {
+					t.Errorf("Set-Cookie %q has %s", raw, a)
+				}
+			}
+			// The fake issues tokens valid 395 days from its clock.
+			want := e.clock.Now().Add(395 * 24 * time.Hour)
+			if !ck.Expires.Equal(want) || ck.MaxAge != int(395*24*time.Hour/time.Second) {
+				t.Errorf("Expires %s, Max-Age %d, want the token's expiry %s", ck.Expires, ck.MaxAge, want)
+			}
+			if got := r.json(t)["token"]; got != ck.Value {
+				t.Errorf("body token %v, cookie %q: want the same", got, ck.Value)
+			}
+		})
+	}
+}
+
+// What the transport hands the domain of a page view: the token from
+// X-Visitor-Token, else the cookie, never the URL; DNT and Sec-GPC; the
+// User-Agent; and the client's address, from X-Forwarded-For only when the
+// peer is a trusted proxy.
+func TestIdentityHitFromRequest(t *testing.T) {
+	t.Parallel()
+	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	pv := `{"site":"shop","type":"pageview","url":"https://shop.example/a","title":"A","referrer":"https://search.example/"}`
+	for _, tc := range []struct {
+		name     string
+		proxies  []netip.Prefix
+		path     string
+		headers  map[string]string
+		cookie   string
+		wantTok  string
+		wantIP   string
+		dnt, gpc bool
+	}{
+		{name: "token header", headers: map[string]string{tokenHeader: "h.1"}, wantTok: "h.1", wantIP: "127.0.0.1"},
+		{name: "cookie", cookie: "c.1", wantTok: "c.1", wantIP: "127.0.0.1"},
+		{name: "header over cookie", headers: map[string]string{tokenHeader: "h.1"}, cookie: "c.1", wantTok: "h.1", wantIP: "127.0.0.1"},
+		{name: "never the query", path: "?token=q.1&vt_shop=q.1&" + tokenHeader + "=q.1", wantIP: "127.0.0.1"},
+		{name: "signals", headers: map[string]string{"DNT": "1", "Sec-GPC": "1"}, dnt: true, gpc: true, wantIP: "127.0.0.1"},
+		{name: "signals only as 1", headers: map[string]string{"DNT": "0", "Sec-GPC": "yes"}, wantIP: "127.0.0.1"},
+		{name: "forwarded by a trusted proxy", proxies: loopback, headers: map[string]string{"X-Forwarded-For": "2a02:8000:1234::1, " + londonIP}, wantIP: londonIP},
+		{name: "forwarded by an untrusted peer", headers: map[string]string{"X-Forwarded-For": londonIP}, wantIP: "127.0.0.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newFakeEnv(t, func(o *envOptions) { o.trustedProxies = tc.proxies })
+			rq := req{method: http.MethodPost, path: "/v1/track" + tc.path, body: pv, headers: tc.headers}
+			if tc.cookie != "" {
+				rq.cookies = []*http.Cookie{{Name: "vt_shop", Value: tc.cookie}}
+			}
+			if r := e.do(rq); r.status != http.StatusOK {
+				t.Fatalf("status %d: %s", r.status, r.body)
+			}
+			h := e.fake.lastHit(t)
+			got := h
+			got.Site, got.Caller = nil, visitor.Caller{}
+			want := visitor.Hit{Type: visitor.HitPageview, URL: "https://shop.example/a", Title: "A", Referrer: "https://search.example/",
+				Token: tc.wantTok, UserAgent: chromeUA, IP: netip.MustParseAddr(tc.wantIP), DNT: tc.dnt, GPC: tc.gpc}
+			if got != want {
+				t.Errorf("hit %+v, want %+v", got, want)
+			}
+			if h.Site.ID != "shop" || h.Caller.Raw != tc.wantTok {
+				t.Errorf("hit of site %s with caller %q, want shop and the token %q verified once", h.Site.ID, h.Caller.Raw, tc.wantTok)
+			}
+		})
+	}
+}

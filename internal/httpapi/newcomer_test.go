@@ -15,9 +15,10 @@ import (
 // GET / says what this is and links the demo (with the demo site), the
 // console, the API description and /healthz (issue 18).
 func TestHomePage(t *testing.T) {
-	e := newEnv(t)
+	t.Parallel()
+	e := newFakeEnv(t)
 	for _, demo := range []bool{false, true} {
-		h, err := New(Options{Service: e.svc, Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), Demo: demo})
+		h, err := New(Options{Service: e.fake, Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), Demo: demo})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -43,7 +44,8 @@ func TestHomePage(t *testing.T) {
 
 // GET /v1/openapi.yaml serves api/openapi.yaml as it is, revalidated by ETag.
 func TestOpenAPIServed(t *testing.T) {
-	e := newEnv(t)
+	t.Parallel()
+	e := newFakeEnv(t)
 	want, err := os.ReadFile(specPath)
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +63,8 @@ func TestOpenAPIServed(t *testing.T) {
 // HEAD on /healthz, /readyz, /v1/widget.js and / answers like GET without a
 // body, not 405 (issue 18).
 func TestHead(t *testing.T) {
-	e := newEnv(t)
+	t.Parallel()
+	e := newFakeEnv(t)
 	for _, path := range []string{"/healthz", "/readyz", "/v1/widget.js", "/"} {
 		// The same Accept-Encoding for both: Go's client asks GETs for gzip by itself.
 		gz := map[string]string{"Accept-Encoding": "gzip"}
@@ -84,7 +87,8 @@ func TestHead(t *testing.T) {
 // The Bearer scheme name is case-insensitive (RFC 7235 §2.1); other schemes
 // are refused.
 func TestBearerSchemeCase(t *testing.T) {
-	e := newEnv(t)
+	t.Parallel()
+	e := newFakeEnv(t)
 	for _, tc := range []struct {
 		auth string
 		want int
@@ -115,7 +119,8 @@ func errorMessage(t testing.TB, r resp) string {
 // Error messages are one line naming the field; a JSON null for a field that
 // is not nullable (none in a request is) is 400 naming it (issue 18).
 func TestErrorMessagesAndNulls(t *testing.T) {
-	e := newEnv(t)
+	t.Parallel()
+	e := newFakeEnv(t)
 	shop := map[string]string{"Origin": shopOrigin}
 	priv := map[string]string{"Authorization": "Bearer " + shopPrivacyKey}
 	for _, tc := range []struct {
@@ -158,7 +163,8 @@ func TestErrorMessagesAndNulls(t *testing.T) {
 // Allow: GET, never a visitor called "live"; a trailing slash is 404, never a
 // redirect (issue 18).
 func TestMethodNotAllowedAndTrailingSlash(t *testing.T) {
-	e := newEnv(t)
+	t.Parallel()
+	e := newFakeEnv(t)
 	for _, key := range []string{shopPrivacyKey, ""} {
 		for _, m := range []string{http.MethodPatch, http.MethodDelete} {
 			h := map[string]string{}

@@ -56,6 +56,15 @@ func opGet(e *env, path, authorization string, headers map[string]string, cookie
 	return e.do(req{method: http.MethodGet, path: path, headers: h, cookies: cookies})
 }
 
+// opFakeChat gives the fake domain of e a chat of shop and returns its id.
+func opFakeChat(e *env, name, email, url string) string {
+	e.t.Helper()
+	id := fmt.Sprintf("chat-%d", len(e.fake.views)+1)
+	e.fake.views[id] = visitor.ChatView{ID: id, Start: e.clock.Now(), Contact: visitor.Contact{Name: name, Email: email}, URL: url,
+		Trail: []visitor.PageVisit{{URL: url, Title: "Help", Start: e.clock.Now()}}}
+	return id
+}
+
 // opLive is the live view as the API answers it.
 type opLive struct {
 	Visitors []struct {
@@ -113,9 +122,9 @@ func opChat(e *env, token, name, email string) string {
 // with role operator or privacy; anything else 401 (with WWW-Authenticate) or
 // 403; never CORS headers, never cached.
 func TestOperatorAuth(t *testing.T) {
-	e := newEnv(t)
-	token := e.mustTrack("shop", shopOrigin+"/pricing", "")
-	chatID := opChat(e, token, "Ada Lovelace", "ada@math.example")
+	t.Parallel()
+	e := newFakeEnv(t)
+	chatID := opFakeChat(e, "Ada Lovelace", "ada@math.example", shopOrigin+"/pricing")
 
 	routes := []struct {
 		name string
@@ -182,35 +191,40 @@ func TestOperatorAuth(t *testing.T) {
 			}
 		}
 	})
+}
 
-	// Invariant 7 from the other side: blog's own key on blog's routes sees
-	// nothing of shop, not even by a shop chat id.
-	t.Run("tenant isolation", func(t *testing.T) {
-		r := e.operatorGet("/v1/sites/blog/chats/"+chatID, blogOperatorKey)
-		if r.status != http.StatusNotFound || r.errorCode(t) != "not_found" {
-			t.Errorf("shop chat on blog: %d %s, want 404 not_found", r.status, r.body)
-		}
-		live := opDecode[opLive](t, e.operatorGet("/v1/sites/blog/visitors/live", blogOperatorKey))
-		if len(live.Visitors) != 0 {
-			t.Errorf("blog's live view lists shop's visitors: %+v", live)
-		}
-		stats := e.operatorGet("/v1/sites/blog/stats", blogOperatorKey).json(t)
-		if stats["tracked"] != float64(0) {
-			t.Errorf("blog's stats count shop's page views: %v", stats)
-		}
-		if r := e.operatorGet("/v1/sites/blog/stats", shopOperatorKey); r.status != http.StatusForbidden {
-			t.Errorf("shop key on blog: %d, want 403", r.status)
-		}
-	})
+// Invariant 7 from the other side: blog's own key on blog's routes sees
+// nothing of shop, not even by a shop chat id.
+func TestOperatorTenantIsolation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	token := e.mustTrack("shop", shopOrigin+"/pricing", "")
+	chatID := opChat(e, token, "Ada Lovelace", "ada@math.example")
+	r := e.operatorGet("/v1/sites/blog/chats/"+chatID, blogOperatorKey)
+	if r.status != http.StatusNotFound || r.errorCode(t) != "not_found" {
+		t.Errorf("shop chat on blog: %d %s, want 404 not_found", r.status, r.body)
+	}
+	live := opDecode[opLive](t, e.operatorGet("/v1/sites/blog/visitors/live", blogOperatorKey))
+	if len(live.Visitors) != 0 {
+		t.Errorf("blog's live view lists shop's visitors: %+v", live)
+	}
+	stats := e.operatorGet("/v1/sites/blog/stats", blogOperatorKey).json(t)
+	if stats["tracked"] != float64(0) {
+		t.Errorf("blog's stats count shop's page views: %v", stats)
+	}
+	if r := e.operatorGet("/v1/sites/blog/stats", shopOperatorKey); r.status != http.StatusForbidden {
+		t.Errorf("shop key on blog: %d, want 403", r.status)
+	}
 }
 
 // Operator routes ignore cookies: an identity cookie neither authenticates nor
 // changes an answer, and none is set.
 func TestOperatorIgnoresCookies(t *testing.T) {
-	e := newEnv(t)
+	t.Parallel()
+	e := newFakeEnv(t)
 	token := e.mustTrack("shop", shopOrigin+"/a", "")
-	e.mustTrack("shop", shopOrigin+"/b", "")
-	chatID := opChat(e, token, "Ada Lovelace", "ada@math.example")
+	e.fake.live = visitor.LivePage{Visitors: []visitor.LiveVisitor{{Pseudonym: "p1", CurrentURL: shopOrigin + "/a"}, {Pseudonym: "p2", CurrentURL: shopOrigin + "/b"}}}
+	chatID := opFakeChat(e, "Ada Lovelace", "ada@math.example", shopOrigin+"/help")
 	cookie := &http.Cookie{Name: "vt_shop", Value: token}
 
 	for _, path := range []string{"/v1/sites/shop/visitors/live", "/v1/sites/shop/chats/" + chatID, "/v1/sites/shop/stats"} {

@@ -50,7 +50,7 @@ func (a *api) retentionView(c *gin.Context, ctx context.Context, r visitor.Reten
 }
 
 func (a *api) getRetention(c *gin.Context) {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.storeTimeout)
 	defer cancel()
 	a.retentionView(c, ctx, a.svc.Retention(actorOf(c).Site))
 }
@@ -65,7 +65,7 @@ func (a *api) putRetention(c *gin.Context) {
 		a.fail(c, errors.Join(visitor.ErrInvalid, errors.New("sessions, profiles, chats, consents and audit are required")))
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.storeTimeout)
 	defer cancel()
 	r, err := a.svc.SetRetention(ctx, actorOf(c), visitor.Retention{
 		Sessions: *req.Sessions, Profiles: *req.Profiles, Chats: *req.Chats, Consents: *req.Consents, Audit: *req.Audit,
@@ -92,7 +92,7 @@ func (a *api) searchSubjects(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.storeTimeout)
 	defer cancel()
 	v, ch, err := a.svc.SearchSubjects(ctx, actorOf(c), req.Email)
 	if err != nil {
@@ -234,7 +234,7 @@ func consentRecordOf(r visitor.ConsentRecord) consentRecordJSON {
 }
 
 func (a *api) exportVisitor(c *gin.Context) {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.storeTimeout)
 	defer cancel()
 	e, err := a.svc.ExportVisitor(ctx, actorOf(c), c.Param("visitor"))
 	if err != nil {
@@ -262,7 +262,7 @@ func (a *api) rectifyVisitor(c *gin.Context) {
 		a.fail(c, errors.Join(visitor.ErrInvalid, errors.New("contact is required")))
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.storeTimeout)
 	defer cancel()
 	e, err := a.svc.RectifyVisitor(ctx, actorOf(c), c.Param("visitor"), visitor.ContactChange{
 		Name: req.Contact.Name, Email: req.Contact.Email, Phone: req.Contact.Phone,
@@ -275,7 +275,7 @@ func (a *api) rectifyVisitor(c *gin.Context) {
 }
 
 func (a *api) eraseVisitor(c *gin.Context) {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.storeTimeout)
 	defer cancel()
 	if err := a.svc.EraseVisitor(ctx, actorOf(c), c.Param("visitor")); err != nil {
 		a.fail(c, err)
@@ -285,7 +285,7 @@ func (a *api) eraseVisitor(c *gin.Context) {
 }
 
 func (a *api) eraseChat(c *gin.Context) {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.storeTimeout)
 	defer cancel()
 	if err := a.svc.EraseChat(ctx, actorOf(c), c.Param("chat")); err != nil {
 		a.fail(c, err)
@@ -326,7 +326,7 @@ func (a *api) audit(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.storeTimeout)
 	defer cancel()
 	entries, next, err := a.svc.AuditTrail(ctx, actorOf(c), c.Query("target"), c.Query("cursor"), limit)
 	if err != nil {
@@ -348,7 +348,7 @@ func (a *api) exportMine(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.storeTimeout)
 	defer cancel()
 	e, err := a.svc.ExportMine(ctx, site, tokenOf(c, site.ID))
 	if err != nil {
@@ -364,7 +364,7 @@ func (a *api) eraseMine(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.storeTimeout)
 	defer cancel()
 	if err := a.svc.EraseMine(ctx, site, tokenOf(c, site.ID)); err != nil {
 		a.fail(c, err)

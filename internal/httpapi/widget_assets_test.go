@@ -4,50 +4,23 @@ import (
 	"bytes"
 	"compress/gzip"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/visitord/visitord/internal/config"
-	"github.com/visitord/visitord/internal/device"
-	"github.com/visitord/visitord/internal/redisstore"
-	"github.com/visitord/visitord/internal/redistest"
-	"github.com/visitord/visitord/internal/visitor"
 	"github.com/visitord/visitord/internal/web"
 )
 
 // widgetMaxGzip is the widget script's budget, gzipped.
 const widgetMaxGzip = 4 << 10
 
-// assetServer serves the API over testSites with or without the demo shop.
+// assetServer serves the API over testSites with or without the demo shop,
+// over a fake domain: the files need no store.
 func assetServer(t *testing.T, demo bool) *httptest.Server {
 	t.Helper()
-	sites, err := config.ParseSites([]byte(testSites), func(string) string { return "" }, 1, 1825)
-	if err != nil {
-		t.Fatal(err)
-	}
-	siteSet, err := visitor.NewSites(sites)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, hasher, sealer := testKeys(t, [][]byte{testSecret})
-	store := redisstore.New(redistest.Start(t).Client(t))
-	svc := visitor.NewService(siteSet, store, signer, hasher, sealer, device.NewParser(64), nil)
-	h, err := New(Options{
-		Service: svc, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Registry: prometheus.NewRegistry(),
-		TrackTimeout: storeTimeout, Ready: store.Ping, Demo: demo,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return srv
+	return newFakeEnv(t, func(o *envOptions) { o.demo = demo }).srv
 }
 
 // get sends a GET with headers; the transport neither asks for nor undoes gzip.
