@@ -42,6 +42,7 @@ sites:
 // there; a site that does not list it answers 403 without naming where else it
 // is valid; a key no site lists stays 401.
 func TestAgencyKeyOnTwoSites(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(o *envOptions) { o.sites = agencySites() })
 	tests := []struct {
 		name   string

@@ -10,6 +10,7 @@ import (
 // A cursor the trail did not give answers 400 invalid_request in the error
 // shape, never 500; the next_cursor it gave pages on.
 func TestAuditMalformedCursor(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	for _, sessions := range []int{60, 50, 40} {
 		putRetention(t, e, map[string]int{"sessions": sessions, "profiles": 395, "chats": 90, "consents": 1095, "audit": 365})
@@ -40,6 +41,7 @@ func TestAuditMalformedCursor(t *testing.T) {
 // (365 by default): 422 retention_out_of_bounds naming the bound, and nothing
 // changes.
 func TestAuditWindowFloor(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	for _, days := range []int{1, 364} {
 		r := privacyDo(e, http.MethodPut, "/v1/sites/shop/retention", retentionWith("audit", days))

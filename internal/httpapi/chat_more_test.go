@@ -160,6 +160,7 @@ type cmChatView struct {
 // POST /v1/chats takes application/json only, so a cross-site form cannot post
 // it without a preflight; a foreign Origin is refused. Nothing is stored.
 func TestChatRefusesFormsAndForeignOrigins(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	jsonBody := `{"site":"shop","contact":{"name":"Mallory","email":"m@evil.example"},"url":"https://shop.example/"}`
 	for _, tc := range []struct {
@@ -210,6 +211,7 @@ func TestChatRefusesFormsAndForeignOrigins(t *testing.T) {
 // Invalid contact details, url or JSON answer 400 (or 422 for a url of another
 // origin) and write nothing, not even with an identity and a marketing opt-in.
 func TestChatInvalidRequestWritesNothing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	token := e.mustTrack("shop", shopOrigin+"/", "")
 	before := redistest.DumpValues(t, e.rdb)
@@ -265,6 +267,7 @@ func TestChatInvalidRequestWritesNothing(t *testing.T) {
 // A chat without identity is stored and links nothing: no token, no cookie,
 // no visitor key.
 func TestChatWithoutIdentity(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustTrack("shop", shopOrigin+"/someone-else", "")
 	r := cmPost(e, map[string]any{"site": "shop", "url": shopOrigin + "/help",
@@ -296,6 +299,7 @@ func TestChatWithoutIdentity(t *testing.T) {
 // DNT or GPC win over a valid identity: the chat is created, but no identity
 // is used, so nothing is linked even when the visitor had chats.
 func TestChatDNTAndGPCUseNoIdentity(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		header string
@@ -344,6 +348,7 @@ func TestChatDNTAndGPCUseNoIdentity(t *testing.T) {
 // An erased visitor's token is foreign (a tombstone holds the keyed hash of
 // the id): a chat with it links nothing.
 func TestChatTombstonedTokenIsForeign(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	token := e.mustTrack("shop", shopOrigin+"/a", "")
 	vid := e.visitorID("shop", token)
@@ -374,6 +379,7 @@ func TestChatTombstonedTokenIsForeign(t *testing.T) {
 // identity, records consent given by chat_start, starts the session at the
 // chat's url, and page views are tracked from then on (invariant 2).
 func TestChatOnChatSiteIssuesIdentity(t *testing.T) {
+	t.Parallel()
 	e := cmNewOnchatEnv(t)
 	origin := map[string]string{"Origin": cmOnchatOrigin}
 	r := e.pageview("onchat", cmOnchatOrigin+"/", "", origin)
@@ -445,6 +451,7 @@ func TestChatOnChatSiteIssuesIdentity(t *testing.T) {
 // DNT and GPC still win on an on-chat site, and bots get no identity: the
 // chat is created without one.
 func TestChatOnChatSiteRefusals(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		headers map[string]string
@@ -481,6 +488,7 @@ func TestChatOnChatSiteRefusals(t *testing.T) {
 // marketing_opt_in writes a consent record (marketing, chat_start): under the
 // visitor with an identity, under the chat without one.
 func TestChatMarketingOptInRecordsConsent(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	shopText := cmTextSHA256("We record the pages you visit to help our chat team.")
 	token := e.mustTrack("shop", shopOrigin+"/", "")
@@ -534,6 +542,7 @@ var cmSealed = regexp.MustCompile(`^k1:[A-Za-z0-9+/]+$`)
 // Invariant 8: contact details are encrypted at rest and appear in no key,
 // value or log line; neither does the visitor's full IP.
 func TestChatContactEncryptedAtRest(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, opBehindProxy)
 	const (
 		name  = "Grace Hopper"
@@ -585,6 +594,7 @@ func TestChatContactEncryptedAtRest(t *testing.T) {
 // to another chat, field or site it fails to decrypt, and the read answers 500,
 // never the wrong plaintext.
 func TestChatCiphertextBoundToItsPlace(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name      string
 		fromField string

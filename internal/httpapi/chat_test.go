@@ -49,6 +49,7 @@ func decode[T any](t testing.TB, r resp) T {
 // not grow with the new session; a new chat attributes the earlier chat and the
 // current session only.
 func TestReturningVisitorIsAnonymousUntilNewChat(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	token := e.mustTrack("shop", shopOrigin+"/first-visit/a", "")
 	e.clock.Advance(time.Minute)
@@ -119,6 +120,7 @@ func TestReturningVisitorIsAnonymousUntilNewChat(t *testing.T) {
 // Previous chats are found through the identity only, never by e-mail: a
 // stranger typing someone's e-mail links nothing.
 func TestEmailTypedByStrangerLinksNothing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	victim := e.mustTrack("shop", shopOrigin+"/", "")
 	if r := e.startChat("shop", victim, "Victim", "victim@mail.example", shopOrigin+"/", nil); r.status != http.StatusCreated {

@@ -15,6 +15,7 @@ import (
 // is accepted, answered as api/openapi.yaml says, and records analytics alone:
 // a purpose not asked is absent (invariant 2), never false.
 func TestPutConsentWithoutMarketing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	h := map[string]string{"Origin": originOptin}
 	body := `{"site":"optin","analytics":true,"policy_version":"v2"}`
@@ -43,6 +44,7 @@ func TestPutConsentWithoutMarketing(t *testing.T) {
 // only while marketing is granted) must not write records without limit.
 // A real marketing withdrawal still passes a spent budget.
 func TestRateLimitAlternatingConsentFlood(t *testing.T) {
+	t.Parallel()
 	e := newLimitEnvWith(t, redistest.Start(t), floodSites, true)
 	token := tokenFrom(e, ipA)
 	h := from("shop", ipA)

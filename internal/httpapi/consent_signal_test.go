@@ -13,6 +13,7 @@ import (
 // only expires the one it carried) and stores nothing; a refusal under a
 // signal is recorded as usual. Each answer matches api/openapi.yaml.
 func TestPutConsentUnderSignal(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name       string
 		header     string

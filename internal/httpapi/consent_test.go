@@ -135,6 +135,7 @@ func mustGrant(e *env) string {
 // Invariant 2, opt-in: before a grant a page view stores nothing and sets no
 // cookie, and the choice reads as the site's defaults.
 func TestConsentOptInStoresNothingBeforeGrant(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	r := trackWith(e, "optin", originOptin+"/", map[string]string{"Origin": originOptin})
 	wantRefused(t, r, "no_consent")
@@ -152,6 +153,7 @@ func TestConsentOptInStoresNothingBeforeGrant(t *testing.T) {
 // (the IP as the site's ip mode stores it: in full on this ip: full site); page
 // views are then tracked.
 func TestConsentOptInGrantRecordsProof(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		headers map[string]string
@@ -204,6 +206,7 @@ func TestConsentOptInGrantRecordsProof(t *testing.T) {
 // Invariant 2: a choice for another policy version is refused with 409 and
 // writes nothing, with or without identity, grant or refusal.
 func TestConsentPolicyOutdated(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		analytics bool
@@ -243,6 +246,7 @@ func TestConsentPolicyOutdated(t *testing.T) {
 // Invariant 2: a grant lapses after consent_valid_days; then page views answer
 // no_consent, store nothing, and tracking never resumes by itself.
 func TestConsentOptInGrantLapses(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	token := mustGrant(e)
 	id := e.visitorID("optin", token)
@@ -275,6 +279,7 @@ func TestConsentOptInGrantLapses(t *testing.T) {
 // records (grant and withdrawal), and replaces the identity with a refusal
 // token; neither that token nor the old identity is tracked afterwards.
 func TestConsentOptInWithdrawal(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	granted := e.clock.Now()
 	token := mustGrant(e)
@@ -348,6 +353,7 @@ func TestConsentOptInWithdrawal(t *testing.T) {
 // lasts while its token is valid (12 months); then the token is foreign and
 // the caller is a new, unrelated visitor.
 func TestConsentOptOutRefusalLasts(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	token := e.mustTrack("shop", shopOrigin+"/a", "")
 	id := e.visitorID("shop", token)
@@ -404,6 +410,7 @@ func TestConsentOptOutRefusalLasts(t *testing.T) {
 // Invariant 2, on-chat: page views store nothing identifying and set no cookie
 // until the visitor starts a chat.
 func TestConsentOnChatStoresNothing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	for _, path := range []string{"/", "/help"} {
 		r := trackWith(e, "onchat", originOnchat+path, map[string]string{"Origin": originOnchat})

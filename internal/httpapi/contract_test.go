@@ -291,6 +291,7 @@ func trackBody(t testing.TB, fields map[string]any) string {
 // Real responses of every route, for every status a handler gives short of a
 // store outage, match api/openapi.yaml.
 func TestContractResponses(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	// A visitor of shop with a session, and a granted visitor of optin.
 	shopToken := e.mustTrack("shop", shopOrigin+"/", "")
@@ -498,6 +499,7 @@ func TestContractResponses(t *testing.T) {
 // With Redis unreachable, the routes that need it answer 503 store_unavailable with
 // Retry-After, as documented.
 func TestContractStoreUnavailable(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(o *envOptions) { o.trackTimeout, o.storeTimeout = 150*time.Millisecond, 150*time.Millisecond })
 	token := e.mustTrack("shop", shopOrigin+"/", "")
 	e.redis.Stop()

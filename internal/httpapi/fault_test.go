@@ -9,6 +9,7 @@ import (
 // With Redis gone, a page view answers 503 store_unavailable within the track
 // timeout, /readyz fails, and both recover once Redis is back.
 func TestTrackWithRedisDown(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(o *envOptions) { o.trackTimeout, o.storeTimeout = 150*time.Millisecond, 150*time.Millisecond })
 	token := e.mustTrack("shop", shopOrigin+"/", "")
 	e.redis.Stop()

@@ -298,6 +298,7 @@ func padJSON(obj string, n int) string {
 // rules, and leaves Redis as it was: on an empty store no key appears; on a store
 // holding visitors who send their own tokens, no value and no expiry changes.
 func TestForgeryRefusedRequestsWriteNothing(t *testing.T) {
+	t.Parallel()
 	empty := newEnv(t)
 	full := newEnv(t)
 	tokens := map[string]string{"shop": full.mustTrack("shop", shopOrigin+"/", "")}

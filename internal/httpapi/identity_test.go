@@ -129,6 +129,7 @@ func identitySetCookie(r resp, name string) string {
 }
 
 func TestIdentityIssuedOnFirstPageView(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	r := e.pageview("shop", shopOrigin+"/", "", map[string]string{"Origin": shopOrigin})
 	m := r.json(t)
@@ -177,6 +178,7 @@ func TestIdentityIssuedOnFirstPageView(t *testing.T) {
 }
 
 func TestIdentityKeptByReturningVisitor(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		viaCookie bool
@@ -224,6 +226,7 @@ func TestIdentityKeptByReturningVisitor(t *testing.T) {
 }
 
 func TestIdentitySurvivesSecretRotation(t *testing.T) {
+	t.Parallel()
 	oldSecret := bytes.Repeat([]byte("o"), 32)
 	newSecret := bytes.Repeat([]byte("n"), 32)
 	before := newEnv(t, func(o *envOptions) { o.secrets = [][]byte{oldSecret} })
@@ -261,6 +264,7 @@ func TestIdentitySurvivesSecretRotation(t *testing.T) {
 }
 
 func TestIdentityForeignTokenMakesANewVisitor(t *testing.T) {
+	t.Parallel()
 	unknown, err := visitor.NewSigner([][]byte{bytes.Repeat([]byte("u"), 32)})
 	if err != nil {
 		t.Fatal(err)
@@ -379,6 +383,7 @@ func TestIdentityForeignTokenMakesANewVisitor(t *testing.T) {
 // cookies visits two sites and is two unrelated visitors, whose keys each carry
 // their own site's hash tag.
 func TestIdentityTwoSitesAreTwoVisitors(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	jar, err := cookiejar.New(nil)
 	if err != nil {
@@ -440,6 +445,7 @@ func TestIdentityTwoSitesAreTwoVisitors(t *testing.T) {
 }
 
 func TestIdentityRefusalTokenTracksNothing(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		site     string
@@ -494,6 +500,7 @@ func TestIdentityRefusalTokenTracksNothing(t *testing.T) {
 }
 
 func TestIdentityWithdrawalReplacesIdentityWithRefusal(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	token := e.mustTrack("shop", shopOrigin+"/", "")
 	id := e.visitorID("shop", token)
@@ -515,6 +522,7 @@ func TestIdentityWithdrawalReplacesIdentityWithRefusal(t *testing.T) {
 }
 
 func TestIdentityCookieAttributes(t *testing.T) {
+	t.Parallel()
 	const shortSites = testSites + `
   - id: brief
     origins: ["https://brief.example"]
@@ -592,6 +600,7 @@ func TestIdentityCookieAttributes(t *testing.T) {
 // TestIdentityTokenNeverReadFromURL pins invariant 8's "the identity token never
 // travels in a URL": the API takes it from the header or the cookie only.
 func TestIdentityTokenNeverReadFromURL(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	token := e.mustTrack("shop", shopOrigin+"/", "")
 	id := e.visitorID("shop", token)
@@ -627,6 +636,7 @@ func TestIdentityTokenNeverReadFromURL(t *testing.T) {
 }
 
 func TestIdentityClientIPAndLocation(t *testing.T) {
+	t.Parallel()
 	trusted := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	tests := []struct {
 		name     string
@@ -718,6 +728,7 @@ func TestIdentityClientIPAndLocation(t *testing.T) {
 // leave and error answers around them, no log line holds any of those, and
 // access log lines name the route template.
 func TestIdentityLogsCarryNoPII(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(o *envOptions) {
 		o.trustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	})

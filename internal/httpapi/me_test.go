@@ -38,6 +38,7 @@ const (
 )
 
 func TestMeExportMasked(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	v := subjGrace(e)
 	tests := []struct {
@@ -109,6 +110,7 @@ func TestMeExportMasked(t *testing.T) {
 // /v1/me refuses every request not proved by a valid identity of the site, or
 // from a foreign origin, and reveals nothing then.
 func TestMeRefused(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	v := subjGrace(e)
 	blogToken := e.mustTrack("blog", blogOrigin+"/post", "")
@@ -168,6 +170,7 @@ func TestMeRefused(t *testing.T) {
 // DELETE /v1/me erases the visitor as the privacy team's erasure does, expires
 // the cookie, and is audited with the actor "visitor".
 func TestMeErase(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	v := subjGrace(e)
 	r := meDo(e, http.MethodDelete, "shop", map[string]string{"Origin": shopOrigin}, identityCookie("shop", v.token))

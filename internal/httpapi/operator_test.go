@@ -247,6 +247,7 @@ func TestOperatorIgnoresCookies(t *testing.T) {
 
 // The live view's parameters: within 1m..30m (default 5m), limit 1..200.
 func TestOperatorLiveBounds(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustTrack("shop", shopOrigin+"/", "")
 	for _, tc := range []struct {
@@ -287,6 +288,7 @@ func TestOperatorLiveBounds(t *testing.T) {
 // Sessions idle longer than within drop out of the live view; the default
 // window is 5 minutes.
 func TestOperatorLiveWindow(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	early := e.mustTrack("shop", shopOrigin+"/early", "")
 	e.clock.Advance(2 * time.Minute)
@@ -327,6 +329,7 @@ func TestOperatorLiveWindow(t *testing.T) {
 // time in the session, geo, device and referrer; no visitor id, first-seen,
 // visit count or returning flag (invariant 4).
 func TestOperatorLiveRow(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, opBehindProxy)
 	h := map[string]string{"X-Forwarded-For": londonIP, "User-Agent": iphoneUA}
 	token := opTrack(e, "shop", shopOrigin+"/landing?utm_source=news&secret=1", "https://search.example/q?words=x", "", h)
@@ -409,6 +412,7 @@ func TestOperatorLiveRow(t *testing.T) {
 // Paging: the signed cursor walks every live visitor exactly once, most
 // recent first; a tampered cursor, or one of another site, is refused.
 func TestOperatorLivePaging(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	var want []string
 	for i := range 5 {
@@ -493,6 +497,7 @@ func TestOperatorLivePaging(t *testing.T) {
 // Site indexes are repaired when read: a live entry whose profile is gone is
 // dropped from the answer and from the live set.
 func TestOperatorLiveRepairsGoneEntries(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	gone := e.mustTrack("shop", shopOrigin+"/gone", "")
 	kept := e.mustTrack("shop", shopOrigin+"/kept", "")
@@ -521,6 +526,7 @@ func TestOperatorLiveRepairsGoneEntries(t *testing.T) {
 // The stats route: today's tracked and refused page views by reason (UTC day,
 // default today), zeros for a day without data.
 func TestOperatorStats(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	a := e.mustTrack("shop", shopOrigin+"/1", "")
 	e.mustTrack("shop", shopOrigin+"/2", a)
@@ -585,6 +591,7 @@ func TestOperatorStats(t *testing.T) {
 // id (invariant 6's audit trail); the same key reading again within 10 minutes
 // adds to its entries' count instead of writing new ones.
 func TestOperatorChatReadIsAudited(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	token := e.mustTrack("shop", shopOrigin+"/", "")
 	chatID := opChat(e, token, "Ada Lovelace", "ada@math.example")
@@ -645,6 +652,7 @@ func TestOperatorChatReadIsAudited(t *testing.T) {
 // A cursor fixes the window of a walk, but never stretches the live view past
 // its 30-minute bound: used later, it lists no session idle longer than that.
 func TestOperatorLiveStaleCursorKeepsBound(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	for i := range 3 {
 		e.mustTrack("shop", fmt.Sprintf("%s/page/%d", shopOrigin, i), "")
@@ -683,6 +691,7 @@ func TestOperatorLiveStaleCursorKeepsBound(t *testing.T) {
 // Logs carry no raw identifier from a path: an internal error on a chat's
 // context names the chat by neither its id nor its contact.
 func TestOperatorErrorLogsHoldNoRawID(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	a := opChat(e, "", "Grace Hopper", "grace@navy.example")
 	b := opChat(e, "", "Alan Turing", "alan@bletchley.example")

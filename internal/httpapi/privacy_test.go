@@ -141,6 +141,7 @@ func liveScore(e *env, site, visitorID string) (score float64, ok bool) {
 // Invariant 1: a DNT or GPC page view stores nothing, sets no cookie, expires
 // an identity cookie it carries (even a foreign one) and is only counted.
 func TestTrackDNTAndGPCStoreNothing(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		header string
@@ -186,6 +187,7 @@ func TestTrackDNTAndGPCStoreNothing(t *testing.T) {
 // nothing of the visitor: no field, no TTL, no live entry; the identity cookie
 // it carries is expired.
 func TestTrackDNTRefreshesNoTTL(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	token := e.mustTrack("shop", shopOrigin+"/a", "")
 	id := e.visitorID("shop", token)
@@ -242,6 +244,7 @@ func TestTrackDNTRefreshesNoTTL(t *testing.T) {
 // behaviour data (profile, sessions, session index, live entry) goes at once;
 // the consent records stay as proof, with a gpc withdrawal beside them.
 func TestTrackGPCDeletesBehaviourKeepsConsent(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	r := putConsent(e, "optin", true, false, "v2", map[string]string{"Origin": originOptin})
 	if r.status != http.StatusOK {
@@ -301,6 +304,7 @@ func TestTrackGPCDeletesBehaviourKeepsConsent(t *testing.T) {
 // Invariant 1: when several reasons apply, gpc > dnt > bot > no_consent; each
 // refused page view stores nothing, sets no cookie and counts only its reason.
 func TestTrackRefusalPrecedence(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		site string
@@ -346,6 +350,7 @@ func TestTrackRefusalPrecedence(t *testing.T) {
 // Invariants 1 and 10: under DNT or GPC the widget sends only a count ping,
 // {"site","type":"pageview"} without URL; it is answered and counted.
 func TestTrackCountPingWithoutURL(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		header string
@@ -374,6 +379,7 @@ func TestTrackCountPingWithoutURL(t *testing.T) {
 // Invariant 9: bots, by User-Agent, are not tracked: nothing stored, no
 // cookie, not even for a bot replaying a visitor's identity; they are counted.
 func TestTrackBotsNotTracked(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		ua       string
@@ -419,6 +425,7 @@ func TestTrackBotsNotTracked(t *testing.T) {
 // with no identifier and no URL; tracked ones are counted too; heartbeats and
 // leaves are not.
 func TestRefusedPageViewsCountedAnonymously(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	const marker = "very-unique-7f3a"
 	refused := "/private/" + marker + "?q=" + marker
@@ -500,6 +507,7 @@ func TestRefusedPageViewsCountedAnonymously(t *testing.T) {
 // Invariants 2 and 10: a refusal by a visitor without identity is only
 // counted: a refusal token, no consent record, no visitor key.
 func TestConsentRefusalWithoutIdentityOnlyCounted(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		site   string

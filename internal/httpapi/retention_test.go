@@ -106,6 +106,7 @@ func wantTTLAtMost(t testing.TB, e *env, key string, days int) {
 }
 
 func TestRetentionDefaultsAndAccess(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	if diff := cmp.Diff(shopDefaults, getRetention(t, e)); diff != "" {
 		t.Errorf("GET retention (-want +got):\n%s", diff)
@@ -142,6 +143,7 @@ func TestRetentionDefaultsAndAccess(t *testing.T) {
 // 1..1825 by default) or with consents < max(profiles, consent_valid_days) are
 // 422 retention_out_of_bounds; malformed ones 400. None writes anything.
 func TestRetentionRejected(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	tests := []struct {
 		name   string
@@ -190,6 +192,7 @@ func TestRetentionRejected(t *testing.T) {
 // once; a longer one extends no existing key; the override lives under cfg:
 // without TTL and without personal data; the change is audited.
 func TestRetentionChange(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	// Visitor A, written under the defaults.
@@ -327,6 +330,7 @@ func (r recordView) days() map[string]int {
 // The record of processing (GDPR Art. 30) is built from the live configuration:
 // a retention change shows in its JSON and its Markdown at once.
 func TestProcessingRecord(t *testing.T) {
+	t.Parallel()
 	if !strings.Contains(recordSites, "Shop Ltd") {
 		t.Fatal("recordSites: testSites changed; the controller was not added")
 	}

@@ -11,6 +11,7 @@ import (
 // GET retention says when the windows were last changed (nothing while the
 // sites file's apply) and the bounds a change keeps to, as the console shows.
 func TestRetentionChangedAt(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	get := func() map[string]any {
 		t.Helper()

@@ -93,6 +93,7 @@ func sessionOrigin(site string) string {
 }
 
 func TestSessionStartsAfterTimeout(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		site    string
@@ -160,6 +161,7 @@ func TestSessionStartsAfterTimeout(t *testing.T) {
 // TestSessionMaxRollsOverWhileActive pins session_max: on blog (1h) page views
 // every 5 minutes keep one session for an hour, then the next starts a new one.
 func TestSessionMaxRollsOverWhileActive(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	start := e.clock.Now()
 	token := e.mustTrack("blog", blogOrigin+"/p/0", "")
@@ -198,6 +200,7 @@ func TestSessionMaxRollsOverWhileActive(t *testing.T) {
 }
 
 func TestSessionTimeOnPage(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	token := e.mustTrack("shop", shopOrigin+"/a", "")
 	id := e.visitorID("shop", token)
@@ -233,6 +236,7 @@ func TestSessionTimeOnPage(t *testing.T) {
 }
 
 func TestSessionTimeOnPageCappedAtTimeout(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name         string
 		site         string
@@ -271,6 +275,7 @@ func TestSessionTimeOnPageCappedAtTimeout(t *testing.T) {
 // create a visitor or a session: without one they answer no_session and write
 // nothing.
 func TestSessionHeartbeatAndLeaveNeedASession(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		site  string
@@ -351,6 +356,7 @@ func TestSessionHeartbeatAndLeaveNeedASession(t *testing.T) {
 
 // TestSessionStoresMinimisedPage reads back what a page view stored (invariant 5).
 func TestSessionStoresMinimisedPage(t *testing.T) {
+	t.Parallel()
 	longPath := "/" + strings.Repeat("p", 1500)
 	tests := []struct {
 		name         string
@@ -467,6 +473,7 @@ func TestSessionStoresMinimisedPage(t *testing.T) {
 // the site's (422) or not an http(s) URL (400) writes nothing, for a new or a
 // returning visitor.
 func TestSessionRejectsURLAndWritesNothing(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		url       string

@@ -12,6 +12,7 @@ import (
 // The range form of stats answers one row per UTC day, oldest first, with the
 // counts each day's page views left, and checks its bounds.
 func TestStatsRange(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	day1 := e.clock.Now().UTC().Truncate(24 * time.Hour)
 	e.mustTrack("shop", shopOrigin+"/a", "")

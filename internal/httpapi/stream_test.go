@@ -155,6 +155,7 @@ func (s *stream) next(t testing.TB) sseEvent {
 // as the same row GET visitors/live answers; a later view updates the row, a
 // session gone quiet is removed, and no stream writes to the audit trail.
 func TestLiveStreamAcrossPods(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	other := newPod(t, e, StreamOptions{Heartbeat: time.Hour})
 	auditBefore := len(e.operatorGet("/v1/sites/shop/audit?limit=200", shopPrivacyKey).json(t)["entries"].([]any))
@@ -215,6 +216,7 @@ func TestLiveStreamAcrossPods(t *testing.T) {
 // Retry-After, counted; a closed stream frees its place; auth is the
 // operator routes' own.
 func TestLiveStreamLimitAndAuth(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	p := newPod(t, e, StreamOptions{PerKey: 2, Heartbeat: time.Hour})
 	first, _ := openStream(t, p.srv.URL, "shop", shopOperatorKey)
@@ -267,6 +269,7 @@ func TestLiveStreamLimitAndAuth(t *testing.T) {
 
 // A stream with nothing to say sends a heartbeat comment every Heartbeat.
 func TestLiveStreamHeartbeat(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	p := newPod(t, e, StreamOptions{Heartbeat: 50 * time.Millisecond})
 	s, r := openStream(t, p.srv.URL, "shop", shopOperatorKey)
@@ -293,6 +296,7 @@ func TestLiveStreamHeartbeat(t *testing.T) {
 // Close (the server's shutdown) ends open streams at once and refuses new
 // ones with 503; what a stream sent matches api/openapi.yaml.
 func TestLiveStreamClose(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	p := newPod(t, e, StreamOptions{Heartbeat: time.Hour})
 	rq := req{method: http.MethodGet, path: "/v1/sites/shop/visitors/live/stream", headers: map[string]string{"Authorization": "Bearer " + shopOperatorKey}}
@@ -353,6 +357,7 @@ func TestLiveStreamClose(t *testing.T) {
 // A failed read of the live list is logged without personal data and counted;
 // the stream stays open with its last list and goes on when Redis is back.
 func TestLiveStreamReadErrorsCounted(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	p := newPod(t, e, StreamOptions{Heartbeat: time.Hour, Poll: 50 * time.Millisecond})
 	s, r := openStream(t, p.srv.URL, "shop", shopOperatorKey)
@@ -383,6 +388,7 @@ func TestLiveStreamReadErrorsCounted(t *testing.T) {
 // The bound per key holds across pods, and the place of a stream whose pod
 // died lapses with its lease.
 func TestLiveStreamLimitAcrossPods(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	o := StreamOptions{PerKey: 2, Heartbeat: time.Minute}
 	a, b := newPod(t, e, o), newPod(t, e, o)
@@ -436,6 +442,7 @@ func TestLiveStreamLimitAcrossPods(t *testing.T) {
 // Each heartbeat renews the stream's place, so it outlives its first lease
 // while the stream is open, page views or not.
 func TestLiveStreamRenewsItsPlace(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	hb := 100 * time.Millisecond
 	p := newPod(t, e, StreamOptions{PerKey: 1, Heartbeat: hb, Poll: 20 * time.Millisecond})

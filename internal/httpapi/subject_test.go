@@ -332,6 +332,7 @@ func assertVisitorErased(t testing.TB, e *env, v subjVisitor, records int, needl
 // rectification (the blind index moves), erasure (invariant 6), and the erased
 // visitor's token is foreign from then on.
 func TestSubjectRequestEndToEnd(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	v := subjGrace(e)
 
@@ -455,6 +456,7 @@ func TestSubjectRequestEndToEnd(t *testing.T) {
 // Erasure order: an erasure killed after its first step (marker and tombstone)
 // is finished by the sweeper, with the same result as a whole erasure.
 func TestSubjectInterruptedErasureFinishedBySweeper(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	v := subjGrace(e)
 	if got := subjSearch(e, graceEmail); !slices.Equal(got.Visitors, []string{v.id}) {
@@ -508,6 +510,7 @@ func TestSubjectInterruptedErasureFinishedBySweeper(t *testing.T) {
 // its blind-index and subject-index entries, and cuts its marketing consent
 // record; erasing one chat of a visitor removes it from their chat index.
 func TestSubjectChatErasure(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	const (
 		adaName  = "Ada Byron"
@@ -586,6 +589,7 @@ func TestSubjectChatErasure(t *testing.T) {
 // decrypted, its marketing consent record included (the CLI's
 // `subject export --chat` prints the same).
 func TestSubjectChatExportedByPrivacyTeam(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	chat := subjChat(e, "", "Ada Byron", "ada@engine.example", "+44 20 7946 0000", true, shopOrigin+"/contact")
 	r := privacyDo(e, http.MethodGet, "/v1/sites/shop/chats/"+chat, nil)
@@ -681,6 +685,7 @@ func actions(entries []auditEntryJSON) []string {
 // repeated read within 10 minutes folds into its entry's count; a
 // rectification logs no export; a retention change its old and new windows.
 func TestSubjectAuditTrail(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	v := subjGrace(e)
 	step := func() { e.clock.Advance(time.Second) }
@@ -787,6 +792,7 @@ func TestSubjectAuditTrail(t *testing.T) {
 
 // The privacy routes' requests that fail: validation, unknown subjects, keys.
 func TestSubjectRequestsRefused(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	v := subjGrace(e)
 	tests := []struct {

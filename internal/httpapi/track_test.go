@@ -8,6 +8,7 @@ import (
 )
 
 func TestTrackRecordsPageViewsAndSessions(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	r := e.pageview("shop", shopOrigin+"/products/42?utm_source=mail&email=a@b.example#top", "", map[string]string{
 		"Origin": shopOrigin, "X-Forwarded-For": londonIP,

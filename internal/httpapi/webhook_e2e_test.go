@@ -188,6 +188,7 @@ func (s *whStack) chat(token string) string {
 // A chat start queues an encrypted chat.started delivery and answers without
 // waiting for the receiver; a tick delivers it signed, and it leaves the queue.
 func TestWebhookChatStartedDelivered(t *testing.T) {
+	t.Parallel()
 	s, rc := newWHStack(t, http.StatusOK)
 	ctx := context.Background()
 	token := s.mustTrack("shop", shopOrigin+"/pricing", "")
@@ -280,6 +281,7 @@ func TestWebhookChatStartedDelivered(t *testing.T) {
 // A receiver that fails twice then answers 200 gets three attempts, each after
 // the back-off, each signed anew; the delivery is deleted after the success.
 func TestWebhookRetriesUntilDelivered(t *testing.T) {
+	t.Parallel()
 	s, rc := newWHStack(t, http.StatusInternalServerError, http.StatusInternalServerError, http.StatusOK)
 	ctx := context.Background()
 	chatID := s.chat("")

@@ -66,6 +66,7 @@ func checkWebhookBody(t *testing.T, event string, body any) {
 
 // Every webhook event has its body described in api/openapi.yaml.
 func TestWebhookEventsDescribed(t *testing.T) {
+	t.Parallel()
 	for _, event := range visitor.WebhookEvents {
 		doc, _ := loadSpec(t)
 		if ref := doc.Components.Schemas[whSchemas[event]]; ref == nil || ref.Value == nil {
@@ -83,6 +84,7 @@ func TestWebhookEventsDescribed(t *testing.T) {
 // details and sends subject.erased with ids only; a delivery that cannot be
 // opened is logged and counted.
 func TestWebhookEveryEventDeliveredOnce(t *testing.T) {
+	t.Parallel()
 	s, rc := newWHStack(t, http.StatusOK)
 	ctx := context.Background()
 	token := s.mustTrack("shop", shopOrigin+"/pricing", "")

@@ -60,6 +60,7 @@ func gunzipBody(t *testing.T, b []byte) []byte {
 }
 
 func TestWidgetScript(t *testing.T) {
+	t.Parallel()
 	srv := assetServer(t, false)
 	set, err := web.Load()
 	if err != nil {
@@ -141,6 +142,7 @@ func TestWidgetScript(t *testing.T) {
 }
 
 func TestWidgetConfig(t *testing.T) {
+	t.Parallel()
 	srv := assetServer(t, false)
 	for _, tc := range []struct {
 		name     string
@@ -212,6 +214,7 @@ func TestWidgetConfig(t *testing.T) {
 }
 
 func TestDemoShopOnlyWithDemo(t *testing.T) {
+	t.Parallel()
 	paths := []string{"/demo", "/demo/products", "/demo/cart", "/demo/demo.js", "/demo/demo.css"}
 	t.Run("without the demo site", func(t *testing.T) {
 		srv := assetServer(t, false)
@@ -250,6 +253,7 @@ func TestDemoShopOnlyWithDemo(t *testing.T) {
 }
 
 func TestConsoleSecurityHeaders(t *testing.T) {
+	t.Parallel()
 	srv := assetServer(t, false)
 	r := getAsset(t, srv, "/console", nil)
 	if r.status != http.StatusOK {
@@ -309,6 +313,7 @@ func assertNoInlineCode(t *testing.T, name, html string) {
 }
 
 func TestEtagMatchesAndAcceptsGzip(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, header string
 		want         bool
