@@ -44,7 +44,7 @@ func newPod(t testing.TB, e *env, o StreamOptions) *pod {
 		visitor.WithClock(e.clock.Now))
 	p := &pod{streams: NewStreams(o), reg: prometheus.NewRegistry()}
 	h, err := New(Options{Service: svc, Logger: slog.New(slog.NewJSONHandler(e.logs, nil)), Registry: p.reg,
-		TrackTimeout: time.Second, Streams: p.streams})
+		TrackTimeout: time.Second, StoreTimeout: 200 * time.Millisecond, Streams: p.streams})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func (s *stream) next(t testing.TB) sseEvent {
 func TestLiveStreamAcrossPods(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	other := newPod(t, e, StreamOptions{Heartbeat: time.Hour})
+	other := newPod(t, e, StreamOptions{Heartbeat: time.Hour, Poll: 20 * time.Millisecond})
 	auditBefore := len(e.operatorGet("/v1/sites/shop/audit?limit=200", shopPrivacyKey).json(t)["entries"].([]any))
 
 	s, r := openStream(t, other.srv.URL, "shop", shopOperatorKey)
