@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
-	"strings"
 	"testing"
 )
 
@@ -38,12 +37,14 @@ sites:
 `
 }
 
-// Invariant 7: a key listed on two sites acts on each with the role given
-// there; a site that does not list it answers 403 without naming where else it
-// is valid; a key no site lists stays 401.
+// Invariant 7 at the transport: each route asks for its roles (routes.go), so
+// a key listed on two sites reaches on each the routes of the role given there;
+// a site that does not list it answers 403, a key no site lists 401. Which key
+// acts with which role, and that a refusal never says where else a key is
+// valid, is the domain's (visitor's TestAuthenticateAgainstTheRequestedSite).
 func TestAgencyKeyOnTwoSites(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(o *envOptions) { o.sites = agencySites() })
+	e := newFakeEnv(t, func(o *envOptions) { o.sites = agencySites() })
 	tests := []struct {
 		name   string
 		key    string
@@ -64,19 +65,6 @@ func TestAgencyKeyOnTwoSites(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := keyDo(e, tt.key, http.MethodGet, tt.path, nil)
 			wantStatus(t, r, tt.status, tt.code)
-			if tt.status != http.StatusForbidden {
-				return
-			}
-			// The refusal names no other site and does not say the key is valid elsewhere.
-			body := strings.ToLower(string(r.body))
-			for _, leak := range []string{"shop", "blog", "another site", "elsewhere", "belongs"} {
-				if strings.Contains(tt.path, "/"+leak+"/") {
-					continue
-				}
-				if strings.Contains(body, leak) {
-					t.Errorf("403 body tells %q: %s", leak, r.body)
-				}
-			}
 		})
 	}
 }

@@ -162,8 +162,8 @@ func (f *fakeService) SetConsent(_ context.Context, r visitor.ConsentRequest) (v
 	}
 	ch := visitor.Choice{Analytics: r.Analytics, Marketing: r.Marketing, PolicyVersion: r.PolicyVersion,
 		Given: f.now, ValidUntil: f.now.Add(time.Duration(r.Site.ConsentValidDays) * 24 * time.Hour)}
-	if r.GPC || r.DNT {
-		ch.Analytics, ch.Marketing = false, false
+	if (r.GPC || r.DNT) && (r.Analytics || r.Marketing) {
+		ch = visitor.Choice{PolicyVersion: r.PolicyVersion}
 		reason := visitor.ReasonDNT
 		if r.GPC {
 			reason = visitor.ReasonGPC
