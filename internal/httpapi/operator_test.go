@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -706,4 +708,165 @@ func TestOperatorErrorLogsHoldNoRawID(t *testing.T) {
 		t.Fatalf("the internal error is not logged:\n%s", e.logs.String())
 	}
 	e.assertLogsClean(a, b, "Grace", "grace@navy.example", "Alan", "alan@bletchley.example")
+}
+
+// The range form of stats answers one row per UTC day, oldest first, with the
+// counts each day's page views left, and checks its bounds.
+func TestStatsRange(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	day1 := e.clock.Now().UTC().Truncate(24 * time.Hour)
+	e.mustTrack("shop", shopOrigin+"/a", "")
+	e.pageview("shop", shopOrigin+"/b", "", map[string]string{"DNT": "1"})
+	e.clock.Advance(24 * time.Hour)
+	day2 := day1.AddDate(0, 0, 1)
+	e.mustTrack("shop", shopOrigin+"/c", "")
+	e.mustTrack("shop", shopOrigin+"/d", "")
+	e.pageview("shop", shopOrigin+"/e", "", map[string]string{"Sec-GPC": "1"})
+	e.pageview("shop", shopOrigin+"/f", "", map[string]string{"User-Agent": googlebotUA})
+	// Another site's views never show in shop's counts.
+	e.mustTrack("blog", blogOrigin+"/", "")
+
+	path := "/v1/sites/shop/stats?from=" + day1.AddDate(0, 0, -1).Format(time.DateOnly) + "&to=" + day2.Format(time.DateOnly)
+	rq := req{method: http.MethodGet, path: path, headers: map[string]string{"Authorization": "Bearer " + shopOperatorKey}}
+	r := e.do(rq)
+	if r.status != http.StatusOK {
+		t.Fatalf("stats range: %d %s", r.status, r.body)
+	}
+	checkContract(t, e, rq, r)
+	var got statsRangeResponse
+	if err := json.Unmarshal(r.body, &got); err != nil {
+		t.Fatal(err)
+	}
+	row := func(day time.Time, tracked, gpc, dnt, bot int64) statsResponse {
+		return statsResponse{Day: day.Format(time.DateOnly), Tracked: tracked,
+			Refused: map[string]int64{"gpc": gpc, "dnt": dnt, "bot": bot, "no_consent": 0}}
+	}
+	want := statsRangeResponse{From: day1.AddDate(0, 0, -1).Format(time.DateOnly), To: day2.Format(time.DateOnly), Days: []statsResponse{
+		row(day1.AddDate(0, 0, -1), 0, 0, 0, 0),
+		row(day1, 1, 0, 1, 0),
+		row(day2, 2, 1, 0, 1),
+	}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("stats range (-want +got):\n%s", diff)
+	}
+
+	// A privacy key reads it too; 90 days is the longest range.
+	from90 := day2.AddDate(0, 0, -89).Format(time.DateOnly)
+	r = e.operatorGet("/v1/sites/shop/stats?from="+from90+"&to="+day2.Format(time.DateOnly), shopPrivacyKey)
+	if r.status != http.StatusOK {
+		t.Fatalf("90 days: %d %s", r.status, r.body)
+	}
+	if err := json.Unmarshal(r.body, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Days) != 90 || got.Days[0].Day != from90 || got.Days[89].Tracked != 2 {
+		t.Errorf("90 days: %d rows, first %s, last %+v", len(got.Days), got.Days[0].Day, got.Days[len(got.Days)-1])
+	}
+
+	d := func(t time.Time) string { return t.Format(time.DateOnly) }
+	for _, tc := range []struct {
+		name, query string
+	}{
+		{"91 days", "from=" + d(day2.AddDate(0, 0, -90)) + "&to=" + d(day2)},
+		{"from after to", "from=" + d(day2) + "&to=" + d(day1)},
+		{"from alone", "from=" + d(day1)},
+		{"to alone", "to=" + d(day1)},
+		{"day with a range", "day=" + d(day1) + "&from=" + d(day1) + "&to=" + d(day2)},
+		{"bad from", "from=yesterday&to=" + d(day2)},
+		{"bad to", "from=" + d(day1) + "&to=2026-13-01"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.operatorGet("/v1/sites/shop/stats?"+tc.query, shopOperatorKey)
+			if r.status != http.StatusBadRequest || r.errorCode(t) != "invalid_request" {
+				t.Errorf("%s: %d %s, want 400 invalid_request", tc.query, r.status, r.body)
+			}
+		})
+	}
+}
+
+// agencyKey is one API key listed on two sites with different roles: an agency
+// serving two shops.
+const agencyKey = "agency-key-0123456789abcdef0123"
+
+// agencySites lists agencyKey as an operator on shop and a privacy key on blog;
+// optin does not list it.
+func agencySites() string {
+	sum := sha256.Sum256([]byte(agencyKey))
+	h := hex.EncodeToString(sum[:])
+	return `
+sites:
+  - id: shop
+    origins: ["https://shop.example"]
+    consent: opt-out
+    keys:
+      - {id: agency-ops, role: operator, sha256: "` + h + `"}
+      - {id: dpo, role: privacy, sha256: "9b98b2e892e32b76693355ee5ffe2e7a6b98b001059abbc172169dd1e75e4660"}
+  - id: blog
+    origins: ["https://blog.example"]
+    consent: opt-out
+    keys:
+      - {id: agency-dpo, role: privacy, sha256: "` + h + `"}
+  - id: optin
+    origins: ["https://optin.example"]
+    consent: opt-in
+    keys:
+      - {id: optin-agent, role: operator, sha256: "f42b4fb64fccedc404554cddb43cd7c6e9dd28730936e97218d3e05e79c41869"}
+`
+}
+
+// Invariant 7 at the transport: each route asks for its roles (routes.go), so
+// a key listed on two sites reaches on each the routes of the role given there;
+// a site that does not list it answers 403, a key no site lists 401. Which key
+// acts with which role, and that a refusal never says where else a key is
+// valid, is the domain's (visitor's TestAuthenticateAgainstTheRequestedSite).
+func TestAgencyKeyOnTwoSites(t *testing.T) {
+	t.Parallel()
+	e := newFakeEnv(t, func(o *envOptions) { o.sites = agencySites() })
+	tests := []struct {
+		name   string
+		key    string
+		path   string
+		status int
+		code   string
+	}{
+		{name: "operator on shop reads the live view", key: agencyKey, path: "/v1/sites/shop/visitors/live", status: http.StatusOK},
+		{name: "operator on shop may not read the audit", key: agencyKey, path: "/v1/sites/shop/audit", status: http.StatusForbidden, code: "forbidden"},
+		{name: "privacy on blog reads the audit", key: agencyKey, path: "/v1/sites/blog/audit", status: http.StatusOK},
+		{name: "privacy on blog reads the live view", key: agencyKey, path: "/v1/sites/blog/visitors/live", status: http.StatusOK},
+		{name: "privacy on blog reads retention", key: agencyKey, path: "/v1/sites/blog/retention", status: http.StatusOK},
+		{name: "a site that does not list it", key: agencyKey, path: "/v1/sites/optin/visitors/live", status: http.StatusForbidden, code: "forbidden"},
+		{name: "a key no site lists", key: "nobody-key-0123456789abcdef0123", path: "/v1/sites/shop/visitors/live", status: http.StatusUnauthorized, code: "unauthorized"},
+		{name: "shop's own privacy key on blog", key: shopPrivacyKey, path: "/v1/sites/blog/audit", status: http.StatusForbidden, code: "forbidden"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := keyDo(e, tt.key, http.MethodGet, tt.path, nil)
+			wantStatus(t, r, tt.status, tt.code)
+		})
+	}
+}
+
+// The Bearer scheme name is case-insensitive (RFC 7235 §2.1); other schemes
+// are refused.
+func TestBearerSchemeCase(t *testing.T) {
+	t.Parallel()
+	e := newFakeEnv(t)
+	for _, tc := range []struct {
+		auth string
+		want int
+	}{
+		{"Bearer " + shopOperatorKey, http.StatusOK},
+		{"bearer " + shopOperatorKey, http.StatusOK},
+		{"BEARER " + shopOperatorKey, http.StatusOK},
+		{"bEaReR  " + shopOperatorKey + " ", http.StatusOK},
+		{"Basic " + shopOperatorKey, http.StatusUnauthorized},
+		{"Bearer", http.StatusUnauthorized},
+		{shopOperatorKey, http.StatusUnauthorized},
+	} {
+		r := e.do(req{method: http.MethodGet, path: "/v1/sites/shop/stats", headers: map[string]string{"Authorization": tc.auth}})
+		if r.status != tc.want {
+			t.Errorf("Authorization %q: %d %s, want %d", strings.Replace(tc.auth, shopOperatorKey, "<key>", 1), r.status, r.body, tc.want)
+		}
+	}
 }
