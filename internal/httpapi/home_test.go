@@ -59,4 +59,3 @@ func TestOpenAPIServed(t *testing.T) {
 		t.Errorf("GET with If-None-Match = %d, want 304", again.status)
 	}
 }
-
