@@ -333,8 +333,9 @@ func (f *fakeService) EraseMine(_ context.Context, _ *visitor.Site, token string
 }
 
 func (f *fakeService) ProcessingRecord(a visitor.Actor) visitor.ProcessingRecord {
-	return visitor.ProcessingRecord{GeneratedAt: f.now, Site: visitor.RecordSite{ID: a.Site.ID, Origins: a.Site.Origins,
-		ConsentMode: a.Site.Consent, PolicyVersion: a.Site.PolicyVersion}, Transfers: "none declared"}
+	r := recordFixture()
+	r.GeneratedAt, r.Site.ID, r.Site.Origins = f.now, a.Site.ID, a.Site.Origins
+	return r
 }
 
 func (f *fakeService) Retention(site *visitor.Site) visitor.Retention {
