@@ -44,6 +44,8 @@ func loadSpec(tb testing.TB) (*openapi3.T, routers.Router) {
 		// The home page and the served description are documents, checked as text.
 		openapi3filter.RegisterBodyDecoder("text/html", openapi3filter.PlainBodyDecoder)
 		openapi3filter.RegisterBodyDecoder("application/yaml", openapi3filter.PlainBodyDecoder)
+		// A live stream is checked as a file: its events are not one JSON document.
+		openapi3filter.RegisterBodyDecoder("text/event-stream", openapi3filter.FileBodyDecoder)
 		loader := openapi3.NewLoader()
 		doc, err := loader.LoadFromFile(specPath)
 		if err != nil {

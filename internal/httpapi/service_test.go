@@ -411,5 +411,8 @@ func newFakeEnv(t testing.TB, opts ...func(*envOptions)) *env {
 	e.srv = httptest.NewServer(h)
 	t.Cleanup(e.srv.Close)
 	e.client = e.srv.Client()
+	if o.streams != nil {
+		t.Cleanup(o.streams.Close)
+	}
 	return e
 }

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -51,6 +50,17 @@ func newPod(t testing.TB, e *env, o StreamOptions) *pod {
 	p.srv = httptest.NewServer(h)
 	t.Cleanup(p.srv.Close)
 	t.Cleanup(p.streams.Close)
+	return p
+}
+
+// newFakePod is the HTTP API with streams of options o over a fake domain:
+// the streams' own rules (a key's places on this pod, heartbeats, Close)
+// without a store.
+func newFakePod(t testing.TB, o StreamOptions) *pod {
+	t.Helper()
+	p := &pod{streams: NewStreams(o)}
+	e := newFakeEnv(t, func(eo *envOptions) { eo.streams = p.streams })
+	p.srv, p.reg = e.srv, e.reg
 	return p
 }
 
@@ -217,8 +227,7 @@ func TestLiveStreamAcrossPods(t *testing.T) {
 // operator routes' own.
 func TestLiveStreamLimitAndAuth(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	p := newPod(t, e, StreamOptions{PerKey: 2, Heartbeat: time.Hour})
+	p := newFakePod(t, StreamOptions{PerKey: 2, Heartbeat: time.Hour})
 	first, _ := openStream(t, p.srv.URL, "shop", shopOperatorKey)
 	second, _ := openStream(t, p.srv.URL, "shop", shopOperatorKey)
 	if first == nil || second == nil {
@@ -270,8 +279,7 @@ func TestLiveStreamLimitAndAuth(t *testing.T) {
 // A stream with nothing to say sends a heartbeat comment every Heartbeat.
 func TestLiveStreamHeartbeat(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	p := newPod(t, e, StreamOptions{Heartbeat: 50 * time.Millisecond})
+	p := newFakePod(t, StreamOptions{Heartbeat: 50 * time.Millisecond})
 	s, r := openStream(t, p.srv.URL, "shop", shopOperatorKey)
 	if s == nil {
 		t.Fatalf("stream: %d %s", r.status, r.body)
@@ -297,8 +305,7 @@ func TestLiveStreamHeartbeat(t *testing.T) {
 // ones with 503; what a stream sent matches api/openapi.yaml.
 func TestLiveStreamClose(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	p := newPod(t, e, StreamOptions{Heartbeat: time.Hour})
+	p := newFakePod(t, StreamOptions{Heartbeat: time.Hour})
 	rq := req{method: http.MethodGet, path: "/v1/sites/shop/visitors/live/stream", headers: map[string]string{"Authorization": "Bearer " + shopOperatorKey}}
 	done := make(chan resp, 1)
 	snapshot := make(chan struct{})
@@ -344,8 +351,6 @@ func TestLiveStreamClose(t *testing.T) {
 	if r.status != http.StatusOK || !strings.Contains(string(r.body), "event: snapshot\ndata: {\"visitors\":[]}\n\n") {
 		t.Errorf("stream before Close: %d %q", r.status, r.body)
 	}
-	openapi3filter.RegisterBodyDecoder("text/event-stream", openapi3filter.FileBodyDecoder)
-	defer openapi3filter.UnregisterBodyDecoder("text/event-stream")
 	checkContract(t, &env{t: t, srv: p.srv}, rq, r)
 
 	_, r = openStream(t, p.srv.URL, "shop", shopOperatorKey)
