@@ -1033,3 +1033,41 @@ func TestMeErase(t *testing.T) {
 	}
 	e.assertLogsClean(v.id, v.token, graceEmail, graceName, gracePhone)
 }
+
+// /v1/me at the transport, over a fake domain: the token from the header or
+// the cookie proves the visitor, none is 401; an erasure answers 204 and
+// expires the identity cookie the request carried, and only that.
+func TestMeTransport(t *testing.T) {
+	t.Parallel()
+	e := newFakeEnv(t)
+	shop := map[string]string{"Origin": shopOrigin}
+	r := e.do(req{method: http.MethodGet, path: "/v1/me?site=shop", headers: shop})
+	wantStatus(t, r, http.StatusUnauthorized, "unauthorized")
+	wantNoCookie(t, r)
+
+	token := e.fake.issue()
+	for _, rq := range []req{
+		{method: http.MethodGet, path: "/v1/me?site=shop", headers: map[string]string{"Origin": shopOrigin, tokenHeader: token}},
+		{method: http.MethodGet, path: "/v1/me?site=shop", headers: shop, cookies: []*http.Cookie{identityCookie("shop", token)}},
+	} {
+		r := e.do(rq)
+		wantStatus(t, r, http.StatusOK, "")
+		checkContract(t, e, rq, r)
+		if got := r.json(t)["visitor_id"]; got != token {
+			t.Errorf("export of %v, want the token's visitor", got)
+		}
+	}
+
+	byHeader := req{method: http.MethodDelete, path: "/v1/me?site=shop", headers: map[string]string{"Origin": shopOrigin, tokenHeader: token}}
+	r = e.do(byHeader)
+	wantStatus(t, r, http.StatusNoContent, "")
+	wantNoCookie(t, r)
+	byCookie := req{method: http.MethodDelete, path: "/v1/me?site=shop", headers: shop, cookies: []*http.Cookie{identityCookie("shop", e.fake.issue())}}
+	r = e.do(byCookie)
+	wantStatus(t, r, http.StatusNoContent, "")
+	wantExpiredCookie(t, r, "vt_shop")
+	checkContract(t, e, byCookie, r)
+	if len(e.fake.erased) != 2 {
+		t.Errorf("erased %q, want both visitors", e.fake.erased)
+	}
+}

@@ -83,11 +83,12 @@ type Subjects interface {
 	EraseVisitor(ctx context.Context, a visitor.Actor, visitorID string) error
 	// EraseChat erases a chat. It returns ErrNotFound or ErrStoreUnavailable.
 	EraseChat(ctx context.Context, a visitor.Actor, chatID string) error
-	// ExportMine is the export of the visitor a token names. It returns
-	// ErrNotFound or ErrStoreUnavailable.
-	ExportMine(ctx context.Context, site *visitor.Site, token string) (visitor.Export, error)
-	// EraseMine erases the visitor a token names. It returns ErrNotFound or
+	// ExportMine is the export of the visitor a token names, contacts masked.
+	// It returns ErrUnauthorized without a valid identity token, or
 	// ErrStoreUnavailable.
+	ExportMine(ctx context.Context, site *visitor.Site, token string) (visitor.Export, error)
+	// EraseMine erases the visitor a token names. It returns ErrUnauthorized
+	// without a valid identity token, or ErrStoreUnavailable.
 	EraseMine(ctx context.Context, site *visitor.Site, token string) error
 	// ProcessingRecord is the site's record of processing (GDPR Art. 30).
 	ProcessingRecord(a visitor.Actor) visitor.ProcessingRecord

@@ -320,14 +320,14 @@ func (f *fakeService) EraseChat(_ context.Context, _ visitor.Actor, chatID strin
 
 func (f *fakeService) ExportMine(_ context.Context, site *visitor.Site, token string) (visitor.Export, error) {
 	if !f.known(token) {
-		return visitor.Export{}, fmt.Errorf("%w: no identity", visitor.ErrNotFound)
+		return visitor.Export{}, fmt.Errorf("%w: a valid identity token is required", visitor.ErrUnauthorized)
 	}
 	return f.exportOf(site.ID, token, "")
 }
 
 func (f *fakeService) EraseMine(_ context.Context, _ *visitor.Site, token string) error {
 	if !f.known(token) {
-		return fmt.Errorf("%w: no identity", visitor.ErrNotFound)
+		return fmt.Errorf("%w: a valid identity token is required", visitor.ErrUnauthorized)
 	}
 	return f.erase(token)
 }
