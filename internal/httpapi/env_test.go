@@ -118,8 +118,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// env is the whole stack under test: a real redis-server, the fixture GeoIP
-// database, the service with a pinned clock and the HTTP API on httptest.
+// env is the HTTP API on httptest over either the whole stack (newEnv: a
+// real redis-server, the fixture GeoIP database, the service with a pinned
+// clock), for the end-to-end tests, or a fake of the domain (newFakeEnv in
+// service_test.go), for the transport tests.
 type env struct {
 	t      testing.TB
 	srv    *httptest.Server
