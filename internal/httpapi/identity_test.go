@@ -521,120 +521,6 @@ func TestIdentityWithdrawalReplacesIdentityWithRefusal(t *testing.T) {
 	}
 }
 
-func TestIdentityCookieAttributes(t *testing.T) {
-	t.Parallel()
-	const shortSites = testSites + `
-  - id: brief
-    origins: ["https://brief.example"]
-    consent: opt-out
-    retention_days: {sessions: 30, profiles: 30, chats: 30, consents: 180, audit: 365}
-`
-	tests := []struct {
-		name     string
-		secure   bool
-		site     string
-		origin   string
-		want     []string // attributes that must be present
-		absent   []string // attributes that must not be
-		lifetime time.Duration
-	}{
-		{
-			name: "secure", secure: true, site: "shop", origin: shopOrigin,
-			want:     []string{"Path=/", "HttpOnly", "Secure", "SameSite=None", "Partitioned"},
-			lifetime: visitor.MaxCookieLifetime,
-		},
-		{
-			name: "plain-http development", secure: false, site: "shop", origin: shopOrigin,
-			want: []string{"Path=/", "HttpOnly", "SameSite=Lax"}, absent: []string{"Secure", "SameSite=None", "Partitioned"},
-			lifetime: visitor.MaxCookieLifetime,
-		},
-		{
-			name: "profiles retention shorter than 13 months", secure: true, site: "brief", origin: "https://brief.example",
-			want:     []string{"HttpOnly", "Secure", "SameSite=None", "Partitioned"},
-			lifetime: 30 * 24 * time.Hour,
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t, func(o *envOptions) { o.cookieSecure, o.sites = tt.secure, shortSites })
-			r := e.pageview(tt.site, tt.origin+"/", "", map[string]string{"Origin": tt.origin})
-			if r.status != http.StatusOK {
-				t.Fatalf("status %d: %s", r.status, r.body)
-			}
-			raw := identitySetCookie(r, cookieName(tt.site))
-			if raw == "" {
-				t.Fatalf("no %s cookie set: %q", cookieName(tt.site), r.header.Values("Set-Cookie"))
-			}
-			attrs := map[string]bool{}
-			for _, a := range strings.Split(raw, ";")[1:] {
-				attrs[strings.ToLower(strings.TrimSpace(a))] = true
-			}
-			for _, a := range tt.want {
-				if !attrs[strings.ToLower(a)] {
-					t.Errorf("Set-Cookie %q lacks %s", raw, a)
-				}
-			}
-			for _, a := range tt.absent {
-				if attrs[strings.ToLower(a)] {
-					t.Errorf("Set-Cookie %q has %s", raw, a)
-				}
-			}
-
-			ck := r.cookie(cookieName(tt.site))
-			now := e.clock.Now()
-			limit := min(tt.lifetime, visitor.MaxCookieLifetime, 395*24*time.Hour)
-			if ck.Expires.After(now.Add(limit)) || ck.Expires.Before(now.Add(limit-time.Minute)) {
-				t.Errorf("Expires %s, want %s after issue (at most 13 months and the profiles retention)", ck.Expires, limit)
-			}
-			if ck.MaxAge <= 0 || time.Duration(ck.MaxAge)*time.Second > limit {
-				t.Errorf("Max-Age %d s, want at most %d s", ck.MaxAge, int(limit/time.Second))
-			}
-			f := identityPayload(t, ck.Value)
-			if got, want := f[5], strconv.FormatInt(ck.Expires.Unix(), 10); got != want {
-				t.Errorf("token expiry %s, cookie Expires %s: want the same", got, want)
-			}
-		})
-	}
-}
-
-// TestIdentityTokenNeverReadFromURL pins invariant 8's "the identity token never
-// travels in a URL": the API takes it from the header or the cookie only.
-func TestIdentityTokenNeverReadFromURL(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	token := e.mustTrack("shop", shopOrigin+"/", "")
-	id := e.visitorID("shop", token)
-
-	q := url.Values{}
-	for _, name := range []string{"token", "vt", "vt_shop", tokenHeader, "visitor_token"} {
-		q.Set(name, token)
-	}
-	body := `{"site":"shop","type":"pageview","url":"https://shop.example/next"}`
-	r := e.do(req{method: http.MethodPost, path: "/v1/track?" + q.Encode(), body: body})
-	m := r.json(t)
-	if r.status != http.StatusOK || m["tracked"] != true {
-		t.Fatalf("status %d, body %s", r.status, r.body)
-	}
-	if got := e.visitorID("shop", m["token"].(string)); got == id {
-		t.Error("the token in the query string identified the visitor")
-	}
-	if got := e.current("shop", id)["np"]; got != "1" {
-		t.Errorf("pages of the query string's visitor = %s, want 1 (untouched)", got)
-	}
-
-	// A grant on the opt-in site, passed in the query, is no grant.
-	grant := identityConsent(e, "optin", "v2", true, "", nil).json(t)["token"].(string)
-	q = url.Values{"site": {"optin"}, "token": {grant}, tokenHeader: {grant}}
-	c := e.do(req{method: http.MethodGet, path: "/v1/consent?" + q.Encode()})
-	if cm := c.json(t); c.status != http.StatusOK || cm["analytics"] != false {
-		t.Errorf("GET /v1/consent with the token in the query: status %d, body %s; want the defaults", c.status, c.body)
-	}
-	c = e.do(req{method: http.MethodGet, path: "/v1/consent?site=optin", headers: map[string]string{tokenHeader: grant}})
-	if cm := c.json(t); cm["analytics"] != true {
-		t.Errorf("GET /v1/consent with the token in the header: %s; want the grant", c.body)
-	}
-}
-
 func TestIdentityClientIPAndLocation(t *testing.T) {
 	t.Parallel()
 	trusted := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
@@ -923,5 +809,42 @@ func TestIdentityHitFromRequest(t *testing.T) {
 				t.Errorf("hit of site %s with caller %q, want shop and the token %q verified once", h.Site.ID, h.Caller.Raw, tc.wantTok)
 			}
 		})
+	}
+}
+
+// Invariant 8's "the identity token never travels in a URL" on every widget
+// route: the token is taken from X-Visitor-Token or the cookie only, never from
+// the query, over a fake domain that records what it was given.
+func TestIdentityTokenNeverReadFromURL(t *testing.T) {
+	t.Parallel()
+	e := newFakeEnv(t)
+	token := e.fake.issue()
+	q := url.Values{"site": {"shop"}}
+	for _, name := range []string{"token", "vt", "vt_shop", tokenHeader, "visitor_token"} {
+		q.Set(name, token)
+	}
+	r := e.do(req{method: http.MethodPost, path: "/v1/track?" + q.Encode(), body: `{"site":"shop","type":"pageview","url":"https://shop.example/next"}`})
+	if r.status != http.StatusOK || e.fake.lastHit(t).Token != "" {
+		t.Errorf("track with the token in the query: %d %s, the domain got token %q; want none", r.status, r.body, e.fake.lastHit(t).Token)
+	}
+	if r := e.do(req{method: http.MethodGet, path: "/v1/consent?" + q.Encode()}); r.status != http.StatusOK {
+		t.Errorf("GET /v1/consent: %d %s", r.status, r.body)
+	}
+	if r := e.do(req{method: http.MethodGet, path: "/v1/consent?site=shop", headers: map[string]string{tokenHeader: token}}); r.status != http.StatusOK {
+		t.Errorf("GET /v1/consent: %d %s", r.status, r.body)
+	}
+	if got := e.fake.asked; len(got) != 2 || got[0] != "" || got[1] != token {
+		t.Errorf("Consent asked about %q, want no token from the query, then the header's", got)
+	}
+	r = e.do(req{method: http.MethodGet, path: "/v1/me?" + q.Encode()})
+	wantStatus(t, r, http.StatusUnauthorized, "unauthorized")
+	r = e.do(req{method: http.MethodDelete, path: "/v1/me?" + q.Encode()})
+	wantStatus(t, r, http.StatusUnauthorized, "unauthorized")
+	b, _ := json.Marshal(map[string]any{"site": "shop", "analytics": true, "policy_version": "2026-11"})
+	if r := e.do(req{method: http.MethodPut, path: "/v1/consent?" + q.Encode(), body: string(b)}); r.status != http.StatusOK || e.fake.consents[0].Token != "" {
+		t.Errorf("PUT /v1/consent with the token in the query: %d, the domain got %q", r.status, e.fake.consents[0].Token)
+	}
+	if b, _ := json.Marshal(map[string]any{"site": "shop", "contact": map[string]string{"name": "Ann"}}); e.do(req{method: http.MethodPost, path: "/v1/chats?" + q.Encode(), body: string(b)}).status != http.StatusCreated || e.fake.chats[0].Token != "" {
+		t.Errorf("chat start with the token in the query: the domain got %q", e.fake.chats[0].Token)
 	}
 }

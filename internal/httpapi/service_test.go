@@ -40,6 +40,7 @@ type fakeService struct {
 	tokens   map[string]string           // token → visitor id
 	hits     []visitor.Hit               // Track's hits, in order
 	consents []visitor.ConsentRequest    // SetConsent's requests
+	asked    []string                    // the tokens Consent was asked about
 	chats    []visitor.ChatRequest       // StartChat's requests
 	views    map[string]visitor.ChatView // ChatContext's chats by id
 	live     visitor.LivePage            // Live's answer
@@ -146,7 +147,10 @@ func (f *fakeService) Track(_ context.Context, h visitor.Hit) (visitor.TrackResu
 	return visitor.TrackResult{Tracked: true, Token: f.issue(), TokenExpires: f.now.Add(395 * 24 * time.Hour), Issued: true}, nil
 }
 
-func (f *fakeService) Consent(_ context.Context, site *visitor.Site, _ string) (visitor.Choice, error) {
+func (f *fakeService) Consent(_ context.Context, site *visitor.Site, token string) (visitor.Choice, error) {
+	f.mu.Lock()
+	f.asked = append(f.asked, token)
+	f.mu.Unlock()
 	if err := f.failure(); err != nil {
 		return visitor.Choice{}, err
 	}
