@@ -22,6 +22,7 @@ import (
 // their own, and a request touches several slots in one pipeline). Any
 // CROSSSLOT or "non local key" error of the store fails these tests.
 func TestClusterFlows(t *testing.T) {
+	t.Parallel()
 	cluster := redistest.StartCluster(t, 3)
 	// Through VISITORD_REDIS_URL's parser, as the service connects.
 	rdb, err := redisstore.Connect(cluster.URL())

@@ -44,7 +44,7 @@ func (a *api) getConsent(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.storeTimeout)
 	defer cancel()
 	ch, err := a.svc.Consent(ctx, site, tokenOf(c, site.ID))
 	if err != nil {
@@ -78,7 +78,7 @@ func (a *api) putConsent(c *gin.Context) {
 	if c.GetHeader("Origin") != "" {
 		method = visitor.MethodBanner
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.storeTimeout)
 	defer cancel()
 	res, err := a.svc.SetConsent(ctx, visitor.ConsentRequest{
 		Site: site, Analytics: *req.Analytics, Marketing: marketing, KeepMarketing: keepMarketing, PolicyVersion: req.PolicyVersion,

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -135,6 +136,7 @@ func mustGrant(e *env) string {
 // Invariant 2, opt-in: before a grant a page view stores nothing and sets no
 // cookie, and the choice reads as the site's defaults.
 func TestConsentOptInStoresNothingBeforeGrant(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	r := trackWith(e, "optin", originOptin+"/", map[string]string{"Origin": originOptin})
 	wantRefused(t, r, "no_consent")
@@ -152,6 +154,7 @@ func TestConsentOptInStoresNothingBeforeGrant(t *testing.T) {
 // (the IP as the site's ip mode stores it: in full on this ip: full site); page
 // views are then tracked.
 func TestConsentOptInGrantRecordsProof(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		headers map[string]string
@@ -204,6 +207,7 @@ func TestConsentOptInGrantRecordsProof(t *testing.T) {
 // Invariant 2: a choice for another policy version is refused with 409 and
 // writes nothing, with or without identity, grant or refusal.
 func TestConsentPolicyOutdated(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		analytics bool
@@ -243,6 +247,7 @@ func TestConsentPolicyOutdated(t *testing.T) {
 // Invariant 2: a grant lapses after consent_valid_days; then page views answer
 // no_consent, store nothing, and tracking never resumes by itself.
 func TestConsentOptInGrantLapses(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	token := mustGrant(e)
 	id := e.visitorID("optin", token)
@@ -275,6 +280,7 @@ func TestConsentOptInGrantLapses(t *testing.T) {
 // records (grant and withdrawal), and replaces the identity with a refusal
 // token; neither that token nor the old identity is tracked afterwards.
 func TestConsentOptInWithdrawal(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	granted := e.clock.Now()
 	token := mustGrant(e)
@@ -348,6 +354,7 @@ func TestConsentOptInWithdrawal(t *testing.T) {
 // lasts while its token is valid (12 months); then the token is foreign and
 // the caller is a new, unrelated visitor.
 func TestConsentOptOutRefusalLasts(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	token := e.mustTrack("shop", shopOrigin+"/a", "")
 	id := e.visitorID("shop", token)
@@ -404,6 +411,7 @@ func TestConsentOptOutRefusalLasts(t *testing.T) {
 // Invariant 2, on-chat: page views store nothing identifying and set no cookie
 // until the visitor starts a chat.
 func TestConsentOnChatStoresNothing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	for _, path := range []string{"/", "/help"} {
 		r := trackWith(e, "onchat", originOnchat+path, map[string]string{"Origin": originOnchat})
@@ -416,5 +424,143 @@ func TestConsentOnChatStoresNothing(t *testing.T) {
 	}
 	if diff := cmp.Diff(map[string]string{"no_consent": "2"}, e.stats("onchat")); diff != "" {
 		t.Errorf("counters (-want +got):\n%s", diff)
+	}
+}
+
+// PUT /v1/consent without marketing (the consent banner asks analytics only)
+// is accepted, answered as api/openapi.yaml says, and records analytics alone:
+// a purpose not asked is absent (invariant 2), never false.
+func TestPutConsentWithoutMarketing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	h := map[string]string{"Origin": originOptin}
+	body := `{"site":"optin","analytics":true,"policy_version":"v2"}`
+	r := e.do(req{method: http.MethodPut, path: "/v1/consent", body: body, headers: h})
+	checkContract(t, e, req{method: http.MethodPut, path: "/v1/consent", headers: h, body: body}, r)
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	token, _ := r.json(t)["token"].(string)
+	if token == "" || r.json(t)["analytics"] != true || r.json(t)["marketing"] != false {
+		t.Fatalf("answer %s, want analytics granted with a token", r.body)
+	}
+	site, _ := e.sites.Get("optin")
+	ex, err := e.svc.ExportVisitor(context.Background(), visitor.Actor{Site: site, KeyID: "test", Role: visitor.RolePrivacy},
+		e.visitorID("optin", token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ex.Consents) != 1 || ex.Consents[0].Analytics == nil || !*ex.Consents[0].Analytics || ex.Consents[0].Marketing != nil {
+		t.Errorf("records %+v, want one answering analytics alone", ex.Consents)
+	}
+}
+
+// A token-carrying refusal is never rate limited, but a grant is: alternating
+// refusals and analytics grants that answer marketing false (a withdrawal
+// only while marketing is granted) must not write records without limit.
+// A real marketing withdrawal still passes a spent budget.
+func TestRateLimitAlternatingConsentFlood(t *testing.T) {
+	t.Parallel()
+	e := newLimitEnvWith(t, redistest.Start(t), floodSites, true)
+	token := tokenFrom(e, ipA)
+	h := from("shop", ipA)
+	h[tokenHeader] = token
+	limited := 0
+	for i := range 3 * visitor.IdentityRequestsPerMinute {
+		e.clock.Advance(time.Millisecond)
+		if r := putConsent(e, "shop", false, false, "2026-11", h); r.status != http.StatusOK {
+			t.Fatalf("refusal %d: status %d, body %s", i+1, r.status, r.body)
+		}
+		e.clock.Advance(time.Millisecond)
+		switch r := putConsent(e, "shop", true, false, "2026-11", h); r.status {
+		case http.StatusOK:
+		case http.StatusTooManyRequests:
+			limited++
+		default:
+			t.Fatalf("grant %d: status %d, body %s", i+1, r.status, r.body)
+		}
+	}
+	if limited == 0 {
+		t.Errorf("%d alternating refusals and grants from one identity: no grant was rate limited", 3*visitor.IdentityRequestsPerMinute)
+	}
+	if n := len(consentRecordsOf(e, "shop", e.visitorID("shop", token))); n > 2*visitor.IdentityRequestsPerMinute+2 {
+		t.Errorf("%d consent records written by one identity in a minute", n)
+	}
+
+	// With marketing granted, marketing false is a withdrawal: never refused.
+	h = from("shop", ipB)
+	h[tokenHeader] = tokenFrom(e, ipB)
+	for i := range visitor.IdentityRequestsPerMinute {
+		e.clock.Advance(time.Millisecond)
+		if r := putConsent(e, "shop", true, true, "2026-11", h); r.status != http.StatusOK {
+			t.Fatalf("grant %d: status %d, body %s", i+1, r.status, r.body)
+		}
+	}
+	e.clock.Advance(time.Millisecond)
+	if r := putConsent(e, "shop", true, true, "2026-11", h); r.status != http.StatusTooManyRequests {
+		t.Fatalf("grant over the budget: status %d, want 429", r.status)
+	}
+	e.clock.Advance(time.Millisecond)
+	if r := putConsent(e, "shop", true, false, "2026-11", h); r.status != http.StatusOK || r.json(t)["marketing"] != false {
+		t.Errorf("marketing withdrawal over the spent budget: status %d, body %s; want 200", r.status, r.body)
+	}
+}
+
+// Invariant 1 (issue 17, item 7) at the transport: PUT /v1/consent granting
+// under DNT or GPC hands the signals to the domain and answers the choice
+// refused with "reason", sets no cookie (or only expires the one it carried);
+// a refusal under a signal answers its token as usual. Each answer matches
+// api/openapi.yaml. What is stored is the domain's (visitor's
+// TestSetConsentUnderSignal).
+func TestPutConsentUnderSignal(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		header     string
+		analytics  bool
+		withCookie bool
+		wantReason string
+	}{
+		{name: "grant under GPC", header: "Sec-GPC", analytics: true, wantReason: "gpc"},
+		{name: "grant under DNT", header: "DNT", analytics: true, wantReason: "dnt"},
+		{name: "grant under GPC with an identity cookie", header: "Sec-GPC", analytics: true, withCookie: true, wantReason: "gpc"},
+		{name: "refusal under GPC", header: "Sec-GPC"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newFakeEnv(t)
+			var cookies []*http.Cookie
+			if tt.withCookie {
+				cookies = append(cookies, identityCookie("optin", mustGrant(e)))
+			}
+			h := map[string]string{"Origin": originOptin, tt.header: "1"}
+			r := putConsent(e, "optin", tt.analytics, tt.analytics, "v2", h, cookies...)
+			checkContract(t, e, req{method: http.MethodPut, path: "/v1/consent", headers: h,
+				body: fmt.Sprintf(`{"site":"optin","analytics":%t,"marketing":%t,"policy_version":"v2"}`, tt.analytics, tt.analytics)}, r)
+			if r.status != http.StatusOK {
+				t.Fatalf("status %d: %s", r.status, r.body)
+			}
+			got := r.json(t)
+			if tt.wantReason == "" {
+				if got["token"] == nil || got["reason"] != nil || r.cookie("vt_optin") == nil {
+					t.Errorf("refusal under a signal = %s, want a refusal token as usual", r.body)
+				}
+				return
+			}
+			want := map[string]any{"analytics": false, "marketing": false, "policy_version": "v2", "valid_until": nil, "reason": tt.wantReason}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("body (-want +got):\n%s", diff)
+			}
+			if tt.withCookie {
+				wantExpiredCookie(t, r, "vt_optin")
+			} else {
+				wantNoCookie(t, r)
+			}
+			last := e.fake.consents[len(e.fake.consents)-1]
+			if last.GPC != (tt.header == "Sec-GPC") || last.DNT != (tt.header == "DNT") || last.Method != visitor.MethodBanner {
+				t.Errorf("the domain got GPC %t, DNT %t, method %s; want the request's signal and banner", last.GPC, last.DNT, last.Method)
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -20,6 +21,8 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/gin-gonic/gin"
+
+	"github.com/visitord/visitord/internal/visitor"
 )
 
 // specPath is api/openapi.yaml, relative to this package's directory.
@@ -41,6 +44,8 @@ func loadSpec(tb testing.TB) (*openapi3.T, routers.Router) {
 		// The home page and the served description are documents, checked as text.
 		openapi3filter.RegisterBodyDecoder("text/html", openapi3filter.PlainBodyDecoder)
 		openapi3filter.RegisterBodyDecoder("application/yaml", openapi3filter.PlainBodyDecoder)
+		// A live stream is checked as a file: its events are not one JSON document.
+		openapi3filter.RegisterBodyDecoder("text/event-stream", openapi3filter.FileBodyDecoder)
 		loader := openapi3.NewLoader()
 		doc, err := loader.LoadFromFile(specPath)
 		if err != nil {
@@ -117,8 +122,9 @@ func compareRoutes(a, b specRoute) int {
 // The routes in api/openapi.yaml are exactly the router's routes (STYLE: "A
 // contract test checks that the routes in api/openapi.yaml equal the router's").
 func TestContractRoutesMatchRouter(t *testing.T) {
+	t.Parallel()
 	doc, _ := loadSpec(t)
-	e := newEnv(t)
+	e := newFakeEnv(t)
 	got := routerRoutes(t, e.srv.Config.Handler)
 	want := documentedRoutes(doc)
 	for _, r := range got {
@@ -137,6 +143,7 @@ func TestContractRoutesMatchRouter(t *testing.T) {
 }
 
 func TestContractOpenAPIPath(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ name, in, want string }{
 		{name: "static", in: "/v1/track", want: "/v1/track"},
 		{name: "param", in: "/v1/sites/:site/chats/:chat", want: "/v1/sites/{site}/chats/{chat}"},
@@ -153,6 +160,7 @@ func TestContractOpenAPIPath(t *testing.T) {
 // The document declares what the brief of the contract asks: a bearer scheme for
 // the operator and privacy routes to come, and the full error code list.
 func TestContractDocument(t *testing.T) {
+	t.Parallel()
 	doc, _ := loadSpec(t)
 	bearer := false
 	for _, s := range doc.Components.SecuritySchemes {
@@ -285,6 +293,7 @@ func trackBody(t testing.TB, fields map[string]any) string {
 // Real responses of every route, for every status a handler gives short of a
 // store outage, match api/openapi.yaml.
 func TestContractResponses(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	// A visitor of shop with a session, and a granted visitor of optin.
 	shopToken := e.mustTrack("shop", shopOrigin+"/", "")
@@ -492,7 +501,8 @@ func TestContractResponses(t *testing.T) {
 // With Redis unreachable, the routes that need it answer 503 store_unavailable with
 // Retry-After, as documented.
 func TestContractStoreUnavailable(t *testing.T) {
-	e := newEnv(t, func(o *envOptions) { o.trackTimeout = 150 * time.Millisecond })
+	t.Parallel()
+	e := newEnv(t, func(o *envOptions) { o.trackTimeout, o.storeTimeout = 150*time.Millisecond, 150*time.Millisecond })
 	token := e.mustTrack("shop", shopOrigin+"/", "")
 	e.redis.Stop()
 	for _, tc := range []struct {
@@ -533,6 +543,84 @@ func TestContractStoreUnavailable(t *testing.T) {
 	}
 }
 
+// Every route that reaches the store answers 503 store_unavailable with
+// Retry-After when the domain says the store is unavailable, and 500 internal
+// without detail for an error it does not know, as documented; only the
+// latter is logged as an internal error. Over a fake domain: no Redis, no
+// timeout waited on.
+func TestContractStoreErrorsEveryRoute(t *testing.T) {
+	t.Parallel()
+	op := map[string]string{"Authorization": "Bearer " + shopOperatorKey}
+	priv := map[string]string{"Authorization": "Bearer " + shopPrivacyKey}
+	routes := []struct {
+		name string
+		rq   req
+	}{
+		{name: "track", rq: req{method: http.MethodPost, path: "/v1/track", headers: map[string]string{"Origin": shopOrigin},
+			body: `{"site":"shop","url":"https://shop.example/cart"}`}},
+		{name: "consent get", rq: req{method: http.MethodGet, path: "/v1/consent?site=shop"}},
+		{name: "consent put", rq: req{method: http.MethodPut, path: "/v1/consent",
+			body: `{"site":"shop","analytics":true,"marketing":false,"policy_version":"2026-11"}`}},
+		{name: "chat start", rq: req{method: http.MethodPost, path: "/v1/chats", body: `{"site":"shop","contact":{"name":"Ann"}}`}},
+		{name: "my export", rq: req{method: http.MethodGet, path: "/v1/me?site=shop", headers: map[string]string{tokenHeader: "a.b"}}},
+		{name: "live", rq: req{method: http.MethodGet, path: "/v1/sites/shop/visitors/live", headers: op}},
+		{name: "live stream", rq: req{method: http.MethodGet, path: "/v1/sites/shop/visitors/live/stream", headers: op}},
+		{name: "chat context", rq: req{method: http.MethodGet, path: "/v1/sites/shop/chats/AAAAAAAAAAAAAAAAAAAAAA", headers: op}},
+		{name: "stats", rq: req{method: http.MethodGet, path: "/v1/sites/shop/stats", headers: op}},
+		{name: "stats range", rq: req{method: http.MethodGet, path: "/v1/sites/shop/stats?from=2026-11-01&to=2026-11-02", headers: op}},
+		{name: "retention", rq: req{method: http.MethodGet, path: "/v1/sites/shop/retention", headers: priv}},
+		{name: "retention put", rq: req{method: http.MethodPut, path: "/v1/sites/shop/retention", headers: priv,
+			body: `{"sessions":30,"profiles":395,"chats":90,"consents":1095,"audit":365}`}},
+		{name: "subject search", rq: req{method: http.MethodPost, path: "/v1/sites/shop/subjects/search", headers: priv, body: `{"email":"ann@mail.example"}`}},
+		{name: "visitor export", rq: req{method: http.MethodGet, path: "/v1/sites/shop/visitors/AAAAAAAAAAAAAAAAAAAAAA", headers: priv}},
+		{name: "visitor rectify", rq: req{method: http.MethodPatch, path: "/v1/sites/shop/visitors/AAAAAAAAAAAAAAAAAAAAAA", headers: priv,
+			body: `{"contact":{"phone":"+44 20 7946 0001"}}`}},
+		{name: "visitor erasure", rq: req{method: http.MethodDelete, path: "/v1/sites/shop/visitors/AAAAAAAAAAAAAAAAAAAAAA", headers: priv}},
+		{name: "chat erasure", rq: req{method: http.MethodDelete, path: "/v1/sites/shop/chats/AAAAAAAAAAAAAAAAAAAAAA", headers: priv}},
+		{name: "audit", rq: req{method: http.MethodGet, path: "/v1/sites/shop/audit", headers: priv}},
+		{name: "readyz", rq: req{method: http.MethodGet, path: "/readyz"}},
+	}
+	for _, tc := range []struct {
+		name   string
+		err    error
+		status int
+		code   string
+	}{
+		{name: "unavailable", err: fmt.Errorf("read: %w", visitor.ErrStoreUnavailable), status: http.StatusServiceUnavailable, code: "store_unavailable"},
+		{name: "unknown", err: errors.New("redis: WRONGTYPE secret-detail"), status: http.StatusInternalServerError, code: "internal"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newFakeEnv(t)
+			// The token of /v1/me is one the fake knows, so the call reaches the store.
+			known := e.fake.issue()
+			e.fake.setFail(tc.err)
+			for _, rt := range routes {
+				rq := rt.rq
+				if rq.headers[tokenHeader] != "" {
+					rq.headers = map[string]string{tokenHeader: known}
+				}
+				r := e.do(rq)
+				if r.status != tc.status {
+					t.Errorf("%s: status %d, want %d: %s", rt.name, r.status, tc.status, r.body)
+					continue
+				}
+				assertErrorShape(t, r, tc.code)
+				checkContract(t, e, rq, r)
+				if strings.Contains(string(r.body), "secret-detail") || strings.Contains(string(r.body), "redis") {
+					t.Errorf("%s: the error body leaks its cause: %s", rt.name, r.body)
+				}
+				if got, want := r.header.Get("Retry-After") != "", tc.status == http.StatusServiceUnavailable; got != want {
+					t.Errorf("%s: Retry-After %q, want one only with 503", rt.name, r.header.Get("Retry-After"))
+				}
+			}
+			if got, want := strings.Contains(e.logs.String(), `"msg":"internal error"`), tc.status == http.StatusInternalServerError; got != want {
+				t.Errorf("internal error logged: %v, want %v", got, want)
+			}
+		})
+	}
+}
+
 // contractRecorder records what checkContract reports instead of failing the test.
 type contractRecorder struct {
 	testing.TB
@@ -549,7 +637,8 @@ func (r *contractRecorder) Error(args ...any) { r.errs = append(r.errs, fmt.Spri
 
 // checkContract is not vacuous: responses that break the contract are reported.
 func TestContractCatchesViolations(t *testing.T) {
-	e := newEnv(t)
+	t.Parallel()
+	e := newFakeEnv(t)
 	track := req{method: http.MethodPost, path: "/v1/track", body: `{"site":"shop","url":"https://shop.example/"}`}
 	widget := func(kv ...string) http.Header {
 		h := http.Header{"Content-Type": {"application/json; charset=utf-8"}, "Vary": {"Origin"}}
@@ -599,6 +688,7 @@ func TestContractCatchesViolations(t *testing.T) {
 // Every operation states its security: the operator and privacy routes the
 // Bearer key, every other route `security: []` (issue 18).
 func TestContractSecurity(t *testing.T) {
+	t.Parallel()
 	doc, _ := loadSpec(t)
 	for path, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {

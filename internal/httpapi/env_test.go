@@ -118,8 +118,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// env is the whole stack under test: a real redis-server, the fixture GeoIP
-// database, the service with a pinned clock and the HTTP API on httptest.
+// env is the HTTP API on httptest over either the whole stack (newEnv: a
+// real redis-server, the fixture GeoIP database, the service with a pinned
+// clock), for the end-to-end tests, or a fake of the domain (newFakeEnv in
+// service_test.go), for the transport tests.
 type env struct {
 	t      testing.TB
 	srv    *httptest.Server
@@ -130,7 +132,8 @@ type env struct {
 	sites  *visitor.Sites
 	hasher *visitor.Hasher
 	signer *visitor.Signer
-	svc    *visitor.Service
+	svc    *visitor.Service // nil over a fake (newFakeEnv)
+	fake   *fakeService     // nil over Redis (newEnv)
 	reg    *prometheus.Registry
 	client *http.Client
 }
@@ -141,6 +144,11 @@ type envOptions struct {
 	cookieSecure   bool
 	secrets        [][]byte
 	trackTimeout   time.Duration
+	storeTimeout   time.Duration
+	demo           bool
+	limiter        visitor.RateLimiter
+	pageViews      *PageViewLimiter
+	streams        *Streams
 }
 
 var (
@@ -209,7 +217,8 @@ func newEnvOnClient(t testing.TB, rdb redis.UniversalClient, o envOptions) *env 
 	h, err := New(Options{
 		Service: svc, Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Registry: reg, TrustedProxies: o.trustedProxies, CookieSecure: o.cookieSecure,
-		TrackTimeout: o.trackTimeout, Ready: store.Ping, OpenAPI: openAPISpec(t),
+		TrackTimeout: o.trackTimeout, StoreTimeout: o.storeTimeout, Ready: store.Ping, OpenAPI: openAPISpec(t),
+		Demo: o.demo, Limiter: o.limiter, PageViews: o.pageViews, Streams: o.streams,
 	})
 	if err != nil {
 		t.Fatal(err)

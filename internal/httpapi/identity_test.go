@@ -129,6 +129,7 @@ func identitySetCookie(r resp, name string) string {
 }
 
 func TestIdentityIssuedOnFirstPageView(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	r := e.pageview("shop", shopOrigin+"/", "", map[string]string{"Origin": shopOrigin})
 	m := r.json(t)
@@ -177,6 +178,7 @@ func TestIdentityIssuedOnFirstPageView(t *testing.T) {
 }
 
 func TestIdentityKeptByReturningVisitor(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		viaCookie bool
@@ -224,6 +226,7 @@ func TestIdentityKeptByReturningVisitor(t *testing.T) {
 }
 
 func TestIdentitySurvivesSecretRotation(t *testing.T) {
+	t.Parallel()
 	oldSecret := bytes.Repeat([]byte("o"), 32)
 	newSecret := bytes.Repeat([]byte("n"), 32)
 	before := newEnv(t, func(o *envOptions) { o.secrets = [][]byte{oldSecret} })
@@ -261,6 +264,7 @@ func TestIdentitySurvivesSecretRotation(t *testing.T) {
 }
 
 func TestIdentityForeignTokenMakesANewVisitor(t *testing.T) {
+	t.Parallel()
 	unknown, err := visitor.NewSigner([][]byte{bytes.Repeat([]byte("u"), 32)})
 	if err != nil {
 		t.Fatal(err)
@@ -379,6 +383,7 @@ func TestIdentityForeignTokenMakesANewVisitor(t *testing.T) {
 // cookies visits two sites and is two unrelated visitors, whose keys each carry
 // their own site's hash tag.
 func TestIdentityTwoSitesAreTwoVisitors(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	jar, err := cookiejar.New(nil)
 	if err != nil {
@@ -440,6 +445,7 @@ func TestIdentityTwoSitesAreTwoVisitors(t *testing.T) {
 }
 
 func TestIdentityRefusalTokenTracksNothing(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		site     string
@@ -494,6 +500,7 @@ func TestIdentityRefusalTokenTracksNothing(t *testing.T) {
 }
 
 func TestIdentityWithdrawalReplacesIdentityWithRefusal(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	token := e.mustTrack("shop", shopOrigin+"/", "")
 	id := e.visitorID("shop", token)
@@ -514,119 +521,8 @@ func TestIdentityWithdrawalReplacesIdentityWithRefusal(t *testing.T) {
 	}
 }
 
-func TestIdentityCookieAttributes(t *testing.T) {
-	const shortSites = testSites + `
-  - id: brief
-    origins: ["https://brief.example"]
-    consent: opt-out
-    retention_days: {sessions: 30, profiles: 30, chats: 30, consents: 180, audit: 365}
-`
-	tests := []struct {
-		name     string
-		secure   bool
-		site     string
-		origin   string
-		want     []string // attributes that must be present
-		absent   []string // attributes that must not be
-		lifetime time.Duration
-	}{
-		{
-			name: "secure", secure: true, site: "shop", origin: shopOrigin,
-			want:     []string{"Path=/", "HttpOnly", "Secure", "SameSite=None", "Partitioned"},
-			lifetime: visitor.MaxCookieLifetime,
-		},
-		{
-			name: "plain-http development", secure: false, site: "shop", origin: shopOrigin,
-			want: []string{"Path=/", "HttpOnly", "SameSite=Lax"}, absent: []string{"Secure", "SameSite=None", "Partitioned"},
-			lifetime: visitor.MaxCookieLifetime,
-		},
-		{
-			name: "profiles retention shorter than 13 months", secure: true, site: "brief", origin: "https://brief.example",
-			want:     []string{"HttpOnly", "Secure", "SameSite=None", "Partitioned"},
-			lifetime: 30 * 24 * time.Hour,
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t, func(o *envOptions) { o.cookieSecure, o.sites = tt.secure, shortSites })
-			r := e.pageview(tt.site, tt.origin+"/", "", map[string]string{"Origin": tt.origin})
-			if r.status != http.StatusOK {
-				t.Fatalf("status %d: %s", r.status, r.body)
-			}
-			raw := identitySetCookie(r, cookieName(tt.site))
-			if raw == "" {
-				t.Fatalf("no %s cookie set: %q", cookieName(tt.site), r.header.Values("Set-Cookie"))
-			}
-			attrs := map[string]bool{}
-			for _, a := range strings.Split(raw, ";")[1:] {
-				attrs[strings.ToLower(strings.TrimSpace(a))] = true
-			}
-			for _, a := range tt.want {
-				if !attrs[strings.ToLower(a)] {
-					t.Errorf("Set-Cookie %q lacks %s", raw, a)
-				}
-			}
-			for _, a := range tt.absent {
-				if attrs[strings.ToLower(a)] {
-					t.Errorf("Set-Cookie %q has %s", raw, a)
-				}
-			}
-
-			ck := r.cookie(cookieName(tt.site))
-			now := e.clock.Now()
-			limit := min(tt.lifetime, visitor.MaxCookieLifetime, 395*24*time.Hour)
-			if ck.Expires.After(now.Add(limit)) || ck.Expires.Before(now.Add(limit-time.Minute)) {
-				t.Errorf("Expires %s, want %s after issue (at most 13 months and the profiles retention)", ck.Expires, limit)
-			}
-			if ck.MaxAge <= 0 || time.Duration(ck.MaxAge)*time.Second > limit {
-				t.Errorf("Max-Age %d s, want at most %d s", ck.MaxAge, int(limit/time.Second))
-			}
-			f := identityPayload(t, ck.Value)
-			if got, want := f[5], strconv.FormatInt(ck.Expires.Unix(), 10); got != want {
-				t.Errorf("token expiry %s, cookie Expires %s: want the same", got, want)
-			}
-		})
-	}
-}
-
-// TestIdentityTokenNeverReadFromURL pins invariant 8's "the identity token never
-// travels in a URL": the API takes it from the header or the cookie only.
-func TestIdentityTokenNeverReadFromURL(t *testing.T) {
-	e := newEnv(t)
-	token := e.mustTrack("shop", shopOrigin+"/", "")
-	id := e.visitorID("shop", token)
-
-	q := url.Values{}
-	for _, name := range []string{"token", "vt", "vt_shop", tokenHeader, "visitor_token"} {
-		q.Set(name, token)
-	}
-	body := `{"site":"shop","type":"pageview","url":"https://shop.example/next"}`
-	r := e.do(req{method: http.MethodPost, path: "/v1/track?" + q.Encode(), body: body})
-	m := r.json(t)
-	if r.status != http.StatusOK || m["tracked"] != true {
-		t.Fatalf("status %d, body %s", r.status, r.body)
-	}
-	if got := e.visitorID("shop", m["token"].(string)); got == id {
-		t.Error("the token in the query string identified the visitor")
-	}
-	if got := e.current("shop", id)["np"]; got != "1" {
-		t.Errorf("pages of the query string's visitor = %s, want 1 (untouched)", got)
-	}
-
-	// A grant on the opt-in site, passed in the query, is no grant.
-	grant := identityConsent(e, "optin", "v2", true, "", nil).json(t)["token"].(string)
-	q = url.Values{"site": {"optin"}, "token": {grant}, tokenHeader: {grant}}
-	c := e.do(req{method: http.MethodGet, path: "/v1/consent?" + q.Encode()})
-	if cm := c.json(t); c.status != http.StatusOK || cm["analytics"] != false {
-		t.Errorf("GET /v1/consent with the token in the query: status %d, body %s; want the defaults", c.status, c.body)
-	}
-	c = e.do(req{method: http.MethodGet, path: "/v1/consent?site=optin", headers: map[string]string{tokenHeader: grant}})
-	if cm := c.json(t); cm["analytics"] != true {
-		t.Errorf("GET /v1/consent with the token in the header: %s; want the grant", c.body)
-	}
-}
-
 func TestIdentityClientIPAndLocation(t *testing.T) {
+	t.Parallel()
 	trusted := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	tests := []struct {
 		name     string
@@ -718,6 +614,7 @@ func TestIdentityClientIPAndLocation(t *testing.T) {
 // leave and error answers around them, no log line holds any of those, and
 // access log lines name the route template.
 func TestIdentityLogsCarryNoPII(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(o *envOptions) {
 		o.trustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	})
@@ -776,5 +673,178 @@ func TestIdentityLogsCarryNoPII(t *testing.T) {
 	}
 	if access != 6 {
 		t.Errorf("%d access log lines, want one per request (6):\n%s", access, e.logs.String())
+	}
+}
+
+// The identity cookie as the transport sets it, over a fake domain: its
+// attributes in production (Secure; SameSite=None; Partitioned) and in plain-HTTP
+// development (SameSite=Lax), its lifetime the token's own expiry, set only when
+// the domain issued a token, and expired only when the domain asks and the
+// request carried one.
+func TestIdentityCookieTransport(t *testing.T) {
+	t.Parallel()
+	pv := `{"site":"shop","type":"pageview","url":"https://shop.example/"}`
+	for _, tc := range []struct {
+		name    string
+		secure  bool
+		headers map[string]string
+		cookie  bool // the request carries a vt_shop cookie the fake issued
+		// set: the response sets the cookie with these attributes; expire: it
+		// expires it; neither: it sets no cookie.
+		set    []string
+		absent []string
+		expire bool
+	}{
+		{name: "issued in production", secure: true, set: []string{"Path=/", "HttpOnly", "Secure", "SameSite=None", "Partitioned"}},
+		{name: "issued in development", set: []string{"Path=/", "HttpOnly", "SameSite=Lax"}, absent: []string{"Secure", "SameSite=None", "Partitioned"}},
+		{name: "kept by a returning visitor", cookie: true},
+		{name: "dnt forgets a carried identity", secure: true, cookie: true, headers: map[string]string{"DNT": "1"}, expire: true},
+		{name: "gpc forgets a carried identity", cookie: true, headers: map[string]string{"Sec-GPC": "1"}, expire: true},
+		{name: "dnt without a cookie sets none", headers: map[string]string{"DNT": "1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newFakeEnv(t, func(o *envOptions) { o.cookieSecure = tc.secure })
+			rq := req{method: http.MethodPost, path: "/v1/track", body: pv, headers: tc.headers}
+			if tc.cookie {
+				rq.cookies = []*http.Cookie{{Name: "vt_shop", Value: e.fake.issue()}}
+			}
+			r := e.do(rq)
+			if r.status != http.StatusOK {
+				t.Fatalf("status %d: %s", r.status, r.body)
+			}
+			checkContract(t, e, rq, r)
+			raw := identitySetCookie(r, "vt_shop")
+			switch {
+			case tc.set == nil && !tc.expire:
+				if raw != "" {
+					t.Fatalf("Set-Cookie %q, want none", raw)
+				}
+				return
+			case raw == "":
+				t.Fatalf("no vt_shop cookie set: %q", r.header.Values("Set-Cookie"))
+			}
+			ck := r.cookie("vt_shop")
+			if tc.expire {
+				if ck.MaxAge >= 0 || ck.Value != "" || !ck.HttpOnly {
+					t.Errorf("Set-Cookie %q, want an expired, empty HttpOnly cookie", raw)
+				}
+				if tc.secure && (!ck.Secure || !ck.Partitioned) {
+					t.Errorf("Set-Cookie %q, want the attributes of the cookie it expires", raw)
+				}
+				return
+			}
+			attrs := map[string]bool{}
+			for _, a := range strings.Split(raw, ";")[1:] {
+				attrs[strings.ToLower(strings.TrimSpace(a))] = true
+			}
+			for _, a := range tc.set {
+				if !attrs[strings.ToLower(a)] {
+					t.Errorf("Set-Cookie %q lacks %s", raw, a)
+				}
+			}
+			for _, a := range tc.absent {
+				if attrs[strings.ToLower(a)] {
+					t.Errorf("Set-Cookie %q has %s", raw, a)
+				}
+			}
+			// The fake issues tokens valid 395 days from its clock.
+			want := e.clock.Now().Add(395 * 24 * time.Hour)
+			if !ck.Expires.Equal(want) || ck.MaxAge != int(395*24*time.Hour/time.Second) {
+				t.Errorf("Expires %s, Max-Age %d, want the token's expiry %s", ck.Expires, ck.MaxAge, want)
+			}
+			if got := r.json(t)["token"]; got != ck.Value {
+				t.Errorf("body token %v, cookie %q: want the same", got, ck.Value)
+			}
+		})
+	}
+}
+
+// What the transport hands the domain of a page view: the token from
+// X-Visitor-Token, else the cookie, never the URL; DNT and Sec-GPC; the
+// User-Agent; and the client's address, from X-Forwarded-For only when the
+// peer is a trusted proxy.
+func TestIdentityHitFromRequest(t *testing.T) {
+	t.Parallel()
+	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	pv := `{"site":"shop","type":"pageview","url":"https://shop.example/a","title":"A","referrer":"https://search.example/"}`
+	for _, tc := range []struct {
+		name     string
+		proxies  []netip.Prefix
+		path     string
+		headers  map[string]string
+		cookie   string
+		wantTok  string
+		wantIP   string
+		dnt, gpc bool
+	}{
+		{name: "token header", headers: map[string]string{tokenHeader: "h.1"}, wantTok: "h.1", wantIP: "127.0.0.1"},
+		{name: "cookie", cookie: "c.1", wantTok: "c.1", wantIP: "127.0.0.1"},
+		{name: "header over cookie", headers: map[string]string{tokenHeader: "h.1"}, cookie: "c.1", wantTok: "h.1", wantIP: "127.0.0.1"},
+		{name: "never the query", path: "?token=q.1&vt_shop=q.1&" + tokenHeader + "=q.1", wantIP: "127.0.0.1"},
+		{name: "signals", headers: map[string]string{"DNT": "1", "Sec-GPC": "1"}, dnt: true, gpc: true, wantIP: "127.0.0.1"},
+		{name: "signals only as 1", headers: map[string]string{"DNT": "0", "Sec-GPC": "yes"}, wantIP: "127.0.0.1"},
+		{name: "forwarded by a trusted proxy", proxies: loopback, headers: map[string]string{"X-Forwarded-For": "2a02:8000:1234::1, " + londonIP}, wantIP: londonIP},
+		{name: "forwarded by an untrusted peer", headers: map[string]string{"X-Forwarded-For": londonIP}, wantIP: "127.0.0.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newFakeEnv(t, func(o *envOptions) { o.trustedProxies = tc.proxies })
+			rq := req{method: http.MethodPost, path: "/v1/track" + tc.path, body: pv, headers: tc.headers}
+			if tc.cookie != "" {
+				rq.cookies = []*http.Cookie{{Name: "vt_shop", Value: tc.cookie}}
+			}
+			if r := e.do(rq); r.status != http.StatusOK {
+				t.Fatalf("status %d: %s", r.status, r.body)
+			}
+			h := e.fake.lastHit(t)
+			got := h
+			got.Site, got.Caller = nil, visitor.Caller{}
+			want := visitor.Hit{Type: visitor.HitPageview, URL: "https://shop.example/a", Title: "A", Referrer: "https://search.example/",
+				Token: tc.wantTok, UserAgent: chromeUA, IP: netip.MustParseAddr(tc.wantIP), DNT: tc.dnt, GPC: tc.gpc}
+			if got != want {
+				t.Errorf("hit %+v, want %+v", got, want)
+			}
+			if h.Site.ID != "shop" || h.Caller.Raw != tc.wantTok {
+				t.Errorf("hit of site %s with caller %q, want shop and the token %q verified once", h.Site.ID, h.Caller.Raw, tc.wantTok)
+			}
+		})
+	}
+}
+
+// Invariant 8's "the identity token never travels in a URL" on every widget
+// route: the token is taken from X-Visitor-Token or the cookie only, never from
+// the query, over a fake domain that records what it was given.
+func TestIdentityTokenNeverReadFromURL(t *testing.T) {
+	t.Parallel()
+	e := newFakeEnv(t)
+	token := e.fake.issue()
+	q := url.Values{"site": {"shop"}}
+	for _, name := range []string{"token", "vt", "vt_shop", tokenHeader, "visitor_token"} {
+		q.Set(name, token)
+	}
+	r := e.do(req{method: http.MethodPost, path: "/v1/track?" + q.Encode(), body: `{"site":"shop","type":"pageview","url":"https://shop.example/next"}`})
+	if r.status != http.StatusOK || e.fake.lastHit(t).Token != "" {
+		t.Errorf("track with the token in the query: %d %s, the domain got token %q; want none", r.status, r.body, e.fake.lastHit(t).Token)
+	}
+	if r := e.do(req{method: http.MethodGet, path: "/v1/consent?" + q.Encode()}); r.status != http.StatusOK {
+		t.Errorf("GET /v1/consent: %d %s", r.status, r.body)
+	}
+	if r := e.do(req{method: http.MethodGet, path: "/v1/consent?site=shop", headers: map[string]string{tokenHeader: token}}); r.status != http.StatusOK {
+		t.Errorf("GET /v1/consent: %d %s", r.status, r.body)
+	}
+	if got := e.fake.asked; len(got) != 2 || got[0] != "" || got[1] != token {
+		t.Errorf("Consent asked about %q, want no token from the query, then the header's", got)
+	}
+	r = e.do(req{method: http.MethodGet, path: "/v1/me?" + q.Encode()})
+	wantStatus(t, r, http.StatusUnauthorized, "unauthorized")
+	r = e.do(req{method: http.MethodDelete, path: "/v1/me?" + q.Encode()})
+	wantStatus(t, r, http.StatusUnauthorized, "unauthorized")
+	b, _ := json.Marshal(map[string]any{"site": "shop", "analytics": true, "policy_version": "2026-11"})
+	if r := e.do(req{method: http.MethodPut, path: "/v1/consent?" + q.Encode(), body: string(b)}); r.status != http.StatusOK || e.fake.consents[0].Token != "" {
+		t.Errorf("PUT /v1/consent with the token in the query: %d, the domain got %q", r.status, e.fake.consents[0].Token)
+	}
+	if b, _ := json.Marshal(map[string]any{"site": "shop", "contact": map[string]string{"name": "Ann"}}); e.do(req{method: http.MethodPost, path: "/v1/chats?" + q.Encode(), body: string(b)}).status != http.StatusCreated || e.fake.chats[0].Token != "" {
+		t.Errorf("chat start with the token in the query: the domain got %q", e.fake.chats[0].Token)
 	}
 }

@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,6 +56,15 @@ func opGet(e *env, path, authorization string, headers map[string]string, cookie
 		h["Authorization"] = authorization
 	}
 	return e.do(req{method: http.MethodGet, path: path, headers: h, cookies: cookies})
+}
+
+// opFakeChat gives the fake domain of e a chat of shop and returns its id.
+func opFakeChat(e *env, name, email, url string) string {
+	e.t.Helper()
+	id := fmt.Sprintf("chat-%d", len(e.fake.views)+1)
+	e.fake.views[id] = visitor.ChatView{ID: id, Start: e.clock.Now(), Contact: visitor.Contact{Name: name, Email: email}, URL: url,
+		Trail: []visitor.PageVisit{{URL: url, Title: "Help", Start: e.clock.Now()}}}
+	return id
 }
 
 // opLive is the live view as the API answers it.
@@ -113,9 +124,9 @@ func opChat(e *env, token, name, email string) string {
 // with role operator or privacy; anything else 401 (with WWW-Authenticate) or
 // 403; never CORS headers, never cached.
 func TestOperatorAuth(t *testing.T) {
-	e := newEnv(t)
-	token := e.mustTrack("shop", shopOrigin+"/pricing", "")
-	chatID := opChat(e, token, "Ada Lovelace", "ada@math.example")
+	t.Parallel()
+	e := newFakeEnv(t)
+	chatID := opFakeChat(e, "Ada Lovelace", "ada@math.example", shopOrigin+"/pricing")
 
 	routes := []struct {
 		name string
@@ -182,35 +193,40 @@ func TestOperatorAuth(t *testing.T) {
 			}
 		}
 	})
+}
 
-	// Invariant 7 from the other side: blog's own key on blog's routes sees
-	// nothing of shop, not even by a shop chat id.
-	t.Run("tenant isolation", func(t *testing.T) {
-		r := e.operatorGet("/v1/sites/blog/chats/"+chatID, blogOperatorKey)
-		if r.status != http.StatusNotFound || r.errorCode(t) != "not_found" {
-			t.Errorf("shop chat on blog: %d %s, want 404 not_found", r.status, r.body)
-		}
-		live := opDecode[opLive](t, e.operatorGet("/v1/sites/blog/visitors/live", blogOperatorKey))
-		if len(live.Visitors) != 0 {
-			t.Errorf("blog's live view lists shop's visitors: %+v", live)
-		}
-		stats := e.operatorGet("/v1/sites/blog/stats", blogOperatorKey).json(t)
-		if stats["tracked"] != float64(0) {
-			t.Errorf("blog's stats count shop's page views: %v", stats)
-		}
-		if r := e.operatorGet("/v1/sites/blog/stats", shopOperatorKey); r.status != http.StatusForbidden {
-			t.Errorf("shop key on blog: %d, want 403", r.status)
-		}
-	})
+// Invariant 7 from the other side: blog's own key on blog's routes sees
+// nothing of shop, not even by a shop chat id.
+func TestOperatorTenantIsolation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	token := e.mustTrack("shop", shopOrigin+"/pricing", "")
+	chatID := opChat(e, token, "Ada Lovelace", "ada@math.example")
+	r := e.operatorGet("/v1/sites/blog/chats/"+chatID, blogOperatorKey)
+	if r.status != http.StatusNotFound || r.errorCode(t) != "not_found" {
+		t.Errorf("shop chat on blog: %d %s, want 404 not_found", r.status, r.body)
+	}
+	live := opDecode[opLive](t, e.operatorGet("/v1/sites/blog/visitors/live", blogOperatorKey))
+	if len(live.Visitors) != 0 {
+		t.Errorf("blog's live view lists shop's visitors: %+v", live)
+	}
+	stats := e.operatorGet("/v1/sites/blog/stats", blogOperatorKey).json(t)
+	if stats["tracked"] != float64(0) {
+		t.Errorf("blog's stats count shop's page views: %v", stats)
+	}
+	if r := e.operatorGet("/v1/sites/blog/stats", shopOperatorKey); r.status != http.StatusForbidden {
+		t.Errorf("shop key on blog: %d, want 403", r.status)
+	}
 }
 
 // Operator routes ignore cookies: an identity cookie neither authenticates nor
 // changes an answer, and none is set.
 func TestOperatorIgnoresCookies(t *testing.T) {
-	e := newEnv(t)
+	t.Parallel()
+	e := newFakeEnv(t)
 	token := e.mustTrack("shop", shopOrigin+"/a", "")
-	e.mustTrack("shop", shopOrigin+"/b", "")
-	chatID := opChat(e, token, "Ada Lovelace", "ada@math.example")
+	e.fake.live = visitor.LivePage{Visitors: []visitor.LiveVisitor{{Pseudonym: "p1", CurrentURL: shopOrigin + "/a"}, {Pseudonym: "p2", CurrentURL: shopOrigin + "/b"}}}
+	chatID := opFakeChat(e, "Ada Lovelace", "ada@math.example", shopOrigin+"/help")
 	cookie := &http.Cookie{Name: "vt_shop", Value: token}
 
 	for _, path := range []string{"/v1/sites/shop/visitors/live", "/v1/sites/shop/chats/" + chatID, "/v1/sites/shop/stats"} {
@@ -233,6 +249,7 @@ func TestOperatorIgnoresCookies(t *testing.T) {
 
 // The live view's parameters: within 1m..30m (default 5m), limit 1..200.
 func TestOperatorLiveBounds(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustTrack("shop", shopOrigin+"/", "")
 	for _, tc := range []struct {
@@ -273,6 +290,7 @@ func TestOperatorLiveBounds(t *testing.T) {
 // Sessions idle longer than within drop out of the live view; the default
 // window is 5 minutes.
 func TestOperatorLiveWindow(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	early := e.mustTrack("shop", shopOrigin+"/early", "")
 	e.clock.Advance(2 * time.Minute)
@@ -313,6 +331,7 @@ func TestOperatorLiveWindow(t *testing.T) {
 // time in the session, geo, device and referrer; no visitor id, first-seen,
 // visit count or returning flag (invariant 4).
 func TestOperatorLiveRow(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, opBehindProxy)
 	h := map[string]string{"X-Forwarded-For": londonIP, "User-Agent": iphoneUA}
 	token := opTrack(e, "shop", shopOrigin+"/landing?utm_source=news&secret=1", "https://search.example/q?words=x", "", h)
@@ -395,6 +414,7 @@ func TestOperatorLiveRow(t *testing.T) {
 // Paging: the signed cursor walks every live visitor exactly once, most
 // recent first; a tampered cursor, or one of another site, is refused.
 func TestOperatorLivePaging(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	var want []string
 	for i := range 5 {
@@ -479,6 +499,7 @@ func TestOperatorLivePaging(t *testing.T) {
 // Site indexes are repaired when read: a live entry whose profile is gone is
 // dropped from the answer and from the live set.
 func TestOperatorLiveRepairsGoneEntries(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	gone := e.mustTrack("shop", shopOrigin+"/gone", "")
 	kept := e.mustTrack("shop", shopOrigin+"/kept", "")
@@ -507,6 +528,7 @@ func TestOperatorLiveRepairsGoneEntries(t *testing.T) {
 // The stats route: today's tracked and refused page views by reason (UTC day,
 // default today), zeros for a day without data.
 func TestOperatorStats(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	a := e.mustTrack("shop", shopOrigin+"/1", "")
 	e.mustTrack("shop", shopOrigin+"/2", a)
@@ -571,6 +593,7 @@ func TestOperatorStats(t *testing.T) {
 // id (invariant 6's audit trail); the same key reading again within 10 minutes
 // adds to its entries' count instead of writing new ones.
 func TestOperatorChatReadIsAudited(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	token := e.mustTrack("shop", shopOrigin+"/", "")
 	chatID := opChat(e, token, "Ada Lovelace", "ada@math.example")
@@ -631,6 +654,7 @@ func TestOperatorChatReadIsAudited(t *testing.T) {
 // A cursor fixes the window of a walk, but never stretches the live view past
 // its 30-minute bound: used later, it lists no session idle longer than that.
 func TestOperatorLiveStaleCursorKeepsBound(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	for i := range 3 {
 		e.mustTrack("shop", fmt.Sprintf("%s/page/%d", shopOrigin, i), "")
@@ -669,6 +693,7 @@ func TestOperatorLiveStaleCursorKeepsBound(t *testing.T) {
 // Logs carry no raw identifier from a path: an internal error on a chat's
 // context names the chat by neither its id nor its contact.
 func TestOperatorErrorLogsHoldNoRawID(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	a := opChat(e, "", "Grace Hopper", "grace@navy.example")
 	b := opChat(e, "", "Alan Turing", "alan@bletchley.example")
@@ -683,4 +708,165 @@ func TestOperatorErrorLogsHoldNoRawID(t *testing.T) {
 		t.Fatalf("the internal error is not logged:\n%s", e.logs.String())
 	}
 	e.assertLogsClean(a, b, "Grace", "grace@navy.example", "Alan", "alan@bletchley.example")
+}
+
+// The range form of stats answers one row per UTC day, oldest first, with the
+// counts each day's page views left, and checks its bounds.
+func TestStatsRange(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	day1 := e.clock.Now().UTC().Truncate(24 * time.Hour)
+	e.mustTrack("shop", shopOrigin+"/a", "")
+	e.pageview("shop", shopOrigin+"/b", "", map[string]string{"DNT": "1"})
+	e.clock.Advance(24 * time.Hour)
+	day2 := day1.AddDate(0, 0, 1)
+	e.mustTrack("shop", shopOrigin+"/c", "")
+	e.mustTrack("shop", shopOrigin+"/d", "")
+	e.pageview("shop", shopOrigin+"/e", "", map[string]string{"Sec-GPC": "1"})
+	e.pageview("shop", shopOrigin+"/f", "", map[string]string{"User-Agent": googlebotUA})
+	// Another site's views never show in shop's counts.
+	e.mustTrack("blog", blogOrigin+"/", "")
+
+	path := "/v1/sites/shop/stats?from=" + day1.AddDate(0, 0, -1).Format(time.DateOnly) + "&to=" + day2.Format(time.DateOnly)
+	rq := req{method: http.MethodGet, path: path, headers: map[string]string{"Authorization": "Bearer " + shopOperatorKey}}
+	r := e.do(rq)
+	if r.status != http.StatusOK {
+		t.Fatalf("stats range: %d %s", r.status, r.body)
+	}
+	checkContract(t, e, rq, r)
+	var got statsRangeResponse
+	if err := json.Unmarshal(r.body, &got); err != nil {
+		t.Fatal(err)
+	}
+	row := func(day time.Time, tracked, gpc, dnt, bot int64) statsResponse {
+		return statsResponse{Day: day.Format(time.DateOnly), Tracked: tracked,
+			Refused: map[string]int64{"gpc": gpc, "dnt": dnt, "bot": bot, "no_consent": 0}}
+	}
+	want := statsRangeResponse{From: day1.AddDate(0, 0, -1).Format(time.DateOnly), To: day2.Format(time.DateOnly), Days: []statsResponse{
+		row(day1.AddDate(0, 0, -1), 0, 0, 0, 0),
+		row(day1, 1, 0, 1, 0),
+		row(day2, 2, 1, 0, 1),
+	}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("stats range (-want +got):\n%s", diff)
+	}
+
+	// A privacy key reads it too; 90 days is the longest range.
+	from90 := day2.AddDate(0, 0, -89).Format(time.DateOnly)
+	r = e.operatorGet("/v1/sites/shop/stats?from="+from90+"&to="+day2.Format(time.DateOnly), shopPrivacyKey)
+	if r.status != http.StatusOK {
+		t.Fatalf("90 days: %d %s", r.status, r.body)
+	}
+	if err := json.Unmarshal(r.body, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Days) != 90 || got.Days[0].Day != from90 || got.Days[89].Tracked != 2 {
+		t.Errorf("90 days: %d rows, first %s, last %+v", len(got.Days), got.Days[0].Day, got.Days[len(got.Days)-1])
+	}
+
+	d := func(t time.Time) string { return t.Format(time.DateOnly) }
+	for _, tc := range []struct {
+		name, query string
+	}{
+		{"91 days", "from=" + d(day2.AddDate(0, 0, -90)) + "&to=" + d(day2)},
+		{"from after to", "from=" + d(day2) + "&to=" + d(day1)},
+		{"from alone", "from=" + d(day1)},
+		{"to alone", "to=" + d(day1)},
+		{"day with a range", "day=" + d(day1) + "&from=" + d(day1) + "&to=" + d(day2)},
+		{"bad from", "from=yesterday&to=" + d(day2)},
+		{"bad to", "from=" + d(day1) + "&to=2026-13-01"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.operatorGet("/v1/sites/shop/stats?"+tc.query, shopOperatorKey)
+			if r.status != http.StatusBadRequest || r.errorCode(t) != "invalid_request" {
+				t.Errorf("%s: %d %s, want 400 invalid_request", tc.query, r.status, r.body)
+			}
+		})
+	}
+}
+
+// agencyKey is one API key listed on two sites with different roles: an agency
+// serving two shops.
+const agencyKey = "agency-key-0123456789abcdef0123"
+
+// agencySites lists agencyKey as an operator on shop and a privacy key on blog;
+// optin does not list it.
+func agencySites() string {
+	sum := sha256.Sum256([]byte(agencyKey))
+	h := hex.EncodeToString(sum[:])
+	return `
+sites:
+  - id: shop
+    origins: ["https://shop.example"]
+    consent: opt-out
+    keys:
+      - {id: agency-ops, role: operator, sha256: "` + h + `"}
+      - {id: dpo, role: privacy, sha256: "9b98b2e892e32b76693355ee5ffe2e7a6b98b001059abbc172169dd1e75e4660"}
+  - id: blog
+    origins: ["https://blog.example"]
+    consent: opt-out
+    keys:
+      - {id: agency-dpo, role: privacy, sha256: "` + h + `"}
+  - id: optin
+    origins: ["https://optin.example"]
+    consent: opt-in
+    keys:
+      - {id: optin-agent, role: operator, sha256: "f42b4fb64fccedc404554cddb43cd7c6e9dd28730936e97218d3e05e79c41869"}
+`
+}
+
+// Invariant 7 at the transport: each route asks for its roles (routes.go), so
+// a key listed on two sites reaches on each the routes of the role given there;
+// a site that does not list it answers 403, a key no site lists 401. Which key
+// acts with which role, and that a refusal never says where else a key is
+// valid, is the domain's (visitor's TestAuthenticateAgainstTheRequestedSite).
+func TestAgencyKeyOnTwoSites(t *testing.T) {
+	t.Parallel()
+	e := newFakeEnv(t, func(o *envOptions) { o.sites = agencySites() })
+	tests := []struct {
+		name   string
+		key    string
+		path   string
+		status int
+		code   string
+	}{
+		{name: "operator on shop reads the live view", key: agencyKey, path: "/v1/sites/shop/visitors/live", status: http.StatusOK},
+		{name: "operator on shop may not read the audit", key: agencyKey, path: "/v1/sites/shop/audit", status: http.StatusForbidden, code: "forbidden"},
+		{name: "privacy on blog reads the audit", key: agencyKey, path: "/v1/sites/blog/audit", status: http.StatusOK},
+		{name: "privacy on blog reads the live view", key: agencyKey, path: "/v1/sites/blog/visitors/live", status: http.StatusOK},
+		{name: "privacy on blog reads retention", key: agencyKey, path: "/v1/sites/blog/retention", status: http.StatusOK},
+		{name: "a site that does not list it", key: agencyKey, path: "/v1/sites/optin/visitors/live", status: http.StatusForbidden, code: "forbidden"},
+		{name: "a key no site lists", key: "nobody-key-0123456789abcdef0123", path: "/v1/sites/shop/visitors/live", status: http.StatusUnauthorized, code: "unauthorized"},
+		{name: "shop's own privacy key on blog", key: shopPrivacyKey, path: "/v1/sites/blog/audit", status: http.StatusForbidden, code: "forbidden"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := keyDo(e, tt.key, http.MethodGet, tt.path, nil)
+			wantStatus(t, r, tt.status, tt.code)
+		})
+	}
+}
+
+// The Bearer scheme name is case-insensitive (RFC 7235 §2.1); other schemes
+// are refused.
+func TestBearerSchemeCase(t *testing.T) {
+	t.Parallel()
+	e := newFakeEnv(t)
+	for _, tc := range []struct {
+		auth string
+		want int
+	}{
+		{"Bearer " + shopOperatorKey, http.StatusOK},
+		{"bearer " + shopOperatorKey, http.StatusOK},
+		{"BEARER " + shopOperatorKey, http.StatusOK},
+		{"bEaReR  " + shopOperatorKey + " ", http.StatusOK},
+		{"Basic " + shopOperatorKey, http.StatusUnauthorized},
+		{"Bearer", http.StatusUnauthorized},
+		{shopOperatorKey, http.StatusUnauthorized},
+	} {
+		r := e.do(req{method: http.MethodGet, path: "/v1/sites/shop/stats", headers: map[string]string{"Authorization": tc.auth}})
+		if r.status != tc.want {
+			t.Errorf("Authorization %q: %d %s, want %d", strings.Replace(tc.auth, shopOperatorKey, "<key>", 1), r.status, r.body, tc.want)
+		}
+	}
 }

@@ -36,7 +36,8 @@ func (a *api) healthz(c *gin.Context) {
 }
 
 func (a *api) readyz(c *gin.Context) {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), time.Second)
+	// A second at most, and no more than any other request's store budget.
+	ctx, cancel := context.WithTimeout(c.Request.Context(), min(time.Second, a.storeTimeout))
 	defer cancel()
 	if err := a.ready(ctx); err != nil {
 		a.fail(c, err)

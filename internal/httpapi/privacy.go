@@ -10,71 +10,8 @@ import (
 	"github.com/visitord/visitord/internal/visitor"
 )
 
-// Privacy-team routes (role privacy) and the visitor's own /v1/me.
-
-type retentionJSON struct {
-	Sessions *int `json:"sessions"`
-	Profiles *int `json:"profiles"`
-	Chats    *int `json:"chats"`
-	Consents *int `json:"consents"`
-	Audit    *int `json:"audit"`
-}
-
-func retentionOf(r visitor.Retention) retentionJSON {
-	return retentionJSON{Sessions: &r.Sessions, Profiles: &r.Profiles, Chats: &r.Chats, Consents: &r.Consents, Audit: &r.Audit}
-}
-
-// retentionViewJSON is the retention in force with when it last changed and
-// the bounds a change must keep to.
-type retentionViewJSON struct {
-	retentionJSON
-	ChangedAt *time.Time `json:"changed_at,omitempty"`
-	MinDays   int        `json:"min_days"`
-	MaxDays   int        `json:"max_days"`
-}
-
-// retentionView renders r with the time of the site's last change.
-func (a *api) retentionView(c *gin.Context, ctx context.Context, r visitor.Retention) {
-	changed, err := a.svc.RetentionChanged(ctx, actorOf(c))
-	if err != nil {
-		a.fail(c, err)
-		return
-	}
-	b := a.svc.RetentionBounds()
-	out := retentionViewJSON{retentionJSON: retentionOf(r), MinDays: b.Min, MaxDays: b.Max}
-	if !changed.IsZero() {
-		out.ChangedAt = &changed
-	}
-	c.JSON(http.StatusOK, out)
-}
-
-func (a *api) getRetention(c *gin.Context) {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
-	defer cancel()
-	a.retentionView(c, ctx, a.svc.Retention(actorOf(c).Site))
-}
-
-func (a *api) putRetention(c *gin.Context) {
-	var req retentionJSON
-	if err := bindJSON(c, &req); err != nil {
-		a.fail(c, err)
-		return
-	}
-	if req.Sessions == nil || req.Profiles == nil || req.Chats == nil || req.Consents == nil || req.Audit == nil {
-		a.fail(c, visitor.Errorf(visitor.EInvalid, "sessions, profiles, chats, consents and audit are required"))
-		return
-	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
-	defer cancel()
-	r, err := a.svc.SetRetention(ctx, actorOf(c), visitor.Retention{
-		Sessions: *req.Sessions, Profiles: *req.Profiles, Chats: *req.Chats, Consents: *req.Consents, Audit: *req.Audit,
-	})
-	if err != nil {
-		a.fail(c, err)
-		return
-	}
-	a.retentionView(c, ctx, r)
-}
+// Subject requests of the privacy team (role privacy): search, export,
+// rectification and erasure; and the visitor's own /v1/me.
 
 type searchRequest struct {
 	Email string `json:"email"`
@@ -91,7 +28,7 @@ func (a *api) searchSubjects(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.storeTimeout)
 	defer cancel()
 	v, ch, err := a.svc.SearchSubjects(ctx, actorOf(c), req.Email)
 	if err != nil {
@@ -233,7 +170,7 @@ func consentRecordOf(r visitor.ConsentRecord) consentRecordJSON {
 }
 
 func (a *api) exportVisitor(c *gin.Context) {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.storeTimeout)
 	defer cancel()
 	e, err := a.svc.ExportVisitor(ctx, actorOf(c), c.Param("visitor"))
 	if err != nil {
@@ -261,7 +198,7 @@ func (a *api) rectifyVisitor(c *gin.Context) {
 		a.fail(c, visitor.Errorf(visitor.EInvalid, "contact is required"))
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.storeTimeout)
 	defer cancel()
 	e, err := a.svc.RectifyVisitor(ctx, actorOf(c), c.Param("visitor"), visitor.ContactChange{
 		Name: req.Contact.Name, Email: req.Contact.Email, Phone: req.Contact.Phone,
@@ -274,7 +211,7 @@ func (a *api) rectifyVisitor(c *gin.Context) {
 }
 
 func (a *api) eraseVisitor(c *gin.Context) {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.storeTimeout)
 	defer cancel()
 	if err := a.svc.EraseVisitor(ctx, actorOf(c), c.Param("visitor")); err != nil {
 		a.fail(c, err)
@@ -284,59 +221,13 @@ func (a *api) eraseVisitor(c *gin.Context) {
 }
 
 func (a *api) eraseChat(c *gin.Context) {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.storeTimeout)
 	defer cancel()
 	if err := a.svc.EraseChat(ctx, actorOf(c), c.Param("chat")); err != nil {
 		a.fail(c, err)
 		return
 	}
 	c.Status(http.StatusNoContent)
-}
-
-type auditEntryJSON struct {
-	ID           string         `json:"id"`
-	Time         time.Time      `json:"time"`
-	LastTime     time.Time      `json:"last_time"`
-	Count        int            `json:"count"`
-	Actor        string         `json:"actor"`
-	Action       string         `json:"action"`
-	Target       string         `json:"target"`
-	OldRetention *retentionJSON `json:"old_retention,omitempty"`
-	NewRetention *retentionJSON `json:"new_retention,omitempty"`
-}
-
-func auditEntryOf(e visitor.AuditEntry) auditEntryJSON {
-	out := auditEntryJSON{ID: e.ID, Time: e.Time, LastTime: e.Last, Count: e.Count, Actor: e.Actor, Action: e.Action, Target: e.Target}
-	if e.OldRetention != nil && e.NewRetention != nil {
-		old, cur := retentionOf(*e.OldRetention), retentionOf(*e.NewRetention)
-		out.OldRetention, out.NewRetention = &old, &cur
-	}
-	return out
-}
-
-type auditResponse struct {
-	Entries    []auditEntryJSON `json:"entries"`
-	NextCursor string           `json:"next_cursor,omitempty"`
-}
-
-func (a *api) audit(c *gin.Context) {
-	limit, err := queryInt(c, "limit")
-	if err != nil {
-		a.fail(c, err)
-		return
-	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
-	defer cancel()
-	entries, next, err := a.svc.AuditTrail(ctx, actorOf(c), c.Query("target"), c.Query("cursor"), limit)
-	if err != nil {
-		a.fail(c, err)
-		return
-	}
-	out := auditResponse{Entries: make([]auditEntryJSON, 0, len(entries)), NextCursor: next}
-	for _, e := range entries {
-		out.Entries = append(out.Entries, auditEntryOf(e))
-	}
-	c.JSON(http.StatusOK, out)
 }
 
 // The visitor's own export and erasure, proved by the identity token alone.
@@ -347,7 +238,7 @@ func (a *api) exportMine(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.storeTimeout)
 	defer cancel()
 	e, err := a.svc.ExportMine(ctx, site, tokenOf(c, site.ID))
 	if err != nil {
@@ -363,7 +254,7 @@ func (a *api) eraseMine(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.storeTimeout)
 	defer cancel()
 	if err := a.svc.EraseMine(ctx, site, tokenOf(c, site.ID)); err != nil {
 		a.fail(c, err)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,520 +14,1060 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/visitord/visitord/internal/device"
 	"github.com/visitord/visitord/internal/redisstore"
 	"github.com/visitord/visitord/internal/redistest"
 	"github.com/visitord/visitord/internal/visitor"
 )
 
-// Fixtures of the privacy tests, beside those of env_test.go.
+// Data-subject requests of the privacy team (DESIGN.md, "Privacy team") and
+// invariant 6: search, export, rectification and erasure, read back from Redis.
+
+// Grace's contact, as she types it into the chat form.
 const (
-	curlBotUA    = "curl/8.0"
-	originOptin  = "https://optin.example"
-	originOnchat = "https://chat.example"
+	graceName     = "Grace Hopper"
+	graceEmail    = "grace@navy.example"
+	gracePhone    = "+1 555 0100"
+	graceNewEmail = "grace@hopper.example"
 )
 
-// originOf is the origin of each test site.
-var originOf = map[string]string{"shop": shopOrigin, "optin": originOptin, "onchat": originOnchat, "blog": blogOrigin}
-
-// trackWith sends a page view of site to url with headers and cookies; unlike
-// e.pageview it can carry the identity as a cookie.
-func trackWith(e *env, site, url string, headers map[string]string, cookies ...*http.Cookie) resp {
+// keyDo sends a request with key as its Bearer key ("" for none); body, when not
+// nil, is sent as JSON (a string as it is).
+func keyDo(e *env, key, method, path string, body any) resp {
 	e.t.Helper()
-	b, _ := json.Marshal(map[string]string{"site": site, "type": "pageview", "url": url, "title": "A page"})
-	return e.do(req{method: http.MethodPost, path: "/v1/track", body: string(b), headers: headers, cookies: cookies})
+	var b string
+	switch v := body.(type) {
+	case nil:
+	case string:
+		b = v
+	default:
+		j, err := json.Marshal(v)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		b = string(j)
+	}
+	h := map[string]string{}
+	if key != "" {
+		h["Authorization"] = "Bearer " + key
+	}
+	return e.do(req{method: method, path: path, body: b, headers: h})
 }
 
-// hitWith sends a heartbeat or leave of site with headers.
-func hitWith(e *env, site, typ string, headers map[string]string) resp {
+// privacyDo sends a privacy-team request of site shop with its privacy key.
+func privacyDo(e *env, method, path string, body any) resp {
 	e.t.Helper()
-	b, _ := json.Marshal(map[string]string{"site": site, "type": typ})
-	return e.do(req{method: http.MethodPost, path: "/v1/track", body: string(b), headers: headers})
+	return keyDo(e, shopPrivacyKey, method, path, body)
 }
 
-// identityCookie is the cookie a browser sends back for site.
-func identityCookie(site, token string) *http.Cookie {
-	return &http.Cookie{Name: cookieName(site), Value: token}
-}
-
-// wantRefused fails t unless r answers exactly {"tracked":false,"reason":reason}.
-func wantRefused(t testing.TB, r resp, reason string) {
+// wantStatus fails t unless r has status (and, when code is set, that error code).
+func wantStatus(t testing.TB, r resp, status int, code string) {
 	t.Helper()
-	if got, want := r.status, http.StatusOK; got != want {
-		t.Fatalf("status %d, want %d: %s", got, want, r.body)
+	if r.status != status {
+		t.Fatalf("status %d, want %d: %s", r.status, status, r.body)
 	}
-	var got map[string]any
-	if err := json.Unmarshal(r.body, &got); err != nil {
-		t.Fatalf("body is not JSON: %v: %s", err, r.body)
-	}
-	if diff := cmp.Diff(map[string]any{"tracked": false, "reason": reason}, got); diff != "" {
-		t.Fatalf("body (-want +got):\n%s", diff)
-	}
-}
-
-// wantNoCookie fails t if r sets any cookie.
-func wantNoCookie(t testing.TB, r resp) {
-	t.Helper()
-	if sc := r.header.Values("Set-Cookie"); len(sc) != 0 {
-		t.Fatalf("Set-Cookie %q, want none", sc)
-	}
-}
-
-// wantExpiredCookie fails t unless r's only cookie expires the named one.
-func wantExpiredCookie(t testing.TB, r resp, name string) {
-	t.Helper()
-	if len(r.cookies) != 1 {
-		t.Fatalf("Set-Cookie %q, want exactly one expiring %s", r.header.Values("Set-Cookie"), name)
-	}
-	ck := r.cookies[0]
-	// net/http reads Max-Age=0 (and below) as MaxAge -1.
-	expired := ck.MaxAge < 0 || (!ck.Expires.IsZero() && ck.Expires.Before(time.Now()))
-	if ck.Name != name || !expired || ck.Path != "/" {
-		t.Fatalf("Set-Cookie %q, want %s expired on path /", r.header.Values("Set-Cookie"), name)
-	}
-}
-
-// nonStatKeys lists every key except the anonymous counters.
-func nonStatKeys(e *env) []string {
-	e.t.Helper()
-	return slices.DeleteFunc(e.keys(), func(k string) bool { return strings.HasPrefix(k, "st:") })
-}
-
-// visitorKeys lists the keys of one visitor (profile, sessions, consent).
-func visitorKeys(e *env, site, visitorID string) []string {
-	e.t.Helper()
-	p := e.profileKey(site, visitorID)
-	return slices.DeleteFunc(e.keys(), func(k string) bool { return k != p && !strings.HasPrefix(k, p+":") })
-}
-
-// statCount reads one counter of site for the clock's day; 0 when absent.
-func statCount(e *env, site, field string) int {
-	e.t.Helper()
-	v, ok := e.stats(site)[field]
-	if !ok {
-		return 0
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil {
-		e.t.Fatalf("counter %s of %s = %q", field, site, v)
-	}
-	return n
-}
-
-// pttl reads a key's time to live.
-func pttl(e *env, key string) time.Duration {
-	e.t.Helper()
-	d, err := e.rdb.PTTL(context.Background(), key).Result()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return d
-}
-
-// liveScore reads a visitor's entry in the site's live set; ok is false without one.
-func liveScore(e *env, site, visitorID string) (score float64, ok bool) {
-	e.t.Helper()
-	vkey := e.hasher.VisitorKey(site, visitorID)
-	s, err := e.rdb.ZScore(context.Background(), redisstore.LiveKeyOf(site, vkey), vkey).Result()
-	if errors.Is(err, redis.Nil) {
-		return 0, false
-	}
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return s, true
-}
-
-// Invariant 1: a DNT or GPC page view stores nothing, sets no cookie, expires
-// an identity cookie it carries (even a foreign one) and is only counted.
-func TestTrackDNTAndGPCStoreNothing(t *testing.T) {
-	tests := []struct {
-		name   string
-		header string
-		reason string
-		cookie string // identity cookie carried, "" for none
-	}{
-		{name: "dnt", header: "DNT", reason: "dnt"},
-		{name: "gpc", header: "Sec-GPC", reason: "gpc"},
-		{name: "dnt with a foreign cookie", header: "DNT", reason: "dnt", cookie: "not-a-token"},
-		{name: "gpc with a foreign cookie", header: "Sec-GPC", reason: "gpc", cookie: "not-a-token"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t)
-			e.mustTrack("shop", shopOrigin+"/", "") // someone else, so the store is not empty
-			before := nonStatKeys(e)
-
-			var cookies []*http.Cookie
-			if tt.cookie != "" {
-				cookies = append(cookies, identityCookie("shop", tt.cookie))
-			}
-			r := trackWith(e, "shop", shopOrigin+"/products/7", map[string]string{"Origin": shopOrigin, tt.header: "1"}, cookies...)
-			wantRefused(t, r, tt.reason)
-			if tt.cookie != "" {
-				wantExpiredCookie(t, r, "vt_shop")
-			} else {
-				wantNoCookie(t, r)
-			}
-			if diff := cmp.Diff(before, nonStatKeys(e)); diff != "" {
-				t.Errorf("keys other than counters changed (-before +after):\n%s", diff)
-			}
-			if got, want := statCount(e, "shop", tt.reason), 1; got != want {
-				t.Errorf("counter %s = %d, want %d", tt.reason, got, want)
-			}
-			if got, want := statCount(e, "shop", "tracked"), 1; got != want {
-				t.Errorf("counter tracked = %d, want %d", got, want)
-			}
-		})
-	}
-}
-
-// Invariant 1: a DNT page view or heartbeat with a valid identity touches
-// nothing of the visitor: no field, no TTL, no live entry; the identity cookie
-// it carries is expired.
-func TestTrackDNTRefreshesNoTTL(t *testing.T) {
-	e := newEnv(t)
-	token := e.mustTrack("shop", shopOrigin+"/a", "")
-	id := e.visitorID("shop", token)
-	pk := e.profileKey("shop", id)
-	profile := e.current("shop", id)
-	ttlKeys := []string{pk, pk + ":S", pk + ":s:" + profile["sid"]}
-	before := map[string]time.Duration{}
-	for _, k := range ttlKeys {
-		before[k] = pttl(e, k)
-	}
-	live, ok := liveScore(e, "shop", id)
-	if !ok {
-		t.Fatal("tracked visitor is not in the live set")
-	}
-	keys := nonStatKeys(e)
-
-	// The service's clock and Redis's real clock both move on, so a refreshed
-	// TTL would be back at its full length.
-	e.clock.Advance(time.Hour)
-	time.Sleep(100 * time.Millisecond)
-
-	r := trackWith(e, "shop", shopOrigin+"/b", map[string]string{"DNT": "1"}, identityCookie("shop", token))
-	wantRefused(t, r, "dnt")
-	wantExpiredCookie(t, r, "vt_shop")
-	hb := hitWith(e, "shop", "heartbeat", map[string]string{"DNT": "1", tokenHeader: token})
-	wantRefused(t, hb, "dnt")
-	wantNoCookie(t, hb)
-
-	if diff := cmp.Diff(keys, nonStatKeys(e)); diff != "" {
-		t.Errorf("keys other than counters changed (-before +after):\n%s", diff)
-	}
-	if diff := cmp.Diff(profile, e.current("shop", id)); diff != "" {
-		t.Errorf("profile changed (-before +after):\n%s", diff)
-	}
-	if got, want := len(e.session("shop", id)), 2; got != want {
-		t.Errorf("session has %d items, want %d", got, want)
-	}
-	for _, k := range ttlKeys {
-		after := pttl(e, k)
-		if before[k]-after < 50*time.Millisecond {
-			t.Errorf("TTL of %s went from %s to %s: refreshed by a DNT request", k, before[k], after)
+	if code != "" {
+		if got := r.errorCode(t); got != code {
+			t.Fatalf("error code %q, want %q: %s", got, code, r.body)
 		}
 	}
-	if got, ok := liveScore(e, "shop", id); !ok || got != live {
-		t.Errorf("live entry = %v (present %t), want %v", got, ok, live)
+}
+
+// checkStatus is wantStatus that lets the test go on.
+func checkStatus(t testing.TB, r resp, status int, code string) {
+	t.Helper()
+	if r.status != status {
+		t.Errorf("status %d, want %d: %s", r.status, status, r.body)
+		return
 	}
-	// The heartbeat is not a page view: one dnt count, from the page view.
-	if got, want := statCount(e, "shop", "dnt"), 1; got != want {
-		t.Errorf("counter dnt = %d, want %d", got, want)
+	if code != "" {
+		if got := r.errorCode(t); got != code {
+			t.Errorf("error code %q, want %q: %s", got, code, r.body)
+		}
 	}
 }
 
-// Invariant 1: GPC with a valid identity is an objection: the visitor's
-// behaviour data (profile, sessions, session index, live entry) goes at once;
-// the consent records stay as proof, with a gpc withdrawal beside them.
-func TestTrackGPCDeletesBehaviourKeepsConsent(t *testing.T) {
-	e := newEnv(t)
-	r := putConsent(e, "optin", true, false, "v2", map[string]string{"Origin": originOptin})
-	if r.status != http.StatusOK {
-		t.Fatalf("grant: status %d: %s", r.status, r.body)
-	}
-	token, _ := r.json(t)["token"].(string)
-	id := e.visitorID("optin", token)
-	e.mustTrack("optin", originOptin+"/a", token)
-	e.clock.Advance(time.Minute)
-	e.mustTrack("optin", originOptin+"/b", token)
-	e.clock.Advance(31 * time.Minute) // past session_timeout: a second session
-	e.mustTrack("optin", originOptin+"/c", token)
+// subjExport is an export as the API answers it.
+type subjExport struct {
+	Site      string `json:"site"`
+	VisitorID string `json:"visitor_id"`
+	ChatID    string `json:"chat_id"`
+	Profile   *struct {
+		VisitorID string `json:"visitor_id"`
+		Sessions  int    `json:"sessions"`
+	} `json:"profile"`
+	Sessions []struct {
+		ID     string `json:"id"`
+		IP     string `json:"ip"`
+		Device struct {
+			Browser string `json:"browser"`
+		} `json:"device"`
+		Pages []struct {
+			URL   string `json:"url"`
+			Title string `json:"title"`
+		} `json:"pages"`
+	} `json:"sessions"`
+	Consent *struct {
+		Analytics     bool   `json:"analytics"`
+		Marketing     bool   `json:"marketing"`
+		PolicyVersion string `json:"policy_version"`
+	} `json:"consent"`
+	ConsentRecords []map[string]any `json:"consent_records"`
+	Chats          []subjChatExport `json:"chats"`
+}
 
-	pk := e.profileKey("optin", id)
-	sids, err := e.rdb.ZRange(context.Background(), pk+":S", 0, -1).Result()
+type subjChatExport struct {
+	ChatID  string `json:"chat_id"`
+	URL     string `json:"url"`
+	Contact struct {
+		Name  string `json:"name"`
+		Email string `json:"email"`
+		Phone string `json:"phone"`
+	} `json:"contact"`
+	Marketing     bool     `json:"marketing_opt_in"`
+	PreviousChats []string `json:"previous_chats"`
+}
+
+// pages lists the URLs of every session of the export, in order.
+func (x subjExport) pages() []string {
+	var out []string
+	for _, s := range x.Sessions {
+		for _, p := range s.Pages {
+			out = append(out, p.URL)
+		}
+	}
+	return out
+}
+
+// chatIDs lists the chat ids of the export, sorted.
+func (x subjExport) chatIDs() []string {
+	var out []string
+	for _, c := range x.Chats {
+		out = append(out, c.ChatID)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// subjVisitor is a visitor of site shop that the tests made.
+type subjVisitor struct {
+	token string // the latest identity token
+	id    string
+	vkey  string   // the visitor's store key (keyed hash of the id)
+	pages []string // page URLs, in order
+	chats []string // chat ids, in order
+}
+
+// subjChat starts a chat of shop with a full contact and returns its id.
+func subjChat(e *env, token, name, email, phone string, marketing bool, url string) string {
+	e.t.Helper()
+	h := map[string]string{"Origin": shopOrigin}
+	if token != "" {
+		h[tokenHeader] = token
+	}
+	b, _ := json.Marshal(map[string]any{"site": "shop", "contact": map[string]string{"name": name, "email": email, "phone": phone},
+		"marketing_opt_in": marketing, "url": url})
+	r := e.do(req{method: http.MethodPost, path: "/v1/chats", body: string(b), headers: h})
+	id, _ := r.json(e.t)["chat_id"].(string)
+	if r.status != http.StatusCreated || id == "" {
+		e.t.Fatalf("chat: status %d: %s", r.status, r.body)
+	}
+	return id
+}
+
+// subjGrace makes Grace: two sessions of pages, two chats with her contact (the
+// second with a marketing opt-in), then an analytics and marketing grant.
+func subjGrace(e *env) subjVisitor {
+	e.t.Helper()
+	v := subjVisitor{pages: []string{
+		shopOrigin + "/grace/compilers", shopOrigin + "/grace/cobol", shopOrigin + "/grace/nanoseconds",
+	}}
+	v.token = e.mustTrack("shop", v.pages[0], "")
+	e.clock.Advance(time.Minute)
+	e.mustTrack("shop", v.pages[1], v.token)
+	e.clock.Advance(31 * time.Minute) // past session_timeout: a second session
+	e.mustTrack("shop", v.pages[2], v.token)
+	v.id = e.visitorID("shop", v.token)
+	v.vkey = e.hasher.VisitorKey("shop", v.id)
+	e.clock.Advance(time.Minute)
+	v.chats = append(v.chats, subjChat(e, v.token, graceName, graceEmail, gracePhone, false, v.pages[2]))
+	e.clock.Advance(time.Minute)
+	v.chats = append(v.chats, subjChat(e, v.token, graceName, graceEmail, gracePhone, true, v.pages[2]))
+	e.clock.Advance(time.Minute)
+	r := putConsent(e, "shop", true, true, "2026-11", map[string]string{"Origin": shopOrigin, tokenHeader: v.token})
+	token, _ := r.json(e.t)["token"].(string)
+	if r.status != http.StatusOK || token == "" {
+		e.t.Fatalf("consent: status %d: %s", r.status, r.body)
+	}
+	if got := e.visitorID("shop", token); got != v.id {
+		e.t.Fatalf("consent changed the visitor id: %s, want %s", got, v.id)
+	}
+	v.token = token
+	e.clock.Advance(time.Minute)
+	return v
+}
+
+// subjSearch searches shop's blind index for email.
+func subjSearch(e *env, email string) searchResponse {
+	e.t.Helper()
+	r := privacyDo(e, http.MethodPost, "/v1/sites/shop/subjects/search", map[string]string{"email": email})
+	if r.status != http.StatusOK {
+		e.t.Fatalf("search %q: status %d: %s", email, r.status, r.body)
+	}
+	var got searchResponse
+	if err := json.Unmarshal(r.body, &got); err != nil {
+		e.t.Fatalf("search %q: %v: %s", email, err, r.body)
+	}
+	if got.Visitors == nil || got.Chats == nil {
+		e.t.Fatalf("search %q answered null lists, want arrays: %s", email, r.body)
+	}
+	return got
+}
+
+// subjExportOf exports a visitor through the API; it must answer 200.
+func subjExportOf(e *env, visitorID string) subjExport {
+	e.t.Helper()
+	r := privacyDo(e, http.MethodGet, "/v1/sites/shop/visitors/"+visitorID, nil)
+	if r.status != http.StatusOK {
+		e.t.Fatalf("export: status %d: %s", r.status, r.body)
+	}
+	return decode[subjExport](e.t, r)
+}
+
+// auditTarget is the keyed hash under which the audit trail names a subject.
+func auditTarget(e *env, site, kind, id string) string {
+	return e.hasher.Short(site, visitor.PurposeAudit, kind+":"+id)
+}
+
+// proofFields are the only fields a consent record keeps after an erasure.
+var proofFields = map[string]bool{
+	"subject": true, "time": true, "analytics": true, "marketing": true, "policy_version": true,
+	"text_sha256": true, "method": true,
+}
+
+// assertCutRecords fails t unless key holds want consent records, each cut to
+// its proof fields and naming subject.
+func assertCutRecords(t testing.TB, e *env, key, subject string, want int) {
+	t.Helper()
+	members, err := e.rdb.ZRange(context.Background(), key, 0, -1).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(sids) != 2 {
-		t.Fatalf("session index %q, want 2 sessions", sids)
+	if len(members) != want {
+		t.Fatalf("%s holds %d consent records, want %d kept as proof: %q", key, len(members), want, members)
 	}
-	want := []string{pk, pk + ":S", pk + ":c", pk + ":r", pk + ":s:" + sids[0], pk + ":s:" + sids[0] + ":m", pk + ":s:" + sids[1], pk + ":s:" + sids[1] + ":m"}
-	slices.Sort(want)
-	if diff := cmp.Diff(want, visitorKeys(e, "optin", id)); diff != "" {
-		t.Fatalf("visitor keys before GPC (-want +got):\n%s", diff)
+	for _, m := range members {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(m), &rec); err != nil {
+			t.Fatalf("consent record %q: %v", m, err)
+		}
+		for f := range rec {
+			if !proofFields[f] {
+				t.Errorf("cut consent record keeps %q: %s", f, m)
+			}
+		}
+		for _, f := range []string{"subject", "time", "policy_version", "text_sha256", "method"} {
+			if s, _ := rec[f].(string); s == "" {
+				t.Errorf("cut consent record lost %q: %s", f, m)
+			}
+		}
+		if rec["subject"] != subject {
+			t.Errorf("cut consent record names subject %v, want the keyed hash %s", rec["subject"], subject)
+		}
 	}
-	if _, ok := liveScore(e, "optin", id); !ok {
-		t.Fatal("tracked visitor is not in the live set")
+}
+
+// assertVisitorErased proves invariant 6 for v: no key name or value in Redis
+// holds the visitor id, the store key, the e-mails, name, phone, page URLs or
+// chat ids, except the tombstone's key name; the tombstone holds the keyed
+// hash; consent records (records of them) are cut and moved to the proof key
+// named by the keyed hash; no index has an entry for the visitor (the subject
+// index names the proof by its keyed hash).
+func assertVisitorErased(t testing.TB, e *env, v subjVisitor, records int, needles ...string) {
+	t.Helper()
+	prefix := e.profileKey("shop", v.id)
+	subject := auditTarget(e, "shop", "visitor", v.id)
+	tomb, recs := prefix+":t", "pf:{shop:"+subject+"}"
+	needles = append(needles, v.id, v.vkey, graceEmail, graceNewEmail, graceName, gracePhone)
+	needles = append(needles, v.pages...)
+	needles = append(needles, v.chats...)
+
+	values := redistest.DumpValues(t, e.rdb)
+	for _, k := range redistest.Keys(t, e.rdb) {
+		for _, n := range needles {
+			if n == "" {
+				continue
+			}
+			if strings.Contains(k, n) && !(n == v.vkey && (k == tomb || k == recs)) {
+				t.Errorf("after the erasure the key name %s holds %q", k, n)
+			}
+			if strings.Contains(values[k], n) {
+				t.Errorf("after the erasure key %s holds %q:\n%s", k, n, values[k])
+			}
+		}
 	}
+	if got, want := visitorKeys(e, "shop", v.id), []string{tomb}; !slices.Equal(got, want) {
+		t.Errorf("keys of the erased visitor %q, want only the tombstone %q (the cut records under the keyed hash)", got, want)
+	}
+	if got := values[tomb]; got != subject {
+		t.Errorf("tombstone holds %q, want the keyed hash %q", got, subject)
+	}
+	if d := pttl(e, tomb); d < 390*24*time.Hour || d > redisstore.TombstoneTTL {
+		t.Errorf("tombstone TTL %v, want 13 months (%v)", d, redisstore.TombstoneTTL)
+	}
+	assertCutRecords(t, e, recs, subject, records)
+	if _, ok := liveScore(e, "shop", v.id); ok {
+		t.Error("the live set still has an entry for the erased visitor")
+	}
+	ctx := context.Background()
+	if _, err := e.rdb.ZScore(ctx, "sj:{shop}", v.vkey).Result(); !errors.Is(err, redis.Nil) {
+		t.Errorf("the subject index still has an entry for the erased visitor (err %v)", err)
+	}
+	if n, err := e.rdb.ZCard(ctx, "er:{shop}").Result(); err != nil || n != 0 {
+		t.Errorf("er:{shop} holds %d unfinished erasures (err %v), want none", n, err)
+	}
+}
+
+// A data-subject request end to end: search by a normalised e-mail, export,
+// rectification (the blind index moves), erasure (invariant 6), and the erased
+// visitor's token is foreign from then on.
+func TestSubjectRequestEndToEnd(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	v := subjGrace(e)
+
+	// Search: the e-mail is normalised; a visitor's chats are found as the visitor.
+	got := subjSearch(e, "Grace@Navy.example ")
+	if diff := cmp.Diff(searchResponse{Visitors: []string{v.id}, Chats: []string{}}, got); diff != "" {
+		t.Fatalf("search by Grace's e-mail (-want +got):\n%s", diff)
+	}
+	anon := subjChat(e, "", "Anonymous Admiral", graceEmail, "", false, shopOrigin+"/contact")
+	got = subjSearch(e, graceEmail)
+	if diff := cmp.Diff(searchResponse{Visitors: []string{v.id}, Chats: []string{anon}}, got); diff != "" {
+		t.Fatalf("search after an identity-less chat (-want +got):\n%s", diff)
+	}
+	if got := subjSearch(e, "nobody@nowhere.example"); len(got.Visitors)+len(got.Chats) != 0 {
+		t.Fatalf("search by an e-mail typed by nobody: %+v, want empty lists", got)
+	}
+
+	// Export: everything, contacts decrypted.
+	x := subjExportOf(e, v.id)
+	if x.Site != "shop" || x.VisitorID != v.id {
+		t.Errorf("export names site %q visitor %q", x.Site, x.VisitorID)
+	}
+	if x.Profile == nil || x.Profile.VisitorID != v.id || x.Profile.Sessions != 2 {
+		t.Errorf("export profile %+v, want the visitor with 2 sessions", x.Profile)
+	}
+	for _, s := range x.Sessions {
+		if s.Device.Browser == "" {
+			t.Errorf("export session %s has no device", s.ID)
+		}
+	}
+	if len(x.Sessions) != 2 {
+		t.Errorf("export has %d sessions, want 2", len(x.Sessions))
+	}
+	if got := x.pages(); !cmp.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(v.pages))) {
+		t.Errorf("export pages %q, want %q", got, v.pages)
+	}
+	if x.Consent == nil || !x.Consent.Analytics || !x.Consent.Marketing || x.Consent.PolicyVersion != "2026-11" {
+		t.Errorf("export consent %+v, want analytics and marketing under 2026-11", x.Consent)
+	}
+	methods := []string{}
+	for _, r := range x.ConsentRecords {
+		m, _ := r["method"].(string)
+		methods = append(methods, m)
+		if r["visitor_id"] != v.id {
+			t.Errorf("exported consent record %v does not name the visitor", r)
+		}
+	}
+	slices.Sort(methods)
+	if want := []string{"banner", "chat_start"}; !slices.Equal(methods, want) {
+		t.Errorf("exported consent records by %q, want %q", methods, want)
+	}
+	if got, want := x.chatIDs(), slices.Sorted(slices.Values(v.chats)); !slices.Equal(got, want) {
+		t.Fatalf("export chats %q, want %q", got, want)
+	}
+	for _, c := range x.Chats {
+		if c.Contact.Name != graceName || c.Contact.Email != graceEmail || c.Contact.Phone != gracePhone {
+			t.Errorf("exported chat %s contact %+v, want it decrypted", c.ChatID, c.Contact)
+		}
+		if c.URL != v.pages[2] {
+			t.Errorf("exported chat %s url %q, want %q", c.ChatID, c.URL, v.pages[2])
+		}
+	}
+
+	// Rectification: every chat gets the new e-mail; the blind index moves.
+	e.clock.Advance(time.Minute)
+	r := privacyDo(e, http.MethodPatch, "/v1/sites/shop/visitors/"+v.id, map[string]any{"contact": map[string]string{"email": graceNewEmail}})
+	if r.status != http.StatusOK {
+		t.Fatalf("rectify: status %d: %s", r.status, r.body)
+	}
+	for name, x := range map[string]subjExport{"PATCH answer": decode[subjExport](t, r), "export": subjExportOf(e, v.id)} {
+		if len(x.Chats) != len(v.chats) {
+			t.Fatalf("%s has %d chats, want %d", name, len(x.Chats), len(v.chats))
+		}
+		for _, c := range x.Chats {
+			if c.Contact.Email != graceNewEmail || c.Contact.Name != graceName || c.Contact.Phone != gracePhone {
+				t.Errorf("%s: chat %s contact %+v, want the new e-mail and the rest unchanged", name, c.ChatID, c.Contact)
+			}
+		}
+	}
+	// The identity-less chat is a subject of its own: it keeps the old e-mail.
+	if diff := cmp.Diff(searchResponse{Visitors: []string{}, Chats: []string{anon}}, subjSearch(e, graceEmail)); diff != "" {
+		t.Errorf("search by the old e-mail after rectification (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(searchResponse{Visitors: []string{v.id}, Chats: []string{}}, subjSearch(e, " GRACE@hopper.example")); diff != "" {
+		t.Errorf("search by the new e-mail after rectification (-want +got):\n%s", diff)
+	}
+
+	// Erasure.
+	e.clock.Advance(time.Minute)
+	wantStatus(t, privacyDo(e, http.MethodDelete, "/v1/sites/shop/visitors/"+v.id, nil), http.StatusNoContent, "")
+	assertVisitorErased(t, e, v, 2)
+	if got := subjSearch(e, graceNewEmail); len(got.Visitors)+len(got.Chats) != 0 {
+		t.Errorf("search by the new e-mail after erasure: %+v, want empty lists", got)
+	}
+	// Nothing is exported of an erased visitor (the cut proof points at no one).
+	checkStatus(t, privacyDo(e, http.MethodGet, "/v1/sites/shop/visitors/"+v.id, nil), http.StatusNotFound, "not_found")
+
+	// The erased visitor's token is foreign: a new visitor, linked to nothing.
+	e.clock.Advance(time.Minute)
+	after := e.mustTrack("shop", shopOrigin+"/after-erasure", v.token)
+	if after == v.token || e.visitorID("shop", after) == v.id {
+		t.Errorf("a page view with the erased token kept the identity (token %q)", after)
+	}
+	r = e.startChat("shop", v.token, "Someone", "someone@else.example", shopOrigin+"/after-erasure", nil)
+	if r.status != http.StatusCreated || r.json(t)["returning"] != false || r.json(t)["previous_chats"] != float64(0) {
+		t.Fatalf("chat with the erased token: %d %s, want 201 linking nothing", r.status, r.body)
+	}
+	chat := r.json(t)["chat_id"].(string)
+	stored, err := e.rdb.HGetAll(context.Background(), "ch:{shop:"+chat+"}").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored["vk"] != "" || stored["vid"] != "" || stored["pc"] != "" || stored["sid"] != "" {
+		t.Errorf("chat with the erased token is bound to an identity: vk %q vid %q pc %q sid %q", stored["vk"], stored["vid"], stored["pc"], stored["sid"])
+	}
+	// Neither the page view nor the chat brought the erased visitor back.
+	assertVisitorErased(t, e, v, 2)
+	e.assertLogsClean(v.id, v.token, graceEmail, graceNewEmail, graceName, gracePhone, "/grace/")
+}
+
+// Erasure order: an erasure killed after its first step (marker and tombstone)
+// is finished by the sweeper, with the same result as a whole erasure.
+func TestSubjectInterruptedErasureFinishedBySweeper(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	v := subjGrace(e)
+	if got := subjSearch(e, graceEmail); !slices.Equal(got.Visitors, []string{v.id}) {
+		t.Fatalf("search before the erasure: %+v", got)
+	}
+	ctx := context.Background()
+	site, err := e.sites.Get("shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := auditTarget(e, "shop", "visitor", v.id)
+	// What Store.Erase writes first: the sweeper's marker and the tombstone.
+	pipe := e.rdb.TxPipeline()
+	pipe.ZAdd(ctx, "er:{shop}", redis.Z{Score: float64(time.Now().UnixMilli()), Member: "v:" + v.vkey + ":" + v.id + ":" + subject})
+	pipe.PExpire(ctx, "er:{shop}", redisstore.LockTTL)
+	pipe.Set(ctx, e.profileKey("shop", v.id)+":t", subject, redisstore.TombstoneTTL)
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	store := redisstore.New(e.rdb)
+	pending, err := store.PendingErasures(ctx, site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []visitor.Erasure{{VisitorKey: v.vkey, VisitorID: v.id, Subject: subject}}
+	if diff := cmp.Diff(want, pending); diff != "" {
+		t.Fatalf("pending erasures (-want +got):\n%s", diff)
+	}
+
+	sealer, err := visitor.NewSealer([]visitor.DataKey{{ID: "k1", Key: testDataKey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := visitor.NewService(visitor.Deps{Sites: e.sites, Store: store, Signer: e.signer, Hasher: e.hasher, Sealer: sealer, Devices: device.NewParser(16)}, visitor.WithClock(e.clock.Now))
+	n, err := svc.SweepErasures(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("SweepErasures = %d, %v; want 1 erasure finished", n, err)
+	}
+	assertVisitorErased(t, e, v, 2)
+	if got := subjSearch(e, graceEmail); len(got.Visitors)+len(got.Chats) != 0 {
+		t.Errorf("search after the sweep: %+v, want empty lists", got)
+	}
+	checkStatus(t, privacyDo(e, http.MethodGet, "/v1/sites/shop/visitors/"+v.id, nil), http.StatusNotFound, "not_found")
+	if n, err := svc.SweepErasures(ctx); err != nil || n != 0 {
+		t.Errorf("second sweep = %d, %v; want nothing left to finish", n, err)
+	}
+}
+
+// An identity-less chat is a subject of its own: its erasure removes the chat,
+// its blind-index and subject-index entries, and cuts its marketing consent
+// record; erasing one chat of a visitor removes it from their chat index.
+func TestSubjectChatErasure(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const (
+		adaName  = "Ada Byron"
+		adaEmail = "ada@engine.example"
+		adaPhone = "+44 20 7946 0000"
+	)
+	ctx := context.Background()
+	chat := subjChat(e, "", adaName, adaEmail, adaPhone, true, shopOrigin+"/contact")
+	ck := "ch:{shop:" + chat + "}"
+	ek := "e:{shop:" + e.hasher.Short("shop", visitor.PurposeEmail, adaEmail) + "}"
+	if n, _ := e.rdb.Exists(ctx, ck, ck+":r", ek).Result(); n != 3 {
+		t.Fatalf("before the erasure %d of chat, consent record and blind index exist, want 3: %q", n, e.keys())
+	}
+	if diff := cmp.Diff(searchResponse{Visitors: []string{}, Chats: []string{chat}}, subjSearch(e, adaEmail)); diff != "" {
+		t.Fatalf("search (-want +got):\n%s", diff)
+	}
+	wantStatus(t, privacyDo(e, http.MethodGet, "/v1/sites/shop/chats/"+chat, nil), http.StatusOK, "")
 
 	e.clock.Advance(time.Minute)
-	g := trackWith(e, "optin", originOptin+"/d", map[string]string{"Origin": originOptin, "Sec-GPC": "1"}, identityCookie("optin", token))
-	wantRefused(t, g, "gpc")
-	wantExpiredCookie(t, g, "vt_optin")
+	wantStatus(t, privacyDo(e, http.MethodDelete, "/v1/sites/shop/chats/"+chat, nil), http.StatusNoContent, "")
+	if n, _ := e.rdb.Exists(ctx, ck).Result(); n != 0 {
+		t.Errorf("chat key %s still exists", ck)
+	}
+	if _, err := e.rdb.ZScore(ctx, ek, "c:"+chat).Result(); !errors.Is(err, redis.Nil) {
+		t.Errorf("blind index %s still names the chat (err %v)", ek, err)
+	}
+	if _, err := e.rdb.ZScore(ctx, "sj:{shop}", "c:"+chat).Result(); !errors.Is(err, redis.Nil) {
+		t.Errorf("subject index still names the chat (err %v)", err)
+	}
+	// The proof moves to a key named by the keyed hash: no key names the chat id.
+	subject := auditTarget(e, "shop", "chat", chat)
+	assertCutRecords(t, e, "pf:{shop:"+subject+"}", subject, 1)
+	values := redistest.DumpValues(t, e.rdb)
+	for k, val := range values {
+		for _, n := range []string{adaName, adaEmail, adaPhone, "127.0.0", chromeUA, shopOrigin + "/contact"} {
+			if strings.Contains(val, n) {
+				t.Errorf("after the chat's erasure %s holds %q:\n%s", k, n, val)
+			}
+		}
+		if strings.Contains(val, chat) || strings.Contains(k, chat) {
+			t.Errorf("after the chat's erasure %s names the chat id: %s", k, val)
+		}
+	}
+	if got := subjSearch(e, adaEmail); len(got.Visitors)+len(got.Chats) != 0 {
+		t.Errorf("search after the chat's erasure: %+v, want empty lists", got)
+	}
+	wantStatus(t, privacyDo(e, http.MethodGet, "/v1/sites/shop/chats/"+chat, nil), http.StatusNotFound, "not_found")
+	wantStatus(t, privacyDo(e, http.MethodDelete, "/v1/sites/shop/chats/"+chat, nil), http.StatusNotFound, "not_found")
 
-	if diff := cmp.Diff([]string{pk + ":c", pk + ":r"}, visitorKeys(e, "optin", id)); diff != "" {
-		t.Errorf("visitor keys after GPC (-want +got):\n%s", diff)
+	// One chat of an identified visitor.
+	v := subjGrace(e)
+	wantStatus(t, privacyDo(e, http.MethodDelete, "/v1/sites/shop/chats/"+v.chats[0], nil), http.StatusNoContent, "")
+	index, err := e.rdb.ZRange(ctx, e.profileKey("shop", v.id)+":C", 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, ok := liveScore(e, "optin", id); ok {
-		t.Error("the visitor is still in the live set after GPC")
+	if !slices.Equal(index, v.chats[1:]) {
+		t.Errorf("visitor's chat index %q, want only %q", index, v.chats[1:])
 	}
-	// The grant stays as proof; the objection adds a gpc withdrawal cut like
-	// an erased record: no visitor id, IP or User-Agent.
-	recs := consentRecordsOf(e, "optin", id)
-	if len(recs) != 2 || !recs[0].Analytics || recs[0].VisitorID != id {
-		t.Fatalf("consent records after GPC = %+v, want the grant and a gpc withdrawal", recs)
+	if n, _ := e.rdb.Exists(ctx, "ch:{shop:"+v.chats[0]+"}").Result(); n != 0 {
+		t.Errorf("erased chat %s still exists", v.chats[0])
 	}
-	if w := recs[1]; w.Method != "gpc" || w.Analytics || w.Marketing || w.VisitorID != "" || w.IP != "" || w.UserAgent != "" ||
-		w.PolicyVersion != "v2" || !w.Time.Equal(e.clock.Now()) {
-		t.Errorf("gpc withdrawal record = %+v", w)
+	x := subjExportOf(e, v.id)
+	if got := x.chatIDs(); !slices.Equal(got, v.chats[1:]) {
+		t.Errorf("export after erasing one chat lists %q, want %q", got, v.chats[1:])
 	}
-	if got, want := statCount(e, "optin", "gpc"), 1; got != want {
-		t.Errorf("counter gpc = %d, want %d", got, want)
+	// The other chat still carries the e-mail: the visitor is still found by it.
+	if got := subjSearch(e, graceEmail); !slices.Equal(got.Visitors, []string{v.id}) {
+		t.Errorf("search after erasing one of two chats: %+v, want the visitor", got)
+	}
+	wantStatus(t, privacyDo(e, http.MethodGet, "/v1/sites/shop/chats/"+v.chats[0], nil), http.StatusNotFound, "not_found")
+}
+
+// DESIGN.md: an identity-less chat is a data subject of its own and `GET`
+// (by the privacy team) exports it: all that is stored of it, contacts
+// decrypted, its marketing consent record included (the CLI's
+// `subject export --chat` prints the same).
+func TestSubjectChatExportedByPrivacyTeam(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	chat := subjChat(e, "", "Ada Byron", "ada@engine.example", "+44 20 7946 0000", true, shopOrigin+"/contact")
+	r := privacyDo(e, http.MethodGet, "/v1/sites/shop/chats/"+chat, nil)
+	wantStatus(t, r, http.StatusOK, "")
+	var x struct {
+		ChatID         string           `json:"chat_id"`
+		ConsentRecords []map[string]any `json:"consent_records"`
+	}
+	if err := json.Unmarshal(r.body, &x); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+	if x.ChatID != chat || !strings.Contains(string(r.body), "ada@engine.example") {
+		t.Errorf("privacy GET of a chat answered %s, want the chat with its decrypted contact", r.body)
+	}
+	if len(x.ConsentRecords) != 1 || x.ConsentRecords[0]["method"] != "chat_start" || x.ConsentRecords[0]["marketing"] != true {
+		t.Errorf("privacy GET of a chat has consent_records %v, want its marketing opt-in record: %s", x.ConsentRecords, r.body)
+	}
+	if got := actions(auditEntries(t, e, "?target="+chat)); len(got) != 1 {
+		t.Errorf("the privacy team's read of the chat is audited as %q, want one entry", got)
 	}
 }
 
-// Invariant 1: when several reasons apply, gpc > dnt > bot > no_consent; each
-// refused page view stores nothing, sets no cookie and counts only its reason.
-func TestTrackRefusalPrecedence(t *testing.T) {
-	tests := []struct {
-		name string
-		site string
-		gpc  bool
-		dnt  bool
-		ua   string
-		want string
-	}{
-		{name: "gpc over dnt, bot and missing consent", site: "optin", gpc: true, dnt: true, ua: googlebotUA, want: "gpc"},
-		{name: "gpc over dnt", site: "shop", gpc: true, dnt: true, ua: chromeUA, want: "gpc"},
-		{name: "gpc over bot", site: "shop", gpc: true, ua: curlBotUA, want: "gpc"},
-		{name: "gpc over missing consent", site: "optin", gpc: true, ua: chromeUA, want: "gpc"},
-		{name: "dnt over bot and missing consent", site: "optin", dnt: true, ua: googlebotUA, want: "dnt"},
-		{name: "dnt over bot", site: "shop", dnt: true, ua: googlebotUA, want: "dnt"},
-		{name: "dnt over missing consent", site: "onchat", dnt: true, ua: chromeUA, want: "dnt"},
-		{name: "bot over missing consent", site: "optin", ua: googlebotUA, want: "bot"},
-		{name: "bot over missing chat", site: "onchat", ua: curlBotUA, want: "bot"},
-		{name: "missing consent alone", site: "optin", ua: chromeUA, want: "no_consent"},
+// subjAuditPage is an answer of GET /v1/sites/shop/audit.
+type subjAuditPage struct {
+	Entries    []auditEntryJSON `json:"entries"`
+	NextCursor string           `json:"next_cursor"`
+}
+
+// auditEntries reads shop's audit trail with query, one page.
+func auditEntries(t testing.TB, e *env, query string) []auditEntryJSON {
+	t.Helper()
+	return auditPage(t, e, query).Entries
+}
+
+func auditPage(t testing.TB, e *env, query string) subjAuditPage {
+	t.Helper()
+	r := privacyDo(e, http.MethodGet, "/v1/sites/shop/audit"+query, nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("audit%s: status %d: %s", query, r.status, r.body)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t)
-			h := map[string]string{"Origin": originOf[tt.site], "User-Agent": tt.ua}
-			if tt.gpc {
-				h["Sec-GPC"] = "1"
+	return decode[subjAuditPage](t, r)
+}
+
+// auditAll pages through shop's audit trail with limit and query ("&…").
+func auditAll(t testing.TB, e *env, limit, query string) []auditEntryJSON {
+	t.Helper()
+	var all []auditEntryJSON
+	cursor := ""
+	for range 50 {
+		q := "?limit=" + limit + query
+		if cursor != "" {
+			q += "&cursor=" + cursor
+		}
+		p := auditPage(t, e, q)
+		all = append(all, p.Entries...)
+		if p.NextCursor == "" {
+			return all
+		}
+		cursor = p.NextCursor
+	}
+	t.Fatal("audit paging did not end")
+	return nil
+}
+
+// streamIDLess reports whether Redis stream id a is older than b.
+func streamIDLess(t testing.TB, a, b string) bool {
+	t.Helper()
+	parse := func(id string) [2]int64 {
+		ms, seq, ok := strings.Cut(id, "-")
+		x, err1 := strconv.ParseInt(ms, 10, 64)
+		y, err2 := strconv.ParseInt(seq, 10, 64)
+		if !ok || err1 != nil || err2 != nil {
+			t.Fatalf("audit entry id %q is not a stream id", id)
+		}
+		return [2]int64{x, y}
+	}
+	pa, pb := parse(a), parse(b)
+	return pa[0] < pb[0] || (pa[0] == pb[0] && pa[1] < pb[1])
+}
+
+// actions lists entries' actions in order.
+func actions(entries []auditEntryJSON) []string {
+	out := make([]string, 0, len(entries))
+	for _, a := range entries {
+		out = append(out, a.Action)
+	}
+	return out
+}
+
+// The audit trail: who read or changed what, newest first, with actor key ids
+// and keyed-hash targets; filtered by target even after an erasure; paged. A
+// chat read names the chat, the earlier chats it shows and the visitor; a
+// repeated read within 10 minutes folds into its entry's count; a
+// rectification logs no export; a retention change its old and new windows.
+func TestSubjectAuditTrail(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	v := subjGrace(e)
+	step := func() { e.clock.Advance(time.Second) }
+
+	wantStatus(t, e.operatorGet("/v1/sites/shop/chats/"+v.chats[0], shopOperatorKey), http.StatusOK, "")
+	step()
+	subjExportOf(e, v.id)
+	step()
+	wantStatus(t, privacyDo(e, http.MethodPatch, "/v1/sites/shop/visitors/"+v.id,
+		map[string]any{"contact": map[string]string{"email": graceNewEmail}}), http.StatusOK, "")
+	step()
+	wantStatus(t, privacyDo(e, http.MethodPut, "/v1/sites/shop/retention",
+		map[string]int{"sessions": 60, "profiles": 300, "chats": 60, "consents": 1000, "audit": 365}), http.StatusOK, "")
+	step()
+	wantStatus(t, e.operatorGet("/v1/sites/shop/chats/"+v.chats[1], shopOperatorKey), http.StatusOK, "")
+	step()
+	wantStatus(t, privacyDo(e, http.MethodDelete, "/v1/sites/shop/visitors/"+v.id, nil), http.StatusNoContent, "")
+
+	visitorT := auditTarget(e, "shop", "visitor", v.id)
+	chat0T, chat1T := auditTarget(e, "shop", "chat", v.chats[0]), auditTarget(e, "shop", "chat", v.chats[1])
+	type row struct {
+		actor, action, target string
+		count                 int
+	}
+	want := []row{
+		{"dpo", "subject.erase", visitorT, 1},
+		// The second chat's context shows the first chat and the visitor behind
+		// both: read by agent-1 a few seconds ago already, they fold.
+		{"agent-1", "chat.read", visitorT, 2},
+		{"agent-1", "chat.read", chat0T, 2},
+		{"agent-1", "chat.read", chat1T, 1},
+		{"dpo", "retention.change", auditTarget(e, "shop", "site", "shop"), 1},
+		{"dpo", "subject.rectify", visitorT, 1}, // and no export nobody asked for
+		{"dpo", "subject.export", chat1T, 1},
+		{"dpo", "subject.export", chat0T, 1},
+		{"dpo", "subject.export", visitorT, 1},
+	}
+	entries := auditEntries(t, e, "")
+	got := make([]row, 0, len(entries))
+	for _, a := range entries {
+		got = append(got, row{a.Actor, a.Action, a.Target, a.Count})
+	}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(row{})); diff != "" {
+		t.Fatalf("audit trail, newest first (-want +got):\n%s", diff)
+	}
+	for i := 1; i < len(entries); i++ {
+		if entries[i].LastTime.After(entries[i-1].LastTime) || !streamIDLess(t, entries[i].ID, entries[i-1].ID) {
+			t.Errorf("entry %d (%s %v) is not older than entry %d (%s %v)", i, entries[i].ID, entries[i].LastTime, i-1, entries[i-1].ID, entries[i-1].LastTime)
+		}
+	}
+	for _, a := range entries {
+		if a.Count == 2 && !a.LastTime.After(a.Time) {
+			t.Errorf("folded entry %+v: last_time not after time", a)
+		}
+		if a.Action == "retention.change" {
+			if a.OldRetention == nil || a.NewRetention == nil || *a.OldRetention.Sessions != 90 || *a.NewRetention.Sessions != 60 || *a.NewRetention.Consents != 1000 {
+				t.Errorf("retention change entry %+v, want old sessions 90 and new sessions 60, consents 1000", a)
 			}
-			if tt.dnt {
-				h["DNT"] = "1"
-			}
-			r := trackWith(e, tt.site, originOf[tt.site]+"/pricing", h)
-			wantRefused(t, r, tt.want)
-			wantNoCookie(t, r)
-			if keys := nonStatKeys(e); len(keys) != 0 {
-				t.Errorf("keys written: %q", keys)
-			}
-			if diff := cmp.Diff(map[string]string{tt.want: "1"}, e.stats(tt.site)); diff != "" {
-				t.Errorf("counters (-want +got):\n%s", diff)
-			}
-		})
+		} else if a.OldRetention != nil || a.NewRetention != nil {
+			t.Errorf("entry %+v carries retention windows", a)
+		}
+	}
+
+	// By target: the visitor's entries only, after the erasure too.
+	if got, want := actions(auditEntries(t, e, "?target="+v.id)),
+		[]string{"subject.erase", "chat.read", "subject.rectify", "subject.export"}; !slices.Equal(got, want) {
+		t.Errorf("audit ?target=<visitor id>: %q, want %q", got, want)
+	}
+	if got, want := actions(auditEntries(t, e, "?target="+v.chats[0])), []string{"chat.read", "subject.export"}; !slices.Equal(got, want) {
+		t.Errorf("audit ?target=<chat id>: %q, want %q", got, want)
+	}
+	if got := auditEntries(t, e, "?target="+visitor.NewVisitorID()); len(got) != 0 {
+		t.Errorf("audit ?target=<unknown id>: %+v, want none", got)
+	}
+
+	// Paging: two at a time, the same trail.
+	first := auditPage(t, e, "?limit=2")
+	if len(first.Entries) != 2 || first.NextCursor == "" {
+		t.Fatalf("audit ?limit=2: %d entries, next_cursor %q; want 2 and a cursor", len(first.Entries), first.NextCursor)
+	}
+	if diff := cmp.Diff(entries, auditAll(t, e, "2", "")); diff != "" {
+		t.Errorf("audit paged by 2 differs from the whole trail (-whole +paged):\n%s", diff)
+	}
+	if diff := cmp.Diff(auditEntries(t, e, "?target="+v.id), auditAll(t, e, "2", "&target="+v.id)); diff != "" {
+		t.Errorf("audit of the visitor paged by 2 differs (-whole +paged):\n%s", diff)
+	}
+	for _, q := range []string{"?limit=0", "?limit=201", "?limit=two"} {
+		wantStatus(t, privacyDo(e, http.MethodGet, "/v1/sites/shop/audit"+q, nil), http.StatusBadRequest, "invalid_request")
+	}
+	wantStatus(t, e.operatorGet("/v1/sites/shop/audit", shopOperatorKey), http.StatusForbidden, "forbidden")
+
+	// No entry holds an id, an e-mail or a chat id in clear: not the API, not Redis.
+	body := string(privacyDo(e, http.MethodGet, "/v1/sites/shop/audit", nil).body)
+	stream := redistest.DumpValues(t, e.rdb)["au:{shop}"]
+	if stream == "" {
+		t.Fatal("no audit stream au:{shop}")
+	}
+	for _, leak := range append([]string{v.id, v.vkey, graceEmail, graceNewEmail}, v.chats...) {
+		if strings.Contains(body, leak) || strings.Contains(stream, leak) {
+			t.Errorf("audit trail holds %q in clear:\nAPI: %s\nRedis: %s", leak, body, stream)
+		}
 	}
 }
 
-// Invariants 1 and 10: under DNT or GPC the widget sends only a count ping,
-// {"site","type":"pageview"} without URL; it is answered and counted.
-func TestTrackCountPingWithoutURL(t *testing.T) {
+// The privacy routes' requests that fail: validation, unknown subjects, keys.
+func TestSubjectRequestsRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	v := subjGrace(e)
 	tests := []struct {
 		name   string
-		header string
-		reason string
+		key    string
+		method string
+		path   string
+		body   any
+		status int
+		code   string
 	}{
-		{name: "dnt", header: "DNT", reason: "dnt"},
-		{name: "gpc", header: "Sec-GPC", reason: "gpc"},
+		{name: "search without e-mail", key: shopPrivacyKey, method: http.MethodPost, path: "/v1/sites/shop/subjects/search", body: `{"email":"  "}`, status: 400, code: "invalid_request"},
+		{name: "search not json", key: shopPrivacyKey, method: http.MethodPost, path: "/v1/sites/shop/subjects/search", body: `{"email":`, status: 400, code: "invalid_json"},
+		{name: "search by operator", key: shopOperatorKey, method: http.MethodPost, path: "/v1/sites/shop/subjects/search", body: `{"email":"grace@navy.example"}`, status: 403, code: "forbidden"},
+		{name: "search without key", method: http.MethodPost, path: "/v1/sites/shop/subjects/search", body: `{"email":"grace@navy.example"}`, status: 401, code: "unauthorized"},
+		{name: "search of another site", key: shopPrivacyKey, method: http.MethodPost, path: "/v1/sites/blog/subjects/search", body: `{"email":"grace@navy.example"}`, status: 403, code: "forbidden"},
+		{name: "export by operator", key: shopOperatorKey, method: http.MethodGet, path: "/v1/sites/shop/visitors/" + v.id, status: 403, code: "forbidden"},
+		{name: "export by another site's key", key: blogOperatorKey, method: http.MethodGet, path: "/v1/sites/shop/visitors/" + v.id, status: 403, code: "forbidden"},
+		{name: "export of an unknown visitor", key: shopPrivacyKey, method: http.MethodGet, path: "/v1/sites/shop/visitors/" + visitor.NewVisitorID(), status: 404, code: "not_found"},
+		{name: "export of a malformed id", key: shopPrivacyKey, method: http.MethodGet, path: "/v1/sites/shop/visitors/not-an-id", status: 404, code: "not_found"},
+		{name: "export on another site", key: shopPrivacyKey, method: http.MethodGet, path: "/v1/sites/blog/visitors/" + v.id, status: 403, code: "forbidden"},
+		{name: "rectify without contact", key: shopPrivacyKey, method: http.MethodPatch, path: "/v1/sites/shop/visitors/" + v.id, body: `{}`, status: 400, code: "invalid_request"},
+		{name: "rectify with no field", key: shopPrivacyKey, method: http.MethodPatch, path: "/v1/sites/shop/visitors/" + v.id, body: `{"contact":{}}`, status: 400, code: "invalid_request"},
+		{name: "rectify with a bad e-mail", key: shopPrivacyKey, method: http.MethodPatch, path: "/v1/sites/shop/visitors/" + v.id, body: `{"contact":{"email":"not an e-mail"}}`, status: 400, code: "invalid_request"},
+		{name: "rectify an unknown visitor", key: shopPrivacyKey, method: http.MethodPatch, path: "/v1/sites/shop/visitors/" + visitor.NewVisitorID(), body: `{"contact":{"email":"a@b.example"}}`, status: 404, code: "not_found"},
+		{name: "rectify by operator", key: shopOperatorKey, method: http.MethodPatch, path: "/v1/sites/shop/visitors/" + v.id, body: `{"contact":{"email":"a@b.example"}}`, status: 403, code: "forbidden"},
+		{name: "erase by operator", key: shopOperatorKey, method: http.MethodDelete, path: "/v1/sites/shop/visitors/" + v.id, status: 403, code: "forbidden"},
+		{name: "erase chat by operator", key: shopOperatorKey, method: http.MethodDelete, path: "/v1/sites/shop/chats/" + v.chats[0], status: 403, code: "forbidden"},
+		{name: "erase unknown chat", key: shopPrivacyKey, method: http.MethodDelete, path: "/v1/sites/shop/chats/" + visitor.NewChatID(), status: 404, code: "not_found"},
+		{name: "erase a malformed visitor id", key: shopPrivacyKey, method: http.MethodDelete, path: "/v1/sites/shop/visitors/x", status: 404, code: "not_found"},
 	}
+	before := redistest.DumpValues(t, e.rdb)
+	delete(before, "au:{shop}")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t)
-			r := e.do(req{method: http.MethodPost, path: "/v1/track", body: `{"site":"shop","type":"pageview"}`,
-				headers: map[string]string{"Origin": shopOrigin, tt.header: "1"}})
-			wantRefused(t, r, tt.reason)
-			wantNoCookie(t, r)
-			if keys := nonStatKeys(e); len(keys) != 0 {
-				t.Errorf("keys written: %q", keys)
-			}
-			if got, want := statCount(e, "shop", tt.reason), 1; got != want {
-				t.Errorf("counter %s = %d, want %d", tt.reason, got, want)
-			}
+			wantStatus(t, keyDo(e, tt.key, tt.method, tt.path, tt.body), tt.status, tt.code)
 		})
+	}
+	after := redistest.DumpValues(t, e.rdb)
+	delete(after, "au:{shop}")
+	if diff := cmp.Diff(before, after); diff != "" {
+		t.Errorf("refused requests changed the store (-before +after):\n%s", diff)
+	}
+	if got := subjExportOf(e, v.id); len(got.Chats) != 2 || got.Chats[0].Contact.Email != graceEmail {
+		t.Errorf("after refused requests the visitor's chats are %+v", got.Chats)
 	}
 }
 
-// Invariant 9: bots, by User-Agent, are not tracked: nothing stored, no
-// cookie, not even for a bot replaying a visitor's identity; they are counted.
-func TestTrackBotsNotTracked(t *testing.T) {
-	tests := []struct {
-		name     string
-		ua       string
-		identity bool
-	}{
-		{name: "googlebot", ua: googlebotUA},
-		{name: "curl", ua: curlBotUA},
-		{name: "empty user agent", ua: ""},
-		{name: "googlebot with an identity", ua: googlebotUA, identity: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t)
-			token := e.mustTrack("shop", shopOrigin+"/", "")
-			id := e.visitorID("shop", token)
-			profile := e.current("shop", id)
-			before := nonStatKeys(e)
-			e.clock.Advance(time.Minute)
+// The visitor's own export and erasure: GET|DELETE /v1/me, proved by the
+// identity token alone (DESIGN.md, Routes).
 
-			// An empty User-Agent header makes net/http send none.
-			h := map[string]string{"Origin": shopOrigin, "User-Agent": tt.ua}
-			var cookies []*http.Cookie
-			if tt.identity {
-				cookies = append(cookies, identityCookie("shop", token))
-			}
-			r := trackWith(e, "shop", shopOrigin+"/crawled", h, cookies...)
-			wantRefused(t, r, "bot")
-			wantNoCookie(t, r)
-			if diff := cmp.Diff(before, nonStatKeys(e)); diff != "" {
-				t.Errorf("keys other than counters changed (-before +after):\n%s", diff)
-			}
-			if diff := cmp.Diff(profile, e.current("shop", id)); diff != "" {
-				t.Errorf("profile changed (-before +after):\n%s", diff)
-			}
-			if diff := cmp.Diff(map[string]string{"tracked": "1", "bot": "1"}, e.stats("shop")); diff != "" {
-				t.Errorf("counters (-want +got):\n%s", diff)
-			}
-		})
-	}
+// meDo sends a /v1/me request of site with headers and cookies.
+func meDo(e *env, method, site string, headers map[string]string, cookies ...*http.Cookie) resp {
+	e.t.Helper()
+	return e.do(req{method: method, path: "/v1/me?site=" + site, headers: headers, cookies: cookies})
 }
 
-// Invariant 10: refused page views are counted per site, per day and reason,
-// with no identifier and no URL; tracked ones are counted too; heartbeats and
-// leaves are not.
-func TestRefusedPageViewsCountedAnonymously(t *testing.T) {
+// tamper changes one character in the middle of a token's signature.
+func tamper(t testing.TB, token string) string {
+	t.Helper()
+	payload, sig, ok := strings.Cut(token, ".")
+	if !ok || len(sig) < 4 {
+		t.Fatalf("token %q is not payload.signature", token)
+	}
+	i := len(sig) / 2
+	c := byte('A')
+	if sig[i] == 'A' {
+		c = 'B'
+	}
+	return payload + "." + sig[:i] + string(c) + sig[i+1:]
+}
+
+// Grace's contact as /v1/me shows it.
+const (
+	graceMaskedName  = "G*** H***"
+	graceMaskedEmail = "g***@n***.example"
+	graceMaskedPhone = "*********00"
+)
+
+func TestMeExportMasked(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
-	const marker = "very-unique-7f3a"
-	refused := "/private/" + marker + "?q=" + marker
-	token := e.mustTrack("shop", shopOrigin+"/tracked", "")
+	v := subjGrace(e)
+	tests := []struct {
+		name    string
+		headers map[string]string
+		cookies []*http.Cookie
+	}{
+		{name: "token header", headers: map[string]string{"Origin": shopOrigin, tokenHeader: v.token}},
+		{name: "cookie", headers: map[string]string{"Origin": shopOrigin}, cookies: []*http.Cookie{identityCookie("shop", v.token)}},
+		{name: "no origin", headers: map[string]string{tokenHeader: v.token}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := meDo(e, http.MethodGet, "shop", tt.headers, tt.cookies...)
+			wantStatus(t, r, http.StatusOK, "")
+			if origin := tt.headers["Origin"]; origin != "" && r.header.Get("Access-Control-Allow-Origin") != origin {
+				t.Errorf("Access-Control-Allow-Origin %q, want %q", r.header.Get("Access-Control-Allow-Origin"), origin)
+			}
+			x := decode[subjExport](t, r)
+			if x.VisitorID != v.id || len(x.Sessions) != 2 || len(x.Chats) != len(v.chats) {
+				t.Fatalf("own export: visitor %q, %d sessions, %d chats; want %s, 2, %d", x.VisitorID, len(x.Sessions), len(x.Chats), v.id, len(v.chats))
+			}
+			if got := len(x.pages()); got != len(v.pages) {
+				t.Errorf("own export has %d pages, want %d", got, len(v.pages))
+			}
+			for _, c := range x.Chats {
+				if c.Contact.Name != graceMaskedName || c.Contact.Email != graceMaskedEmail || c.Contact.Phone != graceMaskedPhone {
+					t.Errorf("own export chat %s contact %+v, want %q %q %q", c.ChatID, c.Contact, graceMaskedName, graceMaskedEmail, graceMaskedPhone)
+				}
+			}
+			if x.Profile == nil {
+				t.Error("own export has no profile")
+			}
+			for _, s := range x.Sessions {
+				if s.IP != "" {
+					t.Errorf("own export session %s has IP %q, want none", s.ID, s.IP)
+				}
+			}
+			if len(x.ConsentRecords) != 2 {
+				t.Errorf("own export has %d consent records, want 2", len(x.ConsentRecords))
+			}
+			for _, rec := range x.ConsentRecords {
+				if _, ok := rec["ip"]; ok {
+					t.Errorf("own export consent record has an IP: %v", rec)
+				}
+				if _, ok := rec["user_agent"]; ok {
+					t.Errorf("own export consent record has a user agent: %v", rec)
+				}
+			}
+			for _, leak := range []string{graceEmail, graceName, gracePhone, "555 0100", "Hopper", "navy", "127.0.0", chromeUA} {
+				if strings.Contains(string(r.body), leak) {
+					t.Errorf("own export holds %q: %s", leak, r.body)
+				}
+			}
+		})
+	}
+	// The exports came within 10 minutes: one entry counts them.
+	entries := auditEntries(t, e, "?target="+v.id)
+	if len(entries) != 1 {
+		t.Fatalf("audit of the visitor has %d entries, want 1 counting %d exports", len(entries), len(tests))
+	}
+	for _, a := range entries {
+		if a.Action != "subject.export" || a.Actor != "visitor" || a.Count != len(tests) {
+			t.Errorf("audit entry %+v, want subject.export by visitor, count %d", a, len(tests))
+		}
+	}
+}
 
-	views := []struct {
+// /v1/me refuses every request not proved by a valid identity of the site, or
+// from a foreign origin, and reveals nothing then.
+func TestMeRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	v := subjGrace(e)
+	blogToken := e.mustTrack("blog", blogOrigin+"/post", "")
+	refusal := putConsent(e, "shop", false, false, "2026-11", nil)
+	refusalToken, _ := refusal.json(t)["token"].(string)
+	if refusal.status != http.StatusOK || refusalToken == "" {
+		t.Fatalf("refusal: %d %s", refusal.status, refusal.body)
+	}
+	tests := []struct {
+		name    string
+		method  string
 		site    string
 		headers map[string]string
-		reason  string
+		cookies []*http.Cookie
+		status  int
+		code    string
 	}{
-		{"shop", map[string]string{"DNT": "1"}, "dnt"},
-		{"shop", map[string]string{"DNT": "1", tokenHeader: token}, "dnt"},
-		{"shop", map[string]string{"Sec-GPC": "1"}, "gpc"},
-		{"shop", map[string]string{"User-Agent": googlebotUA}, "bot"},
-		{"shop", map[string]string{"User-Agent": curlBotUA}, "bot"},
-		{"optin", nil, "no_consent"},
-		{"optin", map[string]string{"User-Agent": iphoneUA}, "no_consent"},
-		{"onchat", nil, "no_consent"},
-	}
-	for _, v := range views {
-		wantRefused(t, trackWith(e, v.site, originOf[v.site]+refused, v.headers), v.reason)
-	}
-	hits := []struct {
-		typ     string
-		headers map[string]string
-	}{
-		{"heartbeat", map[string]string{tokenHeader: token}},
-		{"leave", map[string]string{tokenHeader: token}},
-		{"heartbeat", map[string]string{tokenHeader: token, "DNT": "1"}},
-		{"heartbeat", map[string]string{tokenHeader: token, "Sec-GPC": "0", "User-Agent": googlebotUA}},
-		{"heartbeat", nil}, // no identity: no_session
-	}
-	for _, h := range hits {
-		if r := hitWith(e, "shop", h.typ, h.headers); r.status != http.StatusOK {
-			t.Fatalf("%s: status %d: %s", h.typ, r.status, r.body)
-		}
-	}
-
-	day := e.clock.Now().Format(time.DateOnly)
-	for site, want := range map[string]map[string]string{
-		"shop":   {"tracked": "1", "dnt": "2", "gpc": "1", "bot": "2"},
-		"optin":  {"no_consent": "2"},
-		"onchat": {"no_consent": "1"},
-	} {
-		if diff := cmp.Diff(want, e.stats(site)); diff != "" {
-			t.Errorf("counters of %s (-want +got):\n%s", site, diff)
-		}
-		for _, key := range redisstore.StatsKeys(site, e.clock.Now()) {
-			if n, _ := e.rdb.Exists(context.Background(), key).Result(); n == 0 {
-				continue // counters are spread over shards; not every shard got one
-			}
-			if d := pttl(e, key); d <= 399*24*time.Hour || d > 400*24*time.Hour {
-				t.Errorf("TTL of %s = %s, want 400 days", key, d)
-			}
-		}
-	}
-	statKey := regexp.MustCompile(`^st:\{(shop|optin|onchat):[0-9]{2}\}:` + regexp.QuoteMeta(day) + `$`)
-	liveKey := regexp.MustCompile(`^lv:\{shop:[0-9]{2}\}$`)
-	id := e.visitorID("shop", token)
-	for key, value := range redistest.DumpValues(t, e.rdb) {
-		if strings.Contains(key, marker) || strings.Contains(value, marker) {
-			t.Errorf("key %s holds a refused URL: %q", key, value)
-		}
-		if strings.Contains(value, "Googlebot") || strings.Contains(value, curlBotUA) || strings.Contains(value, "iPhone") {
-			t.Errorf("key %s holds a refused User-Agent: %q", key, value)
-		}
-		switch {
-		case strings.HasPrefix(key, "st:"):
-			if !statKey.MatchString(key) {
-				t.Errorf("counter key %s: want st:{site:NN}:%s", key, day)
-			}
-		case liveKey.MatchString(key), key == "sj:{shop}", strings.HasPrefix(key, e.profileKey("shop", id)):
-		default:
-			t.Errorf("key %s written by a refused or untracked hit", key)
-		}
-	}
-}
-
-// Invariants 2 and 10: a refusal by a visitor without identity is only
-// counted: a refusal token, no consent record, no visitor key.
-func TestConsentRefusalWithoutIdentityOnlyCounted(t *testing.T) {
-	tests := []struct {
-		name   string
-		site   string
-		policy string
-	}{
-		{name: "opt-out", site: "shop", policy: "2026-11"},
-		{name: "opt-in", site: "optin", policy: "v2"},
+		{name: "no token", method: http.MethodGet, site: "shop", headers: map[string]string{"Origin": shopOrigin}, status: 401, code: "unauthorized"},
+		{name: "tampered token", method: http.MethodGet, site: "shop", headers: map[string]string{"Origin": shopOrigin, tokenHeader: tamper(t, v.token)}, status: 401, code: "unauthorized"},
+		{name: "tampered cookie", method: http.MethodGet, site: "shop", cookies: []*http.Cookie{identityCookie("shop", tamper(t, v.token))}, status: 401, code: "unauthorized"},
+		{name: "blog token on shop", method: http.MethodGet, site: "shop", headers: map[string]string{tokenHeader: blogToken}, status: 401, code: "unauthorized"},
+		{name: "shop token on blog", method: http.MethodGet, site: "blog", headers: map[string]string{tokenHeader: v.token}, status: 401, code: "unauthorized"},
+		{name: "refusal token", method: http.MethodGet, site: "shop", headers: map[string]string{tokenHeader: refusalToken}, status: 401, code: "unauthorized"},
+		{name: "foreign origin", method: http.MethodGet, site: "shop", headers: map[string]string{"Origin": "https://evil.example", tokenHeader: v.token}, status: 403, code: "origin_not_allowed"},
+		{name: "another site's origin", method: http.MethodGet, site: "shop", headers: map[string]string{"Origin": blogOrigin, tokenHeader: v.token}, status: 403, code: "origin_not_allowed"},
+		{name: "null origin", method: http.MethodGet, site: "shop", headers: map[string]string{"Origin": "null", tokenHeader: v.token}, status: 403, code: "origin_not_allowed"},
+		{name: "unknown site", method: http.MethodGet, site: "nope", headers: map[string]string{tokenHeader: v.token}, status: 404, code: "unknown_site"},
+		{name: "erase without token", method: http.MethodDelete, site: "shop", headers: map[string]string{"Origin": shopOrigin}, status: 401, code: "unauthorized"},
+		{name: "erase with tampered token", method: http.MethodDelete, site: "shop", headers: map[string]string{tokenHeader: tamper(t, v.token)}, status: 401, code: "unauthorized"},
+		{name: "erase with blog token", method: http.MethodDelete, site: "shop", headers: map[string]string{tokenHeader: blogToken}, status: 401, code: "unauthorized"},
+		{name: "erase from foreign origin", method: http.MethodDelete, site: "shop", headers: map[string]string{"Origin": "https://evil.example"},
+			cookies: []*http.Cookie{identityCookie("shop", v.token)}, status: 403, code: "origin_not_allowed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t)
-			r := putConsent(e, tt.site, false, false, tt.policy, map[string]string{"Origin": originOf[tt.site]})
-			if got, want := r.status, http.StatusOK; got != want {
-				t.Fatalf("status %d, want %d: %s", got, want, r.body)
+			r := meDo(e, tt.method, tt.site, tt.headers, tt.cookies...)
+			wantStatus(t, r, tt.status, tt.code)
+			for _, leak := range []string{v.id, graceMaskedEmail, "g***", "/grace/", v.chats[0]} {
+				if strings.Contains(string(r.body), leak) {
+					t.Errorf("refused request returned %q: %s", leak, r.body)
+				}
 			}
-			token, _ := r.json(t)["token"].(string)
-			tok, ok := e.signer.Verify(token, tt.site, e.clock.Now())
-			if !ok || tok.Kind != visitor.KindRefusal {
-				t.Fatalf("token %q: want a refusal token of %s", token, tt.site)
-			}
-			if ck := r.cookie(cookieName(tt.site)); ck == nil || ck.Value != token {
-				t.Errorf("cookie %+v, want the refusal token", ck)
-			}
-			if keys := nonStatKeys(e); len(keys) != 0 {
-				t.Errorf("keys written: %q", keys)
-			}
-			if diff := cmp.Diff(map[string]string{"refusal": "1"}, e.stats(tt.site)); diff != "" {
-				t.Errorf("counters (-want +got):\n%s", diff)
+			if tt.headers["Origin"] == "https://evil.example" && r.header.Get("Access-Control-Allow-Origin") != "" {
+				t.Errorf("a foreign origin may read the answer: Access-Control-Allow-Origin %q", r.header.Get("Access-Control-Allow-Origin"))
 			}
 		})
+	}
+	// Nothing was erased, nothing exported.
+	if x := subjExportOf(e, v.id); len(x.Chats) != len(v.chats) || len(x.Sessions) != 2 {
+		t.Errorf("after refused /v1/me requests the visitor has %d chats, %d sessions", len(x.Chats), len(x.Sessions))
+	}
+	if got := actions(auditEntries(t, e, "?target="+v.id)); len(got) != 1 || got[0] != "subject.export" {
+		t.Errorf("audit of the visitor after refused /v1/me requests: %q, want only the privacy team's export", got)
+	}
+}
+
+// DELETE /v1/me erases the visitor as the privacy team's erasure does, expires
+// the cookie, and is audited with the actor "visitor".
+func TestMeErase(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	v := subjGrace(e)
+	r := meDo(e, http.MethodDelete, "shop", map[string]string{"Origin": shopOrigin}, identityCookie("shop", v.token))
+	wantStatus(t, r, http.StatusNoContent, "")
+	wantExpiredCookie(t, r, "vt_shop")
+	assertVisitorErased(t, e, v, 2)
+	if got := subjSearch(e, graceEmail); len(got.Visitors)+len(got.Chats) != 0 {
+		t.Errorf("search after the visitor's own erasure: %+v", got)
+	}
+	entries := auditEntries(t, e, "?target="+v.id)
+	if len(entries) != 1 || entries[0].Action != "subject.erase" || entries[0].Actor != "visitor" {
+		t.Errorf("audit of the visitor %+v, want one subject.erase by visitor", entries)
+	}
+	if entries[0].Target == v.id || strings.Contains(entries[0].Target, v.id) {
+		t.Errorf("audit target %q holds the visitor id", entries[0].Target)
+	}
+
+	// The erased visitor's token is foreign from now on: it proves nothing.
+	again := meDo(e, http.MethodGet, "shop", map[string]string{"Origin": shopOrigin, tokenHeader: v.token})
+	if again.status != http.StatusUnauthorized && again.status != http.StatusNotFound {
+		t.Errorf("GET /v1/me with the erased visitor's token: %d %s, want 401 (a foreign token) or 404", again.status, again.body)
+	}
+	if strings.Contains(string(again.body), "consent_records") || strings.Contains(string(again.body), v.id) {
+		t.Errorf("GET /v1/me with the erased visitor's token returned data: %s", again.body)
+	}
+	e.assertLogsClean(v.id, v.token, graceEmail, graceName, gracePhone)
+}
+
+// /v1/me at the transport, over a fake domain: the token from the header or
+// the cookie proves the visitor, none is 401; an erasure answers 204 and
+// expires the identity cookie the request carried, and only that.
+func TestMeTransport(t *testing.T) {
+	t.Parallel()
+	e := newFakeEnv(t)
+	shop := map[string]string{"Origin": shopOrigin}
+	r := e.do(req{method: http.MethodGet, path: "/v1/me?site=shop", headers: shop})
+	wantStatus(t, r, http.StatusUnauthorized, "unauthorized")
+	wantNoCookie(t, r)
+
+	token := e.fake.issue()
+	for _, rq := range []req{
+		{method: http.MethodGet, path: "/v1/me?site=shop", headers: map[string]string{"Origin": shopOrigin, tokenHeader: token}},
+		{method: http.MethodGet, path: "/v1/me?site=shop", headers: shop, cookies: []*http.Cookie{identityCookie("shop", token)}},
+	} {
+		r := e.do(rq)
+		wantStatus(t, r, http.StatusOK, "")
+		checkContract(t, e, rq, r)
+		if got := r.json(t)["visitor_id"]; got != token {
+			t.Errorf("export of %v, want the token's visitor", got)
+		}
+	}
+
+	byHeader := req{method: http.MethodDelete, path: "/v1/me?site=shop", headers: map[string]string{"Origin": shopOrigin, tokenHeader: token}}
+	r = e.do(byHeader)
+	wantStatus(t, r, http.StatusNoContent, "")
+	wantNoCookie(t, r)
+	byCookie := req{method: http.MethodDelete, path: "/v1/me?site=shop", headers: shop, cookies: []*http.Cookie{identityCookie("shop", e.fake.issue())}}
+	r = e.do(byCookie)
+	wantStatus(t, r, http.StatusNoContent, "")
+	wantExpiredCookie(t, r, "vt_shop")
+	checkContract(t, e, byCookie, r)
+	if len(e.fake.erased) != 2 {
+		t.Errorf("erased %q, want both visitors", e.fake.erased)
 	}
 }

@@ -1,8 +1,12 @@
 package httpapi
 
 import (
+	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/gin-gonic/gin"
 
@@ -94,7 +98,7 @@ func (a *api) processingRecord(c *gin.Context) {
 	}
 	r := a.svc.ProcessingRecord(actorOf(c))
 	if format == "md" {
-		c.Data(http.StatusOK, "text/markdown; charset=utf-8", []byte(r.Markdown()))
+		c.Data(http.StatusOK, "text/markdown; charset=utf-8", []byte(recordMarkdown(r)))
 		return
 	}
 	c.JSON(http.StatusOK, processingRecordOf(r))
@@ -142,4 +146,157 @@ func processingRecordOf(r visitor.ProcessingRecord) processingRecordJSON {
 		out.Safeguards = append(out.Safeguards, recordMeasure(s))
 	}
 	return out
+}
+
+// recordMarkdown renders a record of processing as a Markdown document:
+// headings, and tables for the controller, the categories and the retention
+// windows. Configuration strings are escaped so that none can break a table or
+// add a line.
+func recordMarkdown(r visitor.ProcessingRecord) string {
+	var b strings.Builder
+	line := func(format string, args ...any) {
+		fmt.Fprintf(&b, format, args...)
+		b.WriteByte('\n')
+	}
+	line("# Record of processing activities: %s", md(r.Site.ID))
+	line("")
+	line("Record of processing activities (GDPR Art. 30(1)) of the site `%s`, generated %s from its live configuration.",
+		md(r.Site.ID), r.GeneratedAt.UTC().Format(time.RFC3339))
+	line("")
+
+	line("## Controller")
+	line("")
+	line("| | |")
+	line("|---|---|")
+	line("| Controller | %s |", md(declared(r.Controller.Name)))
+	line("| Contact | %s |", md(declared(r.Controller.Contact)))
+	line("| Data protection officer | %s |", md(declared(r.Controller.DPO)))
+	line("")
+
+	line("## Site")
+	line("")
+	line("| | |")
+	line("|---|---|")
+	line("| Site | %s |", md(r.Site.ID))
+	line("| Origins | %s |", md(mdList(r.Site.Origins, "none")))
+	line("| Consent mode | %s |", md(string(r.Site.ConsentMode)))
+	line("| Consent valid for | %s |", mdDays(r.Site.ConsentValidDays))
+	line("| Policy version | %s |", md(declared(r.Site.PolicyVersion)))
+	line("| IP mode | %s |", md(string(r.Site.IPMode)))
+	line("")
+	line("**Consent mode %s.** %s", md(string(r.Site.ConsentMode)), md(r.Site.ConsentMeaning))
+	line("")
+
+	line("## Categories of data subjects")
+	line("")
+	line("| data subjects | description |")
+	line("|---|---|")
+	for _, s := range r.Subjects {
+		line("| %s | %s |", md(s.Name), md(s.Description))
+	}
+	line("")
+
+	line("## Categories of personal data")
+	line("")
+	line("| category | data subjects | what is kept | retention |")
+	line("|---|---|---|---|")
+	for _, c := range r.Categories {
+		line("| %s | %s | %s | %s |", md(c.Name), md(strings.Join(c.Subjects, ", ")), md(c.Description), md(c.Retention))
+	}
+	line("")
+
+	line("## Purposes and legal bases")
+	for _, p := range r.Purposes {
+		line("")
+		line("### %s", md(p.Name))
+		line("")
+		line("%s", md(p.Description))
+		line("")
+		for _, l := range p.LegalBases {
+			line("- **Legal basis:** %s, %s: %s.", md(l.Article), md(l.Basis), md(l.Note))
+		}
+		line("- **Data:** %s.", md(strings.Join(p.Categories, ", ")))
+	}
+	line("")
+
+	line("## Retention")
+	line("")
+	line("| data | days | counted from | what | set by |")
+	line("|---|---|---|---|---|")
+	for _, t := range r.Retention {
+		by := "fixed"
+		if t.Configurable {
+			by = "privacy team"
+		}
+		line("| %s | %d | %s | %s | %s |", md(t.Category), t.Days, md(t.From), md(t.Data), by)
+	}
+	line("")
+
+	line("## Recipients")
+	line("")
+	webhook := false
+	for _, p := range r.Recipients {
+		line("- **%s:** %s", md(p.Name), md(p.Description))
+		webhook = webhook || p.Kind == visitor.RecipientWebhook
+	}
+	if !webhook {
+		line("- No other recipient: no webhook is configured.")
+	}
+	line("")
+
+	line("## Transfers to third countries")
+	line("")
+	line("As declared by the controller: %s", md(r.Transfers))
+	line("")
+
+	line("## Technical and organisational measures")
+	line("")
+	for _, s := range r.Safeguards {
+		line("- **%s:** %s", md(s.Name), md(s.Description))
+	}
+	return b.String()
+}
+
+func declared(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "not declared"
+	}
+	return s
+}
+
+// md makes a configuration string safe inside a Markdown table cell or line:
+// line breaks and other control characters become spaces, | is escaped so it
+// cannot split a cell, and < so it cannot open raw HTML.
+func md(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, c := range strings.TrimSpace(s) {
+		switch {
+		case c == '|':
+			b.WriteString(`\|`)
+		case c == '<':
+			b.WriteString("&lt;")
+		case unicode.IsControl(c), c == '\u2028', c == '\u2029':
+			b.WriteByte(' ')
+		default:
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
+}
+
+// mdDays is n days in words.
+func mdDays(n int) string {
+	if n == 1 {
+		return "1 day"
+	}
+	return strconv.Itoa(n) + " days"
+}
+
+// mdList joins items with commas, or says none.
+func mdList(items []string, none string) string {
+	if len(items) == 0 {
+		return none
+	}
+	return strings.Join(items, ", ")
 }

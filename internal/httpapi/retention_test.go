@@ -106,6 +106,7 @@ func wantTTLAtMost(t testing.TB, e *env, key string, days int) {
 }
 
 func TestRetentionDefaultsAndAccess(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	if diff := cmp.Diff(shopDefaults, getRetention(t, e)); diff != "" {
 		t.Errorf("GET retention (-want +got):\n%s", diff)
@@ -142,6 +143,7 @@ func TestRetentionDefaultsAndAccess(t *testing.T) {
 // 1..1825 by default) or with consents < max(profiles, consent_valid_days) are
 // 422 retention_out_of_bounds; malformed ones 400. None writes anything.
 func TestRetentionRejected(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	tests := []struct {
 		name   string
@@ -190,6 +192,7 @@ func TestRetentionRejected(t *testing.T) {
 // once; a longer one extends no existing key; the override lives under cfg:
 // without TTL and without personal data; the change is audited.
 func TestRetentionChange(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	// Visitor A, written under the defaults.
@@ -292,108 +295,46 @@ func TestRetentionChange(t *testing.T) {
 	}
 }
 
-// recordSites is testSites with shop's controller declared.
-var recordSites = strings.Replace(testSites,
-	"    legal_text: \"We record the pages you visit to help our chat team.\"\n",
-	"    legal_text: \"We record the pages you visit to help our chat team.\"\n"+
-		"    controller: {name: \"Shop Ltd\", contact: \"privacy@shop.example\", dpo: \"dpo@shop.example\", transfers: \"none\"}\n", 1)
-
-type recordView struct {
-	Controller struct {
-		Name    string `json:"name"`
-		Contact string `json:"contact"`
-		DPO     string `json:"dpo"`
-	} `json:"controller"`
-	Site struct {
-		ID string `json:"id"`
-	} `json:"site"`
-	Retention []struct {
-		Category string `json:"category"`
-		Days     int    `json:"days"`
-	} `json:"retention"`
-	Transfers string `json:"transfers"`
-}
-
-func (r recordView) days() map[string]int {
-	out := map[string]int{}
-	for _, t := range r.Retention {
-		if _, ok := shopDefaults[t.Category]; ok {
-			out[t.Category] = t.Days
+// GET retention says when the windows were last changed (nothing while the
+// sites file's apply) and the bounds a change keeps to, as the console shows;
+// PUT answers the same. Over a fake domain: that the store keeps the time is
+// redisstore's TestRetentionChanged.
+func TestRetentionChangedAt(t *testing.T) {
+	t.Parallel()
+	e := newFakeEnv(t)
+	get := func() map[string]any {
+		t.Helper()
+		rq := req{method: http.MethodGet, path: "/v1/sites/shop/retention", headers: map[string]string{"Authorization": "Bearer " + shopPrivacyKey}}
+		r := e.do(rq)
+		if r.status != http.StatusOK {
+			t.Fatalf("GET retention: %d %s", r.status, r.body)
 		}
+		checkContract(t, e, rq, r)
+		return r.json(t)
 	}
-	return out
-}
-
-// The record of processing (GDPR Art. 30) is built from the live configuration:
-// a retention change shows in its JSON and its Markdown at once.
-func TestProcessingRecord(t *testing.T) {
-	if !strings.Contains(recordSites, "Shop Ltd") {
-		t.Fatal("recordSites: testSites changed; the controller was not added")
+	m := get()
+	if _, ok := m["changed_at"]; ok {
+		t.Errorf("changed_at before any change: %v", m)
 	}
-	e := newEnv(t, func(o *envOptions) { o.sites = recordSites })
-	const path = "/v1/sites/shop/processing-record"
-
-	r := privacyDo(e, http.MethodGet, path, nil)
-	wantStatus(t, r, http.StatusOK, "")
-	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		t.Errorf("Content-Type %q, want JSON", ct)
-	}
-	rec := decode[recordView](t, r)
-	if rec.Controller.Name != "Shop Ltd" || rec.Controller.Contact != "privacy@shop.example" || rec.Controller.DPO != "dpo@shop.example" {
-		t.Errorf("controller %+v, want the sites file's", rec.Controller)
-	}
-	if rec.Site.ID != "shop" || rec.Transfers != "none" {
-		t.Errorf("site %q transfers %q", rec.Site.ID, rec.Transfers)
-	}
-	if diff := cmp.Diff(shopDefaults, rec.days()); diff != "" {
-		t.Errorf("retention in the record (-want +got):\n%s", diff)
-	}
-	md := privacyDo(e, http.MethodGet, path+"?format=md", nil)
-	wantStatus(t, md, http.StatusOK, "")
-	if ct := md.header.Get("Content-Type"); !strings.HasPrefix(ct, "text/markdown") {
-		t.Errorf("Markdown Content-Type %q", ct)
-	}
-	for _, want := range []string{"Shop Ltd", "dpo@shop.example", "| sessions | 90 |", "| profiles | 395 |", "| consents | 1095 |"} {
-		if !strings.Contains(string(md.body), want) {
-			t.Errorf("Markdown record lacks %q:\n%s", want, md.body)
-		}
+	if m["min_days"] != float64(1) || m["max_days"] != float64(1825) {
+		t.Errorf("bounds %v..%v, want 1..1825", m["min_days"], m["max_days"])
 	}
 
-	putRetention(t, e, shorterRetention)
-	rec = decode[recordView](t, privacyDo(e, http.MethodGet, path, nil))
-	if diff := cmp.Diff(shorterRetention, rec.days()); diff != "" {
-		t.Errorf("retention in the record after the change (-want +got):\n%s", diff)
+	days := map[string]int{"sessions": 30, "profiles": 395, "chats": 60, "consents": 1095, "audit": 400}
+	r := privacyDo(e, http.MethodPut, "/v1/sites/shop/retention", days)
+	if r.status != http.StatusOK {
+		t.Fatalf("PUT retention: %d %s", r.status, r.body)
 	}
-	md = privacyDo(e, http.MethodGet, path+"?format=md", nil)
-	for cat, days := range shorterRetention {
-		if want := "| " + cat + " | " + strconv.Itoa(days) + " |"; !strings.Contains(string(md.body), want) {
-			t.Errorf("Markdown record after the change lacks %q:\n%s", want, md.body)
-		}
-		if old := "| " + cat + " | " + strconv.Itoa(shopDefaults[cat]) + " |"; shopDefaults[cat] != days && strings.Contains(string(md.body), old) {
-			t.Errorf("Markdown record after the change still has %q", old)
-		}
+	put := r.json(t)
+	changed, err := time.Parse(time.RFC3339Nano, put["changed_at"].(string))
+	if err != nil || !changed.Equal(e.clock.Now()) {
+		t.Errorf("changed_at %v (%v), want the time of the PUT, %s", put["changed_at"], err, e.clock.Now())
 	}
-
-	tests := []struct {
-		name   string
-		key    string
-		query  string
-		status int
-		code   string
-	}{
-		{name: "operator json", key: shopOperatorKey, status: 403, code: "forbidden"},
-		{name: "operator markdown", key: shopOperatorKey, query: "?format=md", status: 403, code: "forbidden"},
-		{name: "another site's key", key: blogOperatorKey, status: 403, code: "forbidden"},
-		{name: "no key", status: 401, code: "unauthorized"},
-		{name: "unknown format", key: shopPrivacyKey, query: "?format=xml", status: 400, code: "invalid_request"},
+	m = get()
+	if m["changed_at"] != put["changed_at"] {
+		t.Errorf("GET changed_at %v, PUT answered %v", m["changed_at"], put["changed_at"])
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := keyDo(e, tt.key, http.MethodGet, path+tt.query, nil)
-			wantStatus(t, r, tt.status, tt.code)
-			if strings.Contains(string(r.body), "Shop Ltd") {
-				t.Errorf("refused request shows the record: %s", r.body)
-			}
-		})
+	if diff := cmp.Diff(days, retentionDays(t, resp{body: r.body})); diff != "" {
+		t.Errorf("PUT answered (-want +got):\n%s", diff)
 	}
 }

@@ -11,21 +11,22 @@ import (
 // routes lists every route of the API; api/openapi.yaml describes the same set
 // (a test holds them equal).
 func (a *api) routes(r *gin.Engine, o Options) {
-	// Widget-facing: cross-origin, origin-checked, preflight answered.
-	r.POST("/v1/track", a.widget, a.track)
+	// Widget-facing: cross-origin, origin-checked, preflight answered (widget.go).
+	r.POST("/v1/track", a.widget, a.track) // track.go
 	r.OPTIONS("/v1/track", a.preflight)
-	r.GET("/v1/consent", a.widget, a.getConsent)
+	r.GET("/v1/consent", a.widget, a.getConsent) // consent.go
 	r.PUT("/v1/consent", a.widget, a.putConsent)
 	r.OPTIONS("/v1/consent", a.preflight)
-	r.POST("/v1/chats", a.widget, a.startChat)
+	r.POST("/v1/chats", a.widget, a.startChat) // chat.go
 	r.OPTIONS("/v1/chats", a.preflight)
-	r.GET("/v1/me", a.widget, a.exportMine)
+	r.GET("/v1/me", a.widget, a.exportMine) // privacy.go
 	r.DELETE("/v1/me", a.widget, a.eraseMine)
 	r.OPTIONS("/v1/me", a.preflight)
-	r.GET("/v1/sites/:site/widget-config", a.widget, a.widgetConfig)
+	r.GET("/v1/sites/:site/widget-config", a.widget, a.widgetConfig) // widget_config.go
 	r.OPTIONS("/v1/sites/:site/widget-config", a.preflight)
 
-	// Operators (Bearer key of the site; no CORS, cookies ignored).
+	// Operators (Bearer key of the site; no CORS, cookies ignored): operator.go,
+	// the stream in stream.go.
 	r.GET("/v1/sites/:site/visitors/live", a.operator(operators...), a.live)
 	r.GET("/v1/sites/:site/visitors/live/stream", a.operator(operators...), a.liveStream)
 	r.GET("/v1/sites/:site/chats/:chat", a.operator(operators...), a.chatContext)
@@ -33,15 +34,15 @@ func (a *api) routes(r *gin.Engine, o Options) {
 
 	// Privacy team (role privacy).
 	privacy := a.operator(visitor.RolePrivacy)
-	r.GET("/v1/sites/:site/retention", privacy, a.getRetention)
+	r.GET("/v1/sites/:site/retention", privacy, a.getRetention) // retention.go
 	r.PUT("/v1/sites/:site/retention", privacy, a.putRetention)
-	r.POST("/v1/sites/:site/subjects/search", privacy, a.searchSubjects)
+	r.POST("/v1/sites/:site/subjects/search", privacy, a.searchSubjects) // privacy.go
 	r.GET("/v1/sites/:site/visitors/:visitor", privacy, a.exportVisitor)
 	r.PATCH("/v1/sites/:site/visitors/:visitor", a.notLive, privacy, a.rectifyVisitor)
 	r.DELETE("/v1/sites/:site/visitors/:visitor", a.notLive, privacy, a.eraseVisitor)
 	r.DELETE("/v1/sites/:site/chats/:chat", privacy, a.eraseChat)
-	r.GET("/v1/sites/:site/audit", privacy, a.audit)
-	r.GET("/v1/sites/:site/processing-record", privacy, a.processingRecord)
+	r.GET("/v1/sites/:site/audit", privacy, a.audit)                        // audit.go
+	r.GET("/v1/sites/:site/processing-record", privacy, a.processingRecord) // record.go
 
 	// Browser files from the binary: the widget script, the operator console and,
 	// with the built-in demo site, the demo shop (widget_assets.go).
@@ -58,14 +59,14 @@ func (a *api) routes(r *gin.Engine, o Options) {
 		r.GET("/demo/demo.css", a.script("demo.css"))
 	}
 
-	// Ops.
+	// Ops (ops.go).
 	r.GET("/healthz", a.healthz)
 	r.HEAD("/healthz", a.healthz)
 	r.GET("/readyz", a.readyz)
 	r.HEAD("/readyz", a.readyz)
 
 	// What this is: a page linking the demo, the console, the API description
-	// and /healthz; and the API description itself.
+	// and /healthz; and the API description itself (home.go).
 	r.GET("/", a.home(o.Demo))
 	r.HEAD("/", a.home(o.Demo))
 	r.GET("/v1/openapi.yaml", a.openAPI(o.OpenAPI))

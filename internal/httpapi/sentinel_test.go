@@ -25,6 +25,7 @@ const sentinelRecoveryBound = 30 * time.Second
 // over, are tracked again once it promoted the replica, and what was written
 // and replicated before the crash (the consent, the session) is still there.
 func TestSentinelFailover(t *testing.T) {
+	t.Parallel()
 	s := redistest.StartSentinel(t)
 	rdb, err := redisstore.Connect(s.URL())
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -18,12 +19,14 @@ import (
 // MaxBodyBytes is the largest request body accepted (413 above).
 const MaxBodyBytes = 16 << 10
 
-// storeTimeout bounds the store work of a request other than a page view.
-const storeTimeout = 2 * time.Second
+// DefaultStoreTimeout bounds the store work of a request other than a page
+// view when Options.StoreTimeout is zero.
+const DefaultStoreTimeout = 2 * time.Second
 
 // Options are the HTTP API's dependencies and settings.
 type Options struct {
-	Service *visitor.Service
+	// Service is the domain: *visitor.Service, or a fake of it in tests.
+	Service Service
 	Logger  *slog.Logger
 	// Registry receives the API's metrics; NewMetrics serves it on the
 	// metrics listener.
@@ -34,6 +37,9 @@ type Options struct {
 	CookieSecure bool
 	// TrackTimeout is the store's time budget of a page view.
 	TrackTimeout time.Duration
+	// StoreTimeout is the store's time budget of any other request, and of
+	// each read of a live stream; zero is DefaultStoreTimeout.
+	StoreTimeout time.Duration
 	// Ready reports whether the store is reachable, for /readyz.
 	Ready func(context.Context) error
 	// Demo serves the demo shop on /demo, for the built-in demo site.
@@ -52,12 +58,13 @@ type Options struct {
 }
 
 type api struct {
-	svc          *visitor.Service
+	svc          Service
 	sites        *visitor.Sites
 	log          *slog.Logger
 	metrics      *metrics
 	cookieSecure bool
 	trackTimeout time.Duration
+	storeTimeout time.Duration
 	ready        func(context.Context) error
 	limiter      visitor.RateLimiter
 	pageViews    *PageViewLimiter
@@ -65,19 +72,26 @@ type api struct {
 	streams      *Streams
 }
 
+var ginMode sync.Once
+
 // New returns the HTTP handler of the whole API.
 func New(o Options) (http.Handler, error) {
-	gin.SetMode(gin.ReleaseMode)
+	// SetMode writes Gin's globals: once, so that handlers built in parallel
+	// do not race.
+	ginMode.Do(func() { gin.SetMode(gin.ReleaseMode) })
 	a := &api{
 		svc: o.Service, sites: o.Service.Sites(), log: o.Logger, metrics: newMetrics(o.Registry),
-		cookieSecure: o.CookieSecure, trackTimeout: o.TrackTimeout, ready: o.Ready,
+		cookieSecure: o.CookieSecure, trackTimeout: o.TrackTimeout, storeTimeout: o.StoreTimeout, ready: o.Ready,
 		limiter: o.Limiter, pageViews: o.PageViews, limited: newLimitMetrics(o.Registry),
 		streams: o.Streams,
+	}
+	if a.storeTimeout <= 0 {
+		a.storeTimeout = DefaultStoreTimeout
 	}
 	if a.streams == nil {
 		a.streams = NewStreams(StreamOptions{})
 	}
-	a.streams.attach(o.Service, o.Logger, o.Registry)
+	a.streams.attach(o.Service, o.Logger, o.Registry, a.storeTimeout)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	// /v1/track/ is not /v1/track: a 404 in the API's shape, not a redirect the

@@ -64,11 +64,12 @@ type Streams struct {
 	feeds  map[string]*feed
 
 	// Set by New.
-	svc     *visitor.Service
-	log     *slog.Logger
-	open    prometheus.Gauge
-	refused prometheus.Counter
-	errors  prometheus.Counter
+	svc          Operators
+	storeTimeout time.Duration
+	log          *slog.Logger
+	open         prometheus.Gauge
+	refused      prometheus.Counter
+	errors       prometheus.Counter
 }
 
 // NewStreams returns an empty set of live streams.
@@ -96,8 +97,8 @@ func (s *Streams) Close() {
 	}
 }
 
-func (s *Streams) attach(svc *visitor.Service, log *slog.Logger, reg prometheus.Registerer) {
-	s.svc, s.log = svc, log
+func (s *Streams) attach(svc Operators, log *slog.Logger, reg prometheus.Registerer, storeTimeout time.Duration) {
+	s.svc, s.log, s.storeTimeout = svc, log, storeTimeout
 	s.open = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "visitord_live_streams", Help: "Live-list streams open on this pod.",
 	})
@@ -186,7 +187,7 @@ func (s *Streams) poll(ctx context.Context, f *feed, site *visitor.Site) {
 	defer t.Stop()
 	var last []byte
 	for {
-		rctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		rctx, cancel := context.WithTimeout(ctx, s.storeTimeout)
 		page, err := s.svc.Live(rctx, visitor.Actor{Site: site}, 0, "", visitor.MaxLiveLimit)
 		cancel()
 		switch {
@@ -254,7 +255,7 @@ func (a *api) liveStream(c *gin.Context) {
 	// renewed every heartbeat, given back at its end, lapsing if its pod dies.
 	lease := 3 * a.streams.opts.Heartbeat
 	hold := func() error {
-		ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+		ctx, cancel := context.WithTimeout(c.Request.Context(), a.storeTimeout)
 		defer cancel()
 		return a.svc.HoldStream(ctx, actor, sub.id, a.streams.opts.PerKey, lease)
 	}
@@ -266,7 +267,7 @@ func (a *api) liveStream(c *gin.Context) {
 		return
 	}
 	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), a.storeTimeout)
 		defer cancel()
 		if err := a.svc.ReleaseStream(ctx, actor, sub.id); err != nil {
 			a.streams.failed(ctx, actor.Site.ID, "live stream release", err)

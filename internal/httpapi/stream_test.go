@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -44,13 +43,24 @@ func newPod(t testing.TB, e *env, o StreamOptions) *pod {
 		Devices: device.NewParser(64)}, visitor.WithClock(e.clock.Now))
 	p := &pod{streams: NewStreams(o), reg: prometheus.NewRegistry()}
 	h, err := New(Options{Service: svc, Logger: slog.New(slog.NewJSONHandler(e.logs, nil)), Registry: p.reg,
-		TrackTimeout: time.Second, Streams: p.streams})
+		TrackTimeout: time.Second, StoreTimeout: 200 * time.Millisecond, Streams: p.streams})
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.srv = httptest.NewServer(h)
 	t.Cleanup(p.srv.Close)
 	t.Cleanup(p.streams.Close)
+	return p
+}
+
+// newFakePod is the HTTP API with streams of options o over a fake domain:
+// the streams' own rules (a key's places on this pod, heartbeats, Close)
+// without a store.
+func newFakePod(t testing.TB, o StreamOptions) *pod {
+	t.Helper()
+	p := &pod{streams: NewStreams(o)}
+	e := newFakeEnv(t, func(eo *envOptions) { eo.streams = p.streams })
+	p.srv, p.reg = e.srv, e.reg
 	return p
 }
 
@@ -155,8 +165,9 @@ func (s *stream) next(t testing.TB) sseEvent {
 // as the same row GET visitors/live answers; a later view updates the row, a
 // session gone quiet is removed, and no stream writes to the audit trail.
 func TestLiveStreamAcrossPods(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
-	other := newPod(t, e, StreamOptions{Heartbeat: time.Hour})
+	other := newPod(t, e, StreamOptions{Heartbeat: time.Hour, Poll: 20 * time.Millisecond})
 	auditBefore := len(e.operatorGet("/v1/sites/shop/audit?limit=200", shopPrivacyKey).json(t)["entries"].([]any))
 
 	s, r := openStream(t, other.srv.URL, "shop", shopOperatorKey)
@@ -215,8 +226,8 @@ func TestLiveStreamAcrossPods(t *testing.T) {
 // Retry-After, counted; a closed stream frees its place; auth is the
 // operator routes' own.
 func TestLiveStreamLimitAndAuth(t *testing.T) {
-	e := newEnv(t)
-	p := newPod(t, e, StreamOptions{PerKey: 2, Heartbeat: time.Hour})
+	t.Parallel()
+	p := newFakePod(t, StreamOptions{PerKey: 2, Heartbeat: time.Hour})
 	first, _ := openStream(t, p.srv.URL, "shop", shopOperatorKey)
 	second, _ := openStream(t, p.srv.URL, "shop", shopOperatorKey)
 	if first == nil || second == nil {
@@ -267,8 +278,8 @@ func TestLiveStreamLimitAndAuth(t *testing.T) {
 
 // A stream with nothing to say sends a heartbeat comment every Heartbeat.
 func TestLiveStreamHeartbeat(t *testing.T) {
-	e := newEnv(t)
-	p := newPod(t, e, StreamOptions{Heartbeat: 50 * time.Millisecond})
+	t.Parallel()
+	p := newFakePod(t, StreamOptions{Heartbeat: 50 * time.Millisecond})
 	s, r := openStream(t, p.srv.URL, "shop", shopOperatorKey)
 	if s == nil {
 		t.Fatalf("stream: %d %s", r.status, r.body)
@@ -293,8 +304,8 @@ func TestLiveStreamHeartbeat(t *testing.T) {
 // Close (the server's shutdown) ends open streams at once and refuses new
 // ones with 503; what a stream sent matches api/openapi.yaml.
 func TestLiveStreamClose(t *testing.T) {
-	e := newEnv(t)
-	p := newPod(t, e, StreamOptions{Heartbeat: time.Hour})
+	t.Parallel()
+	p := newFakePod(t, StreamOptions{Heartbeat: time.Hour})
 	rq := req{method: http.MethodGet, path: "/v1/sites/shop/visitors/live/stream", headers: map[string]string{"Authorization": "Bearer " + shopOperatorKey}}
 	done := make(chan resp, 1)
 	snapshot := make(chan struct{})
@@ -340,8 +351,6 @@ func TestLiveStreamClose(t *testing.T) {
 	if r.status != http.StatusOK || !strings.Contains(string(r.body), "event: snapshot\ndata: {\"visitors\":[]}\n\n") {
 		t.Errorf("stream before Close: %d %q", r.status, r.body)
 	}
-	openapi3filter.RegisterBodyDecoder("text/event-stream", openapi3filter.FileBodyDecoder)
-	defer openapi3filter.UnregisterBodyDecoder("text/event-stream")
 	checkContract(t, &env{t: t, srv: p.srv}, rq, r)
 
 	_, r = openStream(t, p.srv.URL, "shop", shopOperatorKey)
@@ -353,6 +362,7 @@ func TestLiveStreamClose(t *testing.T) {
 // A failed read of the live list is logged without personal data and counted;
 // the stream stays open with its last list and goes on when Redis is back.
 func TestLiveStreamReadErrorsCounted(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	p := newPod(t, e, StreamOptions{Heartbeat: time.Hour, Poll: 50 * time.Millisecond})
 	s, r := openStream(t, p.srv.URL, "shop", shopOperatorKey)
@@ -383,6 +393,7 @@ func TestLiveStreamReadErrorsCounted(t *testing.T) {
 // The bound per key holds across pods, and the place of a stream whose pod
 // died lapses with its lease.
 func TestLiveStreamLimitAcrossPods(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	o := StreamOptions{PerKey: 2, Heartbeat: time.Minute}
 	a, b := newPod(t, e, o), newPod(t, e, o)
@@ -436,6 +447,7 @@ func TestLiveStreamLimitAcrossPods(t *testing.T) {
 // Each heartbeat renews the stream's place, so it outlives its first lease
 // while the stream is open, page views or not.
 func TestLiveStreamRenewsItsPlace(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	hb := 100 * time.Millisecond
 	p := newPod(t, e, StreamOptions{PerKey: 1, Heartbeat: hb, Poll: 20 * time.Millisecond})

@@ -4,50 +4,23 @@ import (
 	"bytes"
 	"compress/gzip"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/visitord/visitord/internal/config"
-	"github.com/visitord/visitord/internal/device"
-	"github.com/visitord/visitord/internal/redisstore"
-	"github.com/visitord/visitord/internal/redistest"
-	"github.com/visitord/visitord/internal/visitor"
 	"github.com/visitord/visitord/internal/web"
 )
 
 // widgetMaxGzip is the widget script's budget, gzipped.
 const widgetMaxGzip = 4 << 10
 
-// assetServer serves the API over testSites with or without the demo shop.
+// assetServer serves the API over testSites with or without the demo shop,
+// over a fake domain: the files need no store.
 func assetServer(t *testing.T, demo bool) *httptest.Server {
 	t.Helper()
-	sites, err := config.ParseSites([]byte(testSites), func(string) string { return "" }, 1, 1825)
-	if err != nil {
-		t.Fatal(err)
-	}
-	siteSet, err := visitor.NewSites(sites)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, hasher, sealer := testKeys(t, [][]byte{testSecret})
-	store := redisstore.New(redistest.Start(t).Client(t))
-	svc := visitor.NewService(visitor.Deps{Sites: siteSet, Store: store, Signer: signer, Hasher: hasher, Sealer: sealer, Devices: device.NewParser(64)})
-	h, err := New(Options{
-		Service: svc, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Registry: prometheus.NewRegistry(),
-		TrackTimeout: storeTimeout, Ready: store.Ping, Demo: demo,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return srv
+	return newFakeEnv(t, func(o *envOptions) { o.demo = demo }).srv
 }
 
 // get sends a GET with headers; the transport neither asks for nor undoes gzip.
@@ -87,6 +60,7 @@ func gunzipBody(t *testing.T, b []byte) []byte {
 }
 
 func TestWidgetScript(t *testing.T) {
+	t.Parallel()
 	srv := assetServer(t, false)
 	set, err := web.Load()
 	if err != nil {
@@ -168,6 +142,7 @@ func TestWidgetScript(t *testing.T) {
 }
 
 func TestWidgetConfig(t *testing.T) {
+	t.Parallel()
 	srv := assetServer(t, false)
 	for _, tc := range []struct {
 		name     string
@@ -239,6 +214,7 @@ func TestWidgetConfig(t *testing.T) {
 }
 
 func TestDemoShopOnlyWithDemo(t *testing.T) {
+	t.Parallel()
 	paths := []string{"/demo", "/demo/products", "/demo/cart", "/demo/demo.js", "/demo/demo.css"}
 	t.Run("without the demo site", func(t *testing.T) {
 		srv := assetServer(t, false)
@@ -277,6 +253,7 @@ func TestDemoShopOnlyWithDemo(t *testing.T) {
 }
 
 func TestConsoleSecurityHeaders(t *testing.T) {
+	t.Parallel()
 	srv := assetServer(t, false)
 	r := getAsset(t, srv, "/console", nil)
 	if r.status != http.StatusOK {
@@ -336,6 +313,7 @@ func assertNoInlineCode(t *testing.T, name, html string) {
 }
 
 func TestEtagMatchesAndAcceptsGzip(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, header string
 		want         bool

@@ -298,6 +298,7 @@ func padJSON(obj string, n int) string {
 // rules, and leaves Redis as it was: on an empty store no key appears; on a store
 // holding visitors who send their own tokens, no value and no expiry changes.
 func TestForgeryRefusedRequestsWriteNothing(t *testing.T) {
+	t.Parallel()
 	empty := newEnv(t)
 	full := newEnv(t)
 	tokens := map[string]string{"shop": full.mustTrack("shop", shopOrigin+"/", "")}
@@ -357,7 +358,8 @@ func TestForgeryRefusedRequestsWriteNothing(t *testing.T) {
 // Preflight is answered for any configured origin, whatever site the real request
 // will name; an unknown origin gets 403 without Access-Control-Allow-Origin.
 func TestForgeryPreflight(t *testing.T) {
-	e := newEnv(t)
+	t.Parallel()
+	e := newFakeEnv(t)
 	for _, tc := range []struct {
 		name, path, origin, method string
 		status                     int
@@ -405,8 +407,8 @@ func TestForgeryPreflight(t *testing.T) {
 			}
 		})
 	}
-	if keys := e.keys(); len(keys) != 0 {
-		t.Errorf("preflights wrote %q", keys)
+	if len(e.fake.hits)+len(e.fake.consents)+len(e.fake.chats) != 0 {
+		t.Errorf("preflights reached the domain: %d hits, %d consents, %d chats", len(e.fake.hits), len(e.fake.consents), len(e.fake.chats))
 	}
 }
 
@@ -423,7 +425,8 @@ func headerListHas(list, want string) bool {
 // origin, and Origin null for heartbeat and leave only (sendBeacon under
 // Referrer-Policy: no-referrer). Allowed answers carry the same CORS headers.
 func TestForgeryAllowedOrigins(t *testing.T) {
-	e := newEnv(t)
+	t.Parallel()
+	e := newFakeEnv(t)
 	token := e.mustTrack("shop", shopOrigin+"/", "")
 	pv := `{"site":"shop","type":"pageview","url":"https://shop.example/next"}`
 	for _, tc := range []struct {
@@ -465,7 +468,8 @@ func TestForgeryAllowedOrigins(t *testing.T) {
 // The 16 KiB limit is exact: a body of MaxBodyBytes is read, one byte more is 413,
 // with or without Content-Length.
 func TestForgeryBodyLimitBoundary(t *testing.T) {
-	e := newEnv(t)
+	t.Parallel()
+	e := newFakeEnv(t)
 	pv := `{"site":"shop","type":"pageview","url":"https://shop.example/"}`
 	for _, tc := range []struct {
 		name    string
@@ -492,6 +496,120 @@ func TestForgeryBodyLimitBoundary(t *testing.T) {
 			assertCORS(t, e, a.origins, r)
 			if tc.status != http.StatusOK {
 				assertErrorShape(t, r, "body_too_large")
+			}
+		})
+	}
+}
+
+// The cross-origin headers of every widget route, over a fake domain: an
+// origin some site allows is echoed with credentials and Vary: Origin, an
+// unknown one gets no Access-Control-Allow-Origin, never "*"; operator and
+// privacy routes send none at all. Every widget answer is no-store but the
+// widget config's, which is the same for every visitor.
+func TestWidgetCORSEveryRoute(t *testing.T) {
+	t.Parallel()
+	e := newFakeEnv(t)
+	token := e.fake.issue()
+	widgetRoutes := []req{
+		{method: http.MethodPost, path: "/v1/track", body: `{"site":"shop","url":"https://shop.example/"}`},
+		{method: http.MethodGet, path: "/v1/consent?site=shop"},
+		{method: http.MethodPut, path: "/v1/consent", body: `{"site":"shop","analytics":false,"policy_version":"2026-11"}`},
+		{method: http.MethodPost, path: "/v1/chats", body: `{"site":"shop","contact":{"name":"Ann"}}`},
+		{method: http.MethodGet, path: "/v1/me?site=shop"},
+		{method: http.MethodGet, path: "/v1/sites/shop/widget-config"},
+	}
+	for _, rq := range widgetRoutes {
+		for _, origin := range []string{shopOrigin, blogOrigin, evilOrigin, ""} {
+			rq := rq
+			rq.headers = map[string]string{tokenHeader: token}
+			if origin != "" {
+				rq.headers["Origin"] = origin
+			}
+			r := e.do(rq)
+			name := rq.method + " " + rq.path + " from " + origin
+			assertCORS(t, e, []string{origin}, r)
+			allowed := origin == shopOrigin || origin == blogOrigin
+			if got := r.header.Get("Access-Control-Allow-Origin"); (got != "") != allowed {
+				t.Errorf("%s: Access-Control-Allow-Origin %q, want it %v", name, got, allowed)
+			}
+			// The site's own origin, or none, is served; another's is refused.
+			if ok := origin == shopOrigin || origin == ""; ok != (r.status < 400) {
+				t.Errorf("%s: status %d: %s", name, r.status, r.body)
+			}
+			wantCache := "no-store"
+			if strings.HasSuffix(rq.path, "/widget-config") && r.status == http.StatusOK {
+				wantCache = "public, max-age=60"
+			}
+			if got := r.header.Get("Cache-Control"); got != wantCache {
+				t.Errorf("%s: Cache-Control %q, want %q", name, got, wantCache)
+			}
+			checkContract(t, e, rq, r)
+		}
+	}
+	for _, rq := range []req{
+		{method: http.MethodGet, path: "/v1/sites/shop/visitors/live"},
+		{method: http.MethodGet, path: "/v1/sites/shop/retention"},
+		{method: http.MethodGet, path: "/v1/sites/shop/audit"},
+	} {
+		rq.headers = map[string]string{"Origin": shopOrigin, "Authorization": "Bearer " + shopPrivacyKey}
+		r := e.do(rq)
+		if r.status != http.StatusOK || r.header.Get("Access-Control-Allow-Origin") != "" || r.header.Get("Access-Control-Allow-Credentials") != "" {
+			t.Errorf("%s %s: %d with CORS headers %q: %s", rq.method, rq.path, r.status, r.header.Get("Access-Control-Allow-Origin"), r.body)
+		}
+	}
+}
+
+// Every route with a body takes application/json of at most 16 KiB (415, 413
+// otherwise, in the error shape); POST /v1/track alone also takes text/plain
+// (sendBeacon). Over a fake domain: nothing reaches it.
+func TestWidgetBodyRulesEveryRoute(t *testing.T) {
+	t.Parallel()
+	priv := map[string]string{"Authorization": "Bearer " + shopPrivacyKey}
+	for _, rt := range []struct {
+		method, path string
+		body         string
+		headers      map[string]string
+		plain        bool // text/plain accepted
+	}{
+		{method: http.MethodPost, path: "/v1/track", body: `{"site":"shop","url":"https://shop.example/"}`, plain: true},
+		{method: http.MethodPut, path: "/v1/consent", body: `{"site":"shop","analytics":false,"policy_version":"2026-11"}`},
+		{method: http.MethodPost, path: "/v1/chats", body: `{"site":"shop","contact":{"name":"Ann"}}`},
+		{method: http.MethodPut, path: "/v1/sites/shop/retention", body: `{"sessions":30,"profiles":395,"chats":90,"consents":1095,"audit":365}`, headers: priv},
+		{method: http.MethodPost, path: "/v1/sites/shop/subjects/search", body: `{"email":"ann@mail.example"}`, headers: priv},
+		{method: http.MethodPatch, path: "/v1/sites/shop/visitors/AAAAAAAAAAAAAAAAAAAAAA", body: `{"contact":{"phone":"+44 20 7946 0001"}}`, headers: priv},
+	} {
+		t.Run(rt.method+" "+rt.path, func(t *testing.T) {
+			t.Parallel()
+			e := newFakeEnv(t)
+			for _, tc := range []struct {
+				name, ctype, body string
+				status            int
+				code              string
+			}{
+				{name: "json", ctype: "application/json", body: rt.body, status: http.StatusOK},
+				{name: "json with charset", ctype: "application/json; charset=utf-8", body: rt.body, status: http.StatusOK},
+				{name: "text/plain", ctype: "text/plain;charset=UTF-8", body: rt.body, status: http.StatusUnsupportedMediaType, code: "unsupported_media_type"},
+				{name: "form", ctype: "application/x-www-form-urlencoded", body: "site=shop", status: http.StatusUnsupportedMediaType, code: "unsupported_media_type"},
+				{name: "over 16 KiB", ctype: "application/json", body: padJSON(rt.body, MaxBodyBytes+1), status: http.StatusRequestEntityTooLarge, code: "body_too_large"},
+				{name: "not JSON", ctype: "application/json", body: rt.body[:len(rt.body)-1], status: http.StatusBadRequest, code: "invalid_json"},
+			} {
+				if tc.name == "text/plain" && rt.plain {
+					tc.status, tc.code = http.StatusOK, ""
+				}
+				rq := req{method: rt.method, path: rt.path, body: tc.body, ctype: tc.ctype, headers: rt.headers}
+				r := e.do(rq)
+				want := tc.status
+				if want == http.StatusOK && rt.method == http.MethodPost && rt.path == "/v1/chats" {
+					want = http.StatusCreated
+				}
+				if r.status != want {
+					t.Errorf("%s: status %d, want %d: %s", tc.name, r.status, want, r.body)
+					continue
+				}
+				if tc.code != "" {
+					assertErrorShape(t, r, tc.code)
+				}
+				checkContract(t, e, rq, r)
 			}
 		})
 	}

@@ -12,6 +12,7 @@ import (
 // With VISITORD_PPROF the profiles are served on the metrics listener; without,
 // they are not. /metrics is served there either way.
 func TestPProf(t *testing.T) {
+	t.Parallel()
 	for _, on := range []bool{true, false} {
 		h := NewMetrics(prometheus.NewRegistry(), on)
 		for _, path := range []string{"/debug/pprof/", "/debug/pprof/cmdline", "/debug/pprof/heap"} {
@@ -32,7 +33,8 @@ func TestPProf(t *testing.T) {
 // The public listener serves neither /metrics nor /debug/pprof: they are on
 // VISITORD_METRICS_ADDR only (issue 18).
 func TestMetricsNotOnPublicListener(t *testing.T) {
-	e := newEnv(t)
+	t.Parallel()
+	e := newFakeEnv(t)
 	for _, path := range []string{"/metrics", "/debug/pprof/", "/debug/pprof/heap"} {
 		r := e.do(req{method: http.MethodGet, path: path})
 		if r.status != http.StatusNotFound || r.errorCode(t) != "not_found" {
