@@ -8,19 +8,25 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/visitord/visitord/internal/devredis"
+	"github.com/visitord/visitord/internal/redisstore"
 )
 
 // waitBound bounds every poll: the embedded clock ticks every 250ms.
 const waitBound = 5 * time.Second
 
-func client(t *testing.T) *redis.Client {
+// client starts an embedded Redis and connects to it as cmd/visitord does in
+// development: through its URL and redisstore.Connect.
+func client(t *testing.T) redis.UniversalClient {
 	t.Helper()
 	srv, err := devredis.Start()
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
 	t.Cleanup(srv.Close)
-	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	c, err := redisstore.Connect(srv.URL())
+	if err != nil {
+		t.Fatalf("redisstore.Connect(%q): %v", srv.URL(), err)
+	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
@@ -30,29 +36,30 @@ func client(t *testing.T) *redis.Client {
 // development they must really go, however the expiry was set (the store
 // re-expires records with EXPIREAT when retention shrinks).
 func TestKeysExpireAsTimePasses(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
-		expire func(ctx context.Context, c *redis.Client, key string) error
+		expire func(ctx context.Context, c redis.UniversalClient, key string) error
 	}{
-		{name: "set ex", expire: func(ctx context.Context, c *redis.Client, key string) error {
+		{name: "set ex", expire: func(ctx context.Context, c redis.UniversalClient, key string) error {
 			return c.Do(ctx, "SET", key, "v", "EX", 1).Err()
 		}},
-		{name: "set px", expire: func(ctx context.Context, c *redis.Client, key string) error {
+		{name: "set px", expire: func(ctx context.Context, c redis.UniversalClient, key string) error {
 			return c.Do(ctx, "SET", key, "v", "PX", 1000).Err()
 		}},
-		{name: "expire", expire: func(ctx context.Context, c *redis.Client, key string) error {
+		{name: "expire", expire: func(ctx context.Context, c redis.UniversalClient, key string) error {
 			if err := c.HSet(ctx, key, "f", "v").Err(); err != nil {
 				return err
 			}
 			return c.Expire(ctx, key, time.Second).Err()
 		}},
-		{name: "expireat", expire: func(ctx context.Context, c *redis.Client, key string) error {
+		{name: "expireat", expire: func(ctx context.Context, c redis.UniversalClient, key string) error {
 			if err := c.RPush(ctx, key, "v").Err(); err != nil {
 				return err
 			}
 			return c.PExpireAt(ctx, key, time.Now().Add(time.Second)).Err()
 		}},
-		{name: "script", expire: func(ctx context.Context, c *redis.Client, key string) error {
+		{name: "script", expire: func(ctx context.Context, c redis.UniversalClient, key string) error {
 			return c.Eval(ctx, `redis.call("ZADD", KEYS[1], 1, "m"); return redis.call("EXPIRE", KEYS[1], 1)`, []string{key}).Err()
 		}},
 	}
@@ -95,6 +102,7 @@ func TestKeysExpireAsTimePasses(t *testing.T) {
 }
 
 func TestTTLDecreases(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	c := client(t)
 	if err := c.Set(ctx, "k", "v", 10*time.Second).Err(); err != nil {
@@ -128,6 +136,7 @@ func TestTTLDecreases(t *testing.T) {
 }
 
 func TestCloseStopsServing(t *testing.T) {
+	t.Parallel()
 	srv, err := devredis.Start()
 	if err != nil {
 		t.Fatalf("Start: %v", err)
