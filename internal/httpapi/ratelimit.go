@@ -37,9 +37,10 @@ const (
 // token, per (site, IP block) in this process. Each caller has a GCRA bucket of
 // a minute's budget refilled evenly over the minute; the bucket is one
 // timestamp, kept in an otter cache. Memory is bounded: at most
-// MaxLimiterEntries entries, and an entry expires as soon as its bucket is
-// full again, being then the same as none. A known caller costs no
-// allocation. It is safe for concurrent use.
+// MaxLimiterEntries entries. Entries do not expire with their bucket: a
+// returning visitor's bucket is full again between its page views, and
+// keeping its entry is what lets a known caller cost no allocation. It is safe
+// for concurrent use.
 type PageViewLimiter struct {
 	now     func() time.Time
 	seed    maphash.Seed
@@ -57,29 +58,12 @@ type pageViewKey struct {
 
 // NewPageViewLimiter returns an empty PageViewLimiter.
 func NewPageViewLimiter() *PageViewLimiter {
-	p := &PageViewLimiter{now: time.Now, seed: maphash.MakeSeed()}
-	p.buckets = otter.Must(&otter.Options[pageViewKey, int64]{
-		MaximumSize: MaxLimiterEntries,
-		// A bucket is full again at its theoretical arrival time: the entry
-		// expires then.
-		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[pageViewKey, int64]) time.Duration {
-			return time.Duration(e.Value - e.SnapshotAtNano)
-		}),
-		Clock: limiterClock{p},
-	})
-	return p
+	return &PageViewLimiter{
+		now:     time.Now,
+		seed:    maphash.MakeSeed(),
+		buckets: otter.Must(&otter.Options[pageViewKey, int64]{MaximumSize: MaxLimiterEntries}),
+	}
 }
-
-// limiterClock is the limiter's clock as otter reads it, so that expiry and the
-// buckets share one time (tests pin PageViewLimiter.now).
-type limiterClock struct{ p *PageViewLimiter }
-
-// NowNano is the limiter's now in Unix nanoseconds.
-func (c limiterClock) NowNano() int64 { return c.p.now().UnixNano() }
-
-// Tick gives no ticks: expired entries are dropped as writes maintain the
-// cache, without a goroutine per limiter.
-func (limiterClock) Tick(time.Duration) <-chan time.Time { return nil }
 
 // AllowIdentity counts one track call of site by the identity id (a
 // visitor.Caller's LimitID) against perMinute and reports whether it is within
@@ -129,8 +113,8 @@ func (p *PageViewLimiter) allow(k pageViewKey, perMinute int) (ok bool, retryAft
 	return ok, retryAfter
 }
 
-// len is how many entries the limiter holds once expired and evicted ones
-// are dropped.
+// len is how many entries the limiter holds once pending evictions are
+// applied.
 func (p *PageViewLimiter) len() int {
 	p.buckets.CleanUp()
 	return p.buckets.EstimatedSize()
