@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -36,15 +37,16 @@ const (
 // PageViewLimiter limits track calls per (site, identity) or, without a valid
 // token, per (site, IP block) in this process. Each caller has a GCRA bucket of
 // a minute's budget refilled evenly over the minute; the bucket is one
-// timestamp, kept in an otter cache. Memory is bounded: at most
-// MaxLimiterEntries entries. Entries do not expire with their bucket: a
-// returning visitor's bucket is full again between its page views, and
-// keeping its entry is what lets a known caller cost no allocation. It is safe
-// for concurrent use.
+// timestamp, kept in an otter cache and moved on by compare-and-swap, so
+// concurrent calls of one caller share one budget exactly. Memory is bounded:
+// at most MaxLimiterEntries entries. Entries do not expire with their bucket: a
+// returning visitor's bucket is full again between its page views, and keeping
+// its entry is what lets a known caller cost no allocation. It is safe for
+// concurrent use.
 type PageViewLimiter struct {
 	now     func() time.Time
 	seed    maphash.Seed
-	buckets *otter.Cache[pageViewKey, int64] // GCRA's theoretical arrival time, Unix ns
+	buckets *otter.Cache[pageViewKey, *bucket]
 }
 
 // pageViewKey names a bucket: a site and either an identity (by the process's
@@ -61,7 +63,7 @@ func NewPageViewLimiter() *PageViewLimiter {
 	return &PageViewLimiter{
 		now:     time.Now,
 		seed:    maphash.MakeSeed(),
-		buckets: otter.Must(&otter.Options[pageViewKey, int64]{MaximumSize: MaxLimiterEntries}),
+		buckets: otter.Must(&otter.Options[pageViewKey, *bucket]{MaximumSize: MaxLimiterEntries}),
 	}
 }
 
@@ -90,28 +92,35 @@ func blockKey(ip netip.Addr) uint64 {
 	return uint64(b[0])<<41 | uint64(b[1])<<33 | uint64(b[2])<<25 | uint64(b[3])<<17 | uint64(b[4])<<9 | uint64(b[5])<<1
 }
 
-func (p *PageViewLimiter) allow(k pageViewKey, perMinute int) (ok bool, retryAfter time.Duration) {
+func (p *PageViewLimiter) allow(k pageViewKey, perMinute int) (bool, time.Duration) {
 	if perMinute < 1 {
 		return true, 0
 	}
 	now := p.now().UnixNano()
 	interval := int64(time.Minute) / int64(perMinute)
-	// Compute holds the key's lock, so concurrent calls of one caller share
-	// one budget exactly; a known caller's bucket is updated in place.
-	p.buckets.Compute(k, func(tat int64, _ bool) (int64, otter.ComputeOp) {
+	b, found := p.buckets.GetIfPresent(k)
+	if !found {
+		// Of concurrent first calls one bucket wins, and all count in it.
+		b, _ = p.buckets.SetIfAbsent(k, new(bucket))
+	}
+	for {
 		// GCRA with a burst of a minute's budget: a call is allowed while the
-		// bucket's debt, after it, stays within one minute. A new caller's tat
-		// is zero, a full bucket.
+		// bucket's debt, after it, stays within one minute. A new bucket's tat
+		// is zero: full.
+		tat := b.tat.Load()
 		next := max(tat, now) + interval
 		if allowAt := next - int64(time.Minute); now < allowAt {
-			retryAfter = time.Duration(allowAt - now)
-			return tat, otter.CancelOp
+			return false, time.Duration(allowAt - now)
 		}
-		ok = true
-		return next, otter.WriteOp
-	})
-	return ok, retryAfter
+		if b.tat.CompareAndSwap(tat, next) {
+			return true, 0
+		}
+	}
 }
+
+// bucket is a caller's GCRA bucket: tat is its theoretical arrival time (Unix
+// ns), full when tat ≤ now; each call moves it one interval on.
+type bucket struct{ tat atomic.Int64 }
 
 // len is how many entries the limiter holds once pending evictions are
 // applied.

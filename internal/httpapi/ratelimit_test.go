@@ -346,8 +346,8 @@ func TestRateLimitFailsOpen(t *testing.T) {
 }
 
 // newCallerAllocs is what a caller new to the page-view limiter allocates:
-// otter's node for its entry and the task that tells its eviction policy.
-const newCallerAllocs = 2
+// its bucket, otter's node for it and the task that tells the eviction policy.
+const newCallerAllocs = 3
 
 func TestPageViewLimiterBounded(t *testing.T) {
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
