@@ -25,6 +25,7 @@ const (
 )
 
 func TestParse(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		ua   string
@@ -120,6 +121,7 @@ func TestParse(t *testing.T) {
 }
 
 func TestParseOkHTTPIsBot(t *testing.T) {
+	t.Parallel()
 	// useragent guesses Mobile for okhttp; only Bot matters here.
 	if got := NewParser(8).Parse("okhttp/4.12.0"); !got.Bot {
 		t.Fatalf("Parse(okhttp).Bot = false, want true (%+v)", got)
@@ -127,6 +129,7 @@ func TestParseOkHTTPIsBot(t *testing.T) {
 }
 
 func TestParseLongUserAgentIsNotCached(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name       string
 		ua         string
@@ -150,6 +153,7 @@ func TestParseLongUserAgentIsNotCached(t *testing.T) {
 }
 
 func TestParseCapsFields(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		ua   string
@@ -176,6 +180,7 @@ func TestParseCapsFields(t *testing.T) {
 }
 
 func TestMajorMinor(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		in   string
@@ -197,6 +202,7 @@ func TestMajorMinor(t *testing.T) {
 }
 
 func TestCacheBound(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		size int
@@ -227,6 +233,7 @@ func TestCacheBound(t *testing.T) {
 // many times the cache's size: a client sending unique headers cannot push the
 // popular browsers out and make every page view parse.
 func TestCacheKeepsPopularThroughFlood(t *testing.T) {
+	t.Parallel()
 	const size = 100
 	p := NewParser(size)
 	popular := []string{chromeWindows, safariIPhone, firefoxLinux, chromeAndroid}
@@ -264,6 +271,7 @@ func TestParseCachedDoesNotAllocate(t *testing.T) {
 }
 
 func TestParseConcurrent(t *testing.T) {
+	t.Parallel()
 	// A cache far smaller than the working set makes readers race with evictions.
 	const size = 8
 	uas := []string{chromeWindows, safariIPhone, firefoxLinux, headlessChrome, googlebot, bingbot, "curl/8.4.0", ""}

@@ -46,6 +46,7 @@ func want(a geoip.FixtureAnswer) visitor.Location {
 }
 
 func TestLookupFixtureAnswers(t *testing.T) {
+	t.Parallel()
 	l := openFixture(t)
 	for _, a := range geoip.FixtureAnswers {
 		t.Run(a.Network.String(), func(t *testing.T) {
@@ -60,6 +61,7 @@ func TestLookupFixtureAnswers(t *testing.T) {
 }
 
 func TestLookup(t *testing.T) {
+	t.Parallel()
 	london := visitor.Location{Country: "GB", Region: "ENG", City: "London", TimeZone: "Europe/London"}
 	berlin := visitor.Location{Country: "DE", Region: "BE", City: "Berlin", TimeZone: "Europe/Berlin"}
 	tests := []struct {
@@ -103,6 +105,7 @@ func TestLookup(t *testing.T) {
 }
 
 func TestLookupWithoutCache(t *testing.T) {
+	t.Parallel()
 	l := openFixture(t, WithCacheSize(0))
 	if l.cache != nil {
 		t.Fatal("WithCacheSize(0) still built a cache")
@@ -114,6 +117,7 @@ func TestLookupWithoutCache(t *testing.T) {
 }
 
 func TestNilLocator(t *testing.T) {
+	t.Parallel()
 	var l *Locator
 	if got := l.Lookup(netip.MustParseAddr("81.2.69.142")); got != (visitor.Location{}) {
 		t.Errorf("nil Locator: Lookup = %+v, want zero", got)
@@ -124,6 +128,7 @@ func TestNilLocator(t *testing.T) {
 }
 
 func TestLookupAfterClose(t *testing.T) {
+	t.Parallel()
 	l := openFixture(t)
 	ip := geoip.FixtureAnswers[0].Sample
 	if got := l.Lookup(ip); got == (visitor.Location{}) {
@@ -173,6 +178,7 @@ func writeDB(tb testing.TB, dbType string) string {
 }
 
 func TestOpenAcceptsCityDatabases(t *testing.T) {
+	t.Parallel()
 	for _, dbType := range []string{"GeoIP2-City", "GeoLite2-City", "DBIP-City-Lite", "GeoIP2-City-Europe"} {
 		t.Run(dbType, func(t *testing.T) {
 			l, err := Open(writeDB(t, dbType))
@@ -188,6 +194,7 @@ func TestOpenAcceptsCityDatabases(t *testing.T) {
 }
 
 func TestOpenErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	notMMDB := filepath.Join(dir, "not.mmdb")
 	if err := os.WriteFile(notMMDB, []byte("this is not a MaxMind DB\n"), 0o600); err != nil {
@@ -228,6 +235,7 @@ func TestOpenErrors(t *testing.T) {
 }
 
 func TestClip(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		in   string
@@ -249,6 +257,7 @@ func TestClip(t *testing.T) {
 }
 
 func TestPrefixKey(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		a, b string
@@ -274,6 +283,7 @@ func TestPrefixKey(t *testing.T) {
 }
 
 func TestCacheBound(t *testing.T) {
+	t.Parallel()
 	const size = 100
 	l := openFixture(t, WithCacheSize(size))
 	for i := range 5000 {
@@ -299,6 +309,7 @@ func TestCacheBound(t *testing.T) {
 // A prefix looked up again and again stays cached through a scan of one-off
 // prefixes many times the cache's size.
 func TestCacheKeepsHotPrefixes(t *testing.T) {
+	t.Parallel()
 	const size = 64
 	l := openFixture(t, WithCacheSize(size))
 	hot := geoip.FixtureAnswers[0].Sample
@@ -334,6 +345,7 @@ func TestCacheHitAllocatesNothing(t *testing.T) {
 }
 
 func TestConcurrentLookupAndClose(t *testing.T) {
+	t.Parallel()
 	l := openFixture(t, WithCacheSize(32))
 	var wg sync.WaitGroup
 	for g := range 8 {
