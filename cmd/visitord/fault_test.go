@@ -418,38 +418,38 @@ func TestRedisRestartUnderLoadKeepsAcknowledgedWrites(t *testing.T) {
 // recover by themselves once Redis is back.
 func TestTrackWithRedisDownOrHung(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t, "--appendonly", "yes")
-	in := start(t, faultEnv(t, srv))
-	api := newAPIClient(in.addr)
-	viewer := mustGrant(t, api)
-	admin := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
-	t.Cleanup(func() { _ = admin.Close() })
-
 	tests := []struct {
 		name    string
-		fail    func(t *testing.T)
-		recover func(t *testing.T)
+		fail    func(t *testing.T, srv *redistest.Server)
+		recover func(t *testing.T, srv *redistest.Server)
 	}{
-		{name: "stopped", fail: func(*testing.T) { srv.Stop() }, recover: func(t *testing.T) { srv.Restart(t) }},
+		{name: "stopped", fail: func(_ *testing.T, srv *redistest.Server) { srv.Stop() }, recover: func(t *testing.T, srv *redistest.Server) { srv.Restart(t) }},
 		// A Redis that accepts and never answers (a stalled node, a network
 		// partition without a reset) is what the budget is for: a stopped one
 		// refuses at once.
 		{name: "hung",
-			fail: func(t *testing.T) {
+			fail: func(t *testing.T, srv *redistest.Server) {
+				admin := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+				defer admin.Close()
 				if err := admin.Do(context.Background(), "CLIENT", "PAUSE", 3000, "ALL").Err(); err != nil {
 					t.Fatal(err)
 				}
 			},
-			recover: func(t *testing.T) {
+			recover: func(*testing.T, *redistest.Server) {
 				// CLIENT UNPAUSE would itself wait behind the pause: let it lapse.
 			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := redistest.Start(t, "--appendonly", "yes")
+			in := start(t, faultEnv(t, srv))
+			api := newAPIClient(in.addr)
+			viewer := mustGrant(t, api)
 			if r := api.pageview(viewer); !r.tracked() {
 				t.Fatalf("page view before the fault: %v", r)
 			}
-			tt.fail(t)
+			tt.fail(t, srv)
 			r := api.pageview(viewer)
 			if r.err != nil || r.status != http.StatusServiceUnavailable || r.code() != "store_unavailable" || r.header.Get("Retry-After") == "" {
 				t.Errorf("page view with Redis %s: %v, want 503 store_unavailable with Retry-After", tt.name, r)
@@ -466,7 +466,7 @@ func TestTrackWithRedisDownOrHung(t *testing.T) {
 				t.Errorf("/healthz with Redis %s: %v, want 200", tt.name, r)
 			}
 
-			tt.recover(t)
+			tt.recover(t, srv)
 			deadline := time.Now().Add(recoverTimeout)
 			for r = api.pageview(viewer); !r.tracked(); r = api.pageview(viewer) {
 				if time.Now().After(deadline) {
