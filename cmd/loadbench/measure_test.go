@@ -8,6 +8,7 @@ import (
 )
 
 func TestCostsBetween(t *testing.T) {
+	t.Parallel()
 	a := sample{requests: 100, service: 50, redis: 20, gen: 7, mallocs: 1000,
 		calls: map[string]int64{"hset": 10, "info": 3}}
 	b := sample{requests: 1100, service: 60, redis: 25, gen: 9, mallocs: 181000,
@@ -31,6 +32,7 @@ func TestCostsBetween(t *testing.T) {
 }
 
 func TestPrintTableRatiosToTheFloor(t *testing.T) {
+	t.Parallel()
 	floor := column{name: "floor", conns: 64, res: result{rps: 1000, p99: 2 * time.Millisecond,
 		cost: costs{requests: 1, service: 40, redis: 10, gen: 30, commands: 5, allocs: 80}},
 		mem: memory{perVisitor: 1000, perView: 1000, measured: true}}

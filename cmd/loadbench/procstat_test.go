@@ -14,6 +14,7 @@ import (
 )
 
 func TestParseStat(t *testing.T) {
+	t.Parallel()
 	// Fields 14 and 15 (utime, stime) are 1234 and 56 in each line.
 	rest := " S 1 2 3 4 5 6 7 8 9 10 1234 56 0 0 20 0 4 0 100 2000 300\n"
 	tests := []struct {
@@ -48,6 +49,7 @@ func TestParseStat(t *testing.T) {
 }
 
 func TestCPUTicksOfThisProcess(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile("/proc/self/stat")
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +68,7 @@ func TestCPUTicksOfThisProcess(t *testing.T) {
 }
 
 func TestListeningInodes(t *testing.T) {
+	t.Parallel()
 	table := `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0000000000000000 100 0 0 10 0
    1: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 222 1 0000000000000000 20 4 30 10 -1
@@ -81,6 +84,7 @@ func TestListeningInodes(t *testing.T) {
 }
 
 func TestListensOnTellsWhoseThePortIs(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -106,6 +110,7 @@ func TestListensOnTellsWhoseThePortIs(t *testing.T) {
 // A child that answers on its port only because another process holds it is
 // not taken as started: the bench would read the CPU of the wrong process.
 func TestStartProcessRefusesAPortItDoesNotHold(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -119,6 +124,7 @@ func TestStartProcessRefusesAPortItDoesNotHold(t *testing.T) {
 }
 
 func TestStartRedisHoldsItsPort(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("redis-server is not on PATH: %v", err)
 	}

@@ -8,6 +8,7 @@ import (
 )
 
 func TestParseCommandStats(t *testing.T) {
+	t.Parallel()
 	info := "# Commandstats\r\ncmdstat_hset:calls=12,usec=40,usec_per_call=3.33,rejected_calls=0,failed_calls=0\r\n" +
 		"cmdstat_config|get:calls=2,usec=5,usec_per_call=2.50,rejected_calls=0,failed_calls=0\r\n"
 	got, err := parseCommandStats(info)
@@ -28,6 +29,7 @@ func TestParseCommandStats(t *testing.T) {
 // before and after known commands: the delta counts them, commands run by a
 // script included, and leaves out the bench's own INFO.
 func TestCommandCallsOfRealRedis(t *testing.T) {
+	t.Parallel()
 	rs := &redisServer{addr: redistest.Start(t).Addr()}
 	before, err := rs.commandCalls()
 	if err != nil {
@@ -59,6 +61,7 @@ func TestCommandCallsOfRealRedis(t *testing.T) {
 }
 
 func TestUsedMemoryOfRealRedis(t *testing.T) {
+	t.Parallel()
 	rs := &redisServer{addr: redistest.Start(t).Addr()}
 	before, err := rs.usedMemory()
 	if err != nil {

@@ -204,6 +204,7 @@ func chatKey(id string) string { return "ch:{shop:" + id + "}" }
 // (appendonly yes: SHUTDOWN flushes the AOF); during the outage writes answer
 // 503 store_unavailable, never 500; the service recovers by itself.
 func TestRedisRestartUnderLoadKeepsAcknowledgedWrites(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t, "--appendonly", "yes") // appendfsync everysec, as shipped
 	env := faultEnv(t, srv)
 	in := start(t, env)
@@ -211,9 +212,10 @@ func TestRedisRestartUnderLoadKeepsAcknowledgedWrites(t *testing.T) {
 	viewer := mustGrant(t, api) // a consented visitor whose page views are recorded
 
 	const (
-		workers   = 8
-		loadFor   = 7 * time.Second
-		stopAfter = 2 * time.Second
+		workers = 8
+		// ackedBefore consents acknowledged before Redis stops, and one after
+		// it is back, end the load: no fixed run time to wait out.
+		ackedBefore = 50
 		// Longer than go-redis's dial retries (5 × 100 ms) and command retries,
 		// so that requests meet the outage rather than wait it out.
 		outage = 2500 * time.Millisecond
@@ -244,7 +246,7 @@ func TestRedisRestartUnderLoadKeepsAcknowledgedWrites(t *testing.T) {
 		statuses[r.status]++
 		return r.status == ok
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), loadFor)
+	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }() // before serve and Redis stop, also on Fatal
 	for range workers {
@@ -271,7 +273,27 @@ func TestRedisRestartUnderLoadKeepsAcknowledgedWrites(t *testing.T) {
 		})
 	}
 
-	time.Sleep(stopAfter)
+	// acked waits until n consents were acknowledged after since.
+	acked := func(n int, since time.Time) {
+		t.Helper()
+		for deadline := time.Now().Add(recoverTimeout); ; time.Sleep(5 * time.Millisecond) {
+			mu.Lock()
+			got := 0
+			for _, a := range consents {
+				if a.at.After(since) {
+					got++
+				}
+			}
+			mu.Unlock()
+			if got >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d consents acknowledged within %s, want %d", got, recoverTimeout, n)
+			}
+		}
+	}
+	acked(ackedBefore, time.Time{})
 	srv.Stop() // graceful: SIGTERM, Redis writes the AOF and exits
 	stopped := time.Now()
 	time.Sleep(outage)
@@ -290,6 +312,8 @@ func TestRedisRestartUnderLoadKeepsAcknowledgedWrites(t *testing.T) {
 	recovery := time.Since(restarted)
 	t.Logf("recovery after a graceful Redis restart: first recorded page view %s after Restart returned (Redis down %s)",
 		recovery.Round(time.Millisecond), restarted.Sub(stopped).Round(time.Millisecond))
+	acked(1, restarted)
+	cancel()
 	wg.Wait()
 
 	for _, b := range bad {
@@ -393,38 +417,39 @@ func TestRedisRestartUnderLoadKeepsAcknowledgedWrites(t *testing.T) {
 // VISITORD_TRACK_TIMEOUT and /readyz 503 while /healthz stays 200; both
 // recover by themselves once Redis is back.
 func TestTrackWithRedisDownOrHung(t *testing.T) {
-	srv := redistest.Start(t, "--appendonly", "yes")
-	in := start(t, faultEnv(t, srv))
-	api := newAPIClient(in.addr)
-	viewer := mustGrant(t, api)
-	admin := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
-	t.Cleanup(func() { _ = admin.Close() })
-
+	t.Parallel()
 	tests := []struct {
 		name    string
-		fail    func(t *testing.T)
-		recover func(t *testing.T)
+		fail    func(t *testing.T, srv *redistest.Server)
+		recover func(t *testing.T, srv *redistest.Server)
 	}{
-		{name: "stopped", fail: func(*testing.T) { srv.Stop() }, recover: func(t *testing.T) { srv.Restart(t) }},
+		{name: "stopped", fail: func(_ *testing.T, srv *redistest.Server) { srv.Stop() }, recover: func(t *testing.T, srv *redistest.Server) { srv.Restart(t) }},
 		// A Redis that accepts and never answers (a stalled node, a network
 		// partition without a reset) is what the budget is for: a stopped one
 		// refuses at once.
 		{name: "hung",
-			fail: func(t *testing.T) {
+			fail: func(t *testing.T, srv *redistest.Server) {
+				admin := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+				defer admin.Close()
 				if err := admin.Do(context.Background(), "CLIENT", "PAUSE", 3000, "ALL").Err(); err != nil {
 					t.Fatal(err)
 				}
 			},
-			recover: func(t *testing.T) {
+			recover: func(*testing.T, *redistest.Server) {
 				// CLIENT UNPAUSE would itself wait behind the pause: let it lapse.
 			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := redistest.Start(t, "--appendonly", "yes")
+			in := start(t, faultEnv(t, srv))
+			api := newAPIClient(in.addr)
+			viewer := mustGrant(t, api)
 			if r := api.pageview(viewer); !r.tracked() {
 				t.Fatalf("page view before the fault: %v", r)
 			}
-			tt.fail(t)
+			tt.fail(t, srv)
 			r := api.pageview(viewer)
 			if r.err != nil || r.status != http.StatusServiceUnavailable || r.code() != "store_unavailable" || r.header.Get("Retry-After") == "" {
 				t.Errorf("page view with Redis %s: %v, want 503 store_unavailable with Retry-After", tt.name, r)
@@ -441,7 +466,7 @@ func TestTrackWithRedisDownOrHung(t *testing.T) {
 				t.Errorf("/healthz with Redis %s: %v, want 200", tt.name, r)
 			}
 
-			tt.recover(t)
+			tt.recover(t, srv)
 			deadline := time.Now().Add(recoverTimeout)
 			for r = api.pageview(viewer); !r.tracked(); r = api.pageview(viewer) {
 				if time.Now().After(deadline) {
@@ -483,6 +508,7 @@ func waitReplicas(tb testing.TB, primary, replica *redis.Client, n int) {
 // once the replica holds it; without a replica the write answers 503
 // store_unavailable after WAIT's timeout.
 func TestMinReplicasAcknowledgesOnlyReplicatedWrites(t *testing.T) {
+	t.Parallel()
 	primary := redistest.Start(t, "--repl-diskless-sync-delay", "0")
 	host, port, err := net.SplitHostPort(primary.Addr())
 	if err != nil {
@@ -621,6 +647,7 @@ func getTraced(c *http.Client, url string, header map[string]string) traced {
 // stops accepting connections at once, lets every accepted request finish with
 // a complete answer, and returns nil within the shutdown bound.
 func TestShutdownDrainsInFlightRequests(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	in := start(t, faultEnv(t, srv))
 	api := newAPIClient(in.addr)

@@ -20,7 +20,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/visitord/visitord/api"
 	"github.com/visitord/visitord/internal/config"
@@ -107,7 +106,7 @@ func open(ctx context.Context, getenv func(string) string, log *slog.Logger, lis
 			a.close()
 		}
 	}()
-	var rdb redis.UniversalClient
+	redisURL := cfg.RedisURL
 	if cfg.Dev {
 		dev, err := devredis.Start()
 		if err != nil {
@@ -116,8 +115,10 @@ func open(ctx context.Context, getenv func(string) string, log *slog.Logger, lis
 		a.closers = append(a.closers, dev.Close)
 		log.Warn("DEVELOPMENT MODE: VISITORD_REDIS_URL is not set, so data lives in an embedded in-memory Redis; nothing survives a restart",
 			slog.String("redis", dev.Addr()))
-		rdb = redis.NewClient(&redis.Options{Addr: dev.Addr(), ContextTimeoutEnabled: true})
-	} else if rdb, err = redisstore.Connect(cfg.RedisURL); err != nil {
+		redisURL = dev.URL()
+	}
+	rdb, err := redisstore.Connect(redisURL)
+	if err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, func() { rdb.Close() })

@@ -281,6 +281,7 @@ func parseDemoCurl(tb testing.TB, stderr string) demoCurl {
 }
 
 func TestServeDevMode(t *testing.T) {
+	t.Parallel()
 	in := start(t, map[string]string{"VISITORD_ADDR": "127.0.0.1:0", "VISITORD_DEMO_ORIGINS": "http://devbox.lan:8080"})
 	base := "http://" + in.addr
 	client := newRecordingClient()
@@ -459,6 +460,7 @@ sites:
 }
 
 func TestServeRealRedis(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
 	sites := oneKeySites(t, "agent-1", "operator", "agent-key")
@@ -548,6 +550,7 @@ func TestServeRealRedis(t *testing.T) {
 }
 
 func TestRunStartupErrors(t *testing.T) {
+	t.Parallel()
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -617,6 +620,7 @@ func TestRunStartupErrors(t *testing.T) {
 }
 
 func TestRunHashKey(t *testing.T) {
+	t.Parallel()
 	var stdout, stderr syncBuffer
 	if err := run(context.Background(), []string{"hash-key"}, mapEnv(nil), &stdout, &stderr); err != nil {
 		t.Fatalf("run hash-key: %v", err)
@@ -643,6 +647,7 @@ func TestRunHashKey(t *testing.T) {
 }
 
 func TestRunCommands(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		args    []string
@@ -678,6 +683,7 @@ func TestRunCommands(t *testing.T) {
 // Shutdown ends an open live stream at once, so that serve returns within the
 // drain bound instead of waiting on a response that never ends.
 func TestServeShutdownEndsLiveStreams(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	sites := oneKeySites(t, "agent-1", "operator", "agent-key")
 	in := start(t, prodEnv(srv, sites))

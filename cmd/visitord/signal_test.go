@@ -26,6 +26,7 @@ func TestMain(m *testing.M) {
 // Stopped by SIGINT (Ctrl-C) or SIGTERM, the process drains and exits 0, so
 // `make run` ends without make's "Error 1" (issue 18).
 func TestMainExitsZeroOnSignal(t *testing.T) {
+	t.Parallel()
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
 			cmd := exec.Command(os.Args[0])
@@ -83,6 +84,7 @@ func TestMainExitsZeroOnSignal(t *testing.T) {
 // `make run` runs the built binary, not `go run` (which exits 1 whenever it is
 // interrupted, whatever the program returned), and passes VISITORD_DEMO_ORIGINS.
 func TestMakeRun(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile(filepath.Join("..", "..", "Makefile"))
 	if err != nil {
 		t.Fatal(err)

@@ -77,6 +77,7 @@ func cliChat(t testing.TB, base, token, url string) string {
 }
 
 func TestSubjectCommands(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
 	env := prodEnv(srv, writeSites(t, `
@@ -212,6 +213,7 @@ func mustVisitorKey(t testing.TB, env map[string]string, id string) string {
 }
 
 func TestSubjectCommandErrors(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	env := prodEnv(srv, writeSites(t, `
 sites:

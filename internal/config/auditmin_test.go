@@ -11,6 +11,7 @@ import (
 // VISITORD_RETENTION_MAX_DAYS (no audit window could be set then); an error
 // names the variable.
 func TestLoadAuditMinDays(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		set     map[string]string

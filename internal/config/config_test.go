@@ -67,6 +67,7 @@ func prodEnv(tb testing.TB) map[string]string {
 }
 
 func TestLoadDefaults(t *testing.T) {
+	t.Parallel()
 	c, err := config.Load(mapEnv(nil))
 	if err != nil {
 		t.Fatalf("Load(empty env): %v", err)
@@ -93,6 +94,7 @@ func TestLoadDefaults(t *testing.T) {
 }
 
 func TestLoadDevMode(t *testing.T) {
+	t.Parallel()
 	c, err := config.Load(mapEnv(nil))
 	if err != nil {
 		t.Fatalf("Load(empty env): %v", err)
@@ -126,6 +128,7 @@ func TestLoadDevMode(t *testing.T) {
 }
 
 func TestLoadDevModeUsesGivenSecrets(t *testing.T) {
+	t.Parallel()
 	env := prodEnv(t)
 	delete(env, "VISITORD_REDIS_URL")
 	c, err := config.Load(mapEnv(env))
@@ -141,6 +144,7 @@ func TestLoadDevModeUsesGivenSecrets(t *testing.T) {
 }
 
 func TestLoadDemoSite(t *testing.T) {
+	t.Parallel()
 	c, err := config.Load(mapEnv(nil))
 	if err != nil {
 		t.Fatalf("Load: %v", err)
@@ -177,6 +181,7 @@ func TestLoadDemoSite(t *testing.T) {
 }
 
 func TestLoadProduction(t *testing.T) {
+	t.Parallel()
 	env := prodEnv(t)
 	env["VISITORD_COOKIE_SECRET"] = cookieSecretA + "," + cookieSecretB
 	env["VISITORD_DATA_KEY"] = dataKeyK1 + ", " + dataKeyK2
@@ -234,6 +239,7 @@ func TestLoadProduction(t *testing.T) {
 }
 
 func TestLoadErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		set  map[string]string // applied over prodEnv; "" deletes
@@ -307,6 +313,7 @@ func TestLoadErrors(t *testing.T) {
 // A short secret is an error in development too: a secret someone chose is
 // never silently replaced.
 func TestLoadDevModeRejectsShortSecret(t *testing.T) {
+	t.Parallel()
 	_, err := config.Load(mapEnv(map[string]string{"VISITORD_COOKIE_SECRET": "short"}))
 	if err == nil || !strings.Contains(err.Error(), "VISITORD_COOKIE_SECRET") {
 		t.Fatalf("Load = %v, want an error naming VISITORD_COOKIE_SECRET", err)
@@ -314,6 +321,7 @@ func TestLoadDevModeRejectsShortSecret(t *testing.T) {
 }
 
 func TestLoadSitesFile(t *testing.T) {
+	t.Parallel()
 	env := prodEnv(t)
 	path := env["VISITORD_SITES"]
 	c, err := config.Load(mapEnv(env))
@@ -347,6 +355,7 @@ func TestLoadSitesFile(t *testing.T) {
 // With VISITORD_REDIS_URL set, a start never falls back to the built-in demo
 // site, and every site declares its legal text and controller (issue 18).
 func TestLoadProductionRequiresSites(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		sites string // "" leaves VISITORD_SITES unset
@@ -388,6 +397,7 @@ func TestLoadProductionRequiresSites(t *testing.T) {
 // VISITORD_DEMO_ORIGINS adds origins to the demo site, beside every loopback
 // form on the real port; it is an error beside a sites file.
 func TestLoadDemoOrigins(t *testing.T) {
+	t.Parallel()
 	c, err := config.Load(mapEnv(map[string]string{"VISITORD_ADDR": "127.0.0.1:0",
 		"VISITORD_DEMO_ORIGINS": "http://devbox.lan:8080, http://localhost:18080/"}))
 	if err != nil {
@@ -417,6 +427,7 @@ func TestLoadDemoOrigins(t *testing.T) {
 
 // VISITORD_METRICS_ADDR defaults to :9090 and is read as given.
 func TestLoadMetricsAddr(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct{ set, want string }{{"", ":9090"}, {"127.0.0.1:0", "127.0.0.1:0"}} {
 		c, err := config.Load(mapEnv(map[string]string{"VISITORD_METRICS_ADDR": tt.set}))
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 // The README's configuration table lists exactly the variables config.Load
 // reads, with their defaults, and states the sites file's bounds (issue 18).
 func TestREADMEConfiguration(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
 	if err != nil {
 		t.Fatal(err)

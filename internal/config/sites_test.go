@@ -65,6 +65,7 @@ func webhookEnv() func(string) string {
 }
 
 func TestParseSitesDesignExample(t *testing.T) {
+	t.Parallel()
 	sites, err := config.ParseSites([]byte(designExample), webhookEnv(), 1, 1825)
 	if err != nil {
 		t.Fatalf("ParseSites(DESIGN example): %v", err)
@@ -97,6 +98,7 @@ func TestParseSitesDesignExample(t *testing.T) {
 }
 
 func TestParseSitesDefaults(t *testing.T) {
+	t.Parallel()
 	sites, err := config.ParseSites([]byte("sites:\n  - id: shop\n    origins: [\"HTTPS://Shop.Example:443/\"]\n"), mapEnv(nil), 1, 1825)
 	if err != nil {
 		t.Fatalf("ParseSites: %v", err)
@@ -122,6 +124,7 @@ func TestParseSitesDefaults(t *testing.T) {
 }
 
 func TestParseSitesExplicitValues(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		extra string
@@ -197,6 +200,7 @@ func shopSite(extra string) string {
 }
 
 func TestParseSitesStrict(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		yaml string
@@ -227,6 +231,7 @@ func TestParseSitesStrict(t *testing.T) {
 }
 
 func TestParseSitesValidation(t *testing.T) {
+	t.Parallel()
 	long := strings.Repeat("a", 33)
 	tests := []struct {
 		name string
@@ -298,6 +303,7 @@ func TestParseSitesValidation(t *testing.T) {
 }
 
 func TestNewAPIKey(t *testing.T) {
+	t.Parallel()
 	key, sum := config.NewAPIKey()
 	if len(key) < 32 {
 		t.Errorf("key %q is shorter than 32 characters", key)

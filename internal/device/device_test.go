@@ -25,6 +25,7 @@ const (
 )
 
 func TestParse(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		ua   string
@@ -120,6 +121,7 @@ func TestParse(t *testing.T) {
 }
 
 func TestParseOkHTTPIsBot(t *testing.T) {
+	t.Parallel()
 	// useragent guesses Mobile for okhttp; only Bot matters here.
 	if got := NewParser(8).Parse("okhttp/4.12.0"); !got.Bot {
 		t.Fatalf("Parse(okhttp).Bot = false, want true (%+v)", got)
@@ -127,6 +129,7 @@ func TestParseOkHTTPIsBot(t *testing.T) {
 }
 
 func TestParseLongUserAgentIsNotCached(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name       string
 		ua         string
@@ -150,6 +153,7 @@ func TestParseLongUserAgentIsNotCached(t *testing.T) {
 }
 
 func TestParseCapsFields(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		ua   string
@@ -176,6 +180,7 @@ func TestParseCapsFields(t *testing.T) {
 }
 
 func TestMajorMinor(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		in   string
@@ -197,6 +202,7 @@ func TestMajorMinor(t *testing.T) {
 }
 
 func TestCacheBound(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		size int
@@ -223,37 +229,36 @@ func TestCacheBound(t *testing.T) {
 	}
 }
 
-func TestShardEvictsUnreferencedFirst(t *testing.T) {
-	var s shard
-	s.init(3)
-	s.put("a", visitor.Device{Browser: "a"})
-	s.put("b", visitor.Device{Browser: "b"})
-	s.put("c", visitor.Device{Browser: "c"})
-	s.get("a") // a is popular, so it gets a second chance
-	s.put("d", visitor.Device{Browser: "d"})
-
-	for _, tt := range []struct {
-		name string
-		key  string
-		want bool
-	}{
-		{name: "referenced survives", key: "a", want: true},
-		{name: "unreferenced evicted", key: "b", want: false},
-		{name: "other kept", key: "c", want: true},
-		{name: "new cached", key: "d", want: true},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			d, ok := s.get(tt.key)
-			if ok != tt.want {
-				t.Fatalf("get(%q) found = %v, want %v", tt.key, ok, tt.want)
-			}
-			if ok && d.Browser != tt.key {
-				t.Fatalf("get(%q) = %+v, want Browser %q", tt.key, d, tt.key)
-			}
-		})
+// User-Agents seen again and again stay cached through a flood of one-off ones
+// many times the cache's size: a client sending unique headers cannot push the
+// popular browsers out and make every page view parse.
+func TestCacheKeepsPopularThroughFlood(t *testing.T) {
+	t.Parallel()
+	const size = 100
+	p := NewParser(size)
+	popular := []string{chromeWindows, safariIPhone, firefoxLinux, chromeAndroid}
+	for range 10 {
+		for _, ua := range popular {
+			p.Parse(ua)
+		}
 	}
-	if got, want := len(s.index), len(s.entries); got != want {
-		t.Fatalf("index has %d keys, entries %d", got, want)
+	// The popular ones come back every 2×size one-offs, so a plain LRU or FIFO
+	// cache would have dropped them by the end.
+	for i := range 50 * size {
+		p.Parse(distinctUA(i))
+		if i%(2*size) == 0 {
+			for _, ua := range popular {
+				p.Parse(ua)
+			}
+		}
+	}
+	for _, ua := range popular {
+		if _, ok := p.cache.GetIfPresent(ua); !ok {
+			t.Errorf("popular User-Agent %.40q… evicted by one-off ones", ua)
+		}
+	}
+	if got := p.len(); got > size {
+		t.Fatalf("len() = %d, want at most %d", got, size)
 	}
 }
 
@@ -266,6 +271,7 @@ func TestParseCachedDoesNotAllocate(t *testing.T) {
 }
 
 func TestParseConcurrent(t *testing.T) {
+	t.Parallel()
 	// A cache far smaller than the working set makes readers race with evictions.
 	const size = 8
 	uas := []string{chromeWindows, safariIPhone, firefoxLinux, headlessChrome, googlebot, bingbot, "curl/8.4.0", ""}

@@ -48,6 +48,10 @@ func Start() (*Server, error) {
 // Addr is the server's host:port.
 func (s *Server) Addr() string { return s.m.Addr() }
 
+// URL is the server as a redis:// URL, the form redisstore.Connect takes, so
+// that the development client is built like any other.
+func (s *Server) URL() string { return "redis://" + s.m.Addr() }
+
 // Close stops the server.
 func (s *Server) Close() {
 	s.stop()

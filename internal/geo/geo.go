@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"unicode/utf8"
 
+	"github.com/maypok86/otter/v2"
 	"github.com/oschwald/geoip2-golang/v2"
 
 	"github.com/visitord/visitord/internal/visitor"
@@ -36,7 +37,7 @@ const maxLen = 64
 type Locator struct {
 	path   string
 	closed atomic.Bool
-	cache  *cache // nil when caching is disabled
+	cache  *otter.Cache[uint64, visitor.Location] // nil when caching is disabled
 
 	mu sync.RWMutex // held for reading during a database lookup, so Close waits for it
 	db *geoip2.Reader
@@ -98,13 +99,13 @@ func (l *Locator) Lookup(ip netip.Addr) visitor.Location {
 	}
 	key := prefixKey(ip)
 	if l.cache != nil {
-		if loc, ok := l.cache.get(key); ok {
+		if loc, ok := l.cache.GetIfPresent(key); ok {
 			return loc
 		}
 	}
 	loc, ok := l.lookup(ip)
 	if ok && l.cache != nil {
-		l.cache.put(key, loc)
+		l.cache.Set(key, loc)
 	}
 	return loc
 }

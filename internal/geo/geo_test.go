@@ -1,7 +1,6 @@
 package geo
 
 import (
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -47,6 +46,7 @@ func want(a geoip.FixtureAnswer) visitor.Location {
 }
 
 func TestLookupFixtureAnswers(t *testing.T) {
+	t.Parallel()
 	l := openFixture(t)
 	for _, a := range geoip.FixtureAnswers {
 		t.Run(a.Network.String(), func(t *testing.T) {
@@ -61,6 +61,7 @@ func TestLookupFixtureAnswers(t *testing.T) {
 }
 
 func TestLookup(t *testing.T) {
+	t.Parallel()
 	london := visitor.Location{Country: "GB", Region: "ENG", City: "London", TimeZone: "Europe/London"}
 	berlin := visitor.Location{Country: "DE", Region: "BE", City: "Berlin", TimeZone: "Europe/Berlin"}
 	tests := []struct {
@@ -104,6 +105,7 @@ func TestLookup(t *testing.T) {
 }
 
 func TestLookupWithoutCache(t *testing.T) {
+	t.Parallel()
 	l := openFixture(t, WithCacheSize(0))
 	if l.cache != nil {
 		t.Fatal("WithCacheSize(0) still built a cache")
@@ -115,6 +117,7 @@ func TestLookupWithoutCache(t *testing.T) {
 }
 
 func TestNilLocator(t *testing.T) {
+	t.Parallel()
 	var l *Locator
 	if got := l.Lookup(netip.MustParseAddr("81.2.69.142")); got != (visitor.Location{}) {
 		t.Errorf("nil Locator: Lookup = %+v, want zero", got)
@@ -125,6 +128,7 @@ func TestNilLocator(t *testing.T) {
 }
 
 func TestLookupAfterClose(t *testing.T) {
+	t.Parallel()
 	l := openFixture(t)
 	ip := geoip.FixtureAnswers[0].Sample
 	if got := l.Lookup(ip); got == (visitor.Location{}) {
@@ -174,6 +178,7 @@ func writeDB(tb testing.TB, dbType string) string {
 }
 
 func TestOpenAcceptsCityDatabases(t *testing.T) {
+	t.Parallel()
 	for _, dbType := range []string{"GeoIP2-City", "GeoLite2-City", "DBIP-City-Lite", "GeoIP2-City-Europe"} {
 		t.Run(dbType, func(t *testing.T) {
 			l, err := Open(writeDB(t, dbType))
@@ -189,6 +194,7 @@ func TestOpenAcceptsCityDatabases(t *testing.T) {
 }
 
 func TestOpenErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	notMMDB := filepath.Join(dir, "not.mmdb")
 	if err := os.WriteFile(notMMDB, []byte("this is not a MaxMind DB\n"), 0o600); err != nil {
@@ -229,6 +235,7 @@ func TestOpenErrors(t *testing.T) {
 }
 
 func TestClip(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		in   string
@@ -250,6 +257,7 @@ func TestClip(t *testing.T) {
 }
 
 func TestPrefixKey(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		a, b string
@@ -275,25 +283,20 @@ func TestPrefixKey(t *testing.T) {
 }
 
 func TestCacheBound(t *testing.T) {
-	for _, size := range []int{1, 15, 16, 100, 1000, DefaultCacheSize, 100_000} {
-		c := newCache(size)
-		total := 0
-		for i := range c.shards {
-			total += c.shards[i].max
-		}
-		if total > size || total < size/2 || total < 1 {
-			t.Errorf("newCache(%d) holds %d entries over %d shards, want between %d and %d", size, total, len(c.shards), size/2, size)
-		}
-	}
-
+	t.Parallel()
 	const size = 100
 	l := openFixture(t, WithCacheSize(size))
 	for i := range 5000 {
 		l.Lookup(netip.AddrFrom4([4]byte{1, byte(i >> 8), byte(i), 1}))
 		l.Lookup(netip.AddrFrom16([16]byte{0x2a, 0x02, 0x80, 0x00, byte(i >> 8), byte(i), 15: 1}))
+		if i%100 == 0 {
+			if got := cached(l); got > size {
+				t.Fatalf("after %d prefixes the cache holds %d, want at most %d", 2*(i+1), got, size)
+			}
+		}
 	}
-	if got := l.cache.len(); got > size {
-		t.Errorf("cache holds %d prefixes, want at most %d", got, size)
+	if got := cached(l); got != size {
+		t.Errorf("cache holds %d prefixes, want %d (full)", got, size)
 	}
 	// Eviction must leave answers intact.
 	for _, a := range geoip.FixtureAnswers {
@@ -303,30 +306,33 @@ func TestCacheBound(t *testing.T) {
 	}
 }
 
-func TestCacheKeepsReferencedEntries(t *testing.T) {
-	c := newCache(16)
-	if got := len(c.shards); got != 1 {
-		t.Fatalf("newCache(16) has %d shards, want 1", got)
+// A prefix looked up again and again stays cached through a scan of one-off
+// prefixes many times the cache's size.
+func TestCacheKeepsHotPrefixes(t *testing.T) {
+	t.Parallel()
+	const size = 64
+	l := openFixture(t, WithCacheSize(size))
+	hot := geoip.FixtureAnswers[0].Sample
+	for range 10 {
+		l.Lookup(hot)
 	}
-	hot := visitor.Location{Country: "GB"}
-	c.put(0, hot)
-	for k := uint64(1); k < 16; k++ {
-		c.put(k, visitor.Location{Country: fmt.Sprint(k)})
+	// The hot prefix comes back every 2×size one-offs, so a plain LRU or FIFO
+	// cache would have dropped it by the end.
+	for i := range 50 * size {
+		l.Lookup(netip.AddrFrom4([4]byte{1, byte(i >> 8), byte(i), 1}))
+		if i%(2*size) == 0 {
+			l.Lookup(hot)
+		}
 	}
-	if _, ok := c.get(0); !ok {
-		t.Fatal("key 0 missing before any eviction")
+	if _, ok := l.cache.GetIfPresent(prefixKey(hot)); !ok {
+		t.Errorf("hot prefix of %s evicted by one-off ones", hot)
 	}
-	// Each new key evicts one entry; the referenced key 0 survives the sweep.
-	c.put(100, visitor.Location{Country: "XX"})
-	if got, ok := c.get(0); !ok || got != hot {
-		t.Errorf("referenced key 0 = %+v, %v after eviction, want %+v, true", got, ok, hot)
-	}
-	if _, ok := c.get(1); ok {
-		t.Error("unreferenced key 1 survived, want it evicted first")
-	}
-	if got, want := c.len(), 16; got != want {
-		t.Errorf("len = %d, want %d", got, want)
-	}
+}
+
+// cached is how many prefixes l's cache holds once pending evictions are applied.
+func cached(l *Locator) int {
+	l.cache.CleanUp()
+	return l.cache.EstimatedSize()
 }
 
 func TestCacheHitAllocatesNothing(t *testing.T) {
@@ -339,6 +345,7 @@ func TestCacheHitAllocatesNothing(t *testing.T) {
 }
 
 func TestConcurrentLookupAndClose(t *testing.T) {
+	t.Parallel()
 	l := openFixture(t, WithCacheSize(32))
 	var wg sync.WaitGroup
 	for g := range 8 {

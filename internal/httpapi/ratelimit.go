@@ -1,17 +1,17 @@
 package httpapi
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"hash/maphash"
 	"log/slog"
 	"net/netip"
 	"strconv"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/maypok86/otter/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/visitord/visitord/internal/visitor"
@@ -25,12 +25,11 @@ import (
 // through Options.Limiter, so every pod shares one budget.
 const (
 	// MaxLimiterEntries bounds the identities and IP blocks the page-view
-	// limiter remembers (about 220 bytes each: 22 MB at the bound); past it
-	// the least recently seen goes, which only gives that caller a fresh budget.
+	// limiter remembers (about 130 bytes each: 13 MB at the bound); past it
+	// otter's W-TinyLFU policy drops the least likely to come back, which only
+	// gives that caller a fresh budget.
 	MaxLimiterEntries = 100_000
 
-	pageViewShardBits = 5
-	pageViewShards    = 1 << pageViewShardBits
 	// rateLimitTimeout bounds a Redis limit check; past it the request goes on.
 	rateLimitTimeout = 300 * time.Millisecond
 )
@@ -38,20 +37,16 @@ const (
 // PageViewLimiter limits track calls per (site, identity) or, without a valid
 // token, per (site, IP block) in this process. Each caller has a GCRA bucket of
 // a minute's budget refilled evenly over the minute; the bucket is one
-// timestamp. Memory is bounded: at most MaxLimiterEntries entries, those whose
-// bucket is full again dropped first, then the least recently seen. A known
-// caller costs no allocation. It is safe for concurrent use.
+// timestamp, kept in an otter cache and moved on by compare-and-swap, so
+// concurrent calls of one caller share one budget exactly. Memory is bounded:
+// at most MaxLimiterEntries entries. Entries do not expire with their bucket: a
+// returning visitor's bucket is full again between its page views, and keeping
+// its entry is what lets a known caller cost no allocation. It is safe for
+// concurrent use.
 type PageViewLimiter struct {
-	now    func() time.Time
-	seed   maphash.Seed
-	shards [pageViewShards]pageViewShard
-}
-
-type pageViewShard struct {
-	mu  sync.Mutex
-	m   map[pageViewKey]*list.Element
-	lru list.List // of *pageViewEntry, the most recently seen in front
-	max int
+	now     func() time.Time
+	seed    maphash.Seed
+	buckets *otter.Cache[pageViewKey, *bucket]
 }
 
 // pageViewKey names a bucket: a site and either an identity (by the process's
@@ -63,21 +58,13 @@ type pageViewKey struct {
 	sum      uint64
 }
 
-type pageViewEntry struct {
-	key pageViewKey
-	// tat is GCRA's theoretical arrival time (Unix ns): the bucket is full
-	// when tat ≤ now, and each call moves it one interval on.
-	tat int64
-}
-
 // NewPageViewLimiter returns an empty PageViewLimiter.
 func NewPageViewLimiter() *PageViewLimiter {
-	p := &PageViewLimiter{now: time.Now, seed: maphash.MakeSeed()}
-	for i := range p.shards {
-		p.shards[i].m = make(map[pageViewKey]*list.Element)
-		p.shards[i].max = MaxLimiterEntries / pageViewShards
+	return &PageViewLimiter{
+		now:     time.Now,
+		seed:    maphash.MakeSeed(),
+		buckets: otter.Must(&otter.Options[pageViewKey, *bucket]{MaximumSize: MaxLimiterEntries}),
 	}
-	return p
 }
 
 // AllowIdentity counts one track call of site by the identity id (a
@@ -111,58 +98,35 @@ func (p *PageViewLimiter) allow(k pageViewKey, perMinute int) (bool, time.Durati
 	}
 	now := p.now().UnixNano()
 	interval := int64(time.Minute) / int64(perMinute)
-	// Fibonacci hashing: the top bits of the product depend on all key bits
-	// (an IP block's low bit is fixed).
-	sh := &p.shards[((k.sum^maphash.String(p.seed, k.site))*0x9E3779B97F4A7C15)>>(64-pageViewShardBits)]
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	el, found := sh.m[k]
-	switch {
-	case found:
-		sh.lru.MoveToFront(el)
-	case sh.lru.Len() > 0 && (sh.lru.Len() >= sh.max || sh.lru.Back().Value.(*pageViewEntry).tat <= now):
-		// Reuse the least recently seen entry when it is idle or the shard is
-		// full: a caller replacing another allocates nothing.
-		el = sh.lru.Back()
-		delete(sh.m, el.Value.(*pageViewEntry).key)
-		*el.Value.(*pageViewEntry) = pageViewEntry{key: k, tat: now}
-		sh.m[k] = el
-		sh.lru.MoveToFront(el)
-	default:
-		el = sh.lru.PushFront(&pageViewEntry{key: k, tat: now})
-		sh.m[k] = el
+	b, found := p.buckets.GetIfPresent(k)
+	if !found {
+		// Of concurrent first calls one bucket wins, and all count in it.
+		b, _ = p.buckets.SetIfAbsent(k, new(bucket))
 	}
-	sh.dropIdle(now, el)
-	e := el.Value.(*pageViewEntry)
-	// GCRA with a burst of a minute's budget: a call is allowed while the
-	// bucket's debt, after it, stays within one minute.
-	tat := max(e.tat, now) + interval
-	if allowAt := tat - int64(time.Minute); now < allowAt {
-		return false, time.Duration(allowAt - now)
-	}
-	e.tat = tat
-	return true, 0
-}
-
-// dropIdle drops the entries at the back whose bucket is full again, as they
-// are the same as none, but never keep, the entry in use.
-func (sh *pageViewShard) dropIdle(now int64, keep *list.Element) {
-	for el := sh.lru.Back(); el != nil && el != keep && el.Value.(*pageViewEntry).tat <= now; el = sh.lru.Back() {
-		delete(sh.m, el.Value.(*pageViewEntry).key)
-		sh.lru.Remove(el)
+	for {
+		// GCRA with a burst of a minute's budget: a call is allowed while the
+		// bucket's debt, after it, stays within one minute. A new bucket's tat
+		// is zero: full.
+		tat := b.tat.Load()
+		next := max(tat, now) + interval
+		if allowAt := next - int64(time.Minute); now < allowAt {
+			return false, time.Duration(allowAt - now)
+		}
+		if b.tat.CompareAndSwap(tat, next) {
+			return true, 0
+		}
 	}
 }
 
-// len is how many entries the limiter holds.
+// bucket is a caller's GCRA bucket: tat is its theoretical arrival time (Unix
+// ns), full when tat ≤ now; each call moves it one interval on.
+type bucket struct{ tat atomic.Int64 }
+
+// len is how many entries the limiter holds once pending evictions are
+// applied.
 func (p *PageViewLimiter) len() int {
-	n := 0
-	for i := range p.shards {
-		sh := &p.shards[i]
-		sh.mu.Lock()
-		n += len(sh.m)
-		sh.mu.Unlock()
-	}
-	return n
+	p.buckets.CleanUp()
+	return p.buckets.EstimatedSize()
 }
 
 // newLimitMetrics registers visitord_rate_limited_total, with a series for

@@ -201,6 +201,7 @@ func observations(tb testing.TB, reg *prometheus.Registry) uint64 {
 }
 
 func TestSignVerify(t *testing.T) {
+	t.Parallel()
 	const id = "d1"
 	header := Sign(secret, t0, id, body)
 	if prefix := fmt.Sprintf("t=%d,v1=", t0.Unix()); !strings.HasPrefix(header, prefix) || len(header) != len(prefix)+64 {
@@ -252,6 +253,7 @@ func TestSignVerify(t *testing.T) {
 }
 
 func TestDeliverSigned(t *testing.T) {
+	t.Parallel()
 	rcv := newReceiver(t, http.StatusNoContent)
 	q := newFakeQueue(delivery("d1"))
 	clk := &clock{t: t0}
@@ -301,6 +303,7 @@ func TestDeliverSigned(t *testing.T) {
 }
 
 func TestRetryWithGrowingBackoffThenDelivered(t *testing.T) {
+	t.Parallel()
 	rcv := newReceiver(t, 500, 500, 200)
 	q := newFakeQueue(delivery("d1"))
 	clk := &clock{t: t0}
@@ -372,6 +375,7 @@ func TestRetryWithGrowingBackoffThenDelivered(t *testing.T) {
 }
 
 func TestRedirectNotFollowed(t *testing.T) {
+	t.Parallel()
 	elsewhere := newReceiver(t, 200)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/hook", func(w http.ResponseWriter, r *http.Request) {
@@ -405,6 +409,7 @@ func TestRedirectNotFollowed(t *testing.T) {
 }
 
 func TestDefaultClientFollowsNoRedirect(t *testing.T) {
+	t.Parallel()
 	d := NewDispatcher(newFakeQueue(), nil, nil, nil)
 	if d.client.CheckRedirect == nil {
 		t.Fatal("default client follows redirects")
@@ -426,6 +431,7 @@ func (f failTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func TestRefusedTargetAbandonedWithoutRequest(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		target Target
@@ -460,6 +466,7 @@ func TestRefusedTargetAbandonedWithoutRequest(t *testing.T) {
 }
 
 func TestCheckURL(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		url string
 		ok  bool
@@ -500,6 +507,7 @@ func TestCheckURL(t *testing.T) {
 }
 
 func TestMaxAttemptsAbandoned(t *testing.T) {
+	t.Parallel()
 	rcv := newReceiver(t, http.StatusServiceUnavailable)
 	q := newFakeQueue(Delivery{ID: "d1", Site: "shop", Event: visitor.EventSubjectErased, Body: body})
 	clk := &clock{t: t0}
@@ -534,6 +542,7 @@ func TestMaxAttemptsAbandoned(t *testing.T) {
 }
 
 func TestNetworkErrorRetriedAndNotLogged(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewServer(http.NotFoundHandler())
 	hookURL := srv.URL + "/hook?token=sekrit-query-value"
 	srv.Close() // nothing listens any more
@@ -567,6 +576,7 @@ func TestNetworkErrorRetriedAndNotLogged(t *testing.T) {
 }
 
 func TestDeliveryOfAnotherSiteNeverSent(t *testing.T) {
+	t.Parallel()
 	rcv := newReceiver(t, 200)
 	q := newFakeQueue(Delivery{ID: "d1", Site: "other", Event: visitor.EventChatStarted, Body: body})
 	q.anySite = true
@@ -581,6 +591,7 @@ func TestDeliveryOfAnotherSiteNeverSent(t *testing.T) {
 }
 
 func TestQueueErrorSkipsOnlyThatSite(t *testing.T) {
+	t.Parallel()
 	rcv := newReceiver(t, 200)
 	q := newFakeQueue(delivery("d1"), Delivery{ID: "d2", Site: "blog", Event: visitor.EventSubjectRectified, Body: body})
 	q.dueErr["blog"] = errors.New("store unavailable")
@@ -597,6 +608,7 @@ func TestQueueErrorSkipsOnlyThatSite(t *testing.T) {
 }
 
 func TestTickBounded(t *testing.T) {
+	t.Parallel()
 	rcv := newReceiver(t, 200)
 	var ds []Delivery
 	for i := range batchSize + 5 {
@@ -614,6 +626,7 @@ func TestTickBounded(t *testing.T) {
 }
 
 func TestCancelledRequestIsNotAnAttempt(t *testing.T) {
+	t.Parallel()
 	started := make(chan struct{})
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -647,6 +660,7 @@ func TestCancelledRequestIsNotAnAttempt(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
+	t.Parallel()
 	d := NewDispatcher(newFakeQueue(), nil, nil, nil)
 	for attempt, nominal := range map[int]time.Duration{
 		1: 5 * time.Second, 2: 10 * time.Second, 3: 20 * time.Second, 8: 640 * time.Second,
@@ -663,6 +677,7 @@ func TestBackoff(t *testing.T) {
 }
 
 func TestRunDeliversUntilCancelled(t *testing.T) {
+	t.Parallel()
 	rcv := newReceiver(t, 200)
 	q := newFakeQueue(delivery("d1"))
 	d := NewDispatcher(q, map[string]Target{"shop": {URL: rcv.srv.URL, Secret: secret}}, nil, prometheus.NewRegistry(),
@@ -692,6 +707,7 @@ func TestRunDeliversUntilCancelled(t *testing.T) {
 }
 
 func TestMetricsShareRegistry(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
 	a := NewDispatcher(newFakeQueue(), nil, nil, reg)
 	b := NewDispatcher(newFakeQueue(), nil, nil, reg)
