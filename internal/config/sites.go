@@ -156,8 +156,32 @@ var (
 	envName      = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
 )
 
+// site builds the visitor.Site y describes: the defaults, then each group of
+// fields in file order, so the first error is the one an operator meets first.
 func (y siteYAML) site(getenv func(string) string, minDays, maxDays int) (*visitor.Site, error) {
-	s := &visitor.Site{
+	s := y.defaults()
+	for _, apply := range []func(*visitor.Site) error{
+		y.applyIdentity,
+		y.applyConsent,
+		y.applyIP,
+		y.applySessions,
+		y.applyFilters,
+		func(s *visitor.Site) error { return y.applyRetention(s, minDays, maxDays) },
+		y.applyPolicyVersion,
+		func(s *visitor.Site) error { return y.applyWebhook(s, getenv) },
+		y.applyRateLimit,
+		y.applyKeys,
+	} {
+		if err := apply(s); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// defaults is the site y describes before any optional field is applied.
+func (y siteYAML) defaults() *visitor.Site {
+	return &visitor.Site{
 		ID: y.ID, Consent: visitor.ConsentMode(or(y.Consent, string(visitor.ConsentOptIn))),
 		ConsentValidDays: DefaultConsentValidDays, IP: visitor.IPMode(or(y.IP, string(visitor.IPTruncate))),
 		SessionTimeout: DefaultSessionTimeout, SessionMax: DefaultSessionMax, KeepQuery: DefaultKeepQuery,
@@ -168,57 +192,88 @@ func (y siteYAML) site(getenv func(string) string, minDays, maxDays int) (*visit
 		RateLimit: visitor.RateLimit{NewVisitorsPerMinute: DefaultNewVisitorsPerMinute,
 			ChatsPerMinute: DefaultChatsPerMinute, ConsentPerMinute: DefaultConsentPerMinute},
 	}
+}
+
+// applyIdentity checks the id and normalises the origins.
+func (y siteYAML) applyIdentity(s *visitor.Site) error {
 	if !visitor.ValidSiteID(s.ID) {
-		return nil, fmt.Errorf("id: %q must match [a-z0-9-]{1,32}", y.ID)
+		return fmt.Errorf("id: %q must match [a-z0-9-]{1,32}", y.ID)
 	}
 	if len(y.Origins) == 0 {
-		return nil, errors.New("origins: at least one origin is needed")
+		return errors.New("origins: at least one origin is needed")
 	}
 	for _, o := range y.Origins {
 		norm, err := parseOrigin(o)
 		if err != nil {
-			return nil, fmt.Errorf("origins: %w", err)
+			return fmt.Errorf("origins: %w", err)
 		}
 		s.Origins = append(s.Origins, norm)
 	}
+	return nil
+}
+
+// applyConsent checks the consent mode and applies consent_valid_days.
+func (y siteYAML) applyConsent(s *visitor.Site) error {
 	switch s.Consent {
 	case visitor.ConsentOptIn, visitor.ConsentOnChat, visitor.ConsentOptOut:
 	default:
-		return nil, fmt.Errorf("consent: %q must be opt-in, on-chat or opt-out", y.Consent)
+		return fmt.Errorf("consent: %q must be opt-in, on-chat or opt-out", y.Consent)
 	}
 	if y.ConsentValidDays != nil {
 		if *y.ConsentValidDays < 1 || *y.ConsentValidDays > 395 {
-			return nil, fmt.Errorf("consent_valid_days: %d must be 1..395", *y.ConsentValidDays)
+			return fmt.Errorf("consent_valid_days: %d must be 1..395", *y.ConsentValidDays)
 		}
 		s.ConsentValidDays = *y.ConsentValidDays
 	}
+	return nil
+}
+
+// applyIP checks the IP mode.
+func (y siteYAML) applyIP(s *visitor.Site) error {
 	switch s.IP {
 	case visitor.IPDrop, visitor.IPTruncate, visitor.IPFull:
+		return nil
 	default:
-		return nil, fmt.Errorf("ip: %q must be drop, truncate or full", y.IP)
+		return fmt.Errorf("ip: %q must be drop, truncate or full", y.IP)
 	}
+}
+
+// applySessions applies session_timeout and session_max.
+func (y siteYAML) applySessions(s *visitor.Site) error {
 	if err := duration("session_timeout", y.SessionTimeout, &s.SessionTimeout); err != nil {
-		return nil, err
+		return err
 	}
 	if err := duration("session_max", y.SessionMax, &s.SessionMax); err != nil {
-		return nil, err
+		return err
 	}
 	if s.SessionMax < s.SessionTimeout {
-		return nil, fmt.Errorf("session_max: %s is shorter than session_timeout %s", s.SessionMax, s.SessionTimeout)
+		return fmt.Errorf("session_max: %s is shorter than session_timeout %s", s.SessionMax, s.SessionTimeout)
 	}
+	return nil
+}
+
+// applyFilters applies what is kept of a page view: keep_query, redact_paths
+// and keep_title.
+func (y siteYAML) applyFilters(s *visitor.Site) error {
 	if y.KeepQuery != nil {
 		s.KeepQuery = *y.KeepQuery
 	}
 	for _, p := range y.RedactPaths {
 		re, err := regexp.Compile(p)
 		if err != nil {
-			return nil, fmt.Errorf("redact_paths: %q: %w", p, err)
+			return fmt.Errorf("redact_paths: %q: %w", p, err)
 		}
 		s.RedactPaths = append(s.RedactPaths, re)
 	}
 	if y.KeepTitle != nil {
 		s.KeepTitle = *y.KeepTitle
 	}
+	return nil
+}
+
+// applyRetention overrides the retention days the file names and checks the
+// result against minDays..maxDays.
+func (y siteYAML) applyRetention(s *visitor.Site, minDays, maxDays int) error {
 	if r := y.RetentionDays; r != nil {
 		for _, f := range []struct {
 			v   *int
@@ -231,66 +286,90 @@ func (y siteYAML) site(getenv func(string) string, minDays, maxDays int) (*visit
 		}
 	}
 	if err := s.ValidateRetention(s.Retention, minDays, maxDays); err != nil {
-		return nil, fmt.Errorf("retention_days: %w", err)
+		return fmt.Errorf("retention_days: %w", err)
 	}
+	return nil
+}
+
+// applyPolicyVersion checks that the policy version is one short line without |.
+func (y siteYAML) applyPolicyVersion(s *visitor.Site) error {
 	if strings.ContainsAny(s.PolicyVersion, "|\n") || len(s.PolicyVersion) > 64 {
-		return nil, fmt.Errorf("policy_version: %q must be one line of at most 64 bytes without |", s.PolicyVersion)
+		return fmt.Errorf("policy_version: %q must be one line of at most 64 bytes without |", s.PolicyVersion)
 	}
-	if w := y.Webhook; w != nil {
-		if err := checkWebhookURL(w.URL); err != nil {
-			return nil, fmt.Errorf("webhook.url: %w", err)
-		}
-		if !envName.MatchString(w.SecretEnv) {
-			return nil, fmt.Errorf("webhook.secret_env: %q must name an environment variable", w.SecretEnv)
-		}
-		secret := getenv(w.SecretEnv)
-		if len(secret) < 32 {
-			return nil, fmt.Errorf("webhook.secret_env: %s must hold a secret of at least 32 bytes", w.SecretEnv)
-		}
-		s.Webhook = visitor.Webhook{URL: w.URL, Secret: []byte(secret)}
+	return nil
+}
+
+// applyWebhook checks the webhook URL and reads its secret through getenv.
+func (y siteYAML) applyWebhook(s *visitor.Site, getenv func(string) string) error {
+	w := y.Webhook
+	if w == nil {
+		return nil
 	}
-	if r := y.RateLimit; r != nil {
-		for _, f := range []struct {
-			name string
-			v    *int
-			dst  *int
-		}{
-			{"new_visitors_per_minute", r.NewVisitorsPerMinute, &s.RateLimit.NewVisitorsPerMinute},
-			{"chats_per_minute", r.ChatsPerMinute, &s.RateLimit.ChatsPerMinute},
-			{"consent_per_minute", r.ConsentPerMinute, &s.RateLimit.ConsentPerMinute},
-		} {
-			if f.v == nil {
-				continue
-			}
-			if *f.v < 1 {
-				return nil, fmt.Errorf("rate_limit.%s: %d must be at least 1", f.name, *f.v)
-			}
-			*f.dst = *f.v
-		}
+	if err := checkWebhookURL(w.URL); err != nil {
+		return fmt.Errorf("webhook.url: %w", err)
 	}
+	if !envName.MatchString(w.SecretEnv) {
+		return fmt.Errorf("webhook.secret_env: %q must name an environment variable", w.SecretEnv)
+	}
+	secret := getenv(w.SecretEnv)
+	if len(secret) < 32 {
+		return fmt.Errorf("webhook.secret_env: %s must hold a secret of at least 32 bytes", w.SecretEnv)
+	}
+	s.Webhook = visitor.Webhook{URL: w.URL, Secret: []byte(secret)}
+	return nil
+}
+
+// applyRateLimit overrides the per-minute limits the file names.
+func (y siteYAML) applyRateLimit(s *visitor.Site) error {
+	r := y.RateLimit
+	if r == nil {
+		return nil
+	}
+	for _, f := range []struct {
+		name string
+		v    *int
+		dst  *int
+	}{
+		{"new_visitors_per_minute", r.NewVisitorsPerMinute, &s.RateLimit.NewVisitorsPerMinute},
+		{"chats_per_minute", r.ChatsPerMinute, &s.RateLimit.ChatsPerMinute},
+		{"consent_per_minute", r.ConsentPerMinute, &s.RateLimit.ConsentPerMinute},
+	} {
+		if f.v == nil {
+			continue
+		}
+		if *f.v < 1 {
+			return fmt.Errorf("rate_limit.%s: %d must be at least 1", f.name, *f.v)
+		}
+		*f.dst = *f.v
+	}
+	return nil
+}
+
+// applyKeys checks and decodes the site's API keys.
+func (y siteYAML) applyKeys(s *visitor.Site) error {
 	ids := map[string]bool{}
 	for i, k := range y.Keys {
 		if !keyIDPattern.MatchString(k.ID) {
-			return nil, fmt.Errorf("keys[%d].id: %q must match [A-Za-z0-9._-]{1,64}", i, k.ID)
+			return fmt.Errorf("keys[%d].id: %q must match [A-Za-z0-9._-]{1,64}", i, k.ID)
 		}
 		if ids[k.ID] {
-			return nil, fmt.Errorf("keys[%d].id: %q appears twice", i, k.ID)
+			return fmt.Errorf("keys[%d].id: %q appears twice", i, k.ID)
 		}
 		ids[k.ID] = true
 		role := visitor.Role(k.Role)
 		if role != visitor.RoleOperator && role != visitor.RolePrivacy {
-			return nil, fmt.Errorf("keys[%d].role: %q must be operator or privacy", i, k.Role)
+			return fmt.Errorf("keys[%d].role: %q must be operator or privacy", i, k.Role)
 		}
 		sum := strings.ToLower(k.SHA256)
 		if !sha256Hex.MatchString(sum) {
-			return nil, fmt.Errorf("keys[%d].sha256: must be 64 hex digits (visitord hash-key prints one)", i)
+			return fmt.Errorf("keys[%d].sha256: must be 64 hex digits (visitord hash-key prints one)", i)
 		}
 		var key visitor.APIKey
 		key.ID, key.Role = k.ID, role
 		_, _ = hex.Decode(key.SHA256[:], []byte(sum))
 		s.Keys = append(s.Keys, key)
 	}
-	return s, nil
+	return nil
 }
 
 func duration(field, v string, dst *time.Duration) error {

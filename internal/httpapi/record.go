@@ -153,108 +153,149 @@ func processingRecordOf(r visitor.ProcessingRecord) processingRecordJSON {
 // windows. Configuration strings are escaped so that none can break a table or
 // add a line.
 func recordMarkdown(r visitor.ProcessingRecord) string {
-	var b strings.Builder
-	line := func(format string, args ...any) {
-		fmt.Fprintf(&b, format, args...)
-		b.WriteByte('\n')
+	var w recordWriter
+	for _, section := range []func(*recordWriter, visitor.ProcessingRecord){
+		(*recordWriter).title,
+		(*recordWriter).controller,
+		(*recordWriter).site,
+		(*recordWriter).subjects,
+		(*recordWriter).categories,
+		(*recordWriter).purposes,
+		(*recordWriter).retention,
+		(*recordWriter).recipients,
+		(*recordWriter).transfers,
+		(*recordWriter).safeguards,
+	} {
+		section(&w, r)
 	}
-	line("# Record of processing activities: %s", md(r.Site.ID))
-	line("")
-	line("Record of processing activities (GDPR Art. 30(1)) of the site `%s`, generated %s from its live configuration.",
+	return w.String()
+}
+
+// recordWriter builds the Markdown of a record of processing, one section per
+// method; each section but the last ends with a blank line.
+type recordWriter struct{ strings.Builder }
+
+// line writes one formatted line.
+func (w *recordWriter) line(format string, args ...any) {
+	fmt.Fprintf(w, format, args...)
+	w.WriteByte('\n')
+}
+
+func (w *recordWriter) title(r visitor.ProcessingRecord) {
+	w.line("# Record of processing activities: %s", md(r.Site.ID))
+	w.line("")
+	w.line("Record of processing activities (GDPR Art. 30(1)) of the site `%s`, generated %s from its live configuration.",
 		md(r.Site.ID), r.GeneratedAt.UTC().Format(time.RFC3339))
-	line("")
+	w.line("")
+}
 
-	line("## Controller")
-	line("")
-	line("| | |")
-	line("|---|---|")
-	line("| Controller | %s |", md(declared(r.Controller.Name)))
-	line("| Contact | %s |", md(declared(r.Controller.Contact)))
-	line("| Data protection officer | %s |", md(declared(r.Controller.DPO)))
-	line("")
+func (w *recordWriter) controller(r visitor.ProcessingRecord) {
+	w.line("## Controller")
+	w.line("")
+	w.line("| | |")
+	w.line("|---|---|")
+	w.line("| Controller | %s |", md(declared(r.Controller.Name)))
+	w.line("| Contact | %s |", md(declared(r.Controller.Contact)))
+	w.line("| Data protection officer | %s |", md(declared(r.Controller.DPO)))
+	w.line("")
+}
 
-	line("## Site")
-	line("")
-	line("| | |")
-	line("|---|---|")
-	line("| Site | %s |", md(r.Site.ID))
-	line("| Origins | %s |", md(mdList(r.Site.Origins, "none")))
-	line("| Consent mode | %s |", md(string(r.Site.ConsentMode)))
-	line("| Consent valid for | %s |", mdDays(r.Site.ConsentValidDays))
-	line("| Policy version | %s |", md(declared(r.Site.PolicyVersion)))
-	line("| IP mode | %s |", md(string(r.Site.IPMode)))
-	line("")
-	line("**Consent mode %s.** %s", md(string(r.Site.ConsentMode)), md(r.Site.ConsentMeaning))
-	line("")
+func (w *recordWriter) site(r visitor.ProcessingRecord) {
+	w.line("## Site")
+	w.line("")
+	w.line("| | |")
+	w.line("|---|---|")
+	w.line("| Site | %s |", md(r.Site.ID))
+	w.line("| Origins | %s |", md(mdList(r.Site.Origins, "none")))
+	w.line("| Consent mode | %s |", md(string(r.Site.ConsentMode)))
+	w.line("| Consent valid for | %s |", mdDays(r.Site.ConsentValidDays))
+	w.line("| Policy version | %s |", md(declared(r.Site.PolicyVersion)))
+	w.line("| IP mode | %s |", md(string(r.Site.IPMode)))
+	w.line("")
+	w.line("**Consent mode %s.** %s", md(string(r.Site.ConsentMode)), md(r.Site.ConsentMeaning))
+	w.line("")
+}
 
-	line("## Categories of data subjects")
-	line("")
-	line("| data subjects | description |")
-	line("|---|---|")
+func (w *recordWriter) subjects(r visitor.ProcessingRecord) {
+	w.line("## Categories of data subjects")
+	w.line("")
+	w.line("| data subjects | description |")
+	w.line("|---|---|")
 	for _, s := range r.Subjects {
-		line("| %s | %s |", md(s.Name), md(s.Description))
+		w.line("| %s | %s |", md(s.Name), md(s.Description))
 	}
-	line("")
+	w.line("")
+}
 
-	line("## Categories of personal data")
-	line("")
-	line("| category | data subjects | what is kept | retention |")
-	line("|---|---|---|---|")
+func (w *recordWriter) categories(r visitor.ProcessingRecord) {
+	w.line("## Categories of personal data")
+	w.line("")
+	w.line("| category | data subjects | what is kept | retention |")
+	w.line("|---|---|---|---|")
 	for _, c := range r.Categories {
-		line("| %s | %s | %s | %s |", md(c.Name), md(strings.Join(c.Subjects, ", ")), md(c.Description), md(c.Retention))
+		w.line("| %s | %s | %s | %s |", md(c.Name), md(strings.Join(c.Subjects, ", ")), md(c.Description), md(c.Retention))
 	}
-	line("")
+	w.line("")
+}
 
-	line("## Purposes and legal bases")
+func (w *recordWriter) purposes(r visitor.ProcessingRecord) {
+	w.line("## Purposes and legal bases")
 	for _, p := range r.Purposes {
-		line("")
-		line("### %s", md(p.Name))
-		line("")
-		line("%s", md(p.Description))
-		line("")
+		w.line("")
+		w.line("### %s", md(p.Name))
+		w.line("")
+		w.line("%s", md(p.Description))
+		w.line("")
 		for _, l := range p.LegalBases {
-			line("- **Legal basis:** %s, %s: %s.", md(l.Article), md(l.Basis), md(l.Note))
+			w.line("- **Legal basis:** %s, %s: %s.", md(l.Article), md(l.Basis), md(l.Note))
 		}
-		line("- **Data:** %s.", md(strings.Join(p.Categories, ", ")))
+		w.line("- **Data:** %s.", md(strings.Join(p.Categories, ", ")))
 	}
-	line("")
+	w.line("")
+}
 
-	line("## Retention")
-	line("")
-	line("| data | days | counted from | what | set by |")
-	line("|---|---|---|---|---|")
+func (w *recordWriter) retention(r visitor.ProcessingRecord) {
+	w.line("## Retention")
+	w.line("")
+	w.line("| data | days | counted from | what | set by |")
+	w.line("|---|---|---|---|---|")
 	for _, t := range r.Retention {
 		by := "fixed"
 		if t.Configurable {
 			by = "privacy team"
 		}
-		line("| %s | %d | %s | %s | %s |", md(t.Category), t.Days, md(t.From), md(t.Data), by)
+		w.line("| %s | %d | %s | %s | %s |", md(t.Category), t.Days, md(t.From), md(t.Data), by)
 	}
-	line("")
+	w.line("")
+}
 
-	line("## Recipients")
-	line("")
+func (w *recordWriter) recipients(r visitor.ProcessingRecord) {
+	w.line("## Recipients")
+	w.line("")
 	webhook := false
 	for _, p := range r.Recipients {
-		line("- **%s:** %s", md(p.Name), md(p.Description))
+		w.line("- **%s:** %s", md(p.Name), md(p.Description))
 		webhook = webhook || p.Kind == visitor.RecipientWebhook
 	}
 	if !webhook {
-		line("- No other recipient: no webhook is configured.")
+		w.line("- No other recipient: no webhook is configured.")
 	}
-	line("")
+	w.line("")
+}
 
-	line("## Transfers to third countries")
-	line("")
-	line("As declared by the controller: %s", md(r.Transfers))
-	line("")
+func (w *recordWriter) transfers(r visitor.ProcessingRecord) {
+	w.line("## Transfers to third countries")
+	w.line("")
+	w.line("As declared by the controller: %s", md(r.Transfers))
+	w.line("")
+}
 
-	line("## Technical and organisational measures")
-	line("")
+func (w *recordWriter) safeguards(r visitor.ProcessingRecord) {
+	w.line("## Technical and organisational measures")
+	w.line("")
 	for _, s := range r.Safeguards {
-		line("- **%s:** %s", md(s.Name), md(s.Description))
+		w.line("- **%s:** %s", md(s.Name), md(s.Description))
 	}
-	return b.String()
 }
 
 func declared(s string) string {

@@ -251,70 +251,97 @@ func (a *api) liveStream(c *gin.Context) {
 		return
 	}
 	defer a.streams.unsubscribe(sub)
-	// The bound per key holds across pods: each stream holds a place in Redis,
-	// renewed every heartbeat, given back at its end, lapsing if its pod dies.
-	lease := 3 * a.streams.opts.Heartbeat
-	hold := func() error {
-		ctx, cancel := context.WithTimeout(c.Request.Context(), a.storeTimeout)
-		defer cancel()
-		return a.svc.HoldStream(ctx, actor, sub.id, a.streams.opts.PerKey, lease)
-	}
-	if err := hold(); err != nil {
+	s := &liveStreamer{a: a, actor: actor, sub: sub, ctx: c.Request.Context()}
+	if err := s.hold(); err != nil {
 		if errors.Is(err, visitor.ErrRateLimited) {
 			a.streams.refused.Inc()
 		}
 		a.fail(c, err)
 		return
 	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), a.storeTimeout)
-		defer cancel()
-		if err := a.svc.ReleaseStream(ctx, actor, sub.id); err != nil {
-			a.streams.failed(ctx, actor.Site.ID, "live stream release", err)
-		}
-	}()
-	w := c.Writer
-	rc := http.NewResponseController(w)
+	defer s.release()
+	s.start(c.Writer)
+	if !s.send([]byte(": live list of " + sub.site + "\n\n")) {
+		return
+	}
+	s.serve()
+}
+
+// liveStreamer is one open live stream: its place in Redis and its writes.
+type liveStreamer struct {
+	a     *api
+	actor visitor.Actor
+	sub   *subscriber
+	ctx   context.Context // the request's
+	w     http.ResponseWriter
+	rc    *http.ResponseController
+}
+
+// hold takes or renews the stream's place. The bound per key holds across
+// pods: each stream holds a place in Redis, renewed every heartbeat, given back
+// at its end, lapsing if its pod dies.
+func (s *liveStreamer) hold() error {
+	ctx, cancel := context.WithTimeout(s.ctx, s.a.storeTimeout)
+	defer cancel()
+	lease := 3 * s.a.streams.opts.Heartbeat
+	return s.a.svc.HoldStream(ctx, s.actor, s.sub.id, s.a.streams.opts.PerKey, lease)
+}
+
+// release gives the stream's place back.
+func (s *liveStreamer) release() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.a.storeTimeout)
+	defer cancel()
+	if err := s.a.svc.ReleaseStream(ctx, s.actor, s.sub.id); err != nil {
+		s.a.streams.failed(ctx, s.actor.Site.ID, "live stream release", err)
+	}
+}
+
+// start answers 200 as an event stream.
+func (s *liveStreamer) start(w http.ResponseWriter) {
+	s.w, s.rc = w, http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	send := func(b []byte) bool {
-		// The server's WriteTimeout would end a long stream: each write has its own.
-		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
-		if _, err := w.Write(b); err != nil {
-			return false
-		}
-		return rc.Flush() == nil
+}
+
+// send writes and flushes b; false when the client is gone.
+func (s *liveStreamer) send(b []byte) bool {
+	// The server's WriteTimeout would end a long stream: each write has its own.
+	_ = s.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+	if _, err := s.w.Write(b); err != nil {
+		return false
 	}
-	if !send([]byte(": live list of " + sub.site + "\n\n")) {
-		return
-	}
-	heartbeat := time.NewTicker(a.streams.opts.Heartbeat)
+	return s.rc.Flush() == nil
+}
+
+// serve sends the site's list as it changes, and a heartbeat, until the client
+// leaves or the server closes the streams.
+func (s *liveStreamer) serve() {
+	heartbeat := time.NewTicker(s.a.streams.opts.Heartbeat)
 	defer heartbeat.Stop()
 	var sent map[string][]byte
-	ctx := c.Request.Context()
 	for {
 		select {
-		case <-ctx.Done():
+		case <-s.ctx.Done():
 			return
-		case <-a.streams.done:
+		case <-s.a.streams.done:
 			return
 		case <-heartbeat.C:
-			if err := hold(); err != nil && ctx.Err() == nil {
-				a.streams.failed(ctx, actor.Site.ID, "live stream renewal", err)
+			if err := s.hold(); err != nil && s.ctx.Err() == nil {
+				s.a.streams.failed(s.ctx, s.actor.Site.ID, "live stream renewal", err)
 			}
-			if !send([]byte(": heartbeat\n\n")) {
+			if !s.send([]byte(": heartbeat\n\n")) {
 				return
 			}
-		case rows := <-sub.ch:
+		case rows := <-s.sub.ch:
 			ev, next := liveEvent(sent, rows)
 			sent = next
 			if ev == nil {
 				continue
 			}
 			// The heartbeat keeps its beat (it renews the stream's place too).
-			if !send(ev) {
+			if !s.send(ev) {
 				return
 			}
 		}

@@ -141,6 +141,27 @@ func (s *Store) VisitorData(ctx context.Context, site *visitor.Site, vkey string
 	if err := s.run(ctx, migrateArgs{keys: k}.call()); err != nil {
 		return visitor.VisitorData{}, fmt.Errorf("visitor data: %w", err)
 	}
+	h, err := s.visitorHeads(ctx, k)
+	if err != nil {
+		return visitor.VisitorData{}, err
+	}
+	d := h.data()
+	if err := s.visitorSessionsAndChats(ctx, site, k, h, &d); err != nil {
+		return visitor.VisitorData{}, err
+	}
+	return d, nil
+}
+
+// visitorHeads are the visitor's own keys, read in one pipeline: they hold
+// the profile, choice and records, and name the sessions and chats.
+type visitorHeads struct {
+	profile, choice                     map[string]string
+	sessions, records, chats, withdrawn []string
+}
+
+// visitorHeads reads the visitor's own keys; an erased visitor is
+// visitor.ErrErased.
+func (s *Store) visitorHeads(ctx context.Context, k visitorKeys) (visitorHeads, error) {
 	pipe := s.c.Pipeline()
 	prof := pipe.HGetAll(ctx, k.profile)
 	sids := pipe.ZRange(ctx, k.sessions, 0, -1)
@@ -150,64 +171,76 @@ func (s *Store) VisitorData(ctx context.Context, site *visitor.Site, vkey string
 	withdrawn := pipe.SMembers(ctx, k.withdrawn)
 	tomb := pipe.Exists(ctx, k.tombstone)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return visitor.VisitorData{}, fmt.Errorf("visitor data: %w", translate(err))
+		return visitorHeads{}, fmt.Errorf("visitor data: %w", translate(err))
 	}
 	if tomb.Val() > 0 {
 		// What an erasure leaves (cut consent proof) is no one's data.
-		return visitor.VisitorData{}, fmt.Errorf("visitor data: %w", visitor.ErrErased)
+		return visitorHeads{}, fmt.Errorf("visitor data: %w", visitor.ErrErased)
 	}
+	return visitorHeads{profile: prof.Val(), choice: choice.Val(),
+		sessions: sids.Val(), records: records.Val(), chats: chats.Val(), withdrawn: withdrawn.Val()}, nil
+}
+
+// data is the profile, choice and consent records h holds.
+func (h visitorHeads) data() visitor.VisitorData {
 	var d visitor.VisitorData
-	if p := prof.Val(); len(p) > 0 {
+	if p := h.profile; len(p) > 0 {
 		ns, _ := strconv.Atoi(p["ns"])
 		d.Profile = &visitor.Profile{
 			VisitorID: p["vid"], FirstSeen: msTime(p["fs"]), LastSeen: msTime(p["w"]), Sessions: ns, CurrentSession: p["sid"],
 		}
 	}
-	if c := choice.Val(); len(c) > 0 {
+	if c := h.choice; len(c) > 0 {
 		d.Choice = &visitor.Choice{Analytics: c["a"] == "1", Marketing: c["m"] == "1", PolicyVersion: c["pv"],
 			Given: msTime(c["t"]), ValidUntil: msTime(c["u"])}
 	}
-	for _, m := range records.Val() {
+	for _, m := range h.records {
 		if r, ok := parseRecord(m); ok {
 			d.Consents = append(d.Consents, r)
 		}
 	}
-	ids := sids.Val()
-	if p := prof.Val(); p["sid"] != "" && !contains(ids, p["sid"]) {
-		ids = append(ids, p["sid"])
+	return d
+}
+
+// visitorSessionsAndChats reads into d, in one pipeline, the sessions h names
+// (the profile's current one included) and its chats.
+func (s *Store) visitorSessionsAndChats(ctx context.Context, site *visitor.Site, k visitorKeys, h visitorHeads, d *visitor.VisitorData) error {
+	ids := h.sessions
+	if sid := h.profile["sid"]; sid != "" && !contains(ids, sid) {
+		ids = append(ids, sid)
 	}
-	if len(ids) > 0 || len(chats.Val()) > 0 {
-		pipe = s.c.Pipeline()
-		lists := make([]*redis.StringSliceCmd, len(ids))
-		metas := make([]*redis.MapStringStringCmd, len(ids))
-		for i, sid := range ids {
-			lists[i] = pipe.LRange(ctx, sessionKey(k.profile, sid), 0, -1)
-			metas[i] = pipe.HGetAll(ctx, sessionMetaKey(k.profile, sid))
+	if len(ids) == 0 && len(h.chats) == 0 {
+		return nil
+	}
+	pipe := s.c.Pipeline()
+	lists := make([]*redis.StringSliceCmd, len(ids))
+	metas := make([]*redis.MapStringStringCmd, len(ids))
+	for i, sid := range ids {
+		lists[i] = pipe.LRange(ctx, sessionKey(k.profile, sid), 0, -1)
+		metas[i] = pipe.HGetAll(ctx, sessionMetaKey(k.profile, sid))
+	}
+	hashes := make([]*redis.MapStringStringCmd, len(h.chats))
+	for i, id := range h.chats {
+		hashes[i] = pipe.HGetAll(ctx, chatKey(site.ID, id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("visitor data: %w", translate(err))
+	}
+	for i, l := range lists {
+		items, m := l.Val(), metas[i].Val()
+		if len(items) == 0 && len(m) == 0 {
+			continue
 		}
-		hashes := make([]*redis.MapStringStringCmd, len(chats.Val()))
-		for i, id := range chats.Val() {
-			hashes[i] = pipe.HGetAll(ctx, chatKey(site.ID, id))
-		}
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-			return visitor.VisitorData{}, fmt.Errorf("visitor data: %w", translate(err))
-		}
-		for i, l := range lists {
-			items, m := l.Val(), metas[i].Val()
-			if len(items) == 0 && len(m) == 0 {
-				continue
-			}
-			sd := sessionData(ids[i], items, m)
-			d.Sessions = append(d.Sessions, sd)
-		}
-		for i, h := range hashes {
-			if m := h.Val(); len(m) > 0 {
-				c := storedChat(chats.Val()[i], m)
-				c.Marketing = c.Marketing && !contains(withdrawn.Val(), c.ID)
-				d.Chats = append(d.Chats, c)
-			}
+		d.Sessions = append(d.Sessions, sessionData(ids[i], items, m))
+	}
+	for i, hash := range hashes {
+		if m := hash.Val(); len(m) > 0 {
+			c := storedChat(h.chats[i], m)
+			c.Marketing = c.Marketing && !contains(h.withdrawn, c.ID)
+			d.Chats = append(d.Chats, c)
 		}
 	}
-	return d, nil
+	return nil
 }
 
 // sessionData decodes a session record: its page list and its hash.

@@ -436,116 +436,183 @@ func (s *Store) reexpireSubjects(ctx context.Context, site *visitor.Site, r visi
 	if len(subjects) == 0 {
 		return nil, nil
 	}
-	id := site.ID
-	w := windowsOf(r)
-	type kind int
-	const (
-		proofSubject kind = iota
-		chatSubject
-		visitorSubject
-	)
-	kinds := make([]kind, len(subjects))
-	calls := make([]*call, len(subjects))
+	b := newReexpireBatch(site.ID, windowsOf(r), now, subjects)
+	if err := s.run(ctx, b.calls...); err != nil {
+		return nil, err
+	}
+	if err := b.collect(); err != nil {
+		return nil, err
+	}
+	if err := s.reexpireVisitorChats(ctx, b); err != nil {
+		return nil, err
+	}
+	b.indexVisitors()
+	if err := s.reexpireIndexes(ctx, b); err != nil {
+		return nil, err
+	}
+	return b.emptied, nil
+}
+
+// subjectKind is what a member of the subject index names.
+type subjectKind int
+
+const (
+	proofSubject   subjectKind = iota // "p:<keyed hash>"
+	chatSubject                       // "c:<chat id>"
+	visitorSubject                    // a vkey
+)
+
+// reexpireBatch is one batch of reexpireSubjects: a script per subject, then
+// what those scripts found: emptied subjects, visitors' chats to re-expire on
+// their own slots, and blind-index entries to bring forward.
+type reexpireBatch struct {
+	site     string
+	w        windows
+	now      time.Time
+	subjects []string
+	kinds    []subjectKind
+	calls    []*call // one per subject
+
+	emptied    []int   // positions of the subjects left without data
+	chatCalls  []*call // the visitors' chats
+	chatOwner  []int   // visitor index of each chat call
+	vids       []string
+	visitorIdx map[int]reexpireVisitorReply // visitors entered in a blind index
+	indexes    map[string][]indexUpdate
+}
+
+// newReexpireBatch builds the script of each subject by its kind.
+func newReexpireBatch(site string, w windows, now time.Time, subjects []string) *reexpireBatch {
+	b := &reexpireBatch{site: site, w: w, now: now, subjects: subjects,
+		kinds: make([]subjectKind, len(subjects)), calls: make([]*call, len(subjects)),
+		vids: make([]string, len(subjects)), visitorIdx: map[int]reexpireVisitorReply{}, indexes: map[string][]indexUpdate{}}
 	for i, m := range subjects {
 		if subject, ok := strings.CutPrefix(m, "p:"); ok {
-			kinds[i], calls[i] = proofSubject, reexpireProofArgs{key: proofKey(id, subject), now: now, consents: w.consents}.call()
+			b.kinds[i], b.calls[i] = proofSubject, reexpireProofArgs{key: proofKey(site, subject), now: now, consents: w.consents}.call()
 			continue
 		}
 		if chatID, ok := strings.CutPrefix(m, "c:"); ok {
-			ck := chatKey(id, chatID)
-			kinds[i], calls[i] = chatSubject, reexpireChatArgs{chat: ck, records: ck + ":r", now: now, w: w}.call()
+			ck := chatKey(site, chatID)
+			b.kinds[i], b.calls[i] = chatSubject, reexpireChatArgs{chat: ck, records: ck + ":r", now: now, w: w}.call()
 			continue
 		}
-		kinds[i], calls[i] = visitorSubject, reexpireVisitorArgs{keys: keysOf(id, m), now: now, w: w}.call()
+		b.kinds[i], b.calls[i] = visitorSubject, reexpireVisitorArgs{keys: keysOf(site, m), now: now, w: w}.call()
 	}
-	if err := s.run(ctx, calls...); err != nil {
-		return nil, err
-	}
+	return b
+}
 
-	// What the subject scripts found: emptied subjects, visitors' chats to
-	// re-expire on their own slots, and blind-index entries to bring forward.
-	var emptied []int
-	var chatCalls []*call
-	var chatOwner []int // visitor index of each chat call
-	vids := make([]string, len(subjects))
-	visitorIdx := map[int]reexpireVisitorReply{}
-	indexes := map[string][]indexUpdate{}
-	for i, c := range calls {
-		switch kinds[i] {
+// collect decodes the subject scripts' replies.
+func (b *reexpireBatch) collect() error {
+	for i, c := range b.calls {
+		var err error
+		switch b.kinds[i] {
 		case proofSubject:
-			left, err := decodeLeft(c)
-			if err != nil {
-				return nil, err
-			}
-			if !left {
-				emptied = append(emptied, i)
-			}
+			err = b.collectProof(i, c)
 		case chatSubject:
-			res, err := decodeReexpireChat(c)
-			if err != nil {
-				return nil, err
-			}
-			if !res.left {
-				emptied = append(emptied, i)
-			}
-			if res.blindIndex != "" {
-				indexes[res.blindIndex] = append(indexes[res.blindIndex], indexUpdate{member: subjects[i], until: res.until})
-			}
+			err = b.collectChat(i, c)
 		case visitorSubject:
-			res, err := decodeReexpireVisitor(c)
-			if err != nil {
-				return nil, err
-			}
-			if !res.left {
-				emptied = append(emptied, i)
-			}
-			vids[i] = res.visitorID
-			if len(res.indexes) > 0 {
-				visitorIdx[i] = res
-			}
-			for _, cid := range res.chatIDs {
-				chatCalls = append(chatCalls, reexpireChatArgs{chat: chatKey(id, cid), now: now, w: w}.call())
-				chatOwner = append(chatOwner, i)
-			}
+			err = b.collectVisitor(i, c)
+		}
+		if err != nil {
+			return err
 		}
 	}
-	if len(chatCalls) > 0 {
-		if err := s.run(ctx, chatCalls...); err != nil {
-			return nil, err
+	return nil
+}
+
+// emptiedUnless notes subject i as emptied unless some of its data is left.
+func (b *reexpireBatch) emptiedUnless(i int, left bool) {
+	if !left {
+		b.emptied = append(b.emptied, i)
+	}
+}
+
+func (b *reexpireBatch) collectProof(i int, c *call) error {
+	left, err := decodeLeft(c)
+	if err != nil {
+		return err
+	}
+	b.emptiedUnless(i, left)
+	return nil
+}
+
+func (b *reexpireBatch) collectChat(i int, c *call) error {
+	res, err := decodeReexpireChat(c)
+	if err != nil {
+		return err
+	}
+	b.emptiedUnless(i, res.left)
+	if res.blindIndex != "" {
+		b.indexes[res.blindIndex] = append(b.indexes[res.blindIndex], indexUpdate{member: b.subjects[i], until: res.until})
+	}
+	return nil
+}
+
+func (b *reexpireBatch) collectVisitor(i int, c *call) error {
+	res, err := decodeReexpireVisitor(c)
+	if err != nil {
+		return err
+	}
+	b.emptiedUnless(i, res.left)
+	b.vids[i] = res.visitorID
+	if len(res.indexes) > 0 {
+		b.visitorIdx[i] = res
+	}
+	for _, cid := range res.chatIDs {
+		b.chatCalls = append(b.chatCalls, reexpireChatArgs{chat: chatKey(b.site, cid), now: b.now, w: b.w}.call())
+		b.chatOwner = append(b.chatOwner, i)
+	}
+	return nil
+}
+
+// reexpireVisitorChats re-expires the visitors' chats, in one pipeline, and
+// takes the visitor id from a chat where the visitor's own keys no longer name it.
+func (s *Store) reexpireVisitorChats(ctx context.Context, b *reexpireBatch) error {
+	if len(b.chatCalls) == 0 {
+		return nil
+	}
+	if err := s.run(ctx, b.chatCalls...); err != nil {
+		return err
+	}
+	for j, c := range b.chatCalls {
+		res, err := decodeReexpireChat(c)
+		if err != nil {
+			return err
 		}
-		for j, c := range chatCalls {
-			res, err := decodeReexpireChat(c)
-			if err != nil {
-				return nil, err
-			}
-			if i := chatOwner[j]; vids[i] == "" {
-				vids[i] = res.visitorID
-			}
+		if i := b.chatOwner[j]; b.vids[i] == "" {
+			b.vids[i] = res.visitorID
 		}
 	}
-	for i, res := range visitorIdx {
-		if vids[i] == "" {
+	return nil
+}
+
+// indexVisitors adds the blind-index entries of the visitors still named.
+func (b *reexpireBatch) indexVisitors() {
+	for i, res := range b.visitorIdx {
+		if b.vids[i] == "" {
 			continue // nothing names the visitor any more: its entries lapse with their own scores
 		}
 		for _, k := range res.indexes {
-			indexes[k] = append(indexes[k], indexUpdate{member: "v:" + vids[i], until: res.chatsUntil})
+			b.indexes[k] = append(b.indexes[k], indexUpdate{member: "v:" + b.vids[i], until: res.chatsUntil})
 		}
 	}
-	if len(indexes) > 0 {
-		idx := make([]*call, 0, len(indexes))
-		for k, ups := range indexes {
-			// Only keys of this site: the list is data, and a key of another
-			// site or slot family must never be written from here.
-			if !strings.HasPrefix(k, "e:{"+id+":") {
-				continue
-			}
-			idx = append(idx, reexpireIndexArgs{key: k, now: now, updates: ups}.call())
-		}
-		if err := s.run(ctx, idx...); err != nil {
-			return nil, err
-		}
+}
+
+// reexpireIndexes brings the blind-index entries forward, in one pipeline.
+func (s *Store) reexpireIndexes(ctx context.Context, b *reexpireBatch) error {
+	if len(b.indexes) == 0 {
+		return nil
 	}
-	return emptied, nil
+	idx := make([]*call, 0, len(b.indexes))
+	for k, ups := range b.indexes {
+		// Only keys of this site: the list is data, and a key of another
+		// site or slot family must never be written from here.
+		if !strings.HasPrefix(k, "e:{"+b.site+":") {
+			continue
+		}
+		idx = append(idx, reexpireIndexArgs{key: k, now: b.now, updates: ups}.call())
+	}
+	return s.run(ctx, idx...)
 }
 
 // atoi reads a script's number, sent as a string or an integer.

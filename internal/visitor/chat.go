@@ -178,51 +178,87 @@ func (s *Service) StartChat(ctx context.Context, r ChatRequest) (ChatResult, err
 	}
 	now := utc(s.now())
 	res := ChatResult{ChatID: NewChatID()}
-	var visitorID string
-	if tok, ok := s.verify(r.Token, site, now); ok && tok.Kind == KindID && !r.DNT && !r.GPC {
-		visitorID = tok.VisitorID
+	v, err := s.chatVisitor(ctx, r, page, now)
+	if err != nil {
+		return ChatResult{}, err
 	}
-	var binding ChatBinding
-	if visitorID != "" {
-		b, err := s.chats.BindChat(ctx, site, s.hasher.VisitorKey(site.ID, visitorID), now)
+	res.Token, res.TokenExpires = v.token, v.expires
+	res.PreviousChats = len(v.binding.Previous)
+	res.Returning = res.PreviousChats > 0
+	w, err := s.chatWrite(r, c, page, res, v, now)
+	if err != nil {
+		return ChatResult{}, fmt.Errorf("start chat on %s: %w", site.ID, err)
+	}
+	if err := s.chats.SaveChat(ctx, w); err != nil {
+		return ChatResult{}, fmt.Errorf("start chat on %s: %w", site.ID, err)
+	}
+	return res, nil
+}
+
+// startingVisitor is who starts a chat: the visitor ("" for none), what the
+// chat is bound to, and the identity token the chat start issued, if any.
+type startingVisitor struct {
+	id      string
+	binding ChatBinding
+	token   string
+	expires time.Time
+}
+
+// chatVisitor finds who starts a chat: the visitor of a valid identity, bound
+// to their session and earlier chats; else, on an on-chat site, a visitor the
+// chat start identifies. DNT, GPC and bots are never identified.
+func (s *Service) chatVisitor(ctx context.Context, r ChatRequest, page Page, now time.Time) (startingVisitor, error) {
+	site := r.Site
+	var v startingVisitor
+	if tok, ok := s.verify(r.Token, site, now); ok && tok.Kind == KindID && !r.DNT && !r.GPC {
+		v.id = tok.VisitorID
+	}
+	if v.id != "" {
+		b, err := s.chats.BindChat(ctx, site, s.hasher.VisitorKey(site.ID, v.id), now)
 		switch {
 		case errors.Is(err, ErrErased):
-			visitorID = "" // an erased visitor's token is foreign
+			v.id = "" // an erased visitor's token is foreign
 		case err != nil:
-			return ChatResult{}, fmt.Errorf("start chat on %s: %w", site.ID, err)
+			return startingVisitor{}, fmt.Errorf("start chat on %s: %w", site.ID, err)
 		default:
-			binding = b
+			v.binding = b
 		}
 	}
-	if visitorID == "" && site.Consent == ConsentOnChat && !r.DNT && !r.GPC && !s.devices.Parse(r.UserAgent).Bot {
+	if v.id == "" && site.Consent == ConsentOnChat && !r.DNT && !r.GPC && !s.devices.Parse(r.UserAgent).Bot {
 		id, token, exp, b, err := s.identifyByChat(ctx, r, site, page, now)
 		if err != nil {
-			return ChatResult{}, err
+			return startingVisitor{}, err
 		}
-		visitorID, binding, res.Token, res.TokenExpires = id, b, token, exp
+		v = startingVisitor{id: id, binding: b, token: token, expires: exp}
 	}
+	return v, nil
+}
+
+// chatWrite is what SaveChat stores of a new chat: the contact sealed, the
+// e-mail's blind index, the marketing consent record and the chat.started
+// delivery. Its error is the webhook body's sealing.
+func (s *Service) chatWrite(r ChatRequest, c Contact, page Page, res ChatResult, v startingVisitor, now time.Time) (ChatWrite, error) {
+	site := r.Site
 	w := ChatWrite{
-		Site: site, Retention: s.Retention(site), ChatID: res.ChatID, Start: now, Binding: binding,
+		Site: site, Retention: s.Retention(site), ChatID: res.ChatID, Start: now, Binding: v.binding,
 		URL: page.URL, Marketing: r.MarketingOptIn,
 		Name:  s.sealer.Seal(site.ID, "name", res.ChatID, c.Name),
 		Email: s.sealer.Seal(site.ID, "email", res.ChatID, c.Email),
 		Phone: s.sealer.Seal(site.ID, "phone", res.ChatID, c.Phone),
 	}
-	if visitorID != "" {
-		w.VisitorID, w.VisitorKey = visitorID, s.hasher.VisitorKey(site.ID, visitorID)
+	if v.id != "" {
+		w.VisitorID, w.VisitorKey = v.id, s.hasher.VisitorKey(site.ID, v.id)
 	}
 	if c.Email != "" {
 		w.EmailIndex = s.hasher.Short(site.ID, PurposeEmail, NormalizeEmail(c.Email))
 	}
 	if r.MarketingOptIn {
 		w.MarketingRecord = &ConsentRecord{
-			VisitorID: visitorID, Time: now, Marketing: answer(true), PolicyVersion: site.PolicyVersion,
+			VisitorID: v.id, Time: now, Marketing: answer(true), PolicyVersion: site.PolicyVersion,
 			TextSHA256: s.textHash[site.ID], Method: MethodChatStart, IP: site.StoredIP(r.IP),
 			UserAgent: truncateUTF8(cleanText(r.UserAgent), MaxUserAgentBytes),
 		}
 	}
-	res.PreviousChats = len(binding.Previous)
-	res.Returning = res.PreviousChats > 0
 	if site.Webhook.URL != "" {
 		d, err := s.seal(site, EventChatStarted, ChatStartedBody{
 			Event: EventChatStarted, Site: site.ID, ChatID: res.ChatID, Time: now, Name: c.Name, Email: c.Email,
@@ -230,14 +266,11 @@ func (s *Service) StartChat(ctx context.Context, r ChatRequest) (ChatResult, err
 			PreviousChats: res.PreviousChats,
 		})
 		if err != nil {
-			return ChatResult{}, fmt.Errorf("start chat on %s: %w", site.ID, err)
+			return ChatWrite{}, err
 		}
 		w.Webhook = &d
 	}
-	if err := s.chats.SaveChat(ctx, w); err != nil {
-		return ChatResult{}, fmt.Errorf("start chat on %s: %w", site.ID, err)
-	}
-	return res, nil
+	return w, nil
 }
 
 // identifyByChat issues the identity of an on-chat site's visitor at the chat

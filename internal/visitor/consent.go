@@ -166,17 +166,7 @@ func (s *Service) SetConsent(ctx context.Context, r ConsentRequest) (ConsentResu
 		r.Marketing = false
 	}
 	if (r.DNT || r.GPC) && (r.Analytics || r.Marketing) {
-		// Invariant 1: the signal wins over a grant sent with it. Nothing is
-		// stored and no token issued; a GPC objection of a known visitor is
-		// honoured as on a page view. A refusal goes on as usual.
-		res := ConsentResult{Choice: Choice{PolicyVersion: site.PolicyVersion}, Reason: signalReason(r.GPC),
-			ForgetIdentity: r.Token != ""}
-		if r.GPC && visitorID != "" {
-			if err := s.object(ctx, site, visitorID, now, ""); err != nil {
-				return ConsentResult{}, fmt.Errorf("consent on %s: %w", site.ID, err)
-			}
-		}
-		return res, nil
+		return s.signalOverGrant(ctx, r, visitorID, now)
 	}
 	choice := Choice{Analytics: r.Analytics, Marketing: r.Marketing, PolicyVersion: site.PolicyVersion, Given: now}
 	if r.Analytics {
@@ -188,8 +178,7 @@ func (s *Service) SetConsent(ctx context.Context, r ConsentRequest) (ConsentResu
 		if err := s.track.CountRefused(ctx, site, now, ReasonRefusal); err != nil {
 			return ConsentResult{}, err
 		}
-		token, exp := s.issueRefusal(site, now)
-		return ConsentResult{Choice: choice, Token: token, TokenExpires: exp}, nil
+		return s.consentResult(site, "", now, time.Time{}, choice), nil
 	}
 	var unchanged Choice
 	if visitorID != "" {
@@ -201,10 +190,33 @@ func (s *Service) SetConsent(ctx context.Context, r ConsentRequest) (ConsentResu
 			choice.Marketing = found && cur.Marketing
 		}
 		unchanged = cur
-	}
-	if visitorID == "" {
+	} else {
 		visitorID = s.newID()
 	}
+	return s.storeChoice(ctx, r, visitorID, expires, choice, unchanged, now)
+}
+
+// signalOverGrant answers a grant sent with a DNT or GPC signal. Invariant 1:
+// the signal wins over a grant sent with it. Nothing is stored and no token
+// issued; a GPC objection of a known visitor is honoured as on a page view. A
+// refusal goes on as usual.
+func (s *Service) signalOverGrant(ctx context.Context, r ConsentRequest, visitorID string, now time.Time) (ConsentResult, error) {
+	site := r.Site
+	res := ConsentResult{Choice: Choice{PolicyVersion: site.PolicyVersion}, Reason: signalReason(r.GPC),
+		ForgetIdentity: r.Token != ""}
+	if r.GPC && visitorID != "" {
+		if err := s.object(ctx, site, visitorID, now, ""); err != nil {
+			return ConsentResult{}, fmt.Errorf("consent on %s: %w", site.ID, err)
+		}
+	}
+	return res, nil
+}
+
+// storeChoice saves the choice of visitorID (whose identity expires at expires,
+// zero for a new one), notifies the chats it withdrew and answers it with its
+// token. unchanged is the choice in force, answered when the new one repeats it.
+func (s *Service) storeChoice(ctx context.Context, r ConsentRequest, visitorID string, expires time.Time, choice, unchanged Choice, now time.Time) (ConsentResult, error) {
+	site := r.Site
 	withdrawn, err := s.saveConsent(ctx, r, site, visitorID, choice, now)
 	if errors.Is(err, ErrUnchanged) {
 		// The choice in force is repeated: nothing is granted or withdrawn, so
@@ -216,19 +228,13 @@ func (s *Service) SetConsent(ctx context.Context, r ConsentRequest) (ConsentResu
 				return ConsentResult{}, err
 			}
 		}
-		if !unchanged.Analytics {
-			token, exp := s.issueRefusal(site, now)
-			return ConsentResult{Choice: unchanged, Token: token, TokenExpires: exp}, nil
-		}
-		token, exp := s.issueID(site, visitorID, now, expires, unchanged)
-		return ConsentResult{Choice: unchanged, Token: token, TokenExpires: exp}, nil
+		return s.consentResult(site, visitorID, now, expires, unchanged), nil
 	}
 	if errors.Is(err, ErrErased) {
 		// The token named an erased visitor: it is foreign, the caller is new.
 		expires = time.Time{}
 		if !r.Analytics {
-			token, exp := s.issueRefusal(site, now)
-			return ConsentResult{Choice: choice, Token: token, TokenExpires: exp}, nil
+			return s.consentResult(site, "", now, expires, choice), nil
 		}
 		visitorID = s.newID()
 		withdrawn, err = s.saveConsent(ctx, r, site, visitorID, choice, now)
@@ -239,12 +245,18 @@ func (s *Service) SetConsent(ctx context.Context, r ConsentRequest) (ConsentResu
 	if err := s.notifyWithdrawn(ctx, site, s.hasher.VisitorKey(site.ID, visitorID), withdrawn); err != nil {
 		return ConsentResult{}, err
 	}
-	if !r.Analytics {
+	return s.consentResult(site, visitorID, now, expires, choice), nil
+}
+
+// consentResult answers choice c with the token it calls for: a refusal token
+// unless analytics is granted, else visitorID's identity token.
+func (s *Service) consentResult(site *Site, visitorID string, now, expires time.Time, c Choice) ConsentResult {
+	if !c.Analytics {
 		token, exp := s.issueRefusal(site, now)
-		return ConsentResult{Choice: choice, Token: token, TokenExpires: exp}, nil
+		return ConsentResult{Choice: c, Token: token, TokenExpires: exp}
 	}
-	token, exp := s.issueID(site, visitorID, now, expires, choice)
-	return ConsentResult{Choice: choice, Token: token, TokenExpires: exp}, nil
+	token, exp := s.issueID(site, visitorID, now, expires, c)
+	return ConsentResult{Choice: c, Token: token, TokenExpires: exp}
 }
 
 // saveConsent writes the record of a choice answering both purposes (analytics

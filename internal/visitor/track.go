@@ -151,14 +151,7 @@ func (s *Service) Track(ctx context.Context, h Hit) (TrackResult, error) {
 	pageview := h.Type == HitPageview
 
 	if h.GPC || h.DNT {
-		reason := signalReason(h.GPC)
-		res := TrackResult{Reason: reason, ForgetIdentity: h.Token != ""}
-		if h.GPC && valid && tok.Kind == KindID {
-			// GPC is an objection: the visitor's behaviour data goes as on a
-			// withdrawal, with a gpc withdrawal record.
-			return res, s.object(ctx, site, tok.VisitorID, now, countIf(pageview, reason))
-		}
-		return res, s.count(ctx, site, now, pageview, reason)
+		return s.trackSignal(ctx, h, tok, valid, now)
 	}
 	dev := s.devices.Parse(h.UserAgent)
 	if dev.Bot {
@@ -184,6 +177,26 @@ func (s *Service) Track(ctx context.Context, h Hit) (TrackResult, error) {
 	if err != nil {
 		return TrackResult{}, err
 	}
+	return s.trackOutcome(ctx, h, page, dev, now, tok, out, requireGrant)
+}
+
+// trackSignal answers a hit sent with a DNT or GPC signal: nothing is recorded,
+// the refusal is counted, and a GPC objection of a known visitor is honoured.
+func (s *Service) trackSignal(ctx context.Context, h Hit, tok Token, valid bool, now time.Time) (TrackResult, error) {
+	site, pageview := h.Site, h.Type == HitPageview
+	reason := signalReason(h.GPC)
+	res := TrackResult{Reason: reason, ForgetIdentity: h.Token != ""}
+	if h.GPC && valid && tok.Kind == KindID {
+		// GPC is an objection: the visitor's behaviour data goes as on a
+		// withdrawal, with a gpc withdrawal record.
+		return res, s.object(ctx, site, tok.VisitorID, now, countIf(pageview, reason))
+	}
+	return res, s.count(ctx, site, now, pageview, reason)
+}
+
+// trackOutcome answers the hit of a known visitor by what the store made of it.
+func (s *Service) trackOutcome(ctx context.Context, h Hit, page Page, dev Device, now time.Time, tok Token, out HitOutcome, requireGrant bool) (TrackResult, error) {
+	site, pageview := h.Site, h.Type == HitPageview
 	switch out {
 	case OutcomeTracked, OutcomeNewSession:
 		return TrackResult{Tracked: true, Token: h.Token, TokenExpires: tok.Expires}, nil
