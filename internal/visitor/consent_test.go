@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/visitord/visitord/internal/redistest"
 	"github.com/visitord/visitord/internal/visitor"
 )
@@ -203,6 +205,14 @@ func TestGPCObjectionWritesCutWithdrawal(t *testing.T) {
 			}
 			if vd.Choice == nil || vd.Choice.Analytics || vd.Choice.Marketing {
 				t.Errorf("choice after GPC = %+v, want both purposes refused", vd.Choice)
+			}
+			// The live entry goes with the behaviour data.
+			live, err := d.svc.Live(ctx, visitor.Actor{Site: site, KeyID: "agent-1", Role: visitor.RoleOperator}, 0, "", 0)
+			if err != nil || len(live.Visitors) != 0 {
+				t.Errorf("Live after GPC = %+v, %v; want nobody", live.Visitors, err)
+			}
+			if n := len(vd.Consents); mode == visitor.ConsentOptIn && (n != 2 || vd.Consents[0].Analytics == nil || !*vd.Consents[0].Analytics) {
+				t.Errorf("consent records after GPC = %+v; want the grant kept as proof beside the objection", vd.Consents)
 			}
 			last := vd.Consents[len(vd.Consents)-1]
 			no := false
@@ -537,10 +547,18 @@ func TestSetConsent(t *testing.T) {
 			if tt.policy != "" {
 				policy = tt.policy
 			}
+			held := storeState(t, d.rdb)
 			res, err := d.svc.SetConsent(ctx, visitor.ConsentRequest{Site: site, Analytics: tt.analytics, Marketing: tt.marketing,
 				PolicyVersion: policy, Method: visitor.MethodBanner, Token: token, UserAgent: consentUA, IP: domainIP, DNT: tt.dnt, GPC: tt.gpc})
 			if code := visitor.ErrorCode(err); code != tt.code {
 				t.Fatalf("SetConsent = %v, want code %q", err, tt.code)
+			}
+			if !tt.prior && tt.kind != visitor.KindID {
+				// A refusal without identity is only counted (invariants 2
+				// and 10); a refused grant and an outdated policy store nothing.
+				if diff := cmp.Diff(held, storeState(t, d.rdb)); diff != "" {
+					t.Errorf("SetConsent changed the store (-before +after):\n%s", diff)
+				}
 			}
 			var kind visitor.TokenKind
 			if res.Token != "" {

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/visitord/visitord/internal/redisstore"
 	"github.com/visitord/visitord/internal/redistest"
 	"github.com/visitord/visitord/internal/visitor"
@@ -280,6 +282,21 @@ func TestTrackPrivacyPrecedence(t *testing.T) {
 	t.Parallel()
 	const bot = "Googlebot/2.1 (+http://www.google.com/bot.html)"
 	none := func(testing.TB, stack, *visitor.Site) string { return "" }
+	// tracked is a visitor with a page view on record (after a grant where
+	// the site asks for one); its token.
+	tracked := func(tb testing.TB, st stack, site *visitor.Site) string {
+		tb.Helper()
+		token := ""
+		if site.Consent != visitor.ConsentOptOut {
+			token = grantToken(tb, st, site)
+		}
+		res, err := st.svc.Track(context.Background(), visitor.Hit{Site: site, Type: visitor.HitPageview, URL: domainOrigin + "/",
+			Token: token, UserAgent: domainUA, IP: domainIP})
+		if err != nil || !res.Tracked {
+			tb.Fatalf("first page view: %+v, %v", res, err)
+		}
+		return res.Token
+	}
 	oldGrant := func(tb testing.TB, st stack, site *visitor.Site) string {
 		now := st.clock.Now()
 		return st.signer.Sign(visitor.Token{Kind: visitor.KindID, Site: site.ID, IssuedAt: now, Expires: now.Add(time.Hour),
@@ -290,6 +307,7 @@ func TestTrackPrivacyPrecedence(t *testing.T) {
 		mode     visitor.ConsentMode
 		token    func(testing.TB, stack, *visitor.Site) string
 		hit      visitor.HitType
+		noURL    bool // a count ping: a page view without URL
 		dnt, gpc bool
 		ua       string
 		tracked  bool
@@ -316,6 +334,17 @@ func TestTrackPrivacyPrecedence(t *testing.T) {
 		{name: "opt-in grant as bot", mode: visitor.ConsentOptIn, token: grantToken, ua: bot, reason: visitor.ReasonBot, counted: "bot"},
 		{name: "on-chat new visitor", mode: visitor.ConsentOnChat, token: none, reason: visitor.ReasonNoConsent, counted: "no_consent"},
 		{name: "on-chat grant", mode: visitor.ConsentOnChat, token: grantToken, tracked: true, counted: "tracked"},
+		{name: "opt-out identity under dnt", mode: visitor.ConsentOptOut, token: tracked, dnt: true, reason: visitor.ReasonDNT, counted: "dnt"},
+		{name: "opt-out identity's heartbeat under dnt", mode: visitor.ConsentOptOut, token: tracked, hit: visitor.HitHeartbeat, dnt: true, reason: visitor.ReasonDNT},
+		{name: "opt-out identity replayed by a bot", mode: visitor.ConsentOptOut, token: tracked, ua: bot, reason: visitor.ReasonBot, counted: "bot"},
+		{name: "opt-out identity under gpc objects", mode: visitor.ConsentOptOut, token: tracked, gpc: true, reason: visitor.ReasonGPC,
+			counted: "gpc", objected: true},
+		{name: "foreign token under dnt", mode: visitor.ConsentOptOut, token: func(testing.TB, stack, *visitor.Site) string { return "not-a-token" },
+			dnt: true, reason: visitor.ReasonDNT, counted: "dnt"},
+		{name: "dnt count ping without url", mode: visitor.ConsentOptOut, token: none, noURL: true, dnt: true, reason: visitor.ReasonDNT, counted: "dnt"},
+		{name: "gpc count ping without url", mode: visitor.ConsentOptOut, token: none, noURL: true, gpc: true, reason: visitor.ReasonGPC, counted: "gpc"},
+		{name: "opt-in heartbeat of a grant without a page view", mode: visitor.ConsentOptIn, token: grantToken, hit: visitor.HitHeartbeat, reason: visitor.ReasonNoSession},
+		{name: "opt-out leave without identity", mode: visitor.ConsentOptOut, token: none, hit: visitor.HitLeave, reason: visitor.ReasonNoSession},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -329,18 +358,23 @@ func TestTrackPrivacyPrecedence(t *testing.T) {
 			var vid string
 			if tok, ok := st.signer.Verify(token, site.ID, st.clock.Now()); ok && tok.Kind == visitor.KindID {
 				vid = tok.VisitorID
-				if tt.objected {
+				if tt.objected && tt.mode != visitor.ConsentOptOut {
 					if res, err := st.svc.Track(ctx, visitor.Hit{Site: site, Type: visitor.HitPageview, URL: domainOrigin + "/",
 						Token: token, UserAgent: domainUA, IP: domainIP}); err != nil || !res.Tracked {
 						t.Fatalf("first page view: %+v, %v", res, err)
 					}
 				}
 			}
-			before := stats(t, st, site)
+			// Time moves on, so that a refreshed expiry would show.
+			st.clock.Advance(time.Hour)
+			before, held := stats(t, st, site), storeState(t, st.rdb)
 			h := visitor.Hit{Site: site, Type: visitor.HitPageview, URL: domainOrigin + "/pricing", Token: token,
 				UserAgent: domainUA, IP: domainIP, DNT: tt.dnt, GPC: tt.gpc}
 			if tt.hit != "" {
 				h.Type, h.URL = tt.hit, ""
+			}
+			if tt.noURL {
+				h.URL = ""
 			}
 			if tt.ua != "" {
 				h.UserAgent = tt.ua
@@ -361,6 +395,13 @@ func TestTrackPrivacyPrecedence(t *testing.T) {
 				}
 				if after[k] != want {
 					t.Errorf("counter %s = %d, want %d", k, after[k], want)
+				}
+			}
+			if !tt.tracked && !tt.objected {
+				// Nothing of the visitor is written and no expiry refreshed;
+				// only the day's counters (which hold no URL) may change.
+				if diff := cmp.Diff(held, storeState(t, st.rdb)); diff != "" {
+					t.Errorf("an untracked hit changed the store (-before +after):\n%s", diff)
 				}
 			}
 			if tt.tracked {
@@ -415,10 +456,11 @@ func TestTrackSessions(t *testing.T) {
 	for _, tt := range []struct {
 		name      string
 		steps     []step
-		last      visitor.Reason // the last hit's reason ("" when tracked)
-		sessions  int            // Profile.Sessions
-		pageViews int            // of the current session
-		closed    bool           // the current page is closed
+		last      visitor.Reason  // the last hit's reason ("" when tracked)
+		sessions  int             // Profile.Sessions
+		pageViews int             // of the current session
+		closed    bool            // the current page is closed
+		durations []time.Duration // time on each page of the current session, when given
 	}{
 		{name: "page views within the timeout share a session", steps: []step{{0, pv}, {10 * time.Minute, pv}, {29 * time.Minute, pv}}, sessions: 1, pageViews: 3},
 		{name: "a gap beyond the timeout starts a session", steps: []step{{0, pv}, {10 * time.Minute, pv}, {31 * time.Minute, pv}}, sessions: 2, pageViews: 1},
@@ -426,6 +468,18 @@ func TestTrackSessions(t *testing.T) {
 		{name: "a session ends at its maximum length", steps: append(slices.Clone(keepAlive), step{25 * time.Minute, pv}), sessions: 2, pageViews: 1},
 		{name: "a heartbeat after the timeout has no session", steps: []step{{0, pv}, {31 * time.Minute, hb}}, last: visitor.ReasonNoSession, sessions: 1, pageViews: 1},
 		{name: "a leave closes the current page", steps: []step{{0, pv}, {time.Minute, visitor.HitLeave}}, sessions: 1, pageViews: 1, closed: true},
+		{name: "exactly the timeout idle keeps the session", steps: []step{{0, pv}, {30 * time.Minute, pv}}, sessions: 1, pageViews: 2},
+		{name: "a second past the timeout starts a session", steps: []step{{0, pv}, {30*time.Minute + time.Second, pv}}, sessions: 2, pageViews: 1},
+		{name: "a heartbeat and a leave time the page", steps: []step{{0, pv}, {20 * time.Second, hb}, {10 * time.Second, visitor.HitLeave}},
+			sessions: 1, pageViews: 1, closed: true, durations: []time.Duration{30 * time.Second}},
+		{name: "a page view after a leave keeps the closed page's time", steps: []step{{0, pv}, {30 * time.Second, visitor.HitLeave}, {30 * time.Second, pv}},
+			sessions: 1, pageViews: 2, durations: []time.Duration{30 * time.Second, 0}},
+		{name: "a page view closes the page before it", steps: []step{{0, pv}, {15 * time.Second, hb}, {5 * time.Second, pv}},
+			sessions: 1, pageViews: 2, durations: []time.Duration{20 * time.Second, 0}},
+		{name: "time on a page is capped at the timeout", steps: []step{{0, pv}, {20 * time.Minute, hb}, {20 * time.Minute, hb}, {20 * time.Minute, hb}},
+			sessions: 1, pageViews: 1, durations: []time.Duration{30 * time.Minute}},
+		{name: "a page view after capped heartbeats keeps the cap", steps: []step{{0, pv}, {20 * time.Minute, hb}, {20 * time.Minute, hb}, {20 * time.Minute, hb}, {time.Second, pv}},
+			sessions: 1, pageViews: 2, durations: []time.Duration{30 * time.Minute, 0}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -460,8 +514,64 @@ func TestTrackSessions(t *testing.T) {
 			if i < 0 {
 				t.Fatalf("the current session %q is not among %+v", data.Profile.CurrentSession, data.Sessions)
 			}
-			if cur := data.Sessions[i]; cur.PageViews != tt.pageViews || cur.CurrentClosed != tt.closed {
+			cur := data.Sessions[i]
+			if cur.PageViews != tt.pageViews || cur.CurrentClosed != tt.closed {
 				t.Errorf("current session = %d page views, closed %v; want %d, %v", cur.PageViews, cur.CurrentClosed, tt.pageViews, tt.closed)
+			}
+			if tt.durations != nil {
+				var got []time.Duration
+				for _, p := range cur.Pages {
+					got = append(got, p.Duration)
+				}
+				if diff := cmp.Diff(tt.durations, got); diff != "" {
+					t.Errorf("time on the current session's pages (-want +got):\n%s", diff)
+				}
+			}
+		})
+	}
+}
+
+// A page view whose URL is not the site's, or not an absolute http(s) URL, is
+// refused with its error code and writes nothing, for a new or a returning
+// visitor.
+func TestTrackRejectedURLWritesNothing(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name      string
+		url       string
+		returning bool
+		code      string
+	}{
+		{name: "other origin", url: "https://evil.example/products/42", code: visitor.EURLNotInSite},
+		{name: "other scheme", url: "http://shop.example/", code: visitor.EURLNotInSite},
+		{name: "other origin, returning visitor", url: "https://evil.example/", returning: true, code: visitor.EURLNotInSite},
+		{name: "javascript", url: "javascript:alert(1)", code: visitor.EInvalid},
+		{name: "relative, returning visitor", url: "/products/42", returning: true, code: visitor.EInvalid},
+		{name: "missing", url: "", code: visitor.EInvalid},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			d := newDomain(t, nil)
+			token := ""
+			if tt.returning {
+				token = d.pageview(t, "", "/", "Home", "")
+			}
+			d.clock.Advance(time.Minute)
+			held := storeState(t, d.rdb)
+			counted := stats(t, stack{store: d.store, clock: d.clock}, d.site)
+			res, err := d.svc.Track(d.ctx, visitor.Hit{Site: d.site, Type: visitor.HitPageview, URL: tt.url, Token: token,
+				UserAgent: domainUA, IP: domainIP})
+			if code := visitor.ErrorCode(err); code != tt.code {
+				t.Fatalf("Track = %+v, %v; want code %q", res, err, tt.code)
+			}
+			if res.Token != "" {
+				t.Errorf("a refused page view handed back a token")
+			}
+			if diff := cmp.Diff(held, storeState(t, d.rdb)); diff != "" {
+				t.Errorf("a refused page view changed the store (-before +after):\n%s", diff)
+			}
+			if diff := cmp.Diff(counted, stats(t, stack{store: d.store, clock: d.clock}, d.site)); diff != "" {
+				t.Errorf("a refused page view was counted (-before +after):\n%s", diff)
 			}
 		})
 	}
