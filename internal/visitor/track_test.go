@@ -327,6 +327,11 @@ func TestTrackPrivacyPrecedence(t *testing.T) {
 		{name: "opt-in new visitor", mode: visitor.ConsentOptIn, token: none, reason: visitor.ReasonNoConsent, counted: "no_consent"},
 		{name: "opt-in grant", mode: visitor.ConsentOptIn, token: grantToken, tracked: true, counted: "tracked"},
 		{name: "opt-in grant of an older policy", mode: visitor.ConsentOptIn, token: oldGrant, reason: visitor.ReasonNoConsent, counted: "no_consent"},
+		{name: "opt-in grant lapsed after consent_valid_days", mode: visitor.ConsentOptIn, token: func(tb testing.TB, st stack, site *visitor.Site) string {
+			token := tracked(tb, st, site)
+			st.clock.Advance(time.Duration(site.ConsentValidDays) * 24 * time.Hour)
+			return token
+		}, reason: visitor.ReasonNoConsent, counted: "no_consent"},
 		{name: "opt-in refusal token", mode: visitor.ConsentOptIn, token: refusalToken, reason: visitor.ReasonNoConsent, counted: "no_consent"},
 		{name: "opt-in grant under dnt", mode: visitor.ConsentOptIn, token: grantToken, dnt: true, reason: visitor.ReasonDNT, forget: true, counted: "dnt"},
 		{name: "opt-in grant under gpc objects", mode: visitor.ConsentOptIn, token: grantToken, gpc: true, reason: visitor.ReasonGPC, forget: true,
