@@ -3,6 +3,7 @@ package visitor_test
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -473,6 +474,7 @@ func TestTrackSessions(t *testing.T) {
 		{name: "a session ends at its maximum length", steps: append(slices.Clone(keepAlive), step{25 * time.Minute, pv}), sessions: 2, pageViews: 1},
 		{name: "a heartbeat after the timeout has no session", steps: []step{{0, pv}, {31 * time.Minute, hb}}, last: visitor.ReasonNoSession, sessions: 1, pageViews: 1},
 		{name: "a leave closes the current page", steps: []step{{0, pv}, {time.Minute, visitor.HitLeave}}, sessions: 1, pageViews: 1, closed: true},
+		{name: "a month later the same visitor starts a session", steps: []step{{0, pv}, {2 * time.Hour, pv}, {30 * 24 * time.Hour, pv}}, sessions: 3, pageViews: 1},
 		{name: "exactly the timeout idle keeps the session", steps: []step{{0, pv}, {30 * time.Minute, pv}}, sessions: 1, pageViews: 2},
 		{name: "a second past the timeout starts a session", steps: []step{{0, pv}, {30*time.Minute + time.Second, pv}}, sessions: 2, pageViews: 1},
 		{name: "a heartbeat and a leave time the page", steps: []step{{0, pv}, {20 * time.Second, hb}, {10 * time.Second, visitor.HitLeave}},
@@ -503,6 +505,10 @@ func TestTrackSessions(t *testing.T) {
 				}
 				if token == "" {
 					token = res.Token
+				} else if res.Tracked && (res.Token != token || res.Issued) {
+					// A returning visitor keeps the token issued first: its
+					// lifetime is fixed at issue.
+					t.Errorf("step %d: token %q (issued %v), want the first one kept", i, res.Token, res.Issued)
 				}
 			}
 			if res.Reason != tt.last || res.Tracked != (tt.last == "") {
@@ -577,6 +583,153 @@ func TestTrackRejectedURLWritesNothing(t *testing.T) {
 			}
 			if diff := cmp.Diff(counted, stats(t, stack{store: d.store, clock: d.clock}, d.site)); diff != "" {
 				t.Errorf("a refused page view was counted (-before +after):\n%s", diff)
+			}
+		})
+	}
+}
+
+// A token that is tampered, expired, of another site or signed under an
+// unknown secret is foreign: the caller is a new visitor, never an error, and
+// the visitor the token was made from is left as it was. The same browser on
+// two sites is two unrelated visitors (invariant 7): nothing of one is stored
+// under the other's site.
+func TestTrackForeignTokenMakesANewVisitor(t *testing.T) {
+	t.Parallel()
+	unknown, err := visitor.NewSigner([][]byte{[]byte(strings.Repeat("u", visitor.MinSecretBytes))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flip := func(s string, i int) string {
+		b := []byte(s)
+		if b[i] == 'A' {
+			b[i] = 'B'
+		} else {
+			b[i] = 'A'
+		}
+		return string(b)
+	}
+	for _, tt := range []struct {
+		name string
+		on   string // the site the token is presented on
+		// present turns the visitor's real token into the one presented.
+		present func(st stack, token, id string) string
+	}{
+		{name: "payload byte flipped", on: "shop", present: func(_ stack, token, _ string) string { return flip(token, 8) }},
+		{name: "signature byte flipped", on: "shop", present: func(_ stack, token, _ string) string { return flip(token, len(token)-3) }},
+		{name: "expired", on: "shop", present: func(st stack, token, _ string) string {
+			st.clock.Advance(visitor.MaxCookieLifetime + time.Second)
+			return token
+		}},
+		{name: "of another site", on: "blog", present: func(_ stack, token, _ string) string { return token }},
+		{name: "the real visitor id under an unknown secret", on: "shop", present: func(st stack, _, id string) string {
+			now := st.clock.Now()
+			return unknown.Sign(visitor.Token{Kind: visitor.KindID, Site: "shop", IssuedAt: now, Expires: now.Add(time.Hour), VisitorID: id})
+		}},
+		{name: "garbage", on: "shop", present: func(stack, string, string) string { return "not-a-token" }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			shop, blog := domainSite(), domainSite()
+			blog.ID, blog.Origins = "blog", []string{"https://blog.example"}
+			sites := map[string]*visitor.Site{"shop": shop, "blog": blog}
+			st := newStack(t, []*visitor.Site{shop, blog}, domainDevices{}, domainLocator{})
+			ctx := context.Background()
+			first, err := st.svc.Track(ctx, visitor.Hit{Site: shop, Type: visitor.HitPageview, URL: domainOrigin + "/", UserAgent: domainUA, IP: domainIP})
+			if err != nil || !first.Tracked {
+				t.Fatalf("first page view: %+v, %v", first, err)
+			}
+			tok, _ := st.signer.Verify(first.Token, "shop", st.clock.Now())
+			oldKey := st.hasher.VisitorKey("shop", tok.VisitorID)
+			held, err := st.store.VisitorData(ctx, shop, oldKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			presented := tt.present(st, first.Token, tok.VisitorID)
+
+			site := sites[tt.on]
+			res, err := st.svc.Track(ctx, visitor.Hit{Site: site, Type: visitor.HitPageview, URL: site.Origins[0] + "/next",
+				Token: presented, UserAgent: domainUA, IP: domainIP})
+			if err != nil || !res.Tracked || !res.Issued || res.Token == presented {
+				t.Fatalf("Track = %+v, %v; want a new visitor with a new token", res, err)
+			}
+			fresh, ok := st.signer.Verify(res.Token, tt.on, st.clock.Now())
+			if !ok || fresh.VisitorID == tok.VisitorID {
+				t.Fatalf("the new token %+v (valid %v) keeps the foreign token's visitor", fresh, ok)
+			}
+			newKey := st.hasher.VisitorKey(tt.on, fresh.VisitorID)
+			got, err := st.store.VisitorData(ctx, site, newKey)
+			if err != nil || got.Profile == nil || got.Profile.Sessions != 1 || len(got.Sessions) != 1 || got.Sessions[0].PageViews != 1 {
+				t.Errorf("new visitor = %+v, %v; want its first page of its first session", got.Profile, err)
+			}
+			after, err := st.store.VisitorData(ctx, shop, oldKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(held, after); diff != "" {
+				t.Errorf("the token's visitor changed (-before +after):\n%s", diff)
+			}
+			if tt.on != "blog" {
+				return
+			}
+			// Invariant 7: each visitor's keys carry its own site's hash tag,
+			// and no key of one site holds the other's visitor.
+			for k, v := range redistest.DumpValues(t, st.rdb) {
+				for _, o := range []struct{ site, id, key string }{{"shop", tok.VisitorID, oldKey}, {"blog", fresh.VisitorID, newKey}} {
+					if strings.Contains(k, o.key) && !strings.HasPrefix(k, "v:{"+o.site+":"+o.key+"}") {
+						t.Errorf("key %q of the %s visitor does not carry the tag {%s:%s}", k, o.site, o.site, o.key)
+					}
+					other := "{blog"
+					if o.site == "blog" {
+						other = "{shop"
+					}
+					if strings.Contains(k, other) && (strings.Contains(v, o.id) || strings.Contains(v, o.key)) {
+						t.Errorf("key %q holds the %s visitor", k, o.site)
+					}
+				}
+			}
+		})
+	}
+}
+
+// A session stores the client's IP as the site's ip mode says (invariant 5):
+// truncated to /24 or /48 by default, in full under full, not at all under
+// drop, where no key holds any part of it.
+func TestTrackStoresIPAsSiteModeSays(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		mode visitor.IPMode
+		ip   string
+		want string
+	}{
+		{name: "truncate ipv4", mode: visitor.IPTruncate, ip: "81.2.69.160", want: "81.2.69.0/24"},
+		{name: "truncate ipv6", mode: visitor.IPTruncate, ip: "2a02:8000:1234:5678::1", want: "2a02:8000:1234::/48"},
+		{name: "full", mode: visitor.IPFull, ip: "81.2.69.160", want: "81.2.69.160"},
+		{name: "drop", mode: visitor.IPDrop, ip: "81.2.69.160", want: ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			site := domainSite()
+			site.IP = tt.mode
+			d := newDomain(t, site)
+			res, err := d.svc.Track(d.ctx, visitor.Hit{Site: site, Type: visitor.HitPageview, URL: domainOrigin + "/",
+				UserAgent: domainUA, IP: netip.MustParseAddr(tt.ip)})
+			if err != nil || !res.Tracked {
+				t.Fatalf("Track = %+v, %v", res, err)
+			}
+			x, err := d.svc.ExportVisitor(d.ctx, d.privacy, d.visitorID(t, res.Token))
+			if err != nil || len(x.Sessions) != 1 {
+				t.Fatalf("export = %+v, %v; want one session", x.Sessions, err)
+			}
+			if got := x.Sessions[0].IP; got != tt.want {
+				t.Errorf("stored IP = %q, want %q", got, tt.want)
+			}
+			if tt.mode == visitor.IPDrop {
+				for k, v := range redistest.DumpValues(t, d.rdb) {
+					if strings.Contains(v, "81.2.69") {
+						t.Errorf("key %s holds the dropped IP: %q", k, v)
+					}
+				}
 			}
 		})
 	}
