@@ -223,7 +223,7 @@ func clusterChat(t *testing.T, e *env) {
 		t.Fatalf("live during session 1: %s", lr.body)
 	}
 	pseudonym1 := live.Visitors[0].Pseudonym
-	if pseudonym1 != opPseudonymOf(e, "shop", token) || strings.Contains(string(lr.body), id) {
+	if pseudonym1 != opPseudonymOf(e, token) || strings.Contains(string(lr.body), id) {
 		t.Errorf("live row %s, want the session's pseudonym and no visitor id", lr.body)
 	}
 	cv := decode[chatView](t, e.operatorGet("/v1/sites/shop/chats/"+chat1, shopOperatorKey))
