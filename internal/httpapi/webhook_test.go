@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -165,6 +166,9 @@ func (s *whStack) queued(chatID string) (key string, due time.Time, ok bool) {
 	}
 	return key, time.UnixMilli(int64(score)).UTC(), true
 }
+
+// cmSealed is a contact detail as the sealer stores it: kid:base64.
+var cmSealed = regexp.MustCompile(`^k1:[A-Za-z0-9+/]+$`)
 
 const (
 	whName  = "Grace Hopper"
