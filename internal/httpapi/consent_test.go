@@ -90,36 +90,31 @@ func near(a, b time.Time) bool {
 	return d > -time.Second && d < time.Second
 }
 
-// storedConsent is a consent record as the store keeps it.
+// storedConsent is a consent record as the export reads it back.
 type storedConsent struct {
-	VisitorID     string    `json:"visitor_id"`
-	Time          time.Time `json:"time"`
-	Analytics     bool      `json:"analytics"`
-	Marketing     bool      `json:"marketing"`
-	PolicyVersion string    `json:"policy_version"`
-	TextSHA256    string    `json:"text_sha256"`
-	Method        string    `json:"method"`
-	IP            string    `json:"ip"`
-	UserAgent     string    `json:"user_agent"`
+	VisitorID     string
+	Time          time.Time
+	Analytics     bool
+	Marketing     bool
+	PolicyVersion string
+	TextSHA256    string
+	Method        string
+	IP            string
+	UserAgent     string
 }
 
-// consentRecordsOf reads a visitor's consent records, oldest first.
+// consentRecordsOf reads a visitor's consent records through the export,
+// oldest first.
 func consentRecordsOf(e *env, site, visitorID string) []storedConsent {
 	e.t.Helper()
-	members, err := e.rdb.ZRange(context.Background(), e.profileKey(site, visitorID)+":r", 0, -1).Result()
-	if err != nil {
-		e.t.Fatal(err)
+	var out []storedConsent
+	for _, r := range e.export(site, visitorID).Consents {
+		out = append(out, storedConsent{VisitorID: r.VisitorID, Time: r.Time, Analytics: r.Analytics != nil && *r.Analytics,
+			Marketing: r.Marketing != nil && *r.Marketing, PolicyVersion: r.PolicyVersion, TextSHA256: r.TextSHA256,
+			Method: r.Method, IP: r.IP, UserAgent: r.UserAgent})
 	}
-	recs := make([]storedConsent, 0, len(members))
-	for _, m := range members {
-		var r storedConsent
-		if err := json.Unmarshal([]byte(m), &r); err != nil {
-			e.t.Fatalf("consent record %q: %v", m, err)
-		}
-		recs = append(recs, r)
-	}
-	slices.SortFunc(recs, func(a, b storedConsent) int { return a.Time.Compare(b.Time) })
-	return recs
+	slices.SortStableFunc(out, func(a, b storedConsent) int { return a.Time.Compare(b.Time) })
+	return out
 }
 
 // mustGrant grants analytics on optin and returns the identity token.
@@ -253,7 +248,7 @@ func TestRateLimitAlternatingConsentFlood(t *testing.T) {
 	if limited == 0 {
 		t.Errorf("%d alternating refusals and grants from one identity: no grant was rate limited", 3*visitor.IdentityRequestsPerMinute)
 	}
-	if n := len(consentRecordsOf(e, "shop", e.visitorID("shop", token))); n > 2*visitor.IdentityRequestsPerMinute+2 {
+	if n := len(e.export("shop", e.visitorID("shop", token)).Consents); n > 2*visitor.IdentityRequestsPerMinute+2 {
 		t.Errorf("%d consent records written by one identity in a minute", n)
 	}
 

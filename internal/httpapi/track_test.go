@@ -1,20 +1,13 @@
 package httpapi
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
-	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/redis/go-redis/v9"
-
-	"github.com/visitord/visitord/internal/redisstore"
 )
 
 // TestTrackEndToEnd proves the track route over the whole stack: a page view
@@ -70,7 +63,6 @@ func TestTrackEndToEnd(t *testing.T) {
 
 // Fixtures of the privacy tests, beside those of env_test.go.
 const (
-	curlBotUA    = "curl/8.0"
 	originOptin  = "https://optin.example"
 	originOnchat = "https://chat.example"
 )
@@ -84,13 +76,6 @@ func trackWith(e *env, site, url string, headers map[string]string, cookies ...*
 	e.t.Helper()
 	b, _ := json.Marshal(map[string]string{"site": site, "type": "pageview", "url": url, "title": "A page"})
 	return e.do(req{method: http.MethodPost, path: "/v1/track", body: string(b), headers: headers, cookies: cookies})
-}
-
-// hitWith sends a heartbeat or leave of site with headers.
-func hitWith(e *env, site, typ string, headers map[string]string) resp {
-	e.t.Helper()
-	b, _ := json.Marshal(map[string]string{"site": site, "type": typ})
-	return e.do(req{method: http.MethodPost, path: "/v1/track", body: string(b), headers: headers})
 }
 
 // identityCookie is the cookie a browser sends back for site.
@@ -133,57 +118,6 @@ func wantExpiredCookie(t testing.TB, r resp, name string) {
 	if ck.Name != name || !expired || ck.Path != "/" {
 		t.Fatalf("Set-Cookie %q, want %s expired on path /", r.header.Values("Set-Cookie"), name)
 	}
-}
-
-// nonStatKeys lists every key except the anonymous counters.
-func nonStatKeys(e *env) []string {
-	e.t.Helper()
-	return slices.DeleteFunc(e.keys(), func(k string) bool { return strings.HasPrefix(k, "st:") })
-}
-
-// visitorKeys lists the keys of one visitor (profile, sessions, consent).
-func visitorKeys(e *env, site, visitorID string) []string {
-	e.t.Helper()
-	p := e.profileKey(site, visitorID)
-	return slices.DeleteFunc(e.keys(), func(k string) bool { return k != p && !strings.HasPrefix(k, p+":") })
-}
-
-// statCount reads one counter of site for the clock's day; 0 when absent.
-func statCount(e *env, site, field string) int {
-	e.t.Helper()
-	v, ok := e.stats(site)[field]
-	if !ok {
-		return 0
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil {
-		e.t.Fatalf("counter %s of %s = %q", field, site, v)
-	}
-	return n
-}
-
-// pttl reads a key's time to live.
-func pttl(e *env, key string) time.Duration {
-	e.t.Helper()
-	d, err := e.rdb.PTTL(context.Background(), key).Result()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return d
-}
-
-// liveScore reads a visitor's entry in the site's live set; ok is false without one.
-func liveScore(e *env, site, visitorID string) (score float64, ok bool) {
-	e.t.Helper()
-	vkey := e.hasher.VisitorKey(site, visitorID)
-	s, err := e.rdb.ZScore(context.Background(), redisstore.LiveKeyOf(site, vkey), vkey).Result()
-	if errors.Is(err, redis.Nil) {
-		return 0, false
-	}
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return s, true
 }
 
 // With Redis gone, a page view answers 503 store_unavailable within the track
