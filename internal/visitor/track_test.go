@@ -276,9 +276,10 @@ func refusalToken(tb testing.TB, st stack, site *visitor.Site) string {
 	return res.Token
 }
 
-// Invariant 1: GPC, then DNT, then bots, then consent decide whether a hit is
-// tracked, in that order, in every consent mode; what is not tracked is
-// counted under its reason and nothing of it is stored.
+// Invariants 1, 2, 9 and 10: GPC, then DNT, then bots, then consent decide
+// whether a hit is tracked, in that order, in every consent mode; what is not
+// tracked is counted under its reason (the counters hold no URL), and nothing
+// of it is stored and no expiry refreshed, even for a known visitor.
 func TestTrackPrivacyPrecedence(t *testing.T) {
 	t.Parallel()
 	const bot = "Googlebot/2.1 (+http://www.google.com/bot.html)"
