@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/visitord/visitord/internal/httpapi"
 	"github.com/visitord/visitord/internal/redistest"
 	"github.com/visitord/visitord/internal/visitor"
@@ -535,5 +537,63 @@ func TestEraseChatWithoutIdentity(t *testing.T) {
 	}
 	if proofs != 1 {
 		t.Errorf("%d cut consent records of the chat, want its one", proofs)
+	}
+}
+
+// A visitor's own export and erasure are proved by a valid identity token of
+// the site alone: none, a tampered one, another site's, a refusal token or an
+// erased visitor's is unauthorized, reveals nothing and changes nothing.
+func TestMineRefused(t *testing.T) {
+	t.Parallel()
+	shop, blog := domainSite(), domainSite()
+	blog.ID, blog.Origins = "blog", []string{"https://blog.example"}
+	st := newStack(t, []*visitor.Site{shop, blog}, domainDevices{}, domainLocator{})
+	ctx := context.Background()
+	track := func(site *visitor.Site) string {
+		t.Helper()
+		res, err := st.svc.Track(ctx, visitor.Hit{Site: site, Type: visitor.HitPageview, URL: site.Origins[0] + "/", UserAgent: domainUA, IP: domainIP})
+		if err != nil || !res.Tracked {
+			t.Fatalf("Track: %+v, %v", res, err)
+		}
+		return res.Token
+	}
+	token, blogToken, erased := track(shop), track(blog), track(shop)
+	tok, _ := st.signer.Verify(token, "shop", st.clock.Now())
+	refusal, err := st.svc.SetConsent(ctx, visitor.ConsentRequest{Site: shop, PolicyVersion: shop.PolicyVersion, Method: visitor.MethodBanner})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.svc.EraseMine(ctx, shop, erased); err != nil {
+		t.Fatal(err)
+	}
+	tampered := token[:len(token)-3] + map[bool]string{true: "AAA", false: "BBB"}[!strings.HasSuffix(token, "AAA")]
+	before := storeState(t, st.rdb)
+	for _, tt := range []struct {
+		name  string
+		token string
+	}{
+		{name: "no token", token: ""},
+		{name: "tampered", token: tampered},
+		{name: "another site's", token: blogToken},
+		{name: "a refusal token", token: refusal.Token},
+		{name: "an erased visitor's", token: erased},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if x, err := st.svc.ExportMine(ctx, shop, tt.token); visitor.ErrorCode(err) != visitor.EUnauthorized || x.VisitorID != "" {
+				t.Errorf("ExportMine = %+v, %v; want unauthorized and nothing", x.VisitorID, err)
+			}
+			// EraseMine answers an erased visitor's token not_found where
+			// ExportMine answers unauthorized; either refuses it.
+			if err := st.svc.EraseMine(ctx, shop, tt.token); visitor.ErrorCode(err) != visitor.EUnauthorized &&
+				(tt.token != erased || visitor.ErrorCode(err) != visitor.ENotFound) {
+				t.Errorf("EraseMine = %v, want unauthorized", err)
+			}
+		})
+	}
+	if diff := cmp.Diff(before, storeState(t, st.rdb)); diff != "" {
+		t.Errorf("refused requests changed the store (-before +after):\n%s", diff)
+	}
+	if x, err := st.svc.ExportMine(ctx, shop, token); err != nil || x.VisitorID != tok.VisitorID || len(x.Sessions) != 1 {
+		t.Errorf("the visitor's own export afterwards = %+v, %v; want its data", x.Sessions, err)
 	}
 }
