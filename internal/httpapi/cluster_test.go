@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/visitord/visitord/internal/redisstore"
 	"github.com/visitord/visitord/internal/redistest"
+	"github.com/visitord/visitord/internal/visitor"
 )
 
 // The flows of the API end to end on a real Redis Cluster of three masters
@@ -90,27 +90,25 @@ func clusterIngest(t *testing.T, e *env, cc *redis.ClusterClient) {
 		}
 	}
 	id := e.visitorID("shop", a)
-	if p := e.current("shop", id); p["np"] != "2" || p["ns"] != "1" || p["pc"] != "1" {
-		t.Errorf("profile after two pages and a leave: np %q ns %q pc %q, want 2, 1, 1", p["np"], p["ns"], p["pc"])
+	x := e.export("shop", id)
+	if x.Profile == nil || x.Profile.Sessions != 1 || len(x.Sessions) != 1 {
+		t.Fatalf("export after two pages and a leave: profile %+v, %d sessions; want one", x.Profile, len(x.Sessions))
 	}
-	first := e.session("shop", id)
-	if len(first) != 3 || !strings.HasPrefix(first[0], "#") ||
-		!strings.Contains(first[1], "\t60000\t"+shopOrigin+"/pricing\t") || !strings.Contains(first[2], "\t20000\t"+shopOrigin+"/checkout\t") {
-		t.Errorf("first session %q, want a header, /pricing for 60 s and /checkout for 20 s", first)
+	if s := x.Sessions[0]; len(s.Pages) != 2 || s.Pages[0].URL != shopOrigin+"/pricing" || s.Pages[0].Duration != time.Minute ||
+		s.Pages[1].URL != shopOrigin+"/checkout" || s.Pages[1].Duration != 20*time.Second || !s.CurrentClosed {
+		t.Errorf("first session %+v, want /pricing for 60 s and /checkout for 20 s, closed", s)
 	}
 
 	// Past session_timeout: a second session.
 	e.clock.Advance(31 * time.Minute)
 	e.mustTrack("shop", shopOrigin+"/again", a)
-	if p := e.current("shop", id); p["ns"] != "2" || p["np"] != "1" {
-		t.Errorf("profile after a new session: ns %q np %q, want 2, 1", p["ns"], p["np"])
+	x = e.export("shop", id)
+	if x.Profile == nil || x.Profile.Sessions != 2 || len(x.Sessions) != 2 {
+		t.Errorf("export after a new session: profile %+v, %d sessions; want 2", x.Profile, len(x.Sessions))
 	}
-	if got := e.session("shop", id); len(got) != 2 || !strings.Contains(got[1], "/again") {
-		t.Errorf("second session %q, want a header and /again", got)
-	}
-	sids, err := e.rdb.ZRange(context.Background(), e.profileKey("shop", id)+":S", 0, -1).Result()
-	if err != nil || len(sids) != 2 {
-		t.Errorf("session index %q (err %v), want 2 sessions", sids, err)
+	if cur := slices.IndexFunc(x.Sessions, func(s visitor.SessionData) bool { return s.ID == x.Profile.CurrentSession }); cur < 0 ||
+		x.Sessions[cur].CurrentURL != shopOrigin+"/again" || x.Sessions[cur].PageViews != 1 {
+		t.Errorf("second session, want /again alone: %+v", x.Sessions)
 	}
 
 	blog := e.mustTrack("blog", blogOrigin+"/post", "")
@@ -132,19 +130,20 @@ func clusterIngest(t *testing.T, e *env, cc *redis.ClusterClient) {
 		t.Errorf("blog's tracked counter %q, want 1", got)
 	}
 	blogID := e.visitorID("blog", blog)
-	if _, ok := liveScore(e, "blog", blogID); !ok {
-		t.Error("blog's visitor is not in blog's live set")
+	if got := e.live("blog"); len(got) != 1 {
+		t.Errorf("blog's live view %q, want its visitor", got)
 	}
 	// GPC with an identity objects: the visitor's behaviour data and live
 	// entry go (its slot and the site's, in one pipeline); the refused choice
 	// and the consent records (with the gpc withdrawal) stay as proof.
 	wantRefused(t, e.pageview("blog", blogOrigin+"/gpc", blog, map[string]string{"Sec-GPC": "1"}), "gpc")
-	pk := e.profileKey("blog", blogID)
-	if diff := cmp.Diff([]string{pk + ":c", pk + ":r"}, visitorKeys(e, "blog", blogID)); diff != "" {
-		t.Errorf("blog's visitor keys after a GPC page view (-want +got):\n%s", diff)
+	if x := e.export("blog", blogID); x.Profile != nil || len(x.Sessions) != 0 || x.Choice == nil || x.Choice.Analytics ||
+		len(x.Consents) != 1 || x.Consents[0].Method != visitor.MethodGPC {
+		t.Errorf("blog's visitor after a GPC page view: profile %+v, %d sessions, choice %+v, records %+v; want the refusal and the gpc record alone",
+			x.Profile, len(x.Sessions), x.Choice, x.Consents)
 	}
-	if _, ok := liveScore(e, "blog", blogID); ok {
-		t.Error("blog's visitor is still live after a GPC page view")
+	if got := e.live("blog"); len(got) != 0 {
+		t.Errorf("blog's visitor is still live after a GPC page view: %q", got)
 	}
 
 	// {shop} and {blog} hash to slots of different masters: the run really
@@ -163,16 +162,18 @@ func clusterIngest(t *testing.T, e *env, cc *redis.ClusterClient) {
 // it; a withdrawal deletes the behaviour data and keeps the proof.
 func clusterConsent(t *testing.T, e *env) {
 	wantRefused(t, trackWith(e, "optin", originOptin+"/", map[string]string{"Origin": originOptin}), "no_consent")
-	if keys := nonStatKeys(e); len(keys) != 0 {
-		t.Errorf("keys written before the grant: %q", keys)
+	for _, k := range e.keys() {
+		if !strings.HasPrefix(k, "st:") {
+			t.Errorf("key written before the grant: %s", k)
+		}
 	}
 	token := mustGrant(e)
 	id := e.visitorID("optin", token)
 	e.mustTrack("optin", originOptin+"/a", token)
 	e.clock.Advance(time.Minute)
 	e.mustTrack("optin", originOptin+"/b", token)
-	if got := e.current("optin", id)["np"]; got != "2" {
-		t.Errorf("pages this session %q, want 2", got)
+	if x := e.export("optin", id); len(x.Sessions) != 1 || x.Sessions[0].PageViews != 2 {
+		t.Errorf("sessions %+v, want one of 2 pages", x.Sessions)
 	}
 	if m := getConsent(e, "optin", token).json(t); m["analytics"] != true || m["policy_version"] != "v2" {
 		t.Errorf("consent after the grant: %v", m)
@@ -184,15 +185,15 @@ func clusterConsent(t *testing.T, e *env) {
 	if r.status != http.StatusOK || refusal == "" {
 		t.Fatalf("withdrawal: %d %s", r.status, r.body)
 	}
-	pk := e.profileKey("optin", id)
-	if diff := cmp.Diff([]string{pk + ":c", pk + ":r"}, visitorKeys(e, "optin", id)); diff != "" {
-		t.Errorf("visitor keys after the withdrawal (-want +got):\n%s", diff)
+	x := e.export("optin", id)
+	if x.Profile != nil || len(x.Sessions) != 0 {
+		t.Errorf("behaviour data after the withdrawal: profile %+v, %d sessions", x.Profile, len(x.Sessions))
 	}
-	if _, ok := liveScore(e, "optin", id); ok {
-		t.Error("the visitor is still in the live set after the withdrawal")
-	}
-	if recs := consentRecordsOf(e, "optin", id); len(recs) != 2 || !recs[0].Analytics || recs[1].Analytics {
+	if recs := x.Consents; len(recs) != 2 || recs[0].Analytics == nil || !*recs[0].Analytics || recs[1].Analytics == nil || *recs[1].Analytics {
 		t.Errorf("consent records %+v, want the grant and the withdrawal", recs)
+	}
+	if got := e.live("optin"); len(got) != 0 {
+		t.Errorf("the visitor is still live after the withdrawal: %q", got)
 	}
 	wantRefused(t, e.pageview("optin", originOptin+"/c", token, nil), "no_consent")
 	wantRefused(t, e.pageview("optin", originOptin+"/d", refusal, nil), "no_consent")
@@ -223,7 +224,7 @@ func clusterChat(t *testing.T, e *env) {
 		t.Fatalf("live during session 1: %s", lr.body)
 	}
 	pseudonym1 := live.Visitors[0].Pseudonym
-	if pseudonym1 != opPseudonymOf(e, "shop", token) || strings.Contains(string(lr.body), id) {
+	if pseudonym1 != opPseudonymOf(e, token) || strings.Contains(string(lr.body), id) {
 		t.Errorf("live row %s, want the session's pseudonym and no visitor id", lr.body)
 	}
 	cv := decode[chatView](t, e.operatorGet("/v1/sites/shop/chats/"+chat1, shopOperatorKey))
@@ -332,14 +333,32 @@ func clusterRetention(t *testing.T, e *env) {
 	ctx := context.Background()
 	token := e.mustTrack("shop", shopOrigin+"/retention/a", "")
 	id := e.visitorID("shop", token)
-	pk := e.profileKey("shop", id)
-	session := sessionKeyOf(e, id)
 	chat := subjChat(e, token, graceName, graceEmail, gracePhone, true, shopOrigin+"/retention/a")
 	anon := subjChat(e, "", "Anonymous Admiral", graceEmail, "", true, shopOrigin+"/contact")
-	email := "e:{shop:" + e.hasher.Short("shop", "email", graceEmail) + "}"
-	for _, k := range []string{session, pk, pk + ":S", pk + ":C", pk + ":r", "ch:{shop:" + chat + "}", "ch:{shop:" + anon + "}", email} {
-		if d := pttl(e, k); d < 89*day {
-			t.Fatalf("%s has TTL %v before the change, want the defaults (90 days and more)", k, d)
+	// subject lists when each key holding the visitor or the chats expires: a
+	// scan over every key of every master.
+	vkey := e.hasher.VisitorKey("shop", id)
+	subject := func() map[string]time.Time {
+		t.Helper()
+		values := redistest.DumpValues(t, e.rdb)
+		out := map[string]time.Time{}
+		for k, at := range expiries(e) {
+			// Site-wide keys (audit, counters, configuration, the live and
+			// subject indexes) are shared by every subject.
+			if strings.HasPrefix(k, "au:") || strings.HasPrefix(k, "st:") || strings.HasPrefix(k, "cfg:") || strings.HasPrefix(k, "lv:") || strings.HasPrefix(k, "sj:") {
+				continue
+			}
+			for _, n := range []string{vkey, chat, anon} {
+				if strings.Contains(k, n) || strings.Contains(values[k], n) {
+					out[k] = at
+				}
+			}
+		}
+		return out
+	}
+	for k, at := range subject() {
+		if at.Sub(e.clock.Now()) < 89*day {
+			t.Fatalf("%s expires at %v before the change, want the defaults (90 days and more)", k, at)
 		}
 	}
 
@@ -373,26 +392,21 @@ func clusterRetention(t *testing.T, e *env) {
 		}
 	}
 
-	if n, err := e.rdb.Exists(ctx, session, pk+":S").Result(); err != nil || n != 0 {
-		t.Errorf("the session past its 30 days and its index: %d left (err %v), want deleted", n, err)
+	// The session past its 30 days is gone; the rest is kept, expiring by
+	// the shorter windows, and still found (the subject index holds it).
+	x := e.export("shop", id)
+	if x.Profile == nil || len(x.Sessions) != 0 || len(x.Chats) != 1 || len(x.Consents) != 1 {
+		t.Errorf("export after the job: profile %+v, %d sessions, %d chats, %d records; want the session alone gone",
+			x.Profile, len(x.Sessions), len(x.Chats), len(x.Consents))
 	}
-	for _, tc := range []struct {
-		key  string
-		days int
-	}{
-		{pk, shorterRetention["profiles"]},
-		{pk + ":C", shorterRetention["chats"]},
-		{pk + ":r", shorterRetention["consents"]},
-		{"ch:{shop:" + chat + "}", shorterRetention["chats"]},
-		{"ch:{shop:" + anon + "}", shorterRetention["chats"]},
-		{"ch:{shop:" + anon + "}:r", shorterRetention["consents"]},
-		{email, shorterRetention["chats"]},
-		{"au:{shop}", shorterRetention["audit"]},
-	} {
-		wantTTLAtMost(t, e, tc.key, tc.days)
+	limit := e.clock.Now().Add(time.Duration(shorterRetention["consents"])*day + time.Second)
+	for k, at := range subject() {
+		if at.IsZero() || at.After(limit) {
+			t.Errorf("%s expires at %v after the job, past the shorter windows' %v", k, at, limit)
+		}
 	}
-	if _, err := e.rdb.ZScore(ctx, "sj:{shop}", e.hasher.VisitorKey("shop", id)).Result(); errors.Is(err, redis.Nil) {
-		t.Error("the visitor left the subject index while data of it remains")
+	if diff := cmp.Diff(searchResponse{Visitors: []string{id}, Chats: []string{anon}}, subjSearch(e, graceEmail)); diff != "" {
+		t.Errorf("search after the job (-want +got):\n%s", diff)
 	}
 	e.assertTTLs()
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -361,73 +362,79 @@ func (e *env) visitorID(site, token string) string {
 	return tok.VisitorID
 }
 
-// profileKey is the Redis key of a visitor's profile.
-func (e *env) profileKey(site, visitorID string) string {
-	return "v:{" + site + ":" + e.hasher.VisitorKey(site, visitorID) + "}"
-}
-
-// profile reads a visitor's profile hash back from Redis.
-func (e *env) profile(site, visitorID string) map[string]string {
+// actor is the privacy team of site, for reads through the domain of sites
+// without a privacy key in testSites.
+func (e *env) actor(site string) visitor.Actor {
 	e.t.Helper()
-	m, err := e.rdb.HGetAll(context.Background(), e.profileKey(site, visitorID)).Result()
+	s, err := e.sites.Get(site)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return m
+	return visitor.Actor{Site: s, KeyID: "test", Role: visitor.RolePrivacy}
 }
 
-// current reads a visitor's profile hash with its current session's hash
-// (sessionFields in redisstore) merged in: what the profile held before issue 17.
-func (e *env) current(site, visitorID string) map[string]string {
+// export reads everything stored of a visitor through the domain's export.
+func (e *env) export(site, visitorID string) visitor.Export {
 	e.t.Helper()
-	p := e.profile(site, visitorID)
-	if p["sid"] == "" {
-		return p
+	x, err := e.svc.ExportVisitor(context.Background(), e.actor(site), visitorID)
+	if err != nil {
+		e.t.Fatalf("export of a visitor of %s: %v", site, err)
 	}
-	m, err := e.rdb.HGetAll(context.Background(), e.profileKey(site, visitorID)+":s:"+p["sid"]+":m").Result()
+	return x
+}
+
+// live lists the pseudonyms live on site within the default window, through
+// the domain.
+func (e *env) live(site string) []string {
+	e.t.Helper()
+	page, err := e.svc.Live(context.Background(), e.actor(site), 0, "", 0)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	out := make(map[string]string, len(p)+len(m))
-	for k, v := range p {
-		out[k] = v
-	}
-	for k, v := range m {
-		out[k] = v
+	out := []string{}
+	for _, v := range page.Visitors {
+		out = append(out, v.Pseudonym)
 	}
 	return out
 }
 
-// session reads the items of a visitor's current session back from Redis.
-func (e *env) session(site, visitorID string) []string {
-	e.t.Helper()
-	p := e.profile(site, visitorID)
-	items, err := e.rdb.LRange(context.Background(), e.profileKey(site, visitorID)+":s:"+p["sid"], 0, -1).Result()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return items
-}
-
-// stats reads a site's counters of the clock's day.
+// stats reads a site's counters of the clock's day through the domain, as
+// decimal strings.
 func (e *env) stats(site string) map[string]string {
 	e.t.Helper()
-	sum := map[string]int{}
-	for _, k := range redisstore.StatsKeys(site, e.clock.Now()) {
-		m, err := e.rdb.HGetAll(context.Background(), k).Result()
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		for f, v := range m {
-			n, _ := strconv.Atoi(v)
-			sum[f] += n
-		}
+	m, err := e.svc.Stats(context.Background(), e.actor(site), e.clock.Now())
+	if err != nil {
+		e.t.Fatal(err)
 	}
 	out := map[string]string{}
-	for f, n := range sum {
-		out[f] = strconv.Itoa(n)
+	for k, n := range m {
+		if n != 0 {
+			out[k] = strconv.FormatInt(n, 10)
+		}
 	}
 	return out
+}
+
+// session lists a visitor's current session as the store once kept it, read
+// through the export: a header item "#<start ms>\t<referrer>", then one item
+// "<start ms>\t<duration ms>\t<url>\t<title>" per stored page.
+func (e *env) session(site, visitorID string) []string {
+	e.t.Helper()
+	x := e.export(site, visitorID)
+	if x.Profile == nil {
+		return nil
+	}
+	for _, s := range x.Sessions {
+		if s.ID != x.Profile.CurrentSession {
+			continue
+		}
+		items := []string{fmt.Sprintf("#%d\t%s", s.Start.UnixMilli(), s.Referrer)}
+		for _, p := range s.Pages {
+			items = append(items, fmt.Sprintf("%d\t%d\t%s\t%s", p.Start.UnixMilli(), p.Duration.Milliseconds(), p.URL, p.Title))
+		}
+		return items
+	}
+	return nil
 }
 
 // keys lists every key in Redis.

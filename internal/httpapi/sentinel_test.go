@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -108,15 +107,16 @@ func TestSentinelFailover(t *testing.T) {
 	// What was replicated before the crash is there: the grant (page views of
 	// an opt-in site are refused without it, and GET /v1/consent reads it) and
 	// the session, which carries on.
-	recs := consentRecordsOf(e, "optin", id)
-	if len(recs) != 1 || !recs[0].Analytics || recs[0].VisitorID != id {
+	x := e.export("optin", id)
+	recs := x.Consents
+	if len(recs) != 1 || recs[0].Analytics == nil || !*recs[0].Analytics || recs[0].VisitorID != id {
 		t.Fatalf("consent records after the failover %+v, want the grant", recs)
 	}
 	wantChoice(t, getConsent(e, "optin", token), true, false, "v2", recs[0].Time.Add(30*oneDay), false)
 	var pages []string
-	for _, item := range e.session("optin", id)[1:] {
-		if f := strings.SplitN(item, "\t", 4); len(f) == 4 {
-			pages = append(pages, f[2])
+	for _, s := range x.Sessions {
+		for _, p := range s.Pages {
+			pages = append(pages, p.URL)
 		}
 	}
 	if len(pages) < len(before)+len(after) || !slices.Equal(pages[:len(before)], before) || !slices.Equal(pages[len(pages)-len(after):], after) {

@@ -49,6 +49,8 @@ type fakeService struct {
 	erased   []string                    // visitors, chats and tokens erased
 	audit    []visitor.AuditEntry        // AuditTrail's answer
 	export   visitor.Export              // the export of any subject
+	stats    map[string]int64            // Stats' answer of the day asked
+	statsDay time.Time                   // the day Stats was asked
 	// retention of every site, nil for the sites file's, and when it changed.
 	retention *visitor.Retention
 	changed   time.Time
@@ -243,8 +245,18 @@ func (f *fakeService) ChatContext(_ context.Context, _ visitor.Actor, chatID str
 	return v, nil
 }
 
-func (f *fakeService) Stats(_ context.Context, _ visitor.Actor, _ time.Time) (map[string]int64, error) {
-	return map[string]int64{}, f.failure()
+func (f *fakeService) Stats(_ context.Context, _ visitor.Actor, day time.Time) (map[string]int64, error) {
+	if err := f.failure(); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.statsDay = day
+	out := map[string]int64{}
+	for k, n := range f.stats {
+		out[k] = n
+	}
+	return out, nil
 }
 
 func (f *fakeService) StatsRange(_ context.Context, _ visitor.Actor, from, to time.Time) ([]visitor.DayStats, error) {

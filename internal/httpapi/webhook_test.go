@@ -75,6 +75,10 @@ type whStack struct {
 	*env
 	dispatcher *webhook.Dispatcher
 	metrics    *prometheus.Registry
+	// store, targets and logger build another dispatcher over the same queue.
+	store   *redisstore.Store
+	targets map[string]webhook.Target
+	logger  *slog.Logger
 }
 
 // newWHStack builds the pieces by hand: newEnvOn reads sites with an empty
@@ -141,29 +145,13 @@ sites:
 			e.assertTTLs()
 		}
 	})
-	return &whStack{env: e, dispatcher: d, metrics: metrics}, rc
+	return &whStack{env: e, dispatcher: d, metrics: metrics, store: store, targets: targets, logger: logger}, rc
 }
 
 // deliveries reads the dispatcher's delivery counter of chat.started by result.
 func (s *whStack) deliveries(result string) float64 {
 	s.t.Helper()
 	return s.deliveriesOf("chat.started", result)
-}
-
-// queued returns the delivery key of a chat and its score on the queue; ok is
-// false when the queue does not hold it.
-func (s *whStack) queued(chatID string) (key string, due time.Time, ok bool) {
-	s.t.Helper()
-	ctx := context.Background()
-	key = s.rdb.HGet(ctx, "ch:{shop:"+chatID+"}", "wd").Val()
-	if key == "" {
-		s.t.Fatalf("chat %s names no queued delivery", chatID)
-	}
-	score, err := s.rdb.ZScore(ctx, "wq:{shop}", key).Result()
-	if err != nil {
-		return key, time.Time{}, false
-	}
-	return key, time.UnixMilli(int64(score)).UTC(), true
 }
 
 const (
@@ -184,170 +172,6 @@ func (s *whStack) chat(token string) string {
 		s.t.Fatalf("chat: %d %s", r.status, r.body)
 	}
 	return r.json(s.t)["chat_id"].(string)
-}
-
-// A chat start queues an encrypted chat.started delivery and answers without
-// waiting for the receiver; a tick delivers it signed, and it leaves the queue.
-func TestWebhookChatStartedDelivered(t *testing.T) {
-	t.Parallel()
-	s, rc := newWHStack(t, http.StatusOK)
-	ctx := context.Background()
-	token := s.mustTrack("shop", shopOrigin+"/pricing", "")
-	chatID := s.chat(token)
-
-	if got := rc.requests(); len(got) != 0 {
-		t.Fatalf("the receiver was called during the chat start: %d requests", len(got))
-	}
-	dkey, due, ok := s.queued(chatID)
-	if !ok || !due.Equal(s.clock.Now()) {
-		t.Fatalf("delivery %s queued = %v at %v, want due now", dkey, ok, due)
-	}
-	d := s.rdb.HGetAll(ctx, dkey).Val()
-	if !cmSealed.MatchString(d["p"]) || d["e"] != "chat.started" || d["n"] != "0" {
-		t.Errorf("delivery = %v, want a sealed chat.started body, no attempts", d)
-	}
-	if ttl := s.rdb.PTTL(ctx, dkey).Val(); ttl <= 0 || ttl > 3*24*time.Hour {
-		t.Errorf("delivery TTL = %v, want at most 3 days", ttl)
-	}
-	for key, value := range redistest.DumpValues(t, s.rdb) {
-		for _, plain := range []string{whName, whEmail, whPhone, "Grace", "grace@"} {
-			if strings.Contains(value, plain) || strings.Contains(key, plain) {
-				t.Errorf("%s holds %q in clear", key, plain)
-			}
-		}
-	}
-	redistest.AssertAllKeysHaveTTL(t, s.rdb, func(k string) bool { return strings.HasPrefix(k, "cfg:") })
-
-	if n := s.dispatcher.Tick(ctx); n != 1 {
-		t.Fatalf("Tick attempted %d deliveries, want 1", n)
-	}
-	got := rc.requests()
-	if len(got) != 1 {
-		t.Fatalf("receiver got %d requests, want 1", len(got))
-	}
-	r := got[0]
-	if r.method != http.MethodPost || r.path != "/hooks/visitord" || r.header.Get("Content-Type") != "application/json" {
-		t.Errorf("request = %s %s (%s)", r.method, r.path, r.header.Get("Content-Type"))
-	}
-	if r.verifyErr != nil {
-		t.Errorf("Visitord-Signature %q does not verify: %v", r.header.Get("Visitord-Signature"), r.verifyErr)
-	}
-	if err := webhook.Verify([]byte("another-secret-0123456789abcdef-0123"), r.header.Get("Visitord-Signature"), r.header.Get("Visitord-Delivery"), r.body, s.clock.Now(), webhook.DefaultTolerance); err == nil {
-		t.Error("the signature verifies under another secret")
-	}
-	if r.header.Get("Visitord-Event") != "chat.started" || !strings.HasSuffix(dkey, ":w:"+r.header.Get("Visitord-Delivery")) {
-		t.Errorf("Visitord-Event %q, Visitord-Delivery %q; want chat.started and the id of %s",
-			r.header.Get("Visitord-Event"), r.header.Get("Visitord-Delivery"), dkey)
-	}
-	var body struct {
-		Event          string    `json:"event"`
-		Site           string    `json:"site"`
-		ChatID         string    `json:"chat_id"`
-		Time           time.Time `json:"time"`
-		Name           string    `json:"name"`
-		Email          string    `json:"email"`
-		Phone          string    `json:"phone"`
-		MarketingOptIn bool      `json:"marketing_opt_in"`
-		URL            string    `json:"url"`
-	}
-	if err := json.Unmarshal(r.body, &body); err != nil {
-		t.Fatalf("body %s: %v", r.body, err)
-	}
-	if body.Event != "chat.started" || body.Site != "shop" || body.ChatID != chatID || !body.Time.Equal(s.clock.Now()) ||
-		body.Name != whName || body.Email != whEmail || body.Phone != whPhone || !body.MarketingOptIn ||
-		body.URL != shopOrigin+"/pricing?utm_source=mail" {
-		t.Errorf("body = %+v", body)
-	}
-	for _, leak := range []string{s.visitorID("shop", token), token} {
-		if strings.Contains(string(r.body), leak) {
-			t.Errorf("body contains the visitor's identity %q", leak)
-		}
-	}
-
-	if n := s.rdb.Exists(ctx, dkey).Val(); n != 0 {
-		t.Errorf("delivery %s kept after success", dkey)
-	}
-	if _, _, ok := s.queued(chatID); ok {
-		t.Errorf("queue still holds %s", dkey)
-	}
-	if n := s.dispatcher.Tick(ctx); n != 0 || len(rc.requests()) != 1 {
-		t.Errorf("a second Tick attempted %d, receiver has %d requests; want nothing more", n, len(rc.requests()))
-	}
-	if got := s.deliveries("delivered"); got != 1 {
-		t.Errorf("delivered counter = %v, want 1", got)
-	}
-	s.assertLogsClean(whName, whEmail, whPhone, token)
-}
-
-// A receiver that fails twice then answers 200 gets three attempts, each after
-// the back-off, each signed anew; the delivery is deleted after the success.
-func TestWebhookRetriesUntilDelivered(t *testing.T) {
-	t.Parallel()
-	s, rc := newWHStack(t, http.StatusInternalServerError, http.StatusInternalServerError, http.StatusOK)
-	ctx := context.Background()
-	chatID := s.chat("")
-	dkey, _, _ := s.queued(chatID)
-
-	for i, step := range []struct {
-		advance time.Duration
-		minWait time.Duration // next attempt after at least this (back-off -20%)
-		maxWait time.Duration // and at most this (+20%)
-	}{
-		{advance: 0, minWait: 4 * time.Second, maxWait: 6 * time.Second},
-		{advance: 7 * time.Second, minWait: 8 * time.Second, maxWait: 12 * time.Second},
-	} {
-		s.clock.Advance(step.advance)
-		if n := s.dispatcher.Tick(ctx); n != 1 {
-			t.Fatalf("attempt %d: Tick attempted %d", i+1, n)
-		}
-		if got := s.rdb.HGet(ctx, dkey, "n").Val(); got != fmt.Sprint(i+1) {
-			t.Errorf("attempts recorded after failure %d = %q", i+1, got)
-		}
-		_, due, ok := s.queued(chatID)
-		if wait := due.Sub(s.clock.Now()); !ok || wait < step.minWait || wait > step.maxWait {
-			t.Errorf("after failure %d the next attempt is in %v (queued %v), want %v..%v", i+1, wait, ok, step.minWait, step.maxWait)
-		}
-		if n := s.dispatcher.Tick(ctx); n != 0 {
-			t.Errorf("a Tick before the back-off attempted %d", n)
-		}
-		redistest.AssertAllKeysHaveTTL(t, s.rdb, func(k string) bool { return strings.HasPrefix(k, "cfg:") })
-	}
-	s.clock.Advance(13 * time.Second)
-	if n := s.dispatcher.Tick(ctx); n != 1 {
-		t.Fatalf("attempt 3: Tick attempted %d", n)
-	}
-
-	got := rc.requests()
-	if len(got) != 3 {
-		t.Fatalf("receiver got %d requests, want 3", len(got))
-	}
-	var stamps []string
-	for i, r := range got {
-		if r.verifyErr != nil {
-			t.Errorf("attempt %d: signature does not verify: %v", i+1, r.verifyErr)
-		}
-		if r.header.Get("Visitord-Delivery") != got[0].header.Get("Visitord-Delivery") || string(r.body) != string(got[0].body) {
-			t.Errorf("attempt %d is not the same delivery", i+1)
-		}
-		stamps = append(stamps, strings.SplitN(r.header.Get("Visitord-Signature"), ",", 2)[0])
-	}
-	if stamps[0] == stamps[1] || stamps[1] == stamps[2] {
-		t.Errorf("signature timestamps %v, want each attempt signed at its time", stamps)
-	}
-	if n := s.rdb.Exists(ctx, dkey).Val(); n != 0 {
-		t.Errorf("delivery %s kept after success", dkey)
-	}
-	if _, _, ok := s.queued(chatID); ok {
-		t.Errorf("queue still holds %s", dkey)
-	}
-	s.clock.Advance(time.Hour)
-	if n := s.dispatcher.Tick(ctx); n != 0 {
-		t.Errorf("Tick after success attempted %d", n)
-	}
-	if f, d := s.deliveries("failed"), s.deliveries("delivered"); f != 2 || d != 1 {
-		t.Errorf("counters failed=%v delivered=%v, want 2 and 1", f, d)
-	}
-	s.assertLogsClean(whName, whEmail, whPhone)
 }
 
 // deliveriesOf reads the dispatcher's delivery counter of event and result.
@@ -427,6 +251,18 @@ func TestWebhookEveryEventDeliveredOnce(t *testing.T) {
 	token := s.mustTrack("shop", shopOrigin+"/pricing", "")
 	vid := s.visitorID("shop", token)
 	chatID := s.chat(token)
+	// The chat start only queues its event: the receiver waits for a Tick,
+	// and the queue holds the contact sealed.
+	if got := rc.requests(); len(got) != 0 {
+		t.Fatalf("the receiver was called during the chat start: %d requests", len(got))
+	}
+	for key, value := range redistest.DumpValues(t, s.rdb) {
+		for _, plain := range []string{whName, whEmail, whPhone, "grace@"} {
+			if strings.Contains(value, plain) || strings.Contains(key, plain) {
+				t.Errorf("%s holds %q in clear", key, plain)
+			}
+		}
+	}
 
 	// marketing.withdrawn: the visitor withdraws the chat's opt-in.
 	r := putConsent(s.env, "shop", true, false, "1", map[string]string{"Origin": shopOrigin, tokenHeader: token})
@@ -489,6 +325,16 @@ func TestWebhookEveryEventDeliveredOnce(t *testing.T) {
 			t.Errorf("%s chat_ids = %v, want [%s]", event, body["chat_ids"], chatID)
 		}
 		switch event {
+		case visitor.EventChatStarted:
+			if body["chat_id"] != chatID || body["name"] != whName || body["email"] != whEmail || body["phone"] != whPhone ||
+				body["marketing_opt_in"] != true || body["url"] != shopOrigin+"/pricing?utm_source=mail" {
+				t.Errorf("chat.started body = %s, want the chat, its contact, opt-in and minimised url", req.body)
+			}
+			for _, id := range []string{vid, token} {
+				if strings.Contains(string(req.body), id) {
+					t.Errorf("chat.started carries the visitor's identity %q", id)
+				}
+			}
 		case visitor.EventSubjectRectified:
 			if c, _ := body["contact"].(map[string]any); len(c) != 1 || c["name"] != newName {
 				t.Errorf("subject.rectified contact = %v, want the new name alone", body["contact"])
@@ -511,25 +357,30 @@ func TestWebhookEveryEventDeliveredOnce(t *testing.T) {
 		}
 	}
 
-	// A delivery that cannot be opened is logged and counted, then removed.
-	other := s.chat("")
-	dkey, _, _ := s.queued(other)
-	if err := s.rdb.HSet(ctx, dkey, "p", "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").Err(); err != nil {
+	// A delivery that cannot be opened (here: a dispatcher whose data key is
+	// not the one it was sealed with) is logged and counted, then removed.
+	s.chat("")
+	wrong, err := visitor.NewSealer([]visitor.DataKey{{ID: "k1", Key: []byte("another-data-key-0123456789abcde")}})
+	if err != nil {
 		t.Fatal(err)
 	}
+	wrongMetrics := prometheus.NewRegistry()
+	blind := webhook.NewDispatcher(redisstore.NewWebhookQueue(s.store, wrong), s.targets, s.logger, wrongMetrics,
+		webhook.WithClock(s.clock.Now), webhook.WithClient(rc.srv.Client()))
 	before := len(rc.requests())
-	s.dispatcher.Tick(ctx)
+	blind.Tick(ctx)
 	if len(rc.requests()) != before {
 		t.Error("an unreadable delivery was sent")
 	}
-	if got := s.deliveriesOf(visitor.EventChatStarted, "unreadable"); got != 1 {
+	if got := (&whStack{env: s.env, metrics: wrongMetrics}).deliveriesOf(visitor.EventChatStarted, "unreadable"); got != 1 {
 		t.Errorf("unreadable counter = %v, want 1", got)
-	}
-	if _, _, ok := s.queued(other); ok {
-		t.Error("the unreadable delivery stays queued")
 	}
 	if !strings.Contains(s.logs.String(), `"result":"unreadable"`) {
 		t.Errorf("the unreadable delivery was not logged:\n%s", s.logs.String())
+	}
+	s.clock.Advance(time.Hour)
+	if n := s.dispatcher.Tick(ctx); n != 0 || len(rc.requests()) != before {
+		t.Errorf("the unreadable delivery stays queued: a Tick attempted %d", n)
 	}
 	s.assertLogsClean(whName, whEmail, whPhone, newName, lateName, token)
 }

@@ -2,9 +2,13 @@ package visitor_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/visitord/visitord/internal/redistest"
 	"github.com/visitord/visitord/internal/visitor"
@@ -203,6 +207,14 @@ func TestGPCObjectionWritesCutWithdrawal(t *testing.T) {
 			}
 			if vd.Choice == nil || vd.Choice.Analytics || vd.Choice.Marketing {
 				t.Errorf("choice after GPC = %+v, want both purposes refused", vd.Choice)
+			}
+			// The live entry goes with the behaviour data.
+			live, err := d.svc.Live(ctx, visitor.Actor{Site: site, KeyID: "agent-1", Role: visitor.RoleOperator}, 0, "", 0)
+			if err != nil || len(live.Visitors) != 0 {
+				t.Errorf("Live after GPC = %+v, %v; want nobody", live.Visitors, err)
+			}
+			if n := len(vd.Consents); mode == visitor.ConsentOptIn && (n != 2 || vd.Consents[0].Analytics == nil || !*vd.Consents[0].Analytics) {
+				t.Errorf("consent records after GPC = %+v; want the grant kept as proof beside the objection", vd.Consents)
 			}
 			last := vd.Consents[len(vd.Consents)-1]
 			no := false
@@ -515,6 +527,11 @@ func TestSetConsent(t *testing.T) {
 		{name: "withdrawal", mode: visitor.ConsentOptIn, prior: true, kind: visitor.KindRefusal, records: 2},
 		{name: "marketing added", mode: visitor.ConsentOptIn, prior: true, analytics: true, marketing: true, kind: visitor.KindID, records: 2, dataKept: true},
 		{name: "outdated policy", mode: visitor.ConsentOptIn, analytics: true, policy: "2025-01", code: visitor.EPolicyOutdated},
+		{name: "outdated policy with identity", mode: visitor.ConsentOptIn, prior: true, analytics: true, policy: "2025-01", code: visitor.EPolicyOutdated,
+			records: 1, dataKept: true},
+		{name: "withdrawal of an outdated policy", mode: visitor.ConsentOptIn, prior: true, policy: "2025-01", code: visitor.EPolicyOutdated,
+			records: 1, dataKept: true},
+		{name: "refusal with identity on an opt-out site", mode: visitor.ConsentOptOut, prior: true, kind: visitor.KindRefusal, records: 2},
 		{name: "grant under dnt", mode: visitor.ConsentOptIn, analytics: true, dnt: true, reason: visitor.ReasonDNT},
 		{name: "grant under gpc", mode: visitor.ConsentOptIn, analytics: true, gpc: true, reason: visitor.ReasonGPC},
 		{name: "dnt keeps an earlier grant's data", mode: visitor.ConsentOptIn, prior: true, analytics: true, dnt: true, reason: visitor.ReasonDNT,
@@ -532,15 +549,24 @@ func TestSetConsent(t *testing.T) {
 				token = d.grant("shop", false)
 				token = d.track("shop", token, "/pricing", "Pricing")
 				vid = d.idOf("shop", token)
+				d.clock.Advance(time.Minute)
 			}
 			policy := site.PolicyVersion
 			if tt.policy != "" {
 				policy = tt.policy
 			}
+			held := storeState(t, d.rdb)
 			res, err := d.svc.SetConsent(ctx, visitor.ConsentRequest{Site: site, Analytics: tt.analytics, Marketing: tt.marketing,
 				PolicyVersion: policy, Method: visitor.MethodBanner, Token: token, UserAgent: consentUA, IP: domainIP, DNT: tt.dnt, GPC: tt.gpc})
 			if code := visitor.ErrorCode(err); code != tt.code {
 				t.Fatalf("SetConsent = %v, want code %q", err, tt.code)
+			}
+			if !tt.prior && tt.kind != visitor.KindID || tt.code != "" {
+				// A refusal without identity is only counted (invariants 2
+				// and 10); a refused grant and an outdated policy store nothing.
+				if diff := cmp.Diff(held, storeState(t, d.rdb)); diff != "" {
+					t.Errorf("SetConsent changed the store (-before +after):\n%s", diff)
+				}
 			}
 			var kind visitor.TokenKind
 			if res.Token != "" {
@@ -558,6 +584,31 @@ func TestSetConsent(t *testing.T) {
 			}
 			if kind != tt.kind || res.Reason != tt.reason {
 				t.Errorf("SetConsent = token %q, reason %q; want %q, %q", kind, res.Reason, tt.kind, tt.reason)
+			}
+			if kind == visitor.KindRefusal {
+				// A refusal token lasts 12 months on an opt-out site, else
+				// consent_valid_days.
+				valid := time.Duration(site.ConsentValidDays) * 24 * time.Hour
+				if tt.mode == visitor.ConsentOptOut {
+					valid = 365 * 24 * time.Hour
+				}
+				tok, _ := d.signer.Verify(res.Token, site.ID, d.clock.Now())
+				if got := tok.Expires.Sub(d.clock.Now()); got < valid-time.Second || got > valid+time.Second {
+					t.Errorf("refusal token valid %v, want %v", got, valid)
+				}
+			}
+			if tt.prior && kind == visitor.KindRefusal {
+				// The refused identity is never tracked again, and the live
+				// entry goes with its behaviour data.
+				again, err := d.svc.Track(ctx, visitor.Hit{Site: site, Type: visitor.HitPageview, URL: consentOrigin + "/again",
+					Token: token, UserAgent: consentUA, IP: domainIP})
+				if err != nil || again.Tracked || again.Reason != visitor.ReasonNoConsent {
+					t.Errorf("the refused identity's next page view = %+v, %v; want no_consent", again, err)
+				}
+				live, err := d.svc.Live(ctx, visitor.Actor{Site: site, KeyID: "agent-1", Role: visitor.RoleOperator}, 0, "", 0)
+				if err != nil || len(live.Visitors) != 0 {
+					t.Errorf("Live after the refusal = %+v, %v; want nobody", live.Visitors, err)
+				}
 			}
 			if tt.kind == visitor.KindID && (res.Choice.Analytics != tt.analytics || res.Choice.Marketing != tt.marketing) {
 				t.Errorf("choice = %+v; want analytics %v, marketing %v", res.Choice, tt.analytics, tt.marketing)
@@ -579,9 +630,23 @@ func TestSetConsent(t *testing.T) {
 			if len(data.Consents) != tt.records {
 				t.Errorf("%d consent records, want %d: %+v", len(data.Consents), tt.records, data.Consents)
 			}
+			written := tt.records > 0 && (!tt.prior || tt.records > 1)
+			if n := len(data.Consents); written && tt.code == "" && tt.reason == "" {
+				// The newest record is the proof of this answer, complete.
+				last := data.Consents[n-1]
+				sum := sha256.Sum256([]byte(site.LegalText))
+				if last.VisitorID != vid || !last.Time.Equal(d.clock.Now()) || last.Analytics == nil || *last.Analytics != tt.analytics ||
+					last.PolicyVersion != site.PolicyVersion || last.TextSHA256 != hex.EncodeToString(sum[:]) ||
+					last.Method != visitor.MethodBanner || last.IP != "81.2.69.0/24" || last.UserAgent != consentUA {
+					t.Errorf("consent record = %+v; want the visitor, time, choice, policy, text hash, method, truncated IP and user agent", last)
+				}
+			}
 			if tt.records > 0 {
 				choice, ok, err := d.store.ConsentChoice(ctx, site, d.hasher.VisitorKey(site.ID, vid))
 				granted := tt.analytics && !tt.gpc
+				if tt.code != "" {
+					granted = true // a refused request leaves the earlier grant
+				}
 				if err != nil || !ok || choice.Analytics != granted {
 					t.Errorf("stored choice = %+v (%v), %v; want analytics %v", choice, ok, err, granted)
 				}

@@ -1,7 +1,9 @@
 package visitor_test
 
 import (
+	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
@@ -9,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/visitord/visitord/internal/redistest"
 	"github.com/visitord/visitord/internal/visitor"
 )
 
@@ -228,5 +231,176 @@ func TestChatContext(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The live view's window is 1m..30m (default 5m), its page 1..200 rows
+// (default 50).
+func TestLiveBounds(t *testing.T) {
+	t.Parallel()
+	d := newDomain(t, nil)
+	d.pageview(t, "", "/", "", "")
+	for _, tt := range []struct {
+		name   string
+		within time.Duration
+		limit  int
+		ok     bool
+	}{
+		{name: "defaults", ok: true},
+		{name: "within 1m", within: time.Minute, ok: true},
+		{name: "within 30m", within: 30 * time.Minute, ok: true},
+		{name: "within 30s", within: 30 * time.Second},
+		{name: "within 31m", within: 31 * time.Minute},
+		{name: "within negative", within: -5 * time.Minute},
+		{name: "limit 1", limit: 1, ok: true},
+		{name: "limit 200", limit: 200, ok: true},
+		{name: "limit 201", limit: 201},
+		{name: "limit negative", limit: -1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			page, err := d.svc.Live(d.ctx, d.operator, tt.within, "", tt.limit)
+			if tt.ok {
+				if err != nil || len(page.Visitors) != 1 {
+					t.Errorf("Live = %+v, %v; want the one visitor", page.Visitors, err)
+				}
+				return
+			}
+			if code := visitor.ErrorCode(err); code != visitor.EInvalid {
+				t.Errorf("Live = %v, want code %q", err, visitor.EInvalid)
+			}
+		})
+	}
+}
+
+// A heartbeat keeps a session in the live view; a session idle longer than
+// the window leaves it.
+func TestLiveHeartbeatKeepsSessionLive(t *testing.T) {
+	t.Parallel()
+	d := newDomain(t, nil)
+	early := d.pageview(t, "", "/early", "", "")
+	d.clock.Advance(2 * time.Minute)
+	d.pageview(t, "", "/late", "", "")
+	d.clock.Advance(4 * time.Minute) // early idle 6m, late idle 4m
+	urls := func(within time.Duration) []string {
+		t.Helper()
+		page, err := d.svc.Live(d.ctx, d.operator, within, "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := []string{}
+		for _, v := range page.Visitors {
+			out = append(out, strings.TrimPrefix(v.CurrentURL, domainOrigin))
+		}
+		return out
+	}
+	if got := urls(5 * time.Minute); !slices.Equal(got, []string{"/late"}) {
+		t.Errorf("live within 5m = %q, want /late", got)
+	}
+	res, err := d.svc.Track(d.ctx, visitor.Hit{Site: d.site, Type: visitor.HitHeartbeat, Token: early, UserAgent: domainUA, IP: domainIP})
+	if err != nil || !res.Tracked {
+		t.Fatalf("heartbeat = %+v, %v", res, err)
+	}
+	if got := urls(time.Minute); !slices.Equal(got, []string{"/early"}) {
+		t.Errorf("live within 1m after the heartbeat = %q, want /early", got)
+	}
+}
+
+// A live cursor is signed for its site: an edited, cut, forged or foreign one
+// is refused; a privacy key of the same site may follow it; an old one never
+// reaches further back than the live view may (30m).
+func TestLiveCursor(t *testing.T) {
+	t.Parallel()
+	shop, blog := domainSite(), domainSite()
+	blog.ID, blog.Origins = "blog", []string{"https://blog.example"}
+	st := newStack(t, []*visitor.Site{shop, blog}, domainDevices{}, domainLocator{})
+	ctx := context.Background()
+	for _, site := range []*visitor.Site{shop, shop, shop, blog, blog} {
+		if res, err := st.svc.Track(ctx, visitor.Hit{Site: site, Type: visitor.HitPageview, URL: site.Origins[0] + "/", UserAgent: domainUA, IP: domainIP}); err != nil || !res.Tracked {
+			t.Fatalf("Track: %+v, %v", res, err)
+		}
+		st.clock.Advance(time.Second)
+	}
+	operator := func(s *visitor.Site) visitor.Actor {
+		return visitor.Actor{Site: s, KeyID: "agent-1", Role: visitor.RoleOperator}
+	}
+	first, err := st.svc.Live(ctx, operator(shop), 0, "", 1)
+	if err != nil || first.Next == "" {
+		t.Fatalf("Live = %+v, %v; want a next cursor", first, err)
+	}
+	other, err := st.svc.Live(ctx, operator(blog), 0, "", 1)
+	if err != nil || other.Next == "" {
+		t.Fatalf("blog's Live = %+v, %v; want a next cursor", other, err)
+	}
+	cursor := first.Next
+	payload, sig, _ := strings.Cut(cursor, ".")
+	plain, _ := base64.RawURLEncoding.DecodeString(payload)
+	f := strings.Split(string(plain), ".")
+	edited := base64.RawURLEncoding.EncodeToString([]byte(f[0] + "." + f[1] + ".0"))
+	flipped := []byte(sig)
+	flipped[0] ^= 0x01
+	for _, tt := range []struct {
+		name   string
+		cursor string
+	}{
+		{name: "offset edited", cursor: edited + "." + sig},
+		{name: "signature flipped", cursor: payload + "." + string(flipped)},
+		{name: "signature cut", cursor: payload + "."},
+		{name: "no signature", cursor: payload},
+		{name: "garbage", cursor: "not-a-cursor"},
+		{name: "over long", cursor: strings.Repeat("A", 300) + "." + sig},
+		{name: "another site's", cursor: other.Next},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := st.svc.Live(ctx, operator(shop), 0, tt.cursor, 1); visitor.ErrorCode(err) != visitor.EInvalid {
+				t.Errorf("Live = %v, want code %q", err, visitor.EInvalid)
+			}
+		})
+	}
+	privacy := visitor.Actor{Site: shop, KeyID: "dpo", Role: visitor.RolePrivacy}
+	if page, err := st.svc.Live(ctx, privacy, 0, cursor, 1); err != nil || len(page.Visitors) != 1 {
+		t.Errorf("the privacy key following the cursor: %+v, %v; want the next row", page.Visitors, err)
+	}
+
+	// 45 minutes on, with traffic, the first sessions are idle for 45m: the
+	// old cursor lists none of them.
+	st.clock.Advance(45 * time.Minute)
+	if res, err := st.svc.Track(ctx, visitor.Hit{Site: shop, Type: visitor.HitPageview, URL: domainOrigin + "/now", UserAgent: domainUA, IP: domainIP}); err != nil || !res.Tracked {
+		t.Fatalf("Track: %+v, %v", res, err)
+	}
+	page, err := st.svc.Live(ctx, operator(shop), 0, cursor, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range page.Visitors {
+		if idle := st.clock.Now().Sub(v.LastSeen); idle > visitor.MaxLiveWithin {
+			t.Errorf("a 45m-old cursor lists a session idle for %v, past the live view's %v", idle, visitor.MaxLiveWithin)
+		}
+	}
+}
+
+// A live entry whose profile is gone (expired before its entry) is left out of
+// the live view and dropped from the live set when read: afterwards no key
+// holds the visitor.
+func TestLiveRepairsGoneEntries(t *testing.T) {
+	t.Parallel()
+	d := newDomain(t, nil)
+	gone := d.pageview(t, "", "/gone", "", "")
+	d.pageview(t, "", "/kept", "", "")
+	goneKey := d.vkey(d.visitorID(t, gone))
+	// The profile's TTL ran out before the live entry's.
+	if err := d.rdb.Del(d.ctx, "v:{shop:"+goneKey+"}").Err(); err != nil {
+		t.Fatal(err)
+	}
+	page, err := d.svc.Live(d.ctx, d.operator, 0, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Visitors) != 1 || page.Visitors[0].CurrentURL != domainOrigin+"/kept" {
+		t.Errorf("Live = %+v; want the kept visitor alone", page.Visitors)
+	}
+	for k, v := range redistest.DumpValues(t, d.rdb) {
+		if strings.HasPrefix(k, "lv:") && strings.Contains(v, goneKey) {
+			t.Errorf("live set %s still holds the gone visitor", k)
+		}
 	}
 }

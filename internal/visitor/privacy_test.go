@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/visitord/visitord/internal/httpapi"
+	"github.com/visitord/visitord/internal/redistest"
 	"github.com/visitord/visitord/internal/visitor"
 )
 
@@ -457,14 +460,140 @@ func TestErasure(t *testing.T) {
 				t.Fatal(err)
 			}
 			target, n := d.svc.AuditTarget(d.site.ID, tt.kind, id), 0
+			actor := d.privacy.KeyID
+			if tt.name == "visitor by the visitor" {
+				actor = "visitor"
+			}
 			for _, e := range entries {
 				if e.Action == tt.action && e.Target == target {
 					n++
+					if e.Actor != actor {
+						t.Errorf("%s entry by %q, want %q", tt.action, e.Actor, actor)
+					}
 				}
 			}
 			if n != 1 {
 				t.Errorf("%d %s entries about the subject, want 1", n, tt.action)
 			}
 		})
+	}
+}
+
+// A chat without identity is a data subject of its own (invariant 6): its
+// erasure leaves no key naming it or holding its contact, URL or user agent,
+// takes it out of the e-mail blind index, and keeps its marketing consent
+// record as proof, cut and named by the keyed hash.
+func TestEraseChatWithoutIdentity(t *testing.T) {
+	t.Parallel()
+	d := newDomain(t, nil)
+	contact := visitor.Contact{Name: "Ada Byron", Email: "ada@engine.example", Phone: "+44 20 7946 0000"}
+	res, err := d.svc.StartChat(d.ctx, visitor.ChatRequest{Site: d.site, Contact: contact, MarketingOptIn: true,
+		URL: domainOrigin + "/contact", UserAgent: domainUA, IP: domainIP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, chats, err := d.svc.SearchSubjects(d.ctx, d.privacy, contact.Email); err != nil || len(chats) != 1 || chats[0] != res.ChatID {
+		t.Fatalf("SearchSubjects = %v, %v; want the chat", chats, err)
+	}
+	d.clock.Advance(time.Minute)
+	if err := d.svc.EraseChat(d.ctx, d.privacy, res.ChatID); err != nil {
+		t.Fatal(err)
+	}
+	if vs, chats, err := d.svc.SearchSubjects(d.ctx, d.privacy, contact.Email); err != nil || len(vs)+len(chats) != 0 {
+		t.Errorf("SearchSubjects after the erasure = %v, %v, %v; want nothing", vs, chats, err)
+	}
+	if _, err := d.svc.ExportChat(d.ctx, d.privacy, res.ChatID); visitor.ErrorCode(err) != visitor.ENotFound {
+		t.Errorf("ExportChat after the erasure = %v, want not_found", err)
+	}
+	subject := d.svc.AuditTarget(d.site.ID, "chat", res.ChatID)
+	proofs := 0
+	for k, v := range redistest.DumpValues(t, d.rdb) {
+		for _, n := range []string{res.ChatID, contact.Name, contact.Email, contact.Phone, "/contact", domainUA, domainIP.String()} {
+			if strings.Contains(k, n) || strings.Contains(v, n) {
+				t.Errorf("after the erasure %s holds %q", k, n)
+			}
+		}
+		for _, line := range strings.Split(v, "\n") {
+			member, _, _ := strings.Cut(line, "} ")
+			if !strings.Contains(member, `"subject":"`+subject+`"`) || strings.HasPrefix(k, "au:") {
+				continue
+			}
+			proofs++
+			var rec map[string]any
+			if err := json.Unmarshal([]byte(member+"}"), &rec); err != nil {
+				t.Fatalf("proof %q in %s: %v", line, k, err)
+			}
+			for f := range rec {
+				switch f {
+				case "subject", "time", "analytics", "marketing", "policy_version", "text_sha256", "method":
+				default:
+					t.Errorf("the cut record keeps %q: %s", f, line)
+				}
+			}
+			if rec["method"] != visitor.MethodChatStart || rec["marketing"] != true {
+				t.Errorf("the cut record %s, want the chat start's marketing opt-in", line)
+			}
+		}
+	}
+	if proofs != 1 {
+		t.Errorf("%d cut consent records of the chat, want its one", proofs)
+	}
+}
+
+// A visitor's own export and erasure are proved by a valid identity token of
+// the site alone: none, a tampered one, another site's, a refusal token or an
+// erased visitor's is unauthorized, reveals nothing and changes nothing.
+func TestMineRefused(t *testing.T) {
+	t.Parallel()
+	shop, blog := domainSite(), domainSite()
+	blog.ID, blog.Origins = "blog", []string{"https://blog.example"}
+	st := newStack(t, []*visitor.Site{shop, blog}, domainDevices{}, domainLocator{})
+	ctx := context.Background()
+	track := func(site *visitor.Site) string {
+		t.Helper()
+		res, err := st.svc.Track(ctx, visitor.Hit{Site: site, Type: visitor.HitPageview, URL: site.Origins[0] + "/", UserAgent: domainUA, IP: domainIP})
+		if err != nil || !res.Tracked {
+			t.Fatalf("Track: %+v, %v", res, err)
+		}
+		return res.Token
+	}
+	token, blogToken, erased := track(shop), track(blog), track(shop)
+	tok, _ := st.signer.Verify(token, "shop", st.clock.Now())
+	refusal, err := st.svc.SetConsent(ctx, visitor.ConsentRequest{Site: shop, PolicyVersion: shop.PolicyVersion, Method: visitor.MethodBanner})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.svc.EraseMine(ctx, shop, erased); err != nil {
+		t.Fatal(err)
+	}
+	tampered := token[:len(token)-3] + map[bool]string{true: "AAA", false: "BBB"}[!strings.HasSuffix(token, "AAA")]
+	before := storeState(t, st.rdb)
+	for _, tt := range []struct {
+		name  string
+		token string
+	}{
+		{name: "no token", token: ""},
+		{name: "tampered", token: tampered},
+		{name: "another site's", token: blogToken},
+		{name: "a refusal token", token: refusal.Token},
+		{name: "an erased visitor's", token: erased},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if x, err := st.svc.ExportMine(ctx, shop, tt.token); visitor.ErrorCode(err) != visitor.EUnauthorized || x.VisitorID != "" {
+				t.Errorf("ExportMine = %+v, %v; want unauthorized and nothing", x.VisitorID, err)
+			}
+			// EraseMine answers an erased visitor's token not_found where
+			// ExportMine answers unauthorized; either refuses it.
+			if err := st.svc.EraseMine(ctx, shop, tt.token); visitor.ErrorCode(err) != visitor.EUnauthorized &&
+				(tt.token != erased || visitor.ErrorCode(err) != visitor.ENotFound) {
+				t.Errorf("EraseMine = %v, want unauthorized", err)
+			}
+		})
+	}
+	if diff := cmp.Diff(before, storeState(t, st.rdb)); diff != "" {
+		t.Errorf("refused requests changed the store (-before +after):\n%s", diff)
+	}
+	if x, err := st.svc.ExportMine(ctx, shop, token); err != nil || x.VisitorID != tok.VisitorID || len(x.Sessions) != 1 {
+		t.Errorf("the visitor's own export afterwards = %+v, %v; want its data", x.Sessions, err)
 	}
 }

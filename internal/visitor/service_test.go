@@ -350,3 +350,25 @@ func (d *consentDomain) auditCount(site, action, target string) int {
 	}
 	return n
 }
+
+// storeState is every key but the day's counters (st:), each with its value
+// and expiry: a scan over all keys, to prove that a call wrote nothing and
+// refreshed no TTL. A counter key's value may hold only counts by reason.
+func storeState(tb testing.TB, rdb redis.UniversalClient) map[string]string {
+	tb.Helper()
+	out := map[string]string{}
+	for k, v := range redistest.DumpValues(tb, rdb) {
+		if strings.HasPrefix(k, "st:") {
+			if strings.Contains(v, "/") {
+				tb.Errorf("counter %s holds more than counts: %q", k, v)
+			}
+			continue
+		}
+		at, err := rdb.PExpireTime(context.Background(), k).Result()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out[k] = v + "\nexpires " + at.String()
+	}
+	return out
+}

@@ -3,10 +3,13 @@ package visitor_test
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/visitord/visitord/internal/redisstore"
 	"github.com/visitord/visitord/internal/redistest"
@@ -273,13 +276,29 @@ func refusalToken(tb testing.TB, st stack, site *visitor.Site) string {
 	return res.Token
 }
 
-// Invariant 1: GPC, then DNT, then bots, then consent decide whether a hit is
-// tracked, in that order, in every consent mode; what is not tracked is
-// counted under its reason and nothing of it is stored.
+// Invariants 1, 2, 9 and 10: GPC, then DNT, then bots, then consent decide
+// whether a hit is tracked, in that order, in every consent mode; what is not
+// tracked is counted under its reason (the counters hold no URL), and nothing
+// of it is stored and no expiry refreshed, even for a known visitor.
 func TestTrackPrivacyPrecedence(t *testing.T) {
 	t.Parallel()
 	const bot = "Googlebot/2.1 (+http://www.google.com/bot.html)"
 	none := func(testing.TB, stack, *visitor.Site) string { return "" }
+	// tracked is a visitor with a page view on record (after a grant where
+	// the site asks for one); its token.
+	tracked := func(tb testing.TB, st stack, site *visitor.Site) string {
+		tb.Helper()
+		token := ""
+		if site.Consent != visitor.ConsentOptOut {
+			token = grantToken(tb, st, site)
+		}
+		res, err := st.svc.Track(context.Background(), visitor.Hit{Site: site, Type: visitor.HitPageview, URL: domainOrigin + "/",
+			Token: token, UserAgent: domainUA, IP: domainIP})
+		if err != nil || !res.Tracked {
+			tb.Fatalf("first page view: %+v, %v", res, err)
+		}
+		return res.Token
+	}
 	oldGrant := func(tb testing.TB, st stack, site *visitor.Site) string {
 		now := st.clock.Now()
 		return st.signer.Sign(visitor.Token{Kind: visitor.KindID, Site: site.ID, IssuedAt: now, Expires: now.Add(time.Hour),
@@ -290,6 +309,7 @@ func TestTrackPrivacyPrecedence(t *testing.T) {
 		mode     visitor.ConsentMode
 		token    func(testing.TB, stack, *visitor.Site) string
 		hit      visitor.HitType
+		noURL    bool // a count ping: a page view without URL
 		dnt, gpc bool
 		ua       string
 		tracked  bool
@@ -309,6 +329,11 @@ func TestTrackPrivacyPrecedence(t *testing.T) {
 		{name: "opt-in new visitor", mode: visitor.ConsentOptIn, token: none, reason: visitor.ReasonNoConsent, counted: "no_consent"},
 		{name: "opt-in grant", mode: visitor.ConsentOptIn, token: grantToken, tracked: true, counted: "tracked"},
 		{name: "opt-in grant of an older policy", mode: visitor.ConsentOptIn, token: oldGrant, reason: visitor.ReasonNoConsent, counted: "no_consent"},
+		{name: "opt-in grant lapsed after consent_valid_days", mode: visitor.ConsentOptIn, token: func(tb testing.TB, st stack, site *visitor.Site) string {
+			token := tracked(tb, st, site)
+			st.clock.Advance(time.Duration(site.ConsentValidDays) * 24 * time.Hour)
+			return token
+		}, reason: visitor.ReasonNoConsent, counted: "no_consent"},
 		{name: "opt-in refusal token", mode: visitor.ConsentOptIn, token: refusalToken, reason: visitor.ReasonNoConsent, counted: "no_consent"},
 		{name: "opt-in grant under dnt", mode: visitor.ConsentOptIn, token: grantToken, dnt: true, reason: visitor.ReasonDNT, forget: true, counted: "dnt"},
 		{name: "opt-in grant under gpc objects", mode: visitor.ConsentOptIn, token: grantToken, gpc: true, reason: visitor.ReasonGPC, forget: true,
@@ -316,6 +341,17 @@ func TestTrackPrivacyPrecedence(t *testing.T) {
 		{name: "opt-in grant as bot", mode: visitor.ConsentOptIn, token: grantToken, ua: bot, reason: visitor.ReasonBot, counted: "bot"},
 		{name: "on-chat new visitor", mode: visitor.ConsentOnChat, token: none, reason: visitor.ReasonNoConsent, counted: "no_consent"},
 		{name: "on-chat grant", mode: visitor.ConsentOnChat, token: grantToken, tracked: true, counted: "tracked"},
+		{name: "opt-out identity under dnt", mode: visitor.ConsentOptOut, token: tracked, dnt: true, reason: visitor.ReasonDNT, counted: "dnt"},
+		{name: "opt-out identity's heartbeat under dnt", mode: visitor.ConsentOptOut, token: tracked, hit: visitor.HitHeartbeat, dnt: true, reason: visitor.ReasonDNT},
+		{name: "opt-out identity replayed by a bot", mode: visitor.ConsentOptOut, token: tracked, ua: bot, reason: visitor.ReasonBot, counted: "bot"},
+		{name: "opt-out identity under gpc objects", mode: visitor.ConsentOptOut, token: tracked, gpc: true, reason: visitor.ReasonGPC,
+			counted: "gpc", objected: true},
+		{name: "foreign token under dnt", mode: visitor.ConsentOptOut, token: func(testing.TB, stack, *visitor.Site) string { return "not-a-token" },
+			dnt: true, reason: visitor.ReasonDNT, counted: "dnt"},
+		{name: "dnt count ping without url", mode: visitor.ConsentOptOut, token: none, noURL: true, dnt: true, reason: visitor.ReasonDNT, counted: "dnt"},
+		{name: "gpc count ping without url", mode: visitor.ConsentOptOut, token: none, noURL: true, gpc: true, reason: visitor.ReasonGPC, counted: "gpc"},
+		{name: "opt-in heartbeat of a grant without a page view", mode: visitor.ConsentOptIn, token: grantToken, hit: visitor.HitHeartbeat, reason: visitor.ReasonNoSession},
+		{name: "opt-out leave without identity", mode: visitor.ConsentOptOut, token: none, hit: visitor.HitLeave, reason: visitor.ReasonNoSession},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -329,18 +365,23 @@ func TestTrackPrivacyPrecedence(t *testing.T) {
 			var vid string
 			if tok, ok := st.signer.Verify(token, site.ID, st.clock.Now()); ok && tok.Kind == visitor.KindID {
 				vid = tok.VisitorID
-				if tt.objected {
+				if tt.objected && tt.mode != visitor.ConsentOptOut {
 					if res, err := st.svc.Track(ctx, visitor.Hit{Site: site, Type: visitor.HitPageview, URL: domainOrigin + "/",
 						Token: token, UserAgent: domainUA, IP: domainIP}); err != nil || !res.Tracked {
 						t.Fatalf("first page view: %+v, %v", res, err)
 					}
 				}
 			}
-			before := stats(t, st, site)
+			// Time moves on, so that a refreshed expiry would show.
+			st.clock.Advance(time.Hour)
+			before, held := stats(t, st, site), storeState(t, st.rdb)
 			h := visitor.Hit{Site: site, Type: visitor.HitPageview, URL: domainOrigin + "/pricing", Token: token,
 				UserAgent: domainUA, IP: domainIP, DNT: tt.dnt, GPC: tt.gpc}
 			if tt.hit != "" {
 				h.Type, h.URL = tt.hit, ""
+			}
+			if tt.noURL {
+				h.URL = ""
 			}
 			if tt.ua != "" {
 				h.UserAgent = tt.ua
@@ -361,6 +402,13 @@ func TestTrackPrivacyPrecedence(t *testing.T) {
 				}
 				if after[k] != want {
 					t.Errorf("counter %s = %d, want %d", k, after[k], want)
+				}
+			}
+			if !tt.tracked && !tt.objected {
+				// Nothing of the visitor is written and no expiry refreshed;
+				// only the day's counters (which hold no URL) may change.
+				if diff := cmp.Diff(held, storeState(t, st.rdb)); diff != "" {
+					t.Errorf("an untracked hit changed the store (-before +after):\n%s", diff)
 				}
 			}
 			if tt.tracked {
@@ -415,10 +463,11 @@ func TestTrackSessions(t *testing.T) {
 	for _, tt := range []struct {
 		name      string
 		steps     []step
-		last      visitor.Reason // the last hit's reason ("" when tracked)
-		sessions  int            // Profile.Sessions
-		pageViews int            // of the current session
-		closed    bool           // the current page is closed
+		last      visitor.Reason  // the last hit's reason ("" when tracked)
+		sessions  int             // Profile.Sessions
+		pageViews int             // of the current session
+		closed    bool            // the current page is closed
+		durations []time.Duration // time on each page of the current session, when given
 	}{
 		{name: "page views within the timeout share a session", steps: []step{{0, pv}, {10 * time.Minute, pv}, {29 * time.Minute, pv}}, sessions: 1, pageViews: 3},
 		{name: "a gap beyond the timeout starts a session", steps: []step{{0, pv}, {10 * time.Minute, pv}, {31 * time.Minute, pv}}, sessions: 2, pageViews: 1},
@@ -426,6 +475,19 @@ func TestTrackSessions(t *testing.T) {
 		{name: "a session ends at its maximum length", steps: append(slices.Clone(keepAlive), step{25 * time.Minute, pv}), sessions: 2, pageViews: 1},
 		{name: "a heartbeat after the timeout has no session", steps: []step{{0, pv}, {31 * time.Minute, hb}}, last: visitor.ReasonNoSession, sessions: 1, pageViews: 1},
 		{name: "a leave closes the current page", steps: []step{{0, pv}, {time.Minute, visitor.HitLeave}}, sessions: 1, pageViews: 1, closed: true},
+		{name: "a month later the same visitor starts a session", steps: []step{{0, pv}, {2 * time.Hour, pv}, {30 * 24 * time.Hour, pv}}, sessions: 3, pageViews: 1},
+		{name: "exactly the timeout idle keeps the session", steps: []step{{0, pv}, {30 * time.Minute, pv}}, sessions: 1, pageViews: 2},
+		{name: "a second past the timeout starts a session", steps: []step{{0, pv}, {30*time.Minute + time.Second, pv}}, sessions: 2, pageViews: 1},
+		{name: "a heartbeat and a leave time the page", steps: []step{{0, pv}, {20 * time.Second, hb}, {10 * time.Second, visitor.HitLeave}},
+			sessions: 1, pageViews: 1, closed: true, durations: []time.Duration{30 * time.Second}},
+		{name: "a page view after a leave keeps the closed page's time", steps: []step{{0, pv}, {30 * time.Second, visitor.HitLeave}, {30 * time.Second, pv}},
+			sessions: 1, pageViews: 2, durations: []time.Duration{30 * time.Second, 0}},
+		{name: "a page view closes the page before it", steps: []step{{0, pv}, {15 * time.Second, hb}, {5 * time.Second, pv}},
+			sessions: 1, pageViews: 2, durations: []time.Duration{20 * time.Second, 0}},
+		{name: "time on a page is capped at the timeout", steps: []step{{0, pv}, {20 * time.Minute, hb}, {20 * time.Minute, hb}, {20 * time.Minute, hb}},
+			sessions: 1, pageViews: 1, durations: []time.Duration{30 * time.Minute}},
+		{name: "a page view after capped heartbeats keeps the cap", steps: []step{{0, pv}, {20 * time.Minute, hb}, {20 * time.Minute, hb}, {20 * time.Minute, hb}, {time.Second, pv}},
+			sessions: 1, pageViews: 2, durations: []time.Duration{30 * time.Minute, 0}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -444,6 +506,10 @@ func TestTrackSessions(t *testing.T) {
 				}
 				if token == "" {
 					token = res.Token
+				} else if res.Tracked && (res.Token != token || res.Issued) {
+					// A returning visitor keeps the token issued first: its
+					// lifetime is fixed at issue.
+					t.Errorf("step %d: token %q (issued %v), want the first one kept", i, res.Token, res.Issued)
 				}
 			}
 			if res.Reason != tt.last || res.Tracked != (tt.last == "") {
@@ -460,8 +526,211 @@ func TestTrackSessions(t *testing.T) {
 			if i < 0 {
 				t.Fatalf("the current session %q is not among %+v", data.Profile.CurrentSession, data.Sessions)
 			}
-			if cur := data.Sessions[i]; cur.PageViews != tt.pageViews || cur.CurrentClosed != tt.closed {
+			cur := data.Sessions[i]
+			if cur.PageViews != tt.pageViews || cur.CurrentClosed != tt.closed {
 				t.Errorf("current session = %d page views, closed %v; want %d, %v", cur.PageViews, cur.CurrentClosed, tt.pageViews, tt.closed)
+			}
+			if tt.durations != nil {
+				var got []time.Duration
+				for _, p := range cur.Pages {
+					got = append(got, p.Duration)
+				}
+				if diff := cmp.Diff(tt.durations, got); diff != "" {
+					t.Errorf("time on the current session's pages (-want +got):\n%s", diff)
+				}
+			}
+		})
+	}
+}
+
+// A page view whose URL is not the site's, or not an absolute http(s) URL, is
+// refused with its error code and writes nothing, for a new or a returning
+// visitor.
+func TestTrackRejectedURLWritesNothing(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name      string
+		url       string
+		returning bool
+		code      string
+	}{
+		{name: "other origin", url: "https://evil.example/products/42", code: visitor.EURLNotInSite},
+		{name: "other scheme", url: "http://shop.example/", code: visitor.EURLNotInSite},
+		{name: "other origin, returning visitor", url: "https://evil.example/", returning: true, code: visitor.EURLNotInSite},
+		{name: "javascript", url: "javascript:alert(1)", code: visitor.EInvalid},
+		{name: "relative, returning visitor", url: "/products/42", returning: true, code: visitor.EInvalid},
+		{name: "missing", url: "", code: visitor.EInvalid},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			d := newDomain(t, nil)
+			token := ""
+			if tt.returning {
+				token = d.pageview(t, "", "/", "Home", "")
+			}
+			d.clock.Advance(time.Minute)
+			held := storeState(t, d.rdb)
+			counted := stats(t, stack{store: d.store, clock: d.clock}, d.site)
+			res, err := d.svc.Track(d.ctx, visitor.Hit{Site: d.site, Type: visitor.HitPageview, URL: tt.url, Token: token,
+				UserAgent: domainUA, IP: domainIP})
+			if code := visitor.ErrorCode(err); code != tt.code {
+				t.Fatalf("Track = %+v, %v; want code %q", res, err, tt.code)
+			}
+			if res.Token != "" {
+				t.Errorf("a refused page view handed back a token")
+			}
+			if diff := cmp.Diff(held, storeState(t, d.rdb)); diff != "" {
+				t.Errorf("a refused page view changed the store (-before +after):\n%s", diff)
+			}
+			if diff := cmp.Diff(counted, stats(t, stack{store: d.store, clock: d.clock}, d.site)); diff != "" {
+				t.Errorf("a refused page view was counted (-before +after):\n%s", diff)
+			}
+		})
+	}
+}
+
+// A token that is tampered, expired, of another site or signed under an
+// unknown secret is foreign: the caller is a new visitor, never an error, and
+// the visitor the token was made from is left as it was. The same browser on
+// two sites is two unrelated visitors (invariant 7): nothing of one is stored
+// under the other's site.
+func TestTrackForeignTokenMakesANewVisitor(t *testing.T) {
+	t.Parallel()
+	unknown, err := visitor.NewSigner([][]byte{[]byte(strings.Repeat("u", visitor.MinSecretBytes))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flip := func(s string, i int) string {
+		b := []byte(s)
+		if b[i] == 'A' {
+			b[i] = 'B'
+		} else {
+			b[i] = 'A'
+		}
+		return string(b)
+	}
+	for _, tt := range []struct {
+		name string
+		on   string // the site the token is presented on
+		// present turns the visitor's real token into the one presented.
+		present func(st stack, token, id string) string
+	}{
+		{name: "payload byte flipped", on: "shop", present: func(_ stack, token, _ string) string { return flip(token, 8) }},
+		{name: "signature byte flipped", on: "shop", present: func(_ stack, token, _ string) string { return flip(token, len(token)-3) }},
+		{name: "expired", on: "shop", present: func(st stack, token, _ string) string {
+			st.clock.Advance(visitor.MaxCookieLifetime + time.Second)
+			return token
+		}},
+		{name: "of another site", on: "blog", present: func(_ stack, token, _ string) string { return token }},
+		{name: "the real visitor id under an unknown secret", on: "shop", present: func(st stack, _, id string) string {
+			now := st.clock.Now()
+			return unknown.Sign(visitor.Token{Kind: visitor.KindID, Site: "shop", IssuedAt: now, Expires: now.Add(time.Hour), VisitorID: id})
+		}},
+		{name: "garbage", on: "shop", present: func(stack, string, string) string { return "not-a-token" }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			shop, blog := domainSite(), domainSite()
+			blog.ID, blog.Origins = "blog", []string{"https://blog.example"}
+			sites := map[string]*visitor.Site{"shop": shop, "blog": blog}
+			st := newStack(t, []*visitor.Site{shop, blog}, domainDevices{}, domainLocator{})
+			ctx := context.Background()
+			first, err := st.svc.Track(ctx, visitor.Hit{Site: shop, Type: visitor.HitPageview, URL: domainOrigin + "/", UserAgent: domainUA, IP: domainIP})
+			if err != nil || !first.Tracked {
+				t.Fatalf("first page view: %+v, %v", first, err)
+			}
+			tok, _ := st.signer.Verify(first.Token, "shop", st.clock.Now())
+			oldKey := st.hasher.VisitorKey("shop", tok.VisitorID)
+			held, err := st.store.VisitorData(ctx, shop, oldKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			presented := tt.present(st, first.Token, tok.VisitorID)
+
+			site := sites[tt.on]
+			res, err := st.svc.Track(ctx, visitor.Hit{Site: site, Type: visitor.HitPageview, URL: site.Origins[0] + "/next",
+				Token: presented, UserAgent: domainUA, IP: domainIP})
+			if err != nil || !res.Tracked || !res.Issued || res.Token == presented {
+				t.Fatalf("Track = %+v, %v; want a new visitor with a new token", res, err)
+			}
+			fresh, ok := st.signer.Verify(res.Token, tt.on, st.clock.Now())
+			if !ok || fresh.VisitorID == tok.VisitorID {
+				t.Fatalf("the new token %+v (valid %v) keeps the foreign token's visitor", fresh, ok)
+			}
+			newKey := st.hasher.VisitorKey(tt.on, fresh.VisitorID)
+			got, err := st.store.VisitorData(ctx, site, newKey)
+			if err != nil || got.Profile == nil || got.Profile.Sessions != 1 || len(got.Sessions) != 1 || got.Sessions[0].PageViews != 1 {
+				t.Errorf("new visitor = %+v, %v; want its first page of its first session", got.Profile, err)
+			}
+			after, err := st.store.VisitorData(ctx, shop, oldKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(held, after); diff != "" {
+				t.Errorf("the token's visitor changed (-before +after):\n%s", diff)
+			}
+			if tt.on != "blog" {
+				return
+			}
+			// Invariant 7: each visitor's keys carry its own site's hash tag,
+			// and no key of one site holds the other's visitor.
+			for k, v := range redistest.DumpValues(t, st.rdb) {
+				for _, o := range []struct{ site, id, key string }{{"shop", tok.VisitorID, oldKey}, {"blog", fresh.VisitorID, newKey}} {
+					if _, tag, _ := strings.Cut(k, "{"); strings.Contains(k, o.key) && !strings.HasPrefix(tag, o.site+":"+o.key+"}") {
+						t.Errorf("key %q of the %s visitor does not carry the tag {%s:%s}", k, o.site, o.site, o.key)
+					}
+					other := "{blog"
+					if o.site == "blog" {
+						other = "{shop"
+					}
+					if strings.Contains(k, other) && (strings.Contains(v, o.id) || strings.Contains(v, o.key)) {
+						t.Errorf("key %q holds the %s visitor", k, o.site)
+					}
+				}
+			}
+		})
+	}
+}
+
+// A session stores the client's IP as the site's ip mode says (invariant 5):
+// truncated to /24 or /48 by default, in full under full, not at all under
+// drop, where no key holds any part of it.
+func TestTrackStoresIPAsSiteModeSays(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		mode visitor.IPMode
+		ip   string
+		want string
+	}{
+		{name: "truncate ipv4", mode: visitor.IPTruncate, ip: "81.2.69.160", want: "81.2.69.0/24"},
+		{name: "truncate ipv6", mode: visitor.IPTruncate, ip: "2a02:8000:1234:5678::1", want: "2a02:8000:1234::/48"},
+		{name: "full", mode: visitor.IPFull, ip: "81.2.69.160", want: "81.2.69.160"},
+		{name: "drop", mode: visitor.IPDrop, ip: "81.2.69.160", want: ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			site := domainSite()
+			site.IP = tt.mode
+			d := newDomain(t, site)
+			res, err := d.svc.Track(d.ctx, visitor.Hit{Site: site, Type: visitor.HitPageview, URL: domainOrigin + "/",
+				UserAgent: domainUA, IP: netip.MustParseAddr(tt.ip)})
+			if err != nil || !res.Tracked {
+				t.Fatalf("Track = %+v, %v", res, err)
+			}
+			x, err := d.svc.ExportVisitor(d.ctx, d.privacy, d.visitorID(t, res.Token))
+			if err != nil || len(x.Sessions) != 1 {
+				t.Fatalf("export = %+v, %v; want one session", x.Sessions, err)
+			}
+			if got := x.Sessions[0].IP; got != tt.want {
+				t.Errorf("stored IP = %q, want %q", got, tt.want)
+			}
+			if tt.mode == visitor.IPDrop {
+				for k, v := range redistest.DumpValues(t, d.rdb) {
+					if strings.Contains(v, "81.2.69") {
+						t.Errorf("key %s holds the dropped IP: %q", k, v)
+					}
+				}
 			}
 		})
 	}
