@@ -483,13 +483,19 @@ func (s *Service) ExportMine(ctx context.Context, site *Site, token string) (Exp
 	return e, nil
 }
 
-// EraseMine is the visitor's own erasure.
+// EraseMine is the visitor's own erasure; an erased visitor's token is
+// refused as foreign (unauthorized), as ExportMine refuses it.
 func (s *Service) EraseMine(ctx context.Context, site *Site, token string) error {
 	id, err := s.visitorOf(site, token)
 	if err != nil {
 		return err
 	}
-	return s.EraseVisitor(ctx, Actor{Site: site, KeyID: "visitor", Role: RolePrivacy}, id)
+	err = s.EraseVisitor(ctx, Actor{Site: site, KeyID: "visitor", Role: RolePrivacy}, id)
+	if errors.Is(err, ErrNotFound) {
+		// An erased visitor's token is foreign from then on, as in ExportMine.
+		return Errorf(EUnauthorized, "a valid identity token is required")
+	}
+	return err
 }
 
 // MaskEmail keeps the first letter of the local part and of the domain:

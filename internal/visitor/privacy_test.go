@@ -582,10 +582,7 @@ func TestMineRefused(t *testing.T) {
 			if x, err := st.svc.ExportMine(ctx, shop, tt.token); visitor.ErrorCode(err) != visitor.EUnauthorized || x.VisitorID != "" {
 				t.Errorf("ExportMine = %+v, %v; want unauthorized and nothing", x.VisitorID, err)
 			}
-			// EraseMine answers an erased visitor's token not_found where
-			// ExportMine answers unauthorized; either refuses it.
-			if err := st.svc.EraseMine(ctx, shop, tt.token); visitor.ErrorCode(err) != visitor.EUnauthorized &&
-				(tt.token != erased || visitor.ErrorCode(err) != visitor.ENotFound) {
+			if err := st.svc.EraseMine(ctx, shop, tt.token); visitor.ErrorCode(err) != visitor.EUnauthorized {
 				t.Errorf("EraseMine = %v, want unauthorized", err)
 			}
 		})
