@@ -30,8 +30,9 @@ const (
 	// gives that caller a fresh budget.
 	MaxLimiterEntries = 100_000
 
-	// rateLimitTimeout bounds a Redis limit check; past it the request goes on.
-	rateLimitTimeout = 300 * time.Millisecond
+	// DefaultRateLimitTimeout bounds a Redis limit check when
+	// Options.RateLimitTimeout is zero; past it the request goes on.
+	DefaultRateLimitTimeout = 300 * time.Millisecond
 )
 
 // PageViewLimiter limits track calls per (site, identity) or, without a valid
@@ -207,7 +208,7 @@ func (a *api) limitWidget(c *gin.Context, site *visitor.Site, lim widgetLimit) e
 // marketing. Like the limiter it fails open: when the store cannot say, the
 // request is taken for the withdrawal it may be.
 func (a *api) marketingGranted(c *gin.Context, site *visitor.Site, raw string) bool {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), rateLimitTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.limitTimeout)
 	defer cancel()
 	ch, err := a.svc.Consent(ctx, site, raw)
 	return err != nil || ch.Marketing
@@ -218,7 +219,7 @@ func (a *api) marketingGranted(c *gin.Context, site *visitor.Site, raw string) b
 // that do not care) it allows all.
 //
 // It fails open: when Redis cannot be reached, or does not answer within
-// rateLimitTimeout, the request goes on unlimited and the failure is logged at
+// Options.RateLimitTimeout, the request goes on unlimited and the failure is logged at
 // warn, once per request. A rate limiter must not take the service down with
 // Redis; the request's own store work then answers for itself (503
 // store_unavailable when Redis is down), and page views, the bulk of the
@@ -227,7 +228,7 @@ func (a *api) limit(c *gin.Context, site *visitor.Site, kind visitor.LimitKind, 
 	if a.limiter == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), rateLimitTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.limitTimeout)
 	defer cancel()
 	ok, retry, err := a.limiter.Allow(ctx, a.svc.RateLimitKey(site, kind, subject), site.RateLimit.PerMinute(kind, by))
 	if err != nil {

@@ -56,6 +56,7 @@ func countStatus(n int, f func(i int) resp) map[int]int {
 // IP, are each limited by their identity: every page view and heartbeat is
 // tracked.
 func TestRateLimitOfficeVisitorsWithTokens(t *testing.T) {
+	t.Parallel()
 	e := newLimitEnvWith(t, redistest.Start(t), floodSites, true)
 	const visitors = 200
 	tokens := make([]string, visitors)
@@ -90,6 +91,7 @@ func TestRateLimitOfficeVisitorsWithTokens(t *testing.T) {
 // Forty new visitors of one /24 (an office's first morning) are all tracked
 // under the default new_visitors_per_minute.
 func TestRateLimitOfficeNewVisitors(t *testing.T) {
+	t.Parallel()
 	e := newLimitEnvWith(t, redistest.Start(t), floodSites, true)
 	const visitors = 40
 	got := countStatus(visitors, func(i int) resp {
@@ -108,6 +110,7 @@ func TestRateLimitOfficeNewVisitors(t *testing.T) {
 // token: the neighbour is limited, the victim's token-carrying withdrawal,
 // erasure and chat go through.
 func TestRateLimitNeighbourFloodSparesVictim(t *testing.T) {
+	t.Parallel()
 	type flood struct {
 		name   string
 		n      int
@@ -190,6 +193,7 @@ func TestRateLimitNeighbourFloodSparesVictim(t *testing.T) {
 // One identity flooding page views is limited by its own budget; its
 // neighbours behind the same IP are not.
 func TestRateLimitIdentityFloodSparesNeighbours(t *testing.T) {
+	t.Parallel()
 	e := newLimitEnvWith(t, redistest.Start(t), floodSites, true)
 	flooder, neighbour := tokenFrom(e, distinctIP(1)), tokenFrom(e, distinctIP(2))
 	const flood = 200
@@ -237,6 +241,7 @@ func limitedCounts(e *env) map[string]float64 {
 // refused, even once its identity has spent every budget; what the limits
 // refused is counted by kind.
 func TestRateLimitRefusalsNeverRefused(t *testing.T) {
+	t.Parallel()
 	e := newLimitEnvWith(t, redistest.Start(t), floodSites, true)
 	token := tokenFrom(e, ipA)
 	withToken := func(ip string) map[string]string {
@@ -306,6 +311,7 @@ func TestRateLimitRefusalsNeverRefused(t *testing.T) {
 
 // Operator and privacy routes are limited per API key: 600 a minute.
 func TestRateLimitAPIKey(t *testing.T) {
+	t.Parallel()
 	e := newLimitEnvWith(t, redistest.Start(t), testSites, true)
 	for i := range visitor.APIKeyPerMinute {
 		if r := e.operatorGet("/v1/sites/shop/stats", shopOperatorKey); r.status != http.StatusOK {
@@ -347,6 +353,7 @@ func TestRateLimitAPIKey(t *testing.T) {
 // Two visitors who refuse in the same second hold refusal tokens of their
 // own, so one's flood does not spend the other's budget.
 func TestRateLimitRefusalTokensApart(t *testing.T) {
+	t.Parallel()
 	e := newLimitEnvWith(t, redistest.Start(t), floodSites, true)
 	refuse := func(ip string) string {
 		r := putConsent(e, "shop", false, false, "2026-11", from("shop", ip))

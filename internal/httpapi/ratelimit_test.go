@@ -63,6 +63,13 @@ func newLimitEnv(t testing.TB, rs *redistest.Server, checkTTLs bool) *env {
 // newLimitEnvWith is newLimitEnv over the sites file sitesYAML.
 func newLimitEnvWith(t testing.TB, rs *redistest.Server, sitesYAML string, checkTTLs bool) *env {
 	t.Helper()
+	return newLimitEnvOpts(t, rs, sitesYAML, checkTTLs, nil)
+}
+
+// newLimitEnvOpts is newLimitEnvWith whose Options tune changes before the
+// handler is built (nil: none).
+func newLimitEnvOpts(t testing.TB, rs *redistest.Server, sitesYAML string, checkTTLs bool, tune func(*Options)) *env {
+	t.Helper()
 	sites, err := config.ParseSites([]byte(sitesYAML), func(string) string { return "" }, 1, 1825)
 	if err != nil {
 		t.Fatalf("sites: %v", err)
@@ -83,12 +90,16 @@ func newLimitEnvWith(t testing.TB, rs *redistest.Server, sitesYAML string, check
 	pageViews.now = clk.Now
 	logs := &syncBuffer{}
 	reg := prometheus.NewRegistry()
-	h, err := New(Options{
+	o := Options{
 		Service: svc, Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Registry: reg, TrackTimeout: 2 * time.Second, Ready: store.Ping,
 		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("::1/128")},
 		Limiter:        redisstore.NewRateLimiter(store), PageViews: pageViews,
-	})
+	}
+	if tune != nil {
+		tune(&o)
+	}
+	h, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,6 +164,7 @@ func (e *env) chatCount(site string) int {
 }
 
 func TestChatRateLimit(t *testing.T) {
+	t.Parallel()
 	e := newLimitEnv(t, redistest.Start(t), true)
 	chat := func(site, ip string) resp {
 		t.Helper()
@@ -213,6 +225,7 @@ func TestChatRateLimit(t *testing.T) {
 }
 
 func TestConsentRateLimit(t *testing.T) {
+	t.Parallel()
 	e := newLimitEnv(t, redistest.Start(t), true)
 	consent := func(site, ip string) resp {
 		t.Helper()
@@ -256,6 +269,7 @@ func TestConsentRateLimit(t *testing.T) {
 }
 
 func TestPageViewRateLimit(t *testing.T) {
+	t.Parallel()
 	e := newLimitEnv(t, redistest.Start(t), true)
 	view := func(token, ip string) resp {
 		t.Helper()
@@ -322,8 +336,12 @@ func TestPageViewRateLimit(t *testing.T) {
 }
 
 func TestRateLimitFailsOpen(t *testing.T) {
+	t.Parallel()
 	rs := redistest.Start(t)
-	e := newLimitEnv(t, rs, false)
+	// Short budgets: the test waits on both with Redis down.
+	e := newLimitEnvOpts(t, rs, limitSites, false, func(o *Options) {
+		o.RateLimitTimeout, o.StoreTimeout = 100*time.Millisecond, 300*time.Millisecond
+	})
 	rs.Stop()
 	r := e.startChat("shop", "", "Ada", "ada@math.example", "https://shop.example/help", from("shop", ipA))
 	// The limiter lets the chat through; the chat itself cannot be stored.

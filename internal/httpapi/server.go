@@ -49,6 +49,9 @@ type Options struct {
 	// Limiter applies the limits of chats, consent, /v1/me and API keys,
 	// shared by every pod; nil applies none (tests that do not care).
 	Limiter visitor.RateLimiter
+	// RateLimitTimeout bounds one check of Limiter, past which the request
+	// goes on unlimited; zero is DefaultRateLimitTimeout.
+	RateLimitTimeout time.Duration
 	// PageViews limits track calls per identity or IP block in this process;
 	// nil applies none.
 	PageViews *PageViewLimiter
@@ -67,6 +70,7 @@ type api struct {
 	storeTimeout time.Duration
 	ready        func(context.Context) error
 	limiter      visitor.RateLimiter
+	limitTimeout time.Duration
 	pageViews    *PageViewLimiter
 	limited      *prometheus.CounterVec
 	streams      *Streams
@@ -82,11 +86,14 @@ func New(o Options) (http.Handler, error) {
 	a := &api{
 		svc: o.Service, sites: o.Service.Sites(), log: o.Logger, metrics: newMetrics(o.Registry),
 		cookieSecure: o.CookieSecure, trackTimeout: o.TrackTimeout, storeTimeout: o.StoreTimeout, ready: o.Ready,
-		limiter: o.Limiter, pageViews: o.PageViews, limited: newLimitMetrics(o.Registry),
+		limiter: o.Limiter, limitTimeout: o.RateLimitTimeout, pageViews: o.PageViews, limited: newLimitMetrics(o.Registry),
 		streams: o.Streams,
 	}
 	if a.storeTimeout <= 0 {
 		a.storeTimeout = DefaultStoreTimeout
+	}
+	if a.limitTimeout <= 0 {
+		a.limitTimeout = DefaultRateLimitTimeout
 	}
 	if a.streams == nil {
 		a.streams = NewStreams(StreamOptions{})
