@@ -116,6 +116,13 @@ func (s *Server) startOn(tb testing.TB, what string, pick func() (int, error), a
 // tests that need it ("1" or "true"); without it they fail.
 const SkipEnv = "VISITORD_TEST_SKIP_REDIS"
 
+// ServerPath returns the path of redis-server for a test that starts it
+// itself, or ends the test as Start does when it is missing.
+func ServerPath(tb testing.TB) string {
+	tb.Helper()
+	return lookupServer(tb, exec.LookPath, os.Getenv)
+}
+
 // lookupServer returns the path of redis-server, or ends the test with one line
 // saying how to install it: a failure, unless the caller asked to skip with
 // VISITORD_TEST_SKIP_REDIS=1; under CI=true always a failure.
