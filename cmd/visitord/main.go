@@ -210,7 +210,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer, re
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	streams := httpapi.NewStreams(httpapi.StreamOptions{})
 	handler, err := httpapi.New(httpapi.Options{
-		Service: a.svc, Logger: log, Registry: reg, TrustedProxies: cfg.TrustedProxies,
+		Service: a.svc, Logger: log, AccessLog: stderr, Registry: reg, TrustedProxies: cfg.TrustedProxies,
 		CookieSecure: cfg.CookieSecure, TrackTimeout: cfg.TrackTimeout, Ready: a.store.Ping, OpenAPI: api.OpenAPI,
 		Demo: cfg.DemoSite, Limiter: redisstore.NewRateLimiter(a.store), PageViews: httpapi.NewPageViewLimiter(),
 		Streams: streams,
