@@ -181,6 +181,7 @@ func open(ctx context.Context, getenv func(string) string, log *slog.Logger, lis
 // serve runs the service; ready, when not nil, receives the listening address.
 func serve(ctx context.Context, getenv func(string) string, stderr io.Writer, ready chan<- string) error {
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	gcDefaults(getenv, cgroupMemoryLimit(os.DirFS("/"))).apply(log)
 	var ln, mln net.Listener
 	closeListeners := func() {
 		for _, l := range []net.Listener{ln, mln} {
