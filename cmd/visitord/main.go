@@ -182,6 +182,7 @@ func open(ctx context.Context, getenv func(string) string, log *slog.Logger, lis
 // serve runs the service; ready, when not nil, receives the listening address.
 func serve(ctx context.Context, getenv func(string) string, stderr io.Writer, ready chan<- string) error {
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	gcDefaults(getenv, cgroupMemoryLimit(os.DirFS("/"))).apply(log)
 	var ln, mln net.Listener
 	closeListeners := func() {
 		for _, l := range []net.Listener{ln, mln} {
@@ -211,7 +212,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer, re
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	streams := httpapi.NewStreams(httpapi.StreamOptions{})
 	handler, err := httpapi.New(httpapi.Options{
-		Service: a.svc, Logger: log, Registry: reg, TrustedProxies: cfg.TrustedProxies,
+		Service: a.svc, Logger: log, AccessLog: stderr, Registry: reg, TrustedProxies: cfg.TrustedProxies,
 		CookieSecure: cfg.CookieSecure, TrackTimeout: cfg.TrackTimeout, Ready: a.store.Ping, OpenAPI: api.OpenAPI,
 		Demo: cfg.DemoSite, Limiter: redisstore.NewRateLimiter(a.store), PageViews: httpapi.NewPageViewLimiter(),
 		Streams: streams,

@@ -61,15 +61,28 @@ func methodOf(c *gin.Context) string {
 func (a *api) observe(c *gin.Context) {
 	start := time.Now()
 	c.Next()
-	elapsed := time.Since(start)
+	end := time.Now()
+	elapsed := end.Sub(start)
 	route, method, status := routeOf(c), methodOf(c), c.Writer.Status()
-	a.metrics.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	a.metrics.requests.WithLabelValues(route, method, statusText(status)).Inc()
 	a.metrics.latency.WithLabelValues(route).Observe(elapsed.Seconds())
 	site, _ := c.Get(siteKey)
 	siteID, _ := site.(string)
-	a.log.LogAttrs(c.Request.Context(), slog.LevelInfo, "request",
-		slog.String("method", method), slog.String("route", route), slog.Int("status", status),
-		slog.Float64("latency_ms", float64(elapsed.Microseconds())/1000), slog.String("site", siteID))
+	a.access.request(c.Request.Context(), end, method, route, status, float64(elapsed.Microseconds())/1000, siteID)
+}
+
+// statusText is strconv.Itoa(status) without an allocation for the statuses
+// the API answers.
+func statusText(status int) string {
+	switch status {
+	case http.StatusOK:
+		return "200"
+	case http.StatusCreated:
+		return "201"
+	case http.StatusNoContent:
+		return "204"
+	}
+	return strconv.Itoa(status)
 }
 
 // recover turns a panic into a 500 in the API's error shape.

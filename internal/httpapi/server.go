@@ -4,6 +4,7 @@ package httpapi
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -28,6 +29,11 @@ type Options struct {
 	// Service is the domain: *visitor.Service, or a fake of it in tests.
 	Service Service
 	Logger  *slog.Logger
+	// AccessLog, when not nil, receives the access log's line of every
+	// request, built by hand as slog.NewJSONHandler(AccessLog, nil) would write
+	// it; nil sends those lines through Logger. It may be Logger's writer when
+	// that is safe for concurrent writes (an *os.File is).
+	AccessLog io.Writer
 	// Registry receives the API's metrics; NewMetrics serves it on the
 	// metrics listener.
 	Registry *prometheus.Registry
@@ -64,6 +70,7 @@ type api struct {
 	svc          Service
 	sites        *visitor.Sites
 	log          *slog.Logger
+	access       *accessLog
 	metrics      *metrics
 	cookieSecure bool
 	trackTimeout time.Duration
@@ -84,7 +91,7 @@ func New(o Options) (http.Handler, error) {
 	// do not race.
 	ginMode.Do(func() { gin.SetMode(gin.ReleaseMode) })
 	a := &api{
-		svc: o.Service, sites: o.Service.Sites(), log: o.Logger, metrics: newMetrics(o.Registry),
+		svc: o.Service, sites: o.Service.Sites(), log: o.Logger, access: newAccessLog(o.Logger, o.AccessLog), metrics: newMetrics(o.Registry),
 		cookieSecure: o.CookieSecure, trackTimeout: o.TrackTimeout, storeTimeout: o.StoreTimeout, ready: o.Ready,
 		limiter: o.Limiter, limitTimeout: o.RateLimitTimeout, pageViews: o.PageViews, limited: newLimitMetrics(o.Registry),
 		streams: o.Streams,

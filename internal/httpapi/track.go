@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"reflect"
 
 	"github.com/gin-gonic/gin"
@@ -33,10 +32,26 @@ type trackResponse struct {
 // decodeTrack decodes a track body (JSON, whether sent as application/json or
 // as text/plain by sendBeacon) and checks its shape.
 func decodeTrack(b []byte) (trackRequest, error) {
-	var r trackRequest
-	if err := decodeJSON(b, &r); err != nil {
-		return trackRequest{}, err
+	r, ok := decodeTrackFast(b)
+	if !ok {
+		var err error
+		if r, err = decodeTrackJSON(b); err != nil {
+			return trackRequest{}, err
+		}
 	}
+	return checkTrack(r)
+}
+
+// decodeTrackJSON decodes a track body with encoding/json, as decodeJSON does
+// every other body.
+func decodeTrackJSON(b []byte) (trackRequest, error) {
+	var r trackRequest
+	err := decodeJSON(b, &r)
+	return r, err
+}
+
+// checkTrack checks the shape of a decoded track body.
+func checkTrack(r trackRequest) (trackRequest, error) {
 	if r.Site == "" {
 		return trackRequest{}, visitor.Errorf(visitor.EInvalid, "site is required")
 	}
@@ -98,11 +113,11 @@ func (a *api) track(c *gin.Context) {
 	}
 	if res.Tracked {
 		outcome = "tracked"
-		c.JSON(http.StatusOK, trackResponse{Tracked: true, Token: res.Token})
+		renderTrack(c, trackResponse{Tracked: true, Token: res.Token})
 		return
 	}
 	outcome = string(res.Reason)
-	c.JSON(http.StatusOK, trackResponse{Reason: string(res.Reason)})
+	renderTrack(c, trackResponse{Reason: string(res.Reason)})
 }
 
 // bindJSON reads an application/json body (16 KiB at most) into v.

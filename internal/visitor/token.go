@@ -9,8 +9,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -52,11 +54,35 @@ const tokenVersion = "v1"
 type signingKey struct {
 	id     string
 	secret []byte
+	// macs holds HMAC states keyed with secret: hmac.New hashes the key into
+	// its inner and outer pads on every call, Reset only restores them
+	// (issue 20).
+	macs sync.Pool
+}
+
+// macOf returns the HMAC-SHA256 of payload under k in sum.
+func (k *signingKey) macOf(sum *[sha256.Size]byte, payload []byte) {
+	h, ok := k.macs.Get().(hash.Hash)
+	if !ok {
+		h = hmac.New(sha256.New, k.secret)
+	}
+	h.Write(payload)
+	h.Sum(sum[:0])
+	h.Reset()
+	k.macs.Put(h)
+}
+
+// tokenScratch is the working memory of one Sign or Verify.
+type tokenScratch struct {
+	buf []byte
+	sum [sha256.Size]byte
+	sig [sha256.Size]byte
 }
 
 // Signer signs tokens with the first secret and verifies them with any.
 type Signer struct {
-	keys []signingKey
+	keys    []*signingKey
+	scratch sync.Pool
 }
 
 // NewSigner returns a Signer over secrets, each at least MinSecretBytes long.
@@ -70,42 +96,61 @@ func NewSigner(secrets [][]byte) (*Signer, error) {
 			return nil, fmt.Errorf("token-signing secret %d is %d bytes, at least %d needed", i+1, len(secret), MinSecretBytes)
 		}
 		sum := sha256.Sum256(secret)
-		s.keys = append(s.keys, signingKey{id: hex.EncodeToString(sum[:4]), secret: secret})
+		s.keys = append(s.keys, &signingKey{id: hex.EncodeToString(sum[:4]), secret: secret})
 	}
 	return s, nil
+}
+
+func (s *Signer) getScratch() *tokenScratch {
+	if sc, ok := s.scratch.Get().(*tokenScratch); ok {
+		return sc
+	}
+	return &tokenScratch{buf: make([]byte, 0, 512)}
+}
+
+func (s *Signer) putScratch(sc *tokenScratch) {
+	if cap(sc.buf) <= 4<<10 {
+		s.scratch.Put(sc)
+	}
 }
 
 // Sign returns the token as payload.signature in base64url, signed by the first
 // secret; t.KeyID is set by Sign.
 func (s *Signer) Sign(t Token) string {
 	k := s.keys[0]
-	var b strings.Builder
-	b.Grow(96 + len(t.ConsentPolicy))
-	b.WriteString(tokenVersion)
-	b.WriteByte('|')
-	b.WriteString(string(t.Kind))
-	b.WriteByte('|')
-	b.WriteString(t.Site)
-	b.WriteByte('|')
-	b.WriteString(k.id)
-	b.WriteByte('|')
-	b.WriteString(strconv.FormatInt(t.IssuedAt.Unix(), 10))
-	b.WriteByte('|')
-	b.WriteString(strconv.FormatInt(t.Expires.Unix(), 10))
-	b.WriteByte('|')
+	sc := s.getScratch()
+	defer s.putScratch(sc)
+	b := append(sc.buf[:0], tokenVersion...)
+	b = append(b, '|')
+	b = append(b, t.Kind...)
+	b = append(b, '|')
+	b = append(b, t.Site...)
+	b = append(b, '|')
+	b = append(b, k.id...)
+	b = append(b, '|')
+	b = strconv.AppendInt(b, t.IssuedAt.Unix(), 10)
+	b = append(b, '|')
+	b = strconv.AppendInt(b, t.Expires.Unix(), 10)
+	b = append(b, '|')
 	if t.Kind == KindRefusal {
-		b.WriteString(t.Nonce)
+		b = append(b, t.Nonce...)
 	} else {
-		b.WriteString(t.VisitorID)
+		b = append(b, t.VisitorID...)
 	}
-	b.WriteByte('|')
+	b = append(b, '|')
 	if !t.ConsentUntil.IsZero() {
-		b.WriteString(strconv.FormatInt(t.ConsentUntil.Unix(), 10))
+		b = strconv.AppendInt(b, t.ConsentUntil.Unix(), 10)
 	}
-	b.WriteByte('|')
-	b.WriteString(t.ConsentPolicy)
-	payload := base64.RawURLEncoding.EncodeToString([]byte(b.String()))
-	return payload + "." + base64.RawURLEncoding.EncodeToString(mac(k.secret, payload))
+	b = append(b, '|')
+	b = append(b, t.ConsentPolicy...)
+	// The token is built after the payload in the same buffer.
+	n := len(b)
+	b = base64.RawURLEncoding.AppendEncode(b, b[:n])
+	k.macOf(&sc.sum, b[n:])
+	b = append(b, '.')
+	b = base64.RawURLEncoding.AppendEncode(b, sc.sum[:])
+	sc.buf = b
+	return string(b[n:])
 }
 
 // Verify returns the token raw stands for when it is well-formed, signed by one of
@@ -116,29 +161,40 @@ func (s *Signer) Verify(raw, site string, now time.Time) (Token, bool) {
 		return Token{}, false
 	}
 	payload, sig, ok := strings.Cut(raw, ".")
-	if !ok {
+	if !ok || base64.RawURLEncoding.DecodedLen(len(sig)) != sha256.Size {
 		return Token{}, false
 	}
-	gotSig, err := base64.RawURLEncoding.DecodeString(sig)
-	if err != nil || len(gotSig) != sha256.Size {
+	sc := s.getScratch()
+	defer s.putScratch(sc)
+	// buf holds the payload as sent, then the signature as sent, then the
+	// decoded payload.
+	b := append(sc.buf[:0], payload...)
+	b = append(b, sig...)
+	sigN, err := base64.RawURLEncoding.Decode(sc.sig[:], b[len(payload):])
+	if err != nil || sigN != sha256.Size {
 		return Token{}, false
 	}
-	body, err := base64.RawURLEncoding.DecodeString(payload)
+	b, err = base64.RawURLEncoding.AppendDecode(b[:len(payload)], b[:len(payload)])
+	sc.buf = b
 	if err != nil {
 		return Token{}, false
 	}
-	f := strings.SplitN(string(body), "|", 9)
-	if len(f) != 9 || f[0] != tokenVersion {
+	var f [9]string
+	if !splitFields(&f, string(b[len(payload):])) || f[0] != tokenVersion {
 		return Token{}, false
 	}
 	var key *signingKey
-	for i := range s.keys {
-		if subtle.ConstantTimeCompare([]byte(s.keys[i].id), []byte(f[3])) == 1 {
-			key = &s.keys[i]
+	for _, k := range s.keys {
+		if subtle.ConstantTimeCompare([]byte(k.id), []byte(f[3])) == 1 {
+			key = k
 			break
 		}
 	}
-	if key == nil || !hmac.Equal(mac(key.secret, payload), gotSig) {
+	if key == nil {
+		return Token{}, false
+	}
+	key.macOf(&sc.sum, b[:len(payload)])
+	if !hmac.Equal(sc.sum[:], sc.sig[:]) {
 		return Token{}, false
 	}
 	iat, err1 := strconv.ParseInt(f[4], 10, 64)
@@ -173,16 +229,24 @@ func (s *Signer) Verify(raw, site string, now time.Time) (Token, bool) {
 	return t, true
 }
 
+// splitFields splits body at '|' into f as strings.SplitN(body, "|", len(f))
+// would, and reports whether there were exactly len(f) fields.
+func splitFields(f *[9]string, body string) bool {
+	for i := range len(f) - 1 {
+		var ok bool
+		f[i], body, ok = strings.Cut(body, "|")
+		if !ok {
+			return false
+		}
+	}
+	f[len(f)-1] = body
+	return true
+}
+
 // HasGrant reports whether the token was issued under an analytics grant that is
 // still valid at now for policy.
 func (t Token) HasGrant(policy string, now time.Time) bool {
 	return t.Kind == KindID && t.ConsentPolicy == policy && now.Before(t.ConsentUntil)
-}
-
-func mac(secret []byte, payload string) []byte {
-	h := hmac.New(sha256.New, secret)
-	h.Write([]byte(payload))
-	return h.Sum(nil)
 }
 
 // NewVisitorID returns a random visitor id of 128 bits in base64url.
@@ -199,6 +263,7 @@ func validVisitorID(id string) bool {
 	if len(id) != 22 {
 		return false
 	}
-	_, err := base64.RawURLEncoding.DecodeString(id)
+	var b [16]byte // what 22 characters decode to at most
+	_, err := base64.RawURLEncoding.Decode(b[:], []byte(id))
 	return err == nil
 }
