@@ -17,9 +17,10 @@ run: build
 ## test: every test against real redis-server processes the tests start themselves: our packages
 ## under the race detector, then the k8s manifest check without it (it renders YAML, runs no
 ## goroutines of ours, and kustomize with the Kubernetes API types is the slowest thing in the
-## module to compile with -race)
+## module to compile with -race). -parallel 4: most tests wait on a redis-server of their own
+## starting, not on the CPU.
 test:
-	$(GO) test -race -count=1 -timeout 15m $$($(GO) list ./... | grep -v '/k8s$$')
+	$(GO) test -race -count=1 -parallel 4 -timeout 15m $$($(GO) list ./... | grep -v '/k8s$$')
 	$(GO) test -count=1 ./k8s/
 
 ## test-browser: the widget, demo shop and console in headless Chromium (/usr/bin/chromium, playwright-core)
