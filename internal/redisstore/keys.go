@@ -62,6 +62,16 @@
 //	lv:{shop:07}                        zset    live set shard: vkey scored by last activity (ms)
 //	st:{shop:07}:2026-11-23             hash    per-day anonymous counters shard: tracked, dnt, gpc,
 //	                                             bot, no_consent, refusal
+//	er:{shop:07}:x                      zset    the shard's recent erasures: SHA-1 (hex) of the vkeys
+//	                                             erased within erasedWindow, scored by the erasure (ms), so
+//	                                             that no pod's late flush re-adds them to lv:{shop:07}
+//	                                             (aggregate.go); TTL erasedWindow
+//	fl:{shop:07}:<pod>:<batch>          string  receipt of a pod's counters batch (while RunFlusher
+//	                                             runs): a retried batch counts once; TTL receiptTTL
+//
+// Page views reach these (and sj:{shop} below) through a pod's buffer, flushed
+// at least every second (aggregate.go): a page view's own script writes only
+// the visitor's slot.
 //
 // The others share the hash tag {<site>}:
 //
@@ -84,6 +94,10 @@
 //	                                             expiring with its highest score
 //	er:{shop}                           zset    erasures started and not finished (the sweeper's list),
 //	                                             ErasureTTL
+//	er:{shop}:x                         zset    the site's recent erasures: SHA-1 (hex) of the vkeys
+//	                                             erased within erasedWindow, scored by the erasure (ms), so
+//	                                             that no pod's late flush re-enters them in sj:{shop}; TTL
+//	                                             erasedWindow
 //	er:{shop}:o                         hash    what an erasure asked by an actor still owes once its keys
 //	                                             are gone, by marker: {"a": actor key id, "c": [chat ids]}
 //	                                             (its audit entry and subject.erased), ErasureTTL
@@ -114,7 +128,8 @@
 // sessions (list and hash) `sessions` retention, from the last write; the consent choice until
 // it lapses; consent records until the newest record's expiry (older ones are
 // trimmed on read and write); tombstones 13 months; the live set 2 ×
-// session_timeout; counters 400 days; chats `chats` retention from their start;
+// session_timeout; counters 400 days; the records of recent erasures
+// erasedWindow and counter receipts receiptTTL; chats `chats` retention from their start;
 // the blind index its highest score; webhook deliveries and queue 3 days; the
 // audit stream `audit` retention, refreshed on write, and its fold keys
 // visitor.AuditFold; rate-limit counters until
@@ -216,6 +231,17 @@ const ErasureTTL = visitor.WebhookTTL
 func subjectsKey(site string) string { return "sj:{" + site + "}" }
 
 func erasuresKey(site string) string { return "er:{" + site + "}" }
+
+// erasedKey names the site's recent erasures, beside the subject index.
+func erasedKey(site string) string { return "er:{" + site + "}:x" }
+
+// erasedShardKey names a shard's recent erasures, beside its live set.
+func erasedShardKey(site string, shard int) string { return "er:" + shardTag(site, shard) + ":x" }
+
+// receiptKey names the receipt of a pod's counters batch on a shard.
+func receiptKey(site string, shard int, pod string, batch uint64) string {
+	return "fl:" + shardTag(site, shard) + ":" + pod + ":" + strconv.FormatUint(batch, 10)
+}
 
 func erasuresOwedKey(site string) string { return "er:{" + site + "}:o" }
 

@@ -40,7 +40,7 @@ type hitArgs struct {
 	maxPages                   int
 	// indexNeeds is the subject-index score this write needs (when its data
 	// expires); indexWrite the score written when the entry must grow;
-	// indexWritten says the caller's pipeline writes it already.
+	// indexWritten says the caller enters it already (a new visitor).
 	indexNeeds, indexWrite time.Time
 	indexWritten           bool
 }
@@ -112,8 +112,9 @@ func decodeHit(c *call) (hitReply, error) {
 	return r, nil
 }
 
-// siteScript updates the site-level indexes of one hit on one shard: the live
-// set and a per-day counter (site_index.lua).
+// siteScript updates the site-level indexes of one consent change on one
+// shard: the live set and a per-day counter (site_index.lua). Page views reach
+// them through the pod's buffer (aggregate.go).
 var siteScript = declare("site_index.lua")
 
 // liveOp is what site_index.lua does to the live set.
@@ -158,8 +159,8 @@ func (a siteArgs) call() *call {
 	}}
 }
 
-// siteCall updates the site-level indexes of one hit, on the shard of vkey (any
-// shard when there is none): add and takeBack name per-day counters ("" for
+// siteCall updates the site-level indexes of one consent change, on the shard
+// of vkey (any shard when there is none): add and takeBack name per-day counters ("" for
 // none).
 func (s *Store) siteCall(site *visitor.Site, vkey string, now time.Time, op liveOp, add, takeBack visitor.Reason) *call {
 	n := s.siteCalls.Add(1)
@@ -181,10 +182,13 @@ func (s *Store) siteCall(site *visitor.Site, vkey string, now time.Time, op live
 const trimEvery = 32
 
 // siteKeys are a site's index key names, built once per Store: the page-view
-// path sends them on every call.
+// path sends them on every call; and what this pod buffered of the site's
+// derived data (aggregate.go).
 type siteKeys struct {
+	site   string
 	consts *siteConsts
 	shards [SiteShards]*shardKeys
+	buf    siteBuffer
 }
 
 type shardKeys struct {
@@ -202,7 +206,7 @@ func (s *Store) siteKeysOf(site *visitor.Site) *siteKeys {
 	if k, ok := s.siteKeys.Load(site.ID); ok {
 		return k.(*siteKeys)
 	}
-	k := &siteKeys{consts: newSiteConsts(2*site.SessionTimeout, visitor.StatsTTL, MaxLive/SiteShards)}
+	k := &siteKeys{site: site.ID, consts: newSiteConsts(2*site.SessionTimeout, visitor.StatsTTL, MaxLive/SiteShards)}
 	for i := range k.shards {
 		k.shards[i] = &shardKeys{site: site.ID, shard: i, live: liveKey(site.ID, i)}
 	}
@@ -226,15 +230,13 @@ func (k *shardKeys) stats(now time.Time) string {
 // (one more command then), not on every page view.
 const subjectSlack = 7 * 24 * time.Hour
 
-// RecordHit writes a hit as one script on the visitor's slot plus one command on
-// the site's indexes, in one pipeline. The indexes are written on the expectation
-// that the hit is tracked; when the script refuses it, a second round trip takes
-// the index entries back (rare: a withdrawn grant or an erased visitor).
+// RecordHit writes a hit as one script on the visitor's slot, in one round
+// trip. Its site-level data (live entry, counter, subject-index entry) follows
+// from the script's answer, so nothing is written on the expectation that the
+// hit is tracked and taken back when it is not: it goes to this pod's buffer
+// (aggregate.go), flushed by RunFlusher or, without it, before RecordHit
+// returns.
 func (s *Store) RecordHit(ctx context.Context, w visitor.HitWrite) (visitor.HitOutcome, error) {
-	var tracked visitor.Reason
-	if w.Count {
-		tracked = visitor.ReasonTracked
-	}
 	until := w.Now.Add(days(max(w.Retention.Sessions, w.Retention.Profiles)))
 	ixScore := until.Add(subjectSlack)
 	hit, err := hitArgs{
@@ -248,48 +250,47 @@ func (s *Store) RecordHit(ctx context.Context, w visitor.HitWrite) (visitor.HitO
 	if err != nil {
 		return 0, fmt.Errorf("record hit: %w", err)
 	}
-	calls := []*call{hit, s.siteCall(w.Site, w.VisitorKey, w.Now, liveAdd, tracked, "")}
-	if w.NewVisitor {
-		calls = append(calls, subjectCall(w.Site.ID, w.VisitorKey, ixScore, w.Now))
-	}
-	if err := s.run(ctx, calls...); err != nil {
+	if err := s.run(ctx, hit); err != nil {
 		return 0, fmt.Errorf("record hit: %w", err)
 	}
 	res, err := decodeHit(hit)
 	if err != nil {
 		return 0, fmt.Errorf("record hit: %w", err)
 	}
-	if res.raiseIndex {
-		// The visitor's data now outlives its subject-index entry: raise it, so
-		// that the retention job keeps reaching it (about once a subjectSlack).
-		if err := s.run(ctx, subjectCall(w.Site.ID, w.VisitorKey, ixScore, w.Now)); err != nil {
-			return 0, fmt.Errorf("record hit: %w", err)
-		}
-	}
-	var refused visitor.Reason
-	var undo []*call
+	buf := s.bufferOf(w.Site)
 	switch res.outcome {
 	case visitor.OutcomeNewSession, visitor.OutcomeTracked:
-		return res.outcome, nil
-	case visitor.OutcomeNoConsent:
+		var reason visitor.Reason
 		if w.Count {
-			refused = visitor.ReasonNoConsent
+			reason = visitor.ReasonTracked
 		}
-	case visitor.OutcomeErased:
-		if w.NewVisitor {
-			undo = append(undo, subjectArgs{key: subjectsKey(w.Site.ID), member: w.VisitorKey, now: w.Now}.call())
+		// A new visitor enters the subject index; a returning one raises its
+		// entry when its data now outlives it (about once a subjectSlack), so
+		// that the retention job keeps reaching it.
+		var subject int64
+		if w.NewVisitor || res.raiseIndex {
+			subject = ms(ixScore)
 		}
+		buf.add(w.VisitorKey, w.Now, subject, reason)
+	case visitor.OutcomeNoConsent:
+		if !w.Count {
+			return res.outcome, nil
+		}
+		buf.add("", w.Now, 0, visitor.ReasonNoConsent)
+	default:
+		return res.outcome, nil
 	}
-	undo = append([]*call{s.siteCall(w.Site, w.VisitorKey, w.Now, liveRemove, refused, tracked)}, undo...)
-	if err := s.run(ctx, undo...); err != nil {
-		return 0, fmt.Errorf("take back hit: %w", err)
+	if err := s.flushed(ctx); err != nil {
+		return 0, fmt.Errorf("record hit: %w", err)
 	}
 	return res.outcome, nil
 }
 
-// CountRefused adds one to the site's per-day counter of reason.
+// CountRefused adds one to the site's per-day counter of reason (buffered as
+// RecordHit's site-level data is).
 func (s *Store) CountRefused(ctx context.Context, site *visitor.Site, now time.Time, reason visitor.Reason) error {
-	if err := s.run(ctx, s.siteCall(site, "", now, liveNone, reason, "")); err != nil {
+	s.bufferOf(site).add("", now, 0, reason)
+	if err := s.flushed(ctx); err != nil {
 		return fmt.Errorf("count %s: %w", reason, err)
 	}
 	return nil
