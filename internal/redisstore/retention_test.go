@@ -721,3 +721,31 @@ func TestRetentionsNeedNoWithSites(t *testing.T) {
 		})
 	}
 }
+
+// A site's first subjects record its data's layout as the code's: a site that
+// starts empty never runs a migration pass, which would chase every new visitor
+// through the subject index.
+func TestFreshSiteStartsNoMigrationPass(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		write func(t *testing.T, e stEnv)
+	}{
+		{name: "a new visitor's page view", write: func(t *testing.T, e stEnv) { e.pageview(t, stKeyA, "s1", 0, "/a") }},
+		{name: "a new visitor's page view, aggregated", write: func(t *testing.T, e stEnv) {
+			e = e.aggregating()
+			e.pageview(t, stKeyA, "s1", 0, "/a")
+			e.flush(t)
+		}},
+		{name: "a consent", write: func(t *testing.T, e stEnv) { e.grant(t, stKeyA, stVidA, 0, time.Hour, "2026-11") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := stStart(t)
+			tc.write(t, e)
+			if p, err := e.s.PendingReexpiry(e.ctx, e.site); err != nil || p {
+				t.Errorf("PendingReexpiry = %v, %v; want no pass", p, err)
+			}
+		})
+	}
+}
