@@ -28,10 +28,41 @@
 -- ARGV[23] most pages stored per session
 -- ARGV[24] subject-index score this write needs (ms: when its data expires)
 -- ARGV[25] score to write when the entry must grow (ahead of ARGV[24] by a slack)
--- ARGV[26] 1 when the caller's pipeline writes the entry already (a new visitor)
+-- ARGV[26] 1 when the visitor id was minted by this request (a new visitor,
+--          whom the caller enters in the subject index at ARGV[25])
+--
+-- Numbers that are only stored (times, TTLs) are written as the caller sent
+-- them, never parsed and formatted again.
 --
 -- Reply: new | ok | no_session | no_consent | erased; new and ok with "|ix"
 -- appended when the caller must raise the subject-index entry to ARGV[25].
+--
+-- A minted id (ARGV[26]) is at least 128 random bits the caller drew for this
+-- hit: no tombstone, profile or session can exist for it, so a hit that needs
+-- no grant reads nothing and opens the visitor's first session in 8 writes.
+-- One that needs a grant reads the choice as any other (the caller may have
+-- stored the grant with the id, as a chat start on an on-chat site does).
+if ARGV[26] == '1' and ARGV[3] ~= '1' then
+  if ARGV[1] ~= 'p' then return 'no_session' end
+  local now, sid = ARGV[2], ARGV[9]
+  local skey, mkey = session_of(KEYS[1], sid)
+  if tonumber(ARGV[23]) >= 1 then
+    redis.call('RPUSH', skey, '#' .. now .. '\t' .. ARGV[13], now .. '\t0\t' .. ARGV[11] .. '\t' .. ARGV[12])
+  else
+    redis.call('RPUSH', skey, '#' .. now .. '\t' .. ARGV[13])
+  end
+  redis.call('HSET', mkey, 'ss', now, 'rf', ARGV[13],
+    'br', ARGV[14], 'bv', ARGV[15], 'os', ARGV[16], 'mob', ARGV[17],
+    'co', ARGV[18], 'rg', ARGV[19], 'ci', ARGV[20], 'tz', ARGV[21], 'ip', ARGV[22],
+    'np', '1', 'sl', now, 'ps', now, 'pc', '0', 'cu', ARGV[11], 'ct', ARGV[12])
+  redis.call('HSET', KEYS[1], 'vid', ARGV[10], 'sid', sid, 'ns', '1', 'fs', now, 'w', now, 'ix', ARGV[25])
+  redis.call('EXPIRE', skey, ARGV[7])
+  redis.call('EXPIRE', mkey, ARGV[7])
+  redis.call('ZADD', KEYS[4], now, sid)
+  redis.call('EXPIRE', KEYS[4], ARGV[8])
+  redis.call('EXPIRE', KEYS[1], ARGV[8])
+  return 'new'
+end
 if redis.call('EXISTS', KEYS[3]) == 1 then return 'erased' end
 local now = tonumber(ARGV[2])
 local c = redis.call('HMGET', KEYS[2], 'a', 'pv', 'u')
@@ -73,9 +104,7 @@ end
 local ix = ''
 local function touch(skey, mkey)
   redis.call('HSET', KEYS[1], 'w', now)
-  if ARGV[26] == '1' then
-    redis.call('HSET', KEYS[1], 'ix', ARGV[25])
-  elseif tonumber(ARGV[24]) > tonumber(pr[3] or '0') then
+  if tonumber(ARGV[24]) > tonumber(pr[3] or '0') then
     redis.call('HSET', KEYS[1], 'ix', ARGV[25])
     ix = '|ix'
   end

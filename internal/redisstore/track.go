@@ -39,10 +39,11 @@ type hitArgs struct {
 	ip                         string
 	maxPages                   int
 	// indexNeeds is the subject-index score this write needs (when its data
-	// expires); indexWrite the score written when the entry must grow;
-	// indexWritten says the caller enters it already (a new visitor).
+	// expires); indexWrite the score written when the entry must grow.
 	indexNeeds, indexWrite time.Time
-	indexWritten           bool
+	// minted says the visitor id was drawn for this hit (visitor.HitWrite's
+	// NewVisitor): the script reads nothing and writes the first session.
+	minted bool
 }
 
 // hitOp is hit.lua's name of a hit type.
@@ -72,7 +73,7 @@ func (a hitArgs) call() (*call, error) {
 			a.newSessionID, a.visitorID, a.page.URL, a.page.Title, a.page.Referrer,
 			a.device.Browser, a.device.Version, a.device.OS, bit(a.device.Mobile),
 			a.location.Country, a.location.Region, a.location.City, a.location.TimeZone, a.ip, a.maxPages,
-			ms(a.indexNeeds), ms(a.indexWrite), bit(a.indexWritten),
+			ms(a.indexNeeds), ms(a.indexWrite), bit(a.minted),
 		}}, nil
 }
 
@@ -245,7 +246,7 @@ func (s *Store) RecordHit(ctx context.Context, w visitor.HitWrite) (visitor.HitO
 		sessionTimeout: w.Site.SessionTimeout, sessionMax: w.Site.SessionMax,
 		sessionsTTL: days(w.Retention.Sessions), profilesTTL: days(w.Retention.Profiles),
 		newSessionID: w.NewSessionID, visitorID: w.VisitorID, page: w.Page, device: w.Device, location: w.Location, ip: w.IP,
-		maxPages: visitor.MaxSessionPages, indexNeeds: until, indexWrite: ixScore, indexWritten: w.NewVisitor,
+		maxPages: visitor.MaxSessionPages, indexNeeds: until, indexWrite: ixScore, minted: w.NewVisitor,
 	}.call()
 	if err != nil {
 		return 0, fmt.Errorf("record hit: %w", err)
