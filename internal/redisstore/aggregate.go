@@ -369,13 +369,13 @@ func (s *Store) drain(k *siteKeys, parts []flushPart) []flushPart {
 	}
 	for len(es) > 0 {
 		n := min(len(es), flushChunk)
-		args := make([]any, 0, 2+2*n)
-		args = append(args, latest, schemaVersion)
+		args := make([]any, 0, 1+2*n)
+		args = append(args, latest)
 		for _, e := range es[:n] {
 			args = append(args, e.member, e.score)
 		}
 		parts = append(parts, flushPart{
-			c:    &call{script: flushSubjectsScript, keys: []string{subjectsKey(k.site), erasedKey(k.site), schemaKey(k.site)}, args: args},
+			c:    &call{script: flushSubjectsScript, keys: []string{subjectsKey(k.site), erasedKey(k.site)}, args: args},
 			site: k, live: es[:n], latest: latest, since: since,
 		})
 		es = es[n:]

@@ -6,25 +6,20 @@
 --
 -- KEYS[1] subject index          sj:{site}
 -- KEYS[2] the site's recent erasures  er:{site}:x (SHA-1 of erased vkeys)
--- KEYS[3] schema key             cfg:schema:{site}
 --
 -- ARGV[1] now ms: what the trim counts from
--- ARGV[2] the code's schema version: the first subjects of a site without
---         subjects record it (as subject.lua does), so that no migration pass
---         starts over data that is all of this layout
--- ARGV[3..] pairs: vkey, expiry ms (a score only ever grows)
+-- ARGV[2..] pairs: vkey, expiry ms (a score only ever grows)
 --
 -- Reply: the number of entries written.
 local erased = redis.call('EXISTS', KEYS[2]) == 1
 local args = {}
-for i = 3, #ARGV, 2 do
+for i = 2, #ARGV, 2 do
   if not erased or not redis.call('ZSCORE', KEYS[2], redis.sha1hex(ARGV[i])) then
     args[#args + 1] = ARGV[i + 1]
     args[#args + 1] = ARGV[i]
   end
 end
 if #args == 0 then return 0 end
-if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[3], ARGV[2]) end
 for i = 1, #args, 1000 do
   redis.call('ZADD', KEYS[1], 'GT', unpack(args, i, math.min(i + 999, #args)))
 end

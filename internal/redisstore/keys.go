@@ -84,9 +84,8 @@
 //	                                             all sites, written apart from the site's); no TTL
 //	cfg:schema:{shop}                   string  layout version of the site's stored data; when it is
 //	                                             older than the code's, the re-expiry job runs one pass
-//	                                             that migrates every subject; a site's first subject (or a
-//	                                             check of a site without any) sets it to the code's (no
-//	                                             TTL: cfg:)
+//	                                             that migrates every subject; the job's check of a site
+//	                                             without subjects sets it to the code's (no TTL: cfg:)
 //
 //	sj:{shop}                           zset    subject index the retention job walks: vkeys, "c:<chat
 //	                                             id>" of chats without identity and "p:<keyed hash>" of

@@ -53,7 +53,7 @@ var subjectScript = declare("subject.lua")
 
 // subjectArgs are subject.lua's KEYS and ARGV by name.
 type subjectArgs struct {
-	site   string
+	key    string // sj:{site}
 	member string
 	until  time.Time // when the subject's data expires; zero: remove the subject
 	now    time.Time
@@ -64,14 +64,13 @@ func (a subjectArgs) call() *call {
 	if !a.until.IsZero() {
 		until = ms(a.until)
 	}
-	return &call{script: subjectScript, keys: []string{subjectsKey(a.site), schemaKey(a.site)},
-		args: []any{a.member, until, ms(a.now), schemaVersion}}
+	return &call{script: subjectScript, keys: []string{a.key}, args: []any{a.member, until, ms(a.now)}}
 }
 
 // subjectCall enters a subject in the site's subject index, which the retention
 // job walks, scored by until: when the subject's data expires.
 func subjectCall(site string, subject string, until, now time.Time) *call {
-	return subjectArgs{site: site, member: subject, until: until, now: now}.call()
+	return subjectArgs{key: subjectsKey(site), member: subject, until: until, now: now}.call()
 }
 
 // windows are a retention's windows as the re-expiry scripts take them.

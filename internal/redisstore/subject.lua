@@ -3,20 +3,15 @@
 -- whose data has expired and expires the index with its highest score.
 --
 -- KEYS[1] subject index  sj:{site}
--- KEYS[2] schema key     cfg:schema:{site}
 --
 -- ARGV[1] member
 -- ARGV[2] expiry ms (empty: remove)
 -- ARGV[3] now ms
--- ARGV[4] the code's schema version: the first subject of a site without
---         subjects records it, as pending.lua would (a site without data has
---         no data of an older layout), so that no migration pass starts
 --
 -- Reply: 1.
 if ARGV[2] == '' then
   redis.call('ZREM', KEYS[1], ARGV[1])
 else
-  if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[2], ARGV[4]) end
   redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
