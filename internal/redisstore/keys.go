@@ -20,7 +20,8 @@
 //	                                             by a leave), np (page views, counted past the cap), cu/ct
 //	                                             (current page's URL and title, for the live view), rf
 //	                                             (referrer), br/bv/os/mob (device), co/rg/ci/tz (geo), ip
-//	v:{shop:Q2x8Yk1vZjRrS3pN}:S         zset    the visitor's session ids, scored by last write (ms)
+//	v:{shop:Q2x8Yk1vZjRrS3pN}:S         zset    the visitor's session ids, scored by the session's
+//	                                             opening (ms; its last write is its hash's sl)
 //	v:{shop:Q2x8Yk1vZjRrS3pN}:c         hash    current consent choice: a, m (0|1), pv, t (given ms),
 //	                                             u (valid until ms)
 //	v:{shop:Q2x8Yk1vZjRrS3pN}:r         zset    consent records (JSON), scored by their expiry (ms)
@@ -126,7 +127,10 @@
 //	                                             identity or the API key id (visitor.RateLimitKey)
 //
 // TTLs (invariant 3): profile and session index `profiles` retention and
-// sessions (list and hash) `sessions` retention, from the last write; the consent choice until
+// sessions (list and hash) `sessions` retention, from the last write (a hit
+// within a session refreshes them only once they fall short of that by more
+// than ttlSlackOf, at most an hour: data may expire that much early, never
+// late); the consent choice until
 // it lapses; consent records until the newest record's expiry (older ones are
 // trimmed on read and write); tombstones 13 months; the live set 2 ×
 // session_timeout; counters 400 days; the records of recent erasures

@@ -752,3 +752,28 @@ func TestFreshSiteStartsNoMigrationPass(t *testing.T) {
 		})
 	}
 }
+
+// The re-expiry job counts a session's window from its last activity: the
+// session index holds only the session's opening.
+func TestReexpireSessionFromLastActivity(t *testing.T) {
+	t.Parallel()
+	e := rxStart(t)
+	now := rxNow()
+	vkey, vid := "vkA0000000000000", "vidA"
+	e.hit(t, vkey, vid, "s1", now.Add(-time.Hour))
+	for _, at := range []time.Duration{-40 * time.Minute, -20 * time.Minute} {
+		out, err := e.s.RecordHit(e.ctx, visitor.HitWrite{Site: e.site, Retention: rxOld, VisitorID: vid, VisitorKey: vkey,
+			Type: visitor.HitPageview, Now: now.Add(at), Page: visitor.Page{URL: "https://shop.example/q"}, NewSessionID: "s9", Count: true})
+		if err != nil || out != visitor.OutcomeTracked {
+			t.Fatalf("RecordHit at %v = %v, %v; want the session continued", at, out, err)
+		}
+	}
+	if err := e.s.SaveRetention(e.ctx, e.site, rxShort, true); err != nil {
+		t.Fatal(err)
+	}
+	e.job(t, rxShort, now, "pod-a", 500)
+	k := keysOf("shop", vkey)
+	last := now.Add(-20 * time.Minute).Add(days(rxShort.Sessions))
+	e.expiresAt(t, sessionKey(k.profile, "s1"), last)
+	e.expiresAt(t, sessionMetaKey(k.profile, "s1"), last)
+}

@@ -44,6 +44,9 @@ type hitArgs struct {
 	// minted says the visitor id was drawn for this hit (visitor.HitWrite's
 	// NewVisitor): the script reads nothing and writes the first session.
 	minted bool
+	// ttlSlack is how far short of their windows the TTLs may fall before a
+	// hit within a session refreshes them (ttlSlackOf).
+	ttlSlack time.Duration
 }
 
 // hitOp is hit.lua's name of a hit type.
@@ -73,7 +76,7 @@ func (a hitArgs) call() (*call, error) {
 			a.newSessionID, a.visitorID, a.page.URL, a.page.Title, a.page.Referrer,
 			a.device.Browser, a.device.Version, a.device.OS, bit(a.device.Mobile),
 			a.location.Country, a.location.Region, a.location.City, a.location.TimeZone, a.ip, a.maxPages,
-			ms(a.indexNeeds), ms(a.indexWrite), bit(a.minted),
+			ms(a.indexNeeds), ms(a.indexWrite), bit(a.minted), a.ttlSlack.Milliseconds(),
 		}}, nil
 }
 
@@ -226,6 +229,18 @@ func (k *shardKeys) stats(now time.Time) string {
 	return d.key
 }
 
+// maxTTLSlack bounds how far short of their windows a visitor's TTLs may fall
+// before a hit within a session refreshes them: four commands a page view
+// saved, against data that expires at most this much before its window from
+// the last write (never after it).
+const maxTTLSlack = time.Hour
+
+// ttlSlackOf is the TTL slack of a retention: maxTTLSlack, or a hundredth of
+// the shorter of the sessions and profiles windows when that is less.
+func ttlSlackOf(r visitor.Retention) time.Duration {
+	return min(maxTTLSlack, days(min(r.Sessions, r.Profiles))/100)
+}
+
 // subjectSlack is how far ahead of its data's expiry a visitor's subject-index
 // entry is written, so that a returning visitor raises it about once a slack
 // (one more command then), not on every page view.
@@ -247,6 +262,7 @@ func (s *Store) RecordHit(ctx context.Context, w visitor.HitWrite) (visitor.HitO
 		sessionsTTL: days(w.Retention.Sessions), profilesTTL: days(w.Retention.Profiles),
 		newSessionID: w.NewSessionID, visitorID: w.VisitorID, page: w.Page, device: w.Device, location: w.Location, ip: w.IP,
 		maxPages: visitor.MaxSessionPages, indexNeeds: until, indexWrite: ixScore, minted: w.NewVisitor,
+		ttlSlack: ttlSlackOf(w.Retention),
 	}.call()
 	if err != nil {
 		return 0, fmt.Errorf("record hit: %w", err)

@@ -608,3 +608,58 @@ func TestRecordHitMintedWritesAsTheReadingPath(t *testing.T) {
 		})
 	}
 }
+
+// A hit within a session refreshes the visitor's TTLs only when they would
+// otherwise fall short of their windows by more than the slack; a hit that
+// opens a session refreshes them always. No key is ever short of its window
+// (from the last write) by more than the slack.
+func TestRecordHitRefreshesTTLsPastTheSlack(t *testing.T) {
+	t.Parallel()
+	sessions, profiles := days(stRetention.Sessions), days(stRetention.Profiles)
+	slack := ttlSlackOf(stRetention)
+	for _, tc := range []struct {
+		name string
+		// aged is how far short of their windows the visitor's TTLs are
+		// before the hit (as if the last refresh were that long ago).
+		aged      time.Duration
+		hit       stHit
+		sid       string // the session current after the hit
+		refreshed bool
+	}{
+		{name: "a page within the slack", aged: slack / 2, hit: stHit{at: time.Minute, url: "/b"}, sid: "s1"},
+		{name: "a page past the slack", aged: 2 * slack, hit: stHit{at: time.Minute, url: "/b"}, sid: "s1", refreshed: true},
+		{name: "a heartbeat within the slack", aged: slack / 2, hit: stHit{at: time.Minute, typ: visitor.HitHeartbeat}, sid: "s1"},
+		{name: "a leave past the slack", aged: 2 * slack, hit: stHit{at: time.Minute, typ: visitor.HitLeave}, sid: "s1", refreshed: true},
+		{name: "a page opening a session within the slack", aged: slack / 2, hit: stHit{at: time.Hour, url: "/b", sid: "s2"}, sid: "s2",
+			refreshed: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := stStart(t)
+			e.pageview(t, stKeyA, "s1", 0, "/a")
+			k := keysOf(e.site.ID, stKeyA)
+			for key, window := range map[string]time.Duration{k.profile: profiles, k.sessions: profiles,
+				sessionKey(k.profile, "s1"): sessions, sessionMetaKey(k.profile, "s1"): sessions} {
+				if err := e.c.PExpire(e.ctx, key, window-tc.aged).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.record(t, tc.hit)
+			for key, window := range map[string]time.Duration{k.profile: profiles, k.sessions: profiles,
+				sessionKey(k.profile, tc.sid): sessions, sessionMetaKey(k.profile, tc.sid): sessions} {
+				ttl, err := e.c.PTTL(e.ctx, key).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				switch short := window - ttl; {
+				case tc.refreshed && short > time.Minute:
+					t.Errorf("%s: TTL %v short of its window %v by %v, want it refreshed", key, ttl, window, short)
+				case !tc.refreshed && (short < tc.aged || short > tc.aged+time.Minute):
+					t.Errorf("%s: TTL %v short of its window %v by %v, want it kept (%v short)", key, ttl, window, short, tc.aged)
+				case short > slack+time.Minute:
+					t.Errorf("%s: TTL %v short of its window by %v, past the slack %v", key, ttl, short, slack)
+				}
+			}
+		})
+	}
+}
