@@ -267,13 +267,13 @@ func (s *Store) forgetBuffered(siteID, vkey string) {
 
 // flushPart is one script of a flush and what to do when it fails.
 type flushPart struct {
-	c      *call
-	site   *siteKeys
-	live   []entry // a live or subjects script's entries
-	isLive bool
-	latest int64
-	since  time.Time
-	count  *countBatch
+	c       *call
+	site    *siteKeys
+	entries []entry // a live or subjects script's entries
+	isLive  bool
+	latest  int64
+	since   time.Time
+	count   *countBatch
 }
 
 // Flush writes what this pod buffered to Redis now: one pipeline, one script
@@ -321,11 +321,11 @@ func (s *Store) Flush(ctx context.Context) error {
 			}
 			retry = append(retry, *p.count)
 		case now.Sub(p.since) > flushRetryFor:
-			s.agg.dropped.Add(uint64(len(p.live)))
+			s.agg.dropped.Add(uint64(len(p.entries)))
 		case p.isLive:
-			p.site.buf.putBack(p.live, nil, p.latest, p.since)
+			p.site.buf.putBack(p.entries, nil, p.latest, p.since)
 		default:
-			p.site.buf.putBack(nil, p.live, p.latest, p.since)
+			p.site.buf.putBack(nil, p.entries, p.latest, p.since)
 		}
 	}
 	s.agg.retry = retry
@@ -358,7 +358,7 @@ func (s *Store) drain(k *siteKeys, parts []flushPart) []flushPart {
 			sh := k.shards[i]
 			parts = append(parts, flushPart{
 				c:    &call{script: flushLiveScript, keys: []string{sh.live, erasedShardKey(k.site, i)}, args: args},
-				site: k, live: es[:n], isLive: true, latest: latest, since: since,
+				site: k, entries: es[:n], isLive: true, latest: latest, since: since,
 			})
 			es = es[n:]
 		}
@@ -376,7 +376,7 @@ func (s *Store) drain(k *siteKeys, parts []flushPart) []flushPart {
 		}
 		parts = append(parts, flushPart{
 			c:    &call{script: flushSubjectsScript, keys: []string{subjectsKey(k.site), erasedKey(k.site)}, args: args},
-			site: k, live: es[:n], latest: latest, since: since,
+			site: k, entries: es[:n], latest: latest, since: since,
 		})
 		es = es[n:]
 	}

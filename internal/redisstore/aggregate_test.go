@@ -3,9 +3,11 @@ package redisstore
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -298,4 +300,47 @@ func TestRunFlusherLogsFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.flush(t)
+}
+
+// Page views buffered from many goroutines while flushes run are each
+// flushed once: no count lost or doubled, no entry lost.
+func TestAggregationConcurrentWrites(t *testing.T) {
+	t.Parallel()
+	e := stStart(t).aggregating()
+	const writers, each = 8, 40
+	var wg sync.WaitGroup
+	for g := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				w := e.hitWrite(stHit{url: "/a", sid: "s1", first: true, vkey: fmt.Sprintf("vk%02d%012d", g, i)})
+				if _, err := e.s.RecordHit(e.ctx, w); err != nil {
+					t.Error(err)
+					return
+				}
+				if i%10 == 0 {
+					if err := e.s.Flush(e.ctx); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	e.flush(t)
+	if diff := cmp.Diff(map[string]int64{"tracked": writers * each}, e.stats(t)); diff != "" {
+		t.Errorf("stats (-want +got):\n%s", diff)
+	}
+	if n := len(e.subjects(t)); n != writers*each {
+		t.Errorf("subject index holds %d visitors, want %d", n, writers*each)
+	}
+	var live int64
+	for i := range SiteShards {
+		live += e.c.ZCard(e.ctx, liveKey(e.site.ID, i)).Val()
+	}
+	if live != writers*each {
+		t.Errorf("live set holds %d visitors, want %d", live, writers*each)
+	}
 }

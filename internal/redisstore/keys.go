@@ -178,6 +178,13 @@ func keysOf(site, vkey string) visitorKeys {
 		withdrawn: p + ":M", deliveries: p + ":W", owed: p + ":O"}
 }
 
+// hitKeysOf names the four keys hit.lua declares: a page view builds no name
+// it does not send (keysOf builds ten).
+func hitKeysOf(site, vkey string) visitorKeys {
+	p := visitorPrefix(site, vkey)
+	return visitorKeys{profile: p, sessions: p + ":S", choice: p + ":c", tombstone: p + ":t"}
+}
+
 func sessionKey(profile, sid string) string { return profile + ":s:" + sid }
 
 // sessionMetaKey names the hash of a session record.

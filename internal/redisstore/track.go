@@ -47,36 +47,68 @@ type hitArgs struct {
 	// ttlSlack is how far short of their windows the TTLs may fall before a
 	// hit within a session refreshes them (ttlSlackOf).
 	ttlSlack time.Duration
+	// consts, when it fits the fields above, are their values boxed already.
+	consts *hitConsts
 }
 
-// hitOp is hit.lua's name of a hit type.
-func hitOp(t visitor.HitType) (string, error) {
-	switch t {
-	case visitor.HitPageview:
-		return "p", nil
-	case visitor.HitHeartbeat:
-		return "h", nil
-	case visitor.HitLeave:
-		return "l", nil
+// Boxed once: converting a string to any allocates, and a page view sends
+// these on every call.
+var (
+	boxedOps                  = map[visitor.HitType]any{visitor.HitPageview: "p", visitor.HitHeartbeat: "h", visitor.HitLeave: "l"}
+	boxedFalse, boxedTrue any = "0", "1"
+)
+
+func boxedBit(b bool) any {
+	if b {
+		return boxedTrue
 	}
-	return "", fmt.Errorf("%w: hit type %q", visitor.ErrInvalid, t)
+	return boxedFalse
+}
+
+// hitConsts are hit.lua's arguments that a site and its retention fix, boxed
+// once per site and retention (siteKeys.hitConsts): the page-view path sends
+// them on every call.
+type hitConsts struct {
+	policy                     string
+	sessionTimeout, sessionMax time.Duration
+	sessionsTTL, profilesTTL   time.Duration
+	maxPages                   int
+	ttlSlack                   time.Duration
+	// boxed holds ARGV[4..8], ARGV[23] and ARGV[27] in that order.
+	boxed [7]any
+}
+
+func newHitConsts(a hitArgs) *hitConsts {
+	c := &hitConsts{policy: a.policy, sessionTimeout: a.sessionTimeout, sessionMax: a.sessionMax,
+		sessionsTTL: a.sessionsTTL, profilesTTL: a.profilesTTL, maxPages: a.maxPages, ttlSlack: a.ttlSlack}
+	c.boxed = [7]any{a.policy, a.sessionTimeout.Milliseconds(), a.sessionMax.Milliseconds(),
+		seconds(a.sessionsTTL), seconds(a.profilesTTL), a.maxPages, a.ttlSlack.Milliseconds()}
+	return c
+}
+
+// fits reports whether c holds a's constant arguments.
+func (c *hitConsts) fits(a hitArgs) bool {
+	return c != nil && c.policy == a.policy && c.sessionTimeout == a.sessionTimeout && c.sessionMax == a.sessionMax &&
+		c.sessionsTTL == a.sessionsTTL && c.profilesTTL == a.profilesTTL && c.maxPages == a.maxPages && c.ttlSlack == a.ttlSlack
 }
 
 func (a hitArgs) call() (*call, error) {
-	op, err := hitOp(a.op)
-	if err != nil {
-		return nil, err
+	op, ok := boxedOps[a.op]
+	if !ok {
+		return nil, fmt.Errorf("%w: hit type %q", visitor.ErrInvalid, a.op)
+	}
+	c := a.consts
+	if !c.fits(a) {
+		c = newHitConsts(a)
 	}
 	return &call{script: hitScript,
 		keys: []string{a.keys.profile, a.keys.choice, a.keys.tombstone, a.keys.sessions},
 		args: []any{
-			op, ms(a.now), bit(a.requireGrant), a.policy,
-			a.sessionTimeout.Milliseconds(), a.sessionMax.Milliseconds(),
-			seconds(a.sessionsTTL), seconds(a.profilesTTL),
+			op, ms(a.now), boxedBit(a.requireGrant), c.boxed[0], c.boxed[1], c.boxed[2], c.boxed[3], c.boxed[4],
 			a.newSessionID, a.visitorID, a.page.URL, a.page.Title, a.page.Referrer,
-			a.device.Browser, a.device.Version, a.device.OS, bit(a.device.Mobile),
-			a.location.Country, a.location.Region, a.location.City, a.location.TimeZone, a.ip, a.maxPages,
-			ms(a.indexNeeds), ms(a.indexWrite), bit(a.minted), a.ttlSlack.Milliseconds(),
+			a.device.Browser, a.device.Version, a.device.OS, boxedBit(a.device.Mobile),
+			a.location.Country, a.location.Region, a.location.City, a.location.TimeZone, a.ip, c.boxed[5],
+			ms(a.indexNeeds), ms(a.indexWrite), boxedBit(a.minted), c.boxed[6],
 		}}, nil
 }
 
@@ -193,6 +225,19 @@ type siteKeys struct {
 	consts *siteConsts
 	shards [SiteShards]*shardKeys
 	buf    siteBuffer
+	// hit holds the site's hit.lua constants of the retention last seen.
+	hit atomic.Pointer[hitConsts]
+}
+
+// hitConsts returns the site's boxed hit.lua constants for a, made again when
+// the retention (or the site) changed.
+func (k *siteKeys) hitConsts(a hitArgs) *hitConsts {
+	if c := k.hit.Load(); c.fits(a) {
+		return c
+	}
+	c := newHitConsts(a)
+	k.hit.Store(c)
+	return c
 }
 
 type shardKeys struct {
@@ -255,15 +300,18 @@ const subjectSlack = 7 * 24 * time.Hour
 func (s *Store) RecordHit(ctx context.Context, w visitor.HitWrite) (visitor.HitOutcome, error) {
 	until := w.Now.Add(days(max(w.Retention.Sessions, w.Retention.Profiles)))
 	ixScore := until.Add(subjectSlack)
-	hit, err := hitArgs{
-		keys: keysOf(w.Site.ID, w.VisitorKey), op: w.Type, now: w.Now,
+	sk := s.siteKeysOf(w.Site)
+	a := hitArgs{
+		keys: hitKeysOf(w.Site.ID, w.VisitorKey), op: w.Type, now: w.Now,
 		requireGrant: w.RequireGrant, policy: w.Site.PolicyVersion,
 		sessionTimeout: w.Site.SessionTimeout, sessionMax: w.Site.SessionMax,
 		sessionsTTL: days(w.Retention.Sessions), profilesTTL: days(w.Retention.Profiles),
 		newSessionID: w.NewSessionID, visitorID: w.VisitorID, page: w.Page, device: w.Device, location: w.Location, ip: w.IP,
 		maxPages: visitor.MaxSessionPages, indexNeeds: until, indexWrite: ixScore, minted: w.NewVisitor,
 		ttlSlack: ttlSlackOf(w.Retention),
-	}.call()
+	}
+	a.consts = sk.hitConsts(a)
+	hit, err := a.call()
 	if err != nil {
 		return 0, fmt.Errorf("record hit: %w", err)
 	}
@@ -274,7 +322,7 @@ func (s *Store) RecordHit(ctx context.Context, w visitor.HitWrite) (visitor.HitO
 	if err != nil {
 		return 0, fmt.Errorf("record hit: %w", err)
 	}
-	buf := s.bufferOf(w.Site)
+	buf := &sk.buf
 	switch res.outcome {
 	case visitor.OutcomeNewSession, visitor.OutcomeTracked:
 		var reason visitor.Reason

@@ -663,3 +663,38 @@ func TestRecordHitRefreshesTTLsPastTheSlack(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkRecordHitNewVisitor is a new visitor's page view at the store, its
+// site-level data buffered as while RunFlusher runs: time and allocations of
+// the store's part of the page view (the key name of each visitor included).
+func BenchmarkRecordHitNewVisitor(b *testing.B) {
+	e := stStart(b).aggregating()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		w := e.hitWrite(stHit{url: "/a", sid: "s1", first: true, vkey: fmt.Sprintf("vk%014d", i)})
+		if _, err := e.s.RecordHit(e.ctx, w); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// A page view sends its site's windows as boxed once per site and retention:
+// a retention that changes reaches the next page view's TTLs.
+func TestRecordHitFollowsRetentionChanges(t *testing.T) {
+	t.Parallel()
+	e := stStart(t)
+	for i, r := range []visitor.Retention{stRetention, {Sessions: 10, Profiles: 20, Chats: 90, Consents: 1095, Audit: 365}, stRetention} {
+		vkey := fmt.Sprintf("vk%014d", i)
+		w := e.hitWrite(stHit{url: "/a", sid: "s1", first: true, vkey: vkey})
+		w.Retention = r
+		if _, err := e.s.RecordHit(e.ctx, w); err != nil {
+			t.Fatal(err)
+		}
+		k := keysOf(e.site.ID, vkey)
+		for key, window := range map[string]time.Duration{k.profile: days(r.Profiles), sessionKey(k.profile, "s1"): days(r.Sessions)} {
+			if ttl := e.c.PTTL(e.ctx, key).Val(); ttl > window || ttl < window-time.Minute {
+				t.Errorf("retention %d: %s TTL %v, want %v", i, key, ttl, window)
+			}
+		}
+	}
+}
