@@ -210,6 +210,14 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer, re
 	cfg := a.cfg
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "visitord_site_flush_failures_total",
+			Help: "Flush scripts of buffered site-level data (live set, counters, subject index) that failed; each is tried again."},
+			func() float64 { return float64(a.store.FlushFailures()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "visitord_site_flush_dropped_total",
+			Help: "Buffered live entries, subject-index entries and counts given up after their flush failed for minutes."},
+			func() float64 { return float64(a.store.FlushDropped()) }),
+	)
 	streams := httpapi.NewStreams(httpapi.StreamOptions{})
 	handler, err := httpapi.New(httpapi.Options{
 		Service: a.svc, Logger: log, AccessLog: stderr, Registry: reg, TrustedProxies: cfg.TrustedProxies,
@@ -229,13 +237,16 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer, re
 	}
 	dispatcher := webhook.NewDispatcher(redisstore.NewWebhookQueue(a.store, a.sealer), targets, log, reg)
 	bg, stopBackground := context.WithCancel(context.Background())
-	done := make(chan struct{}, 3)
+	done := make(chan struct{}, 4)
 	go func() { dispatcher.Run(bg); done <- struct{}{} }()
 	go func() { every(bg, sweepEvery, func() { sweep(bg, a.svc, log) }); done <- struct{}{} }()
 	go func() { a.svc.RetentionLoop(bg, owner(), retentionEvery, log); done <- struct{}{} }()
+	// Site-level data of page views is buffered and flushed every
+	// DefaultFlushEvery; stopped after the drain, it flushes once more.
+	go func() { a.store.RunFlusher(bg, redisstore.DefaultFlushEvery, log); done <- struct{}{} }()
 	defer func() {
 		stopBackground()
-		for range 3 {
+		for range 4 {
 			<-done
 		}
 	}()

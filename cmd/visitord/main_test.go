@@ -23,6 +23,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/visitord/visitord/internal/redisstore"
 	"github.com/visitord/visitord/internal/redistest"
 )
 
@@ -347,16 +348,25 @@ func TestServeDevMode(t *testing.T) {
 		// Read back what the embedded Redis holds.
 		rdb := redis.NewClient(&redis.Options{Addr: devRedisAddr(t, out)})
 		defer rdb.Close()
-		values := redistest.DumpValues(t, rdb)
+		// The counter is site-level data, flushed by the pod every
+		// redisstore.DefaultFlushEvery: wait for it a few flushes at most.
+		var values map[string]string
 		var stored, counted bool
-		for k, v := range values {
-			if strings.HasPrefix(k, "v:{demo:") && strings.Contains(k, ":s:") &&
-				strings.Contains(v, strings.Split(pageURL.URL, "?")[0]+"?utm_source=newsletter") && strings.Contains(v, "Blue mug") {
-				stored = true
+		for deadline := time.Now().Add(20 * redisstore.DefaultFlushEvery); ; {
+			values = redistest.DumpValues(t, rdb)
+			for k, v := range values {
+				if strings.HasPrefix(k, "v:{demo:") && strings.Contains(k, ":s:") &&
+					strings.Contains(v, strings.Split(pageURL.URL, "?")[0]+"?utm_source=newsletter") && strings.Contains(v, "Blue mug") {
+					stored = true
+				}
+				if strings.HasPrefix(k, "st:{demo:") && strings.Contains(v, "tracked=1") {
+					counted = true
+				}
 			}
-			if strings.HasPrefix(k, "st:{demo:") && strings.Contains(v, "tracked=1") {
-				counted = true
+			if counted || time.Now().After(deadline) {
+				break
 			}
+			time.Sleep(redisstore.DefaultFlushEvery / 10)
 		}
 		if !stored || !counted {
 			t.Errorf("stored page view %v, tracked counter %v; Redis holds:\n%v", stored, counted, values)

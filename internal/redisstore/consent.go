@@ -155,6 +155,9 @@ func (s *Store) SaveConsent(ctx context.Context, w visitor.ConsentWrite) ([]stri
 	}.call()
 	calls := []*call{save, subjectCall(w.Site.ID, w.VisitorKey, recordExpiry, r.Time)}
 	if w.Forget {
+		// The live entry goes from this pod's buffer too; another pod's late
+		// flush is dropped when the live view reads it (read repair).
+		s.forgetBuffered(w.Site.ID, w.VisitorKey)
 		calls = append(calls, s.siteCall(w.Site, w.VisitorKey, r.Time, liveRemove, w.Count, ""))
 	} else if w.Count != "" {
 		calls = append(calls, s.siteCall(w.Site, "", r.Time, liveNone, w.Count, ""))

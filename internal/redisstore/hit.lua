@@ -28,10 +28,43 @@
 -- ARGV[23] most pages stored per session
 -- ARGV[24] subject-index score this write needs (ms: when its data expires)
 -- ARGV[25] score to write when the entry must grow (ahead of ARGV[24] by a slack)
--- ARGV[26] 1 when the caller's pipeline writes the entry already (a new visitor)
+-- ARGV[26] 1 when the visitor id was minted by this request (a new visitor,
+--          whom the caller enters in the subject index at ARGV[25])
+-- ARGV[27] TTL slack ms: a hit within a session refreshes the TTLs only when
+--          they would otherwise fall short of their windows by more than this
+--
+-- Numbers that are only stored (times, TTLs) are written as the caller sent
+-- them, never parsed and formatted again.
 --
 -- Reply: new | ok | no_session | no_consent | erased; new and ok with "|ix"
 -- appended when the caller must raise the subject-index entry to ARGV[25].
+--
+-- A minted id (ARGV[26]) is at least 128 random bits the caller drew for this
+-- hit: no tombstone, profile or session can exist for it, so a hit that needs
+-- no grant reads nothing and opens the visitor's first session in 8 writes.
+-- One that needs a grant reads the choice as any other (the caller may have
+-- stored the grant with the id, as a chat start on an on-chat site does).
+if ARGV[26] == '1' and ARGV[3] ~= '1' then
+  if ARGV[1] ~= 'p' then return 'no_session' end
+  local now, sid = ARGV[2], ARGV[9]
+  local skey, mkey = session_of(KEYS[1], sid)
+  if tonumber(ARGV[23]) >= 1 then
+    redis.call('RPUSH', skey, '#' .. now .. '\t' .. ARGV[13], now .. '\t0\t' .. ARGV[11] .. '\t' .. ARGV[12])
+  else
+    redis.call('RPUSH', skey, '#' .. now .. '\t' .. ARGV[13])
+  end
+  redis.call('HSET', mkey, 'ss', now, 'rf', ARGV[13],
+    'br', ARGV[14], 'bv', ARGV[15], 'os', ARGV[16], 'mob', ARGV[17],
+    'co', ARGV[18], 'rg', ARGV[19], 'ci', ARGV[20], 'tz', ARGV[21], 'ip', ARGV[22],
+    'np', '1', 'sl', now, 'ps', now, 'pc', '0', 'cu', ARGV[11], 'ct', ARGV[12])
+  redis.call('HSET', KEYS[1], 'vid', ARGV[10], 'sid', sid, 'ns', '1', 'fs', now, 'w', now, 'ix', ARGV[25])
+  redis.call('EXPIRE', skey, ARGV[7])
+  redis.call('EXPIRE', mkey, ARGV[7])
+  redis.call('ZADD', KEYS[4], now, sid)
+  redis.call('EXPIRE', KEYS[4], ARGV[8])
+  redis.call('EXPIRE', KEYS[1], ARGV[8])
+  return 'new'
+end
 if redis.call('EXISTS', KEYS[3]) == 1 then return 'erased' end
 local now = tonumber(ARGV[2])
 local c = redis.call('HMGET', KEYS[2], 'a', 'pv', 'u')
@@ -55,7 +88,7 @@ local np = tonumber(p[5] or '0')
 local timeout = tonumber(ARGV[5])
 local cap = tonumber(ARGV[23])
 local open = sid and p[2] and (now - sl) <= timeout
-local sttl, pttl = tonumber(ARGV[7]), tonumber(ARGV[8])
+local pttl = tonumber(ARGV[8])
 -- close ends the time on the current page, when that page is stored (the
 -- list's last item); a page past the cap was counted only.
 local function close(skey)
@@ -71,19 +104,28 @@ local function close(skey)
   end
 end
 local ix = ''
-local function touch(skey, mkey)
-  redis.call('HSET', KEYS[1], 'w', now)
-  if ARGV[26] == '1' then
-    redis.call('HSET', KEYS[1], 'ix', ARGV[25])
-  elseif tonumber(ARGV[24]) > tonumber(pr[3] or '0') then
-    redis.call('HSET', KEYS[1], 'ix', ARGV[25])
+-- touch writes the profile's write time and, when the hit opened a session or
+-- the TTLs would otherwise fall short of their windows by more than the slack
+-- (ARGV[27]), refreshes every TTL: the current session's, the session index's
+-- and the profile's were all set by the same refresh, so the profile's tells.
+-- The session index takes a session when it opens; the re-expiry job reads a
+-- session's last activity from its hash.
+local function touch(skey, mkey, opened)
+  if tonumber(ARGV[24]) > tonumber(pr[3] or '0') then
+    redis.call('HSET', KEYS[1], 'w', ARGV[2], 'ix', ARGV[25])
     ix = '|ix'
+  else
+    redis.call('HSET', KEYS[1], 'w', ARGV[2])
   end
-  redis.call('EXPIRE', skey, sttl)
-  redis.call('EXPIRE', mkey, sttl)
-  redis.call('ZADD', KEYS[4], now, sid)
-  redis.call('EXPIRE', KEYS[4], pttl)
-  redis.call('EXPIRE', KEYS[1], pttl)
+  if opened then
+    redis.call('ZADD', KEYS[4], ARGV[2], sid)
+  elseif redis.call('PTTL', KEYS[1]) >= pttl * 1000 - tonumber(ARGV[27]) then
+    return
+  end
+  redis.call('EXPIRE', skey, ARGV[7])
+  redis.call('EXPIRE', mkey, ARGV[7])
+  redis.call('EXPIRE', KEYS[4], ARGV[8])
+  redis.call('EXPIRE', KEYS[1], ARGV[8])
 end
 if ARGV[1] ~= 'p' then
   if not open then return 'no_session' end
@@ -91,32 +133,37 @@ if ARGV[1] ~= 'p' then
   close(skey)
   local pc = '0'
   if ARGV[1] == 'l' then pc = '1' end
-  redis.call('HSET', mkey, 'sl', now, 'pc', pc)
-  touch(skey, mkey)
+  redis.call('HSET', mkey, 'sl', ARGV[2], 'pc', pc)
+  touch(skey, mkey, false)
   return 'ok' .. ix
 end
-local result = 'ok'
 local skey, mkey
 if open and (now - ss) <= tonumber(ARGV[6]) then
   skey, mkey = session_of(KEYS[1], sid)
   if p[4] ~= '1' then close(skey) end
 else
   if open and p[4] ~= '1' then close((session_of(KEYS[1], sid))) end
-  result = 'new'
   sid = ARGV[9]
   skey, mkey = session_of(KEYS[1], sid)
-  np = 0
-  redis.call('RPUSH', skey, '#' .. now .. '\t' .. ARGV[13])
-  -- Device, location and IP are a session's: set when it opens.
-  redis.call('HSET', mkey, 'ss', now, 'rf', ARGV[13],
+  -- The session's head and first page in one write; device, location and IP
+  -- are a session's: set when it opens.
+  if cap >= 1 then
+    redis.call('RPUSH', skey, '#' .. ARGV[2] .. '\t' .. ARGV[13], ARGV[2] .. '\t0\t' .. ARGV[11] .. '\t' .. ARGV[12])
+  else
+    redis.call('RPUSH', skey, '#' .. ARGV[2] .. '\t' .. ARGV[13])
+  end
+  redis.call('HSET', mkey, 'ss', ARGV[2], 'rf', ARGV[13],
     'br', ARGV[14], 'bv', ARGV[15], 'os', ARGV[16], 'mob', ARGV[17],
-    'co', ARGV[18], 'rg', ARGV[19], 'ci', ARGV[20], 'tz', ARGV[21], 'ip', ARGV[22])
+    'co', ARGV[18], 'rg', ARGV[19], 'ci', ARGV[20], 'tz', ARGV[21], 'ip', ARGV[22],
+    'np', '1', 'sl', ARGV[2], 'ps', ARGV[2], 'pc', '0', 'cu', ARGV[11], 'ct', ARGV[12])
   redis.call('HSET', KEYS[1], 'vid', ARGV[10], 'sid', sid)
   redis.call('HINCRBY', KEYS[1], 'ns', 1)
-  redis.call('HSETNX', KEYS[1], 'fs', now)
+  redis.call('HSETNX', KEYS[1], 'fs', ARGV[2])
+  touch(skey, mkey, true)
+  return 'new' .. ix
 end
 np = np + 1
-if np <= cap then redis.call('RPUSH', skey, now .. '\t0\t' .. ARGV[11] .. '\t' .. ARGV[12]) end
-redis.call('HSET', mkey, 'np', np, 'sl', now, 'ps', now, 'pc', '0', 'cu', ARGV[11], 'ct', ARGV[12])
-touch(skey, mkey)
-return result .. ix
+if np <= cap then redis.call('RPUSH', skey, ARGV[2] .. '\t0\t' .. ARGV[11] .. '\t' .. ARGV[12]) end
+redis.call('HSET', mkey, 'np', np, 'sl', ARGV[2], 'ps', ARGV[2], 'pc', '0', 'cu', ARGV[11], 'ct', ARGV[12])
+touch(skey, mkey, false)
+return 'ok' .. ix

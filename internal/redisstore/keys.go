@@ -20,7 +20,8 @@
 //	                                             by a leave), np (page views, counted past the cap), cu/ct
 //	                                             (current page's URL and title, for the live view), rf
 //	                                             (referrer), br/bv/os/mob (device), co/rg/ci/tz (geo), ip
-//	v:{shop:Q2x8Yk1vZjRrS3pN}:S         zset    the visitor's session ids, scored by last write (ms)
+//	v:{shop:Q2x8Yk1vZjRrS3pN}:S         zset    the visitor's session ids, scored by the session's
+//	                                             opening (ms; its last write is its hash's sl)
 //	v:{shop:Q2x8Yk1vZjRrS3pN}:c         hash    current consent choice: a, m (0|1), pv, t (given ms),
 //	                                             u (valid until ms)
 //	v:{shop:Q2x8Yk1vZjRrS3pN}:r         zset    consent records (JSON), scored by their expiry (ms)
@@ -62,6 +63,16 @@
 //	lv:{shop:07}                        zset    live set shard: vkey scored by last activity (ms)
 //	st:{shop:07}:2026-11-23             hash    per-day anonymous counters shard: tracked, dnt, gpc,
 //	                                             bot, no_consent, refusal
+//	er:{shop:07}:x                      zset    the shard's recent erasures: SHA-1 (hex) of the vkeys
+//	                                             erased within erasedWindow, scored by the erasure (ms), so
+//	                                             that no pod's late flush re-adds them to lv:{shop:07}
+//	                                             (aggregate.go); TTL erasedWindow
+//	fl:{shop:07}:<pod>:<batch>          string  receipt of a pod's counters batch (while RunFlusher
+//	                                             runs): a retried batch counts once; TTL receiptTTL
+//
+// Page views reach these (and sj:{shop} below) through a pod's buffer, flushed
+// at least every second (aggregate.go): a page view's own script writes only
+// the visitor's slot.
 //
 // The others share the hash tag {<site>}:
 //
@@ -74,7 +85,8 @@
 //	                                             all sites, written apart from the site's); no TTL
 //	cfg:schema:{shop}                   string  layout version of the site's stored data; when it is
 //	                                             older than the code's, the re-expiry job runs one pass
-//	                                             that migrates every subject (no TTL: cfg:)
+//	                                             that migrates every subject; the job's check of a site
+//	                                             without subjects sets it to the code's (no TTL: cfg:)
 //
 //	sj:{shop}                           zset    subject index the retention job walks: vkeys, "c:<chat
 //	                                             id>" of chats without identity and "p:<keyed hash>" of
@@ -84,6 +96,10 @@
 //	                                             expiring with its highest score
 //	er:{shop}                           zset    erasures started and not finished (the sweeper's list),
 //	                                             ErasureTTL
+//	er:{shop}:x                         zset    the site's recent erasures: SHA-1 (hex) of the vkeys
+//	                                             erased within erasedWindow, scored by the erasure (ms), so
+//	                                             that no pod's late flush re-enters them in sj:{shop}; TTL
+//	                                             erasedWindow
 //	er:{shop}:o                         hash    what an erasure asked by an actor still owes once its keys
 //	                                             are gone, by marker: {"a": actor key id, "c": [chat ids]}
 //	                                             (its audit entry and subject.erased), ErasureTTL
@@ -111,10 +127,14 @@
 //	                                             identity or the API key id (visitor.RateLimitKey)
 //
 // TTLs (invariant 3): profile and session index `profiles` retention and
-// sessions (list and hash) `sessions` retention, from the last write; the consent choice until
+// sessions (list and hash) `sessions` retention, from the last write (a hit
+// within a session refreshes them only once they fall short of that by more
+// than ttlSlackOf, at most an hour: data may expire that much early, never
+// late); the consent choice until
 // it lapses; consent records until the newest record's expiry (older ones are
 // trimmed on read and write); tombstones 13 months; the live set 2 ×
-// session_timeout; counters 400 days; chats `chats` retention from their start;
+// session_timeout; counters 400 days; the records of recent erasures
+// erasedWindow and counter receipts receiptTTL; chats `chats` retention from their start;
 // the blind index its highest score; webhook deliveries and queue 3 days; the
 // audit stream `audit` retention, refreshed on write, and its fold keys
 // visitor.AuditFold; rate-limit counters until
@@ -156,6 +176,13 @@ func keysOf(site, vkey string) visitorKeys {
 	p := visitorPrefix(site, vkey)
 	return visitorKeys{profile: p, sessions: p + ":S", choice: p + ":c", records: p + ":r", tombstone: p + ":t", chats: p + ":C", indexes: p + ":I",
 		withdrawn: p + ":M", deliveries: p + ":W", owed: p + ":O"}
+}
+
+// hitKeysOf names the four keys hit.lua declares: a page view builds no name
+// it does not send (keysOf builds ten).
+func hitKeysOf(site, vkey string) visitorKeys {
+	p := visitorPrefix(site, vkey)
+	return visitorKeys{profile: p, sessions: p + ":S", choice: p + ":c", tombstone: p + ":t"}
 }
 
 func sessionKey(profile, sid string) string { return profile + ":s:" + sid }
@@ -216,6 +243,17 @@ const ErasureTTL = visitor.WebhookTTL
 func subjectsKey(site string) string { return "sj:{" + site + "}" }
 
 func erasuresKey(site string) string { return "er:{" + site + "}" }
+
+// erasedKey names the site's recent erasures, beside the subject index.
+func erasedKey(site string) string { return "er:{" + site + "}:x" }
+
+// erasedShardKey names a shard's recent erasures, beside its live set.
+func erasedShardKey(site string, shard int) string { return "er:" + shardTag(site, shard) + ":x" }
+
+// receiptKey names the receipt of a pod's counters batch on a shard.
+func receiptKey(site string, shard int, pod string, batch uint64) string {
+	return "fl:" + shardTag(site, shard) + ":" + pod + ":" + strconv.FormatUint(batch, 10)
+}
 
 func erasuresOwedKey(site string) string { return "er:{" + site + "}:o" }
 

@@ -389,8 +389,12 @@ func (s *Store) Erase(ctx context.Context, site *visitor.Site, e visitor.Erasure
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("erase: %w", translate(err))
 	}
-	// Index entries.
+	// Index entries: this pod's buffer drops the visitor, and the record of
+	// the erasure beside the live set and the subject index keeps every pod's
+	// later flush from bringing it back.
+	s.forgetBuffered(site.ID, e.VisitorKey)
 	pipe = s.c.Pipeline()
+	markErased(ctx, pipe, site.ID, e.VisitorKey, now)
 	pipe.ZRem(ctx, liveKey(site.ID, shardOf(e.VisitorKey)), e.VisitorKey)
 	pipe.ZRem(ctx, subjectsKey(site.ID), e.VisitorKey)
 	for _, ik := range indexes.Val() {

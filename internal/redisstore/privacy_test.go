@@ -658,7 +658,7 @@ func TestErase(t *testing.T) {
 			if _, err := e.s.SaveConsent(e.ctx, e.consentWrite(stKeyA, 5*time.Minute, true)); !errors.Is(err, visitor.ErrErased) {
 				t.Errorf("SaveConsent: %v, want ErrErased", err)
 			}
-			if out := e.record(t, stHit{at: 5 * time.Minute, url: "/again", sid: "s9", first: true}); out != visitor.OutcomeErased {
+			if out := e.record(t, stHit{at: 5 * time.Minute, url: "/again", sid: "s9"}); out != visitor.OutcomeErased {
 				t.Errorf("RecordHit = %v, want OutcomeErased", out)
 			}
 		})

@@ -1,7 +1,7 @@
 -- reexpire_visitor: re-expires one visitor on its slot (lib_reexpire,
 -- lib_session): the profile from its write time (w) with the profiles window,
 -- after migrating a profile that still holds session data; each session record
--- (list and hash) from its last write (its score in the session index) with the
+-- (list and hash) from its last write (its hash's last activity) with the
 -- sessions window, dropping the gone ones from the index; the session index
 -- from its newest session with the longer of the two windows; the chat index,
 -- the blind-index list and the withdrawn set from the newest chat's start with
@@ -40,8 +40,10 @@ local kept = w and expire_at(KEYS[1], tonumber(w) + profiles)
 local sids = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
 local last = 0
 for i = 1, #sids, 2 do
-  local at = tonumber(sids[i + 1])
+  -- A session's last write is its hash's last activity (the index holds its
+  -- opening, or its last write as stored by earlier versions).
   local skey, mkey = session_of(KEYS[1], sids[i])
+  local at = math.max(tonumber(sids[i + 1]), tonumber(redis.call('HGET', mkey, 'sl') or '0'))
   expire_at(mkey, at + sessions)
   if expire_at(skey, at + sessions) then
     if at > last then last = at end

@@ -326,7 +326,8 @@ func TestReexpireStartAndEndScripts(t *testing.T) {
 }
 
 // pending.lua flags a site with stored subjects whose schema is older than the
-// version given, once, and answers whether the flag is set.
+// version given, once, and answers whether the flag is set; a site without data
+// is recorded at the version given, so that its first subjects start no pass.
 func TestPendingScript(t *testing.T) {
 	t.Parallel()
 	e := luaStart(t)
@@ -359,8 +360,18 @@ func TestPendingScript(t *testing.T) {
 			if got, err := decodeLeft(c); err != nil || got != tc.want {
 				t.Fatalf("pending %v, %v; want %v", got, err, tc.want)
 			}
-			if tc.subjects && e.c.Get(e.ctx, schemaKey(site)).Val() != schemaVersion {
+			if e.c.Get(e.ctx, schemaKey(site)).Val() != schemaVersion {
 				t.Errorf("schema version not brought to %s", schemaVersion)
+			}
+			if tc.subjects {
+				return
+			}
+			// The site's first subjects came after the check: no pass.
+			e.c.ZAdd(e.ctx, subjectsKey(site), redis.Z{Member: "s", Score: float64(ms(luaT0))})
+			c = pendingArgs{site: site, version: schemaVersion, now: luaT0}.call()
+			e.run(t, c)
+			if got, err := decodeLeft(c); err != nil || got {
+				t.Errorf("pending after the first subjects of a site checked without data: %v, %v; want false", got, err)
 			}
 		})
 	}

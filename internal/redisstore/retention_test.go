@@ -721,3 +721,59 @@ func TestRetentionsNeedNoWithSites(t *testing.T) {
 		})
 	}
 }
+
+// A site checked by the re-expiry job before it holds data records its data's
+// layout as the code's: its first subjects start no migration pass, which
+// would chase every new visitor through the subject index.
+func TestFreshSiteStartsNoMigrationPass(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		write func(t *testing.T, e stEnv)
+	}{
+		{name: "a new visitor's page view", write: func(t *testing.T, e stEnv) { e.pageview(t, stKeyA, "s1", 0, "/a") }},
+		{name: "a new visitor's page view, aggregated", write: func(t *testing.T, e stEnv) {
+			e = e.aggregating()
+			e.pageview(t, stKeyA, "s1", 0, "/a")
+			e.flush(t)
+		}},
+		{name: "a consent", write: func(t *testing.T, e stEnv) { e.grant(t, stKeyA, stVidA, 0, time.Hour, "2026-11") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := stStart(t)
+			if p, err := e.s.PendingReexpiry(e.ctx, e.site); err != nil || p {
+				t.Fatalf("PendingReexpiry of a site without data = %v, %v; want no pass", p, err)
+			}
+			tc.write(t, e)
+			if p, err := e.s.PendingReexpiry(e.ctx, e.site); err != nil || p {
+				t.Errorf("PendingReexpiry = %v, %v; want no pass", p, err)
+			}
+		})
+	}
+}
+
+// The re-expiry job counts a session's window from its last activity: the
+// session index holds only the session's opening.
+func TestReexpireSessionFromLastActivity(t *testing.T) {
+	t.Parallel()
+	e := rxStart(t)
+	now := rxNow()
+	vkey, vid := "vkA0000000000000", "vidA"
+	e.hit(t, vkey, vid, "s1", now.Add(-time.Hour))
+	for _, at := range []time.Duration{-40 * time.Minute, -20 * time.Minute} {
+		out, err := e.s.RecordHit(e.ctx, visitor.HitWrite{Site: e.site, Retention: rxOld, VisitorID: vid, VisitorKey: vkey,
+			Type: visitor.HitPageview, Now: now.Add(at), Page: visitor.Page{URL: "https://shop.example/q"}, NewSessionID: "s9", Count: true})
+		if err != nil || out != visitor.OutcomeTracked {
+			t.Fatalf("RecordHit at %v = %v, %v; want the session continued", at, out, err)
+		}
+	}
+	if err := e.s.SaveRetention(e.ctx, e.site, rxShort, true); err != nil {
+		t.Fatal(err)
+	}
+	e.job(t, rxShort, now, "pod-a", 500)
+	k := keysOf("shop", vkey)
+	last := now.Add(-20 * time.Minute).Add(days(rxShort.Sessions))
+	e.expiresAt(t, sessionKey(k.profile, "s1"), last)
+	e.expiresAt(t, sessionMetaKey(k.profile, "s1"), last)
+}

@@ -1,6 +1,7 @@
--- site_index: updates the site-level indexes of one hit on one shard: the live
--- set (add or remove) and a per-day counter (add and, for a correction, take
--- back another).
+-- site_index: updates the site-level indexes of one consent change on one
+-- shard, in the consent's pipeline: the live set (add or remove) and a per-day
+-- counter (add and, for a correction, take back another). Page views reach
+-- these keys through a pod's buffer instead (flush_live.lua, flush_counts.lua).
 --
 -- KEYS[1] live set shard   lv:{site:NN}
 -- KEYS[2] counters shard   st:{site:NN}:<day>

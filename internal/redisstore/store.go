@@ -24,6 +24,8 @@ type Store struct {
 	// siteCalls counts site-index updates: it picks a shard for a counter
 	// without a visitor and the calls that trim (trimEvery).
 	siteCalls atomic.Uint64
+	// agg buffers and flushes the site-level data of page views (aggregate.go).
+	agg aggregation
 }
 
 // Option sets an optional tunable of the Store.
@@ -40,6 +42,7 @@ func WithMinReplicas(n int) Option { return func(s *Store) { s.minReplicas = n }
 // New returns a Store over c.
 func New(c redis.UniversalClient, opts ...Option) *Store {
 	s := &Store{c: c}
+	s.agg.pod = newPodID()
 	for _, o := range opts {
 		o(s)
 	}

@@ -39,40 +39,76 @@ type hitArgs struct {
 	ip                         string
 	maxPages                   int
 	// indexNeeds is the subject-index score this write needs (when its data
-	// expires); indexWrite the score written when the entry must grow;
-	// indexWritten says the caller's pipeline writes it already.
+	// expires); indexWrite the score written when the entry must grow.
 	indexNeeds, indexWrite time.Time
-	indexWritten           bool
+	// minted says the visitor id was drawn for this hit (visitor.HitWrite's
+	// NewVisitor): the script reads nothing and writes the first session.
+	minted bool
+	// ttlSlack is how far short of their windows the TTLs may fall before a
+	// hit within a session refreshes them (ttlSlackOf).
+	ttlSlack time.Duration
+	// consts, when it fits the fields above, are their values boxed already.
+	consts *hitConsts
 }
 
-// hitOp is hit.lua's name of a hit type.
-func hitOp(t visitor.HitType) (string, error) {
-	switch t {
-	case visitor.HitPageview:
-		return "p", nil
-	case visitor.HitHeartbeat:
-		return "h", nil
-	case visitor.HitLeave:
-		return "l", nil
+// Boxed once: converting a string to any allocates, and a page view sends
+// these on every call.
+var (
+	boxedOps                  = map[visitor.HitType]any{visitor.HitPageview: "p", visitor.HitHeartbeat: "h", visitor.HitLeave: "l"}
+	boxedFalse, boxedTrue any = "0", "1"
+)
+
+func boxedBit(b bool) any {
+	if b {
+		return boxedTrue
 	}
-	return "", fmt.Errorf("%w: hit type %q", visitor.ErrInvalid, t)
+	return boxedFalse
+}
+
+// hitConsts are hit.lua's arguments that a site and its retention fix, boxed
+// once per site and retention (siteKeys.hitConsts): the page-view path sends
+// them on every call.
+type hitConsts struct {
+	policy                     string
+	sessionTimeout, sessionMax time.Duration
+	sessionsTTL, profilesTTL   time.Duration
+	maxPages                   int
+	ttlSlack                   time.Duration
+	// boxed holds ARGV[4..8], ARGV[23] and ARGV[27] in that order.
+	boxed [7]any
+}
+
+func newHitConsts(a hitArgs) *hitConsts {
+	c := &hitConsts{policy: a.policy, sessionTimeout: a.sessionTimeout, sessionMax: a.sessionMax,
+		sessionsTTL: a.sessionsTTL, profilesTTL: a.profilesTTL, maxPages: a.maxPages, ttlSlack: a.ttlSlack}
+	c.boxed = [7]any{a.policy, a.sessionTimeout.Milliseconds(), a.sessionMax.Milliseconds(),
+		seconds(a.sessionsTTL), seconds(a.profilesTTL), a.maxPages, a.ttlSlack.Milliseconds()}
+	return c
+}
+
+// fits reports whether c holds a's constant arguments.
+func (c *hitConsts) fits(a hitArgs) bool {
+	return c != nil && c.policy == a.policy && c.sessionTimeout == a.sessionTimeout && c.sessionMax == a.sessionMax &&
+		c.sessionsTTL == a.sessionsTTL && c.profilesTTL == a.profilesTTL && c.maxPages == a.maxPages && c.ttlSlack == a.ttlSlack
 }
 
 func (a hitArgs) call() (*call, error) {
-	op, err := hitOp(a.op)
-	if err != nil {
-		return nil, err
+	op, ok := boxedOps[a.op]
+	if !ok {
+		return nil, fmt.Errorf("%w: hit type %q", visitor.ErrInvalid, a.op)
+	}
+	c := a.consts
+	if !c.fits(a) {
+		c = newHitConsts(a)
 	}
 	return &call{script: hitScript,
 		keys: []string{a.keys.profile, a.keys.choice, a.keys.tombstone, a.keys.sessions},
 		args: []any{
-			op, ms(a.now), bit(a.requireGrant), a.policy,
-			a.sessionTimeout.Milliseconds(), a.sessionMax.Milliseconds(),
-			seconds(a.sessionsTTL), seconds(a.profilesTTL),
+			op, ms(a.now), boxedBit(a.requireGrant), c.boxed[0], c.boxed[1], c.boxed[2], c.boxed[3], c.boxed[4],
 			a.newSessionID, a.visitorID, a.page.URL, a.page.Title, a.page.Referrer,
-			a.device.Browser, a.device.Version, a.device.OS, bit(a.device.Mobile),
-			a.location.Country, a.location.Region, a.location.City, a.location.TimeZone, a.ip, a.maxPages,
-			ms(a.indexNeeds), ms(a.indexWrite), bit(a.indexWritten),
+			a.device.Browser, a.device.Version, a.device.OS, boxedBit(a.device.Mobile),
+			a.location.Country, a.location.Region, a.location.City, a.location.TimeZone, a.ip, c.boxed[5],
+			ms(a.indexNeeds), ms(a.indexWrite), boxedBit(a.minted), c.boxed[6],
 		}}, nil
 }
 
@@ -112,8 +148,9 @@ func decodeHit(c *call) (hitReply, error) {
 	return r, nil
 }
 
-// siteScript updates the site-level indexes of one hit on one shard: the live
-// set and a per-day counter (site_index.lua).
+// siteScript updates the site-level indexes of one consent change on one
+// shard: the live set and a per-day counter (site_index.lua). Page views reach
+// them through the pod's buffer (aggregate.go).
 var siteScript = declare("site_index.lua")
 
 // liveOp is what site_index.lua does to the live set.
@@ -158,8 +195,8 @@ func (a siteArgs) call() *call {
 	}}
 }
 
-// siteCall updates the site-level indexes of one hit, on the shard of vkey (any
-// shard when there is none): add and takeBack name per-day counters ("" for
+// siteCall updates the site-level indexes of one consent change, on the shard
+// of vkey (any shard when there is none): add and takeBack name per-day counters ("" for
 // none).
 func (s *Store) siteCall(site *visitor.Site, vkey string, now time.Time, op liveOp, add, takeBack visitor.Reason) *call {
 	n := s.siteCalls.Add(1)
@@ -181,10 +218,26 @@ func (s *Store) siteCall(site *visitor.Site, vkey string, now time.Time, op live
 const trimEvery = 32
 
 // siteKeys are a site's index key names, built once per Store: the page-view
-// path sends them on every call.
+// path sends them on every call; and what this pod buffered of the site's
+// derived data (aggregate.go).
 type siteKeys struct {
+	site   string
 	consts *siteConsts
 	shards [SiteShards]*shardKeys
+	buf    siteBuffer
+	// hit holds the site's hit.lua constants of the retention last seen.
+	hit atomic.Pointer[hitConsts]
+}
+
+// hitConsts returns the site's boxed hit.lua constants for a, made again when
+// the retention (or the site) changed.
+func (k *siteKeys) hitConsts(a hitArgs) *hitConsts {
+	if c := k.hit.Load(); c.fits(a) {
+		return c
+	}
+	c := newHitConsts(a)
+	k.hit.Store(c)
+	return c
 }
 
 type shardKeys struct {
@@ -202,7 +255,7 @@ func (s *Store) siteKeysOf(site *visitor.Site) *siteKeys {
 	if k, ok := s.siteKeys.Load(site.ID); ok {
 		return k.(*siteKeys)
 	}
-	k := &siteKeys{consts: newSiteConsts(2*site.SessionTimeout, visitor.StatsTTL, MaxLive/SiteShards)}
+	k := &siteKeys{site: site.ID, consts: newSiteConsts(2*site.SessionTimeout, visitor.StatsTTL, MaxLive/SiteShards)}
 	for i := range k.shards {
 		k.shards[i] = &shardKeys{site: site.ID, shard: i, live: liveKey(site.ID, i)}
 	}
@@ -221,75 +274,88 @@ func (k *shardKeys) stats(now time.Time) string {
 	return d.key
 }
 
+// maxTTLSlack bounds how far short of their windows a visitor's TTLs may fall
+// before a hit within a session refreshes them: four commands a page view
+// saved, against data that expires at most this much before its window from
+// the last write (never after it).
+const maxTTLSlack = time.Hour
+
+// ttlSlackOf is the TTL slack of a retention: maxTTLSlack, or a hundredth of
+// the shorter of the sessions and profiles windows when that is less.
+func ttlSlackOf(r visitor.Retention) time.Duration {
+	return min(maxTTLSlack, days(min(r.Sessions, r.Profiles))/100)
+}
+
 // subjectSlack is how far ahead of its data's expiry a visitor's subject-index
 // entry is written, so that a returning visitor raises it about once a slack
 // (one more command then), not on every page view.
 const subjectSlack = 7 * 24 * time.Hour
 
-// RecordHit writes a hit as one script on the visitor's slot plus one command on
-// the site's indexes, in one pipeline. The indexes are written on the expectation
-// that the hit is tracked; when the script refuses it, a second round trip takes
-// the index entries back (rare: a withdrawn grant or an erased visitor).
+// RecordHit writes a hit as one script on the visitor's slot, in one round
+// trip. Its site-level data (live entry, counter, subject-index entry) follows
+// from the script's answer, so nothing is written on the expectation that the
+// hit is tracked and taken back when it is not: it goes to this pod's buffer
+// (aggregate.go), flushed by RunFlusher or, without it, before RecordHit
+// returns.
 func (s *Store) RecordHit(ctx context.Context, w visitor.HitWrite) (visitor.HitOutcome, error) {
-	var tracked visitor.Reason
-	if w.Count {
-		tracked = visitor.ReasonTracked
-	}
 	until := w.Now.Add(days(max(w.Retention.Sessions, w.Retention.Profiles)))
 	ixScore := until.Add(subjectSlack)
-	hit, err := hitArgs{
-		keys: keysOf(w.Site.ID, w.VisitorKey), op: w.Type, now: w.Now,
+	sk := s.siteKeysOf(w.Site)
+	a := hitArgs{
+		keys: hitKeysOf(w.Site.ID, w.VisitorKey), op: w.Type, now: w.Now,
 		requireGrant: w.RequireGrant, policy: w.Site.PolicyVersion,
 		sessionTimeout: w.Site.SessionTimeout, sessionMax: w.Site.SessionMax,
 		sessionsTTL: days(w.Retention.Sessions), profilesTTL: days(w.Retention.Profiles),
 		newSessionID: w.NewSessionID, visitorID: w.VisitorID, page: w.Page, device: w.Device, location: w.Location, ip: w.IP,
-		maxPages: visitor.MaxSessionPages, indexNeeds: until, indexWrite: ixScore, indexWritten: w.NewVisitor,
-	}.call()
+		maxPages: visitor.MaxSessionPages, indexNeeds: until, indexWrite: ixScore, minted: w.NewVisitor,
+		ttlSlack: ttlSlackOf(w.Retention),
+	}
+	a.consts = sk.hitConsts(a)
+	hit, err := a.call()
 	if err != nil {
 		return 0, fmt.Errorf("record hit: %w", err)
 	}
-	calls := []*call{hit, s.siteCall(w.Site, w.VisitorKey, w.Now, liveAdd, tracked, "")}
-	if w.NewVisitor {
-		calls = append(calls, subjectCall(w.Site.ID, w.VisitorKey, ixScore, w.Now))
-	}
-	if err := s.run(ctx, calls...); err != nil {
+	if err := s.run(ctx, hit); err != nil {
 		return 0, fmt.Errorf("record hit: %w", err)
 	}
 	res, err := decodeHit(hit)
 	if err != nil {
 		return 0, fmt.Errorf("record hit: %w", err)
 	}
-	if res.raiseIndex {
-		// The visitor's data now outlives its subject-index entry: raise it, so
-		// that the retention job keeps reaching it (about once a subjectSlack).
-		if err := s.run(ctx, subjectCall(w.Site.ID, w.VisitorKey, ixScore, w.Now)); err != nil {
-			return 0, fmt.Errorf("record hit: %w", err)
-		}
-	}
-	var refused visitor.Reason
-	var undo []*call
+	buf := &sk.buf
 	switch res.outcome {
 	case visitor.OutcomeNewSession, visitor.OutcomeTracked:
-		return res.outcome, nil
-	case visitor.OutcomeNoConsent:
+		var reason visitor.Reason
 		if w.Count {
-			refused = visitor.ReasonNoConsent
+			reason = visitor.ReasonTracked
 		}
-	case visitor.OutcomeErased:
-		if w.NewVisitor {
-			undo = append(undo, subjectArgs{key: subjectsKey(w.Site.ID), member: w.VisitorKey, now: w.Now}.call())
+		// A new visitor enters the subject index; a returning one raises its
+		// entry when its data now outlives it (about once a subjectSlack), so
+		// that the retention job keeps reaching it.
+		var subject int64
+		if w.NewVisitor || res.raiseIndex {
+			subject = ms(ixScore)
 		}
+		buf.add(w.VisitorKey, w.Now, subject, reason)
+	case visitor.OutcomeNoConsent:
+		if !w.Count {
+			return res.outcome, nil
+		}
+		buf.add("", w.Now, 0, visitor.ReasonNoConsent)
+	default:
+		return res.outcome, nil
 	}
-	undo = append([]*call{s.siteCall(w.Site, w.VisitorKey, w.Now, liveRemove, refused, tracked)}, undo...)
-	if err := s.run(ctx, undo...); err != nil {
-		return 0, fmt.Errorf("take back hit: %w", err)
+	if err := s.flushed(ctx); err != nil {
+		return 0, fmt.Errorf("record hit: %w", err)
 	}
 	return res.outcome, nil
 }
 
-// CountRefused adds one to the site's per-day counter of reason.
+// CountRefused adds one to the site's per-day counter of reason (buffered as
+// RecordHit's site-level data is).
 func (s *Store) CountRefused(ctx context.Context, site *visitor.Site, now time.Time, reason visitor.Reason) error {
-	if err := s.run(ctx, s.siteCall(site, "", now, liveNone, reason, "")); err != nil {
+	s.bufferOf(site).add("", now, 0, reason)
+	if err := s.flushed(ctx); err != nil {
 		return fmt.Errorf("count %s: %w", reason, err)
 	}
 	return nil

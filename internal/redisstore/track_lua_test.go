@@ -61,7 +61,7 @@ func TestHitScript(t *testing.T) {
 		{name: "new visitor written by the caller does not ask to raise the index",
 			last: func(v string) hitArgs {
 				a := hitOf(v, visitor.HitPageview, luaT0)
-				a.indexWritten = true
+				a.minted = true
 				return a
 			},
 			want: hitReply{outcome: visitor.OutcomeNewSession}, pages: 1, views: 1},

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/visitord/visitord/internal/redistest"
@@ -84,7 +85,7 @@ type stHit struct {
 	url   string
 	sid   string // the session the hit opens, if it opens one
 	grant bool   // the hit requires an analytics grant
-	first bool   // the visitor's first page view (NewVisitor)
+	first bool   // the visitor's first page view, its id minted for it (NewVisitor)
 	vkey  string // stKeyA when empty
 }
 
@@ -117,10 +118,16 @@ func (e stEnv) hitWrite(h stHit) visitor.HitWrite {
 	return w
 }
 
-// pageview records a page view that must open session sid.
+// pageview records a page view that must open session sid: a new visitor's
+// first (its id minted for it, NewVisitor) when the store holds no profile of
+// vkey, else a returning visitor's.
 func (e stEnv) pageview(tb testing.TB, vkey, sid string, at time.Duration, url string) {
 	tb.Helper()
-	if out := e.record(tb, stHit{at: at, url: url, sid: sid, first: true, vkey: vkey}); out != visitor.OutcomeNewSession {
+	d, err := e.s.VisitorData(e.ctx, e.site, vkey)
+	if err != nil {
+		tb.Fatalf("VisitorData(%s): %v", vkey, err)
+	}
+	if out := e.record(tb, stHit{at: at, url: url, sid: sid, first: d.Profile == nil, vkey: vkey}); out != visitor.OutcomeNewSession {
 		tb.Fatalf("page view of %s at %v = %v, want a new session", vkey, at, out)
 	}
 }
@@ -422,7 +429,7 @@ func TestRecordHit(t *testing.T) {
 		{
 			name:   "an erased visitor is refused and its index entries are taken back",
 			before: func(tb testing.TB, e stEnv) { e.erase(tb, stKeyA, stVidA, "subjA") },
-			hits:   []stHit{{url: "/a", sid: "s1", first: true}, {at: time.Minute, url: "/b", sid: "s2"}},
+			hits:   []stHit{{url: "/a", sid: "s1"}, {at: time.Minute, url: "/b", sid: "s2"}},
 			want:   []visitor.HitOutcome{Erased, Erased},
 			erased: true, stats: map[string]int64{}, live: []string{},
 		},
@@ -435,7 +442,7 @@ func TestRecordHit(t *testing.T) {
 		{
 			name:    "a grant required and given is tracked",
 			before:  func(tb testing.TB, e stEnv) { e.grant(tb, stKeyA, stVidA, -time.Minute, time.Hour, "2026-11") },
-			hits:    []stHit{{url: "/a", sid: "s1", grant: true, first: true}},
+			hits:    []stHit{{url: "/a", sid: "s1", grant: true}},
 			want:    []visitor.HitOutcome{New},
 			profile: &stProfile{1, "s1"}, trails: map[string][]stPage{"s1": {{"/a", 0}}}, pageViews: 1,
 			stats: map[string]int64{"tracked": 1}, live: []string{"s1"},
@@ -443,21 +450,21 @@ func TestRecordHit(t *testing.T) {
 		{
 			name:   "a grant of another policy version is no grant",
 			before: func(tb testing.TB, e stEnv) { e.grant(tb, stKeyA, stVidA, -time.Minute, time.Hour, "2026-10") },
-			hits:   []stHit{{url: "/a", sid: "s1", grant: true, first: true}},
+			hits:   []stHit{{url: "/a", sid: "s1", grant: true}},
 			want:   []visitor.HitOutcome{NoConsent},
 			stats:  map[string]int64{"no_consent": 1}, live: []string{},
 		},
 		{
 			name:   "a lapsed grant is no grant",
 			before: func(tb testing.TB, e stEnv) { e.grant(tb, stKeyA, stVidA, 0, time.Hour, "2026-11") },
-			hits:   []stHit{{at: time.Hour, url: "/a", sid: "s1", grant: true, first: true}},
+			hits:   []stHit{{at: time.Hour, url: "/a", sid: "s1", grant: true}},
 			want:   []visitor.HitOutcome{NoConsent},
 			stats:  map[string]int64{"no_consent": 1}, live: []string{},
 		},
 		{
 			name:   "a refusal stands where no grant is required (opt-out)",
 			before: func(tb testing.TB, e stEnv) { e.refuse(tb, stKeyA, -time.Minute) },
-			hits:   []stHit{{url: "/a", sid: "s1", first: true}, {at: time.Minute, typ: H}},
+			hits:   []stHit{{url: "/a", sid: "s1"}, {at: time.Minute, typ: H}},
 			want:   []visitor.HitOutcome{NoConsent, NoConsent},
 			// The refusal's own count, then the refused page view; the heartbeat counts nothing.
 			stats: map[string]int64{"refusal": 1, "no_consent": 1}, live: []string{},
@@ -540,4 +547,154 @@ func TestTrackStoreUnavailable(t *testing.T) {
 			return err
 		}},
 	})
+}
+
+// A minted id's hit (NewVisitor: drawn for this hit) reads nothing: it must
+// store what the reading path stores for a visitor without any data, and
+// refuse what that path refuses.
+func TestRecordHitMintedWritesAsTheReadingPath(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		grant bool // a grant is stored with the id before its hit (a chat start)
+		hit   stHit
+		want  visitor.HitOutcome
+	}{
+		{name: "page view opens the first session", hit: stHit{url: "/a?utm_source=x", sid: "s1"}, want: visitor.OutcomeNewSession},
+		{name: "heartbeat finds no session", hit: stHit{typ: visitor.HitHeartbeat}, want: visitor.OutcomeNoSession},
+		{name: "leave finds no session", hit: stHit{typ: visitor.HitLeave}, want: visitor.OutcomeNoSession},
+		{name: "a grant required is missing", hit: stHit{url: "/a", sid: "s1", grant: true}, want: visitor.OutcomeNoConsent},
+		{name: "a grant required was stored with the id", grant: true, hit: stHit{url: "/a", sid: "s1", grant: true},
+			want: visitor.OutcomeNewSession},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := stStart(t)
+			if tc.grant {
+				e.grant(t, stKeyA, stVidA, -time.Second, time.Hour, "2026-11")
+				e.grant(t, stKeyB, stVidB, -time.Second, time.Hour, "2026-11")
+			}
+			minted, read := tc.hit, tc.hit
+			minted.vkey, minted.first = stKeyA, true
+			read.vkey = stKeyB
+			if got := e.record(t, minted); got != tc.want {
+				t.Errorf("minted id's outcome %v, want %v", got, tc.want)
+			}
+			if got := e.record(t, read); got != tc.want {
+				t.Errorf("reading path's outcome %v, want %v", got, tc.want)
+			}
+			a, err := e.s.VisitorData(e.ctx, e.site, stKeyA)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := e.s.VisitorData(e.ctx, e.site, stKeyB)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(b, a, cmpopts.IgnoreFields(visitor.Profile{}, "VisitorID"), cmpopts.IgnoreFields(visitor.ConsentRecord{}, "VisitorID")); diff != "" {
+				t.Errorf("minted id's data (-reading path +minted):\n%s", diff)
+			}
+			if a.Profile != nil && a.Profile.VisitorID != stVidA {
+				t.Errorf("minted profile's visitor id %q, want %q", a.Profile.VisitorID, stVidA)
+			}
+			// Both entered the subject index alike (the reading path by the
+			// raise it asks for).
+			if tc.want == visitor.OutcomeNewSession {
+				sa, sb := e.c.ZScore(e.ctx, subjectsKey("shop"), stKeyA).Val(), e.c.ZScore(e.ctx, subjectsKey("shop"), stKeyB).Val()
+				if sa == 0 || sa != sb {
+					t.Errorf("subject-index scores %v (minted), %v (reading path): want equal, set", sa, sb)
+				}
+			}
+		})
+	}
+}
+
+// A hit within a session refreshes the visitor's TTLs only when they would
+// otherwise fall short of their windows by more than the slack; a hit that
+// opens a session refreshes them always. No key is ever short of its window
+// (from the last write) by more than the slack.
+func TestRecordHitRefreshesTTLsPastTheSlack(t *testing.T) {
+	t.Parallel()
+	sessions, profiles := days(stRetention.Sessions), days(stRetention.Profiles)
+	slack := ttlSlackOf(stRetention)
+	for _, tc := range []struct {
+		name string
+		// aged is how far short of their windows the visitor's TTLs are
+		// before the hit (as if the last refresh were that long ago).
+		aged      time.Duration
+		hit       stHit
+		sid       string // the session current after the hit
+		refreshed bool
+	}{
+		{name: "a page within the slack", aged: slack / 2, hit: stHit{at: time.Minute, url: "/b"}, sid: "s1"},
+		{name: "a page past the slack", aged: 2 * slack, hit: stHit{at: time.Minute, url: "/b"}, sid: "s1", refreshed: true},
+		{name: "a heartbeat within the slack", aged: slack / 2, hit: stHit{at: time.Minute, typ: visitor.HitHeartbeat}, sid: "s1"},
+		{name: "a leave past the slack", aged: 2 * slack, hit: stHit{at: time.Minute, typ: visitor.HitLeave}, sid: "s1", refreshed: true},
+		{name: "a page opening a session within the slack", aged: slack / 2, hit: stHit{at: time.Hour, url: "/b", sid: "s2"}, sid: "s2",
+			refreshed: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := stStart(t)
+			e.pageview(t, stKeyA, "s1", 0, "/a")
+			k := keysOf(e.site.ID, stKeyA)
+			for key, window := range map[string]time.Duration{k.profile: profiles, k.sessions: profiles,
+				sessionKey(k.profile, "s1"): sessions, sessionMetaKey(k.profile, "s1"): sessions} {
+				if err := e.c.PExpire(e.ctx, key, window-tc.aged).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.record(t, tc.hit)
+			for key, window := range map[string]time.Duration{k.profile: profiles, k.sessions: profiles,
+				sessionKey(k.profile, tc.sid): sessions, sessionMetaKey(k.profile, tc.sid): sessions} {
+				ttl, err := e.c.PTTL(e.ctx, key).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				switch short := window - ttl; {
+				case tc.refreshed && short > time.Minute:
+					t.Errorf("%s: TTL %v short of its window %v by %v, want it refreshed", key, ttl, window, short)
+				case !tc.refreshed && (short < tc.aged || short > tc.aged+time.Minute):
+					t.Errorf("%s: TTL %v short of its window %v by %v, want it kept (%v short)", key, ttl, window, short, tc.aged)
+				case short > slack+time.Minute:
+					t.Errorf("%s: TTL %v short of its window by %v, past the slack %v", key, ttl, short, slack)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkRecordHitNewVisitor is a new visitor's page view at the store, its
+// site-level data buffered as while RunFlusher runs: time and allocations of
+// the store's part of the page view (the key name of each visitor included).
+func BenchmarkRecordHitNewVisitor(b *testing.B) {
+	e := stStart(b).aggregating()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		w := e.hitWrite(stHit{url: "/a", sid: "s1", first: true, vkey: fmt.Sprintf("vk%014d", i)})
+		if _, err := e.s.RecordHit(e.ctx, w); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// A page view sends its site's windows as boxed once per site and retention:
+// a retention that changes reaches the next page view's TTLs.
+func TestRecordHitFollowsRetentionChanges(t *testing.T) {
+	t.Parallel()
+	e := stStart(t)
+	for i, r := range []visitor.Retention{stRetention, {Sessions: 10, Profiles: 20, Chats: 90, Consents: 1095, Audit: 365}, stRetention} {
+		vkey := fmt.Sprintf("vk%014d", i)
+		w := e.hitWrite(stHit{url: "/a", sid: "s1", first: true, vkey: vkey})
+		w.Retention = r
+		if _, err := e.s.RecordHit(e.ctx, w); err != nil {
+			t.Fatal(err)
+		}
+		k := keysOf(e.site.ID, vkey)
+		for key, window := range map[string]time.Duration{k.profile: days(r.Profiles), sessionKey(k.profile, "s1"): days(r.Sessions)} {
+			if ttl := e.c.PTTL(e.ctx, key).Val(); ttl > window || ttl < window-time.Minute {
+				t.Errorf("retention %d: %s TTL %v, want %v", i, key, ttl, window)
+			}
+		}
+	}
 }

@@ -109,8 +109,9 @@ type HitWrite struct {
 	RequireGrant bool
 	// Count is the stats counter the hit adds to (page views only).
 	Count bool
-	// NewVisitor is set for a visitor's first page view: it enters the subject
-	// index then.
+	// NewVisitor is set when the visitor id was minted for this hit (a
+	// visitor's first page view): no tombstone, choice, profile or session can
+	// exist for it, so the store reads none, and it enters the subject index.
 	NewVisitor bool
 }
 
