@@ -88,7 +88,7 @@ func startClusterNode(tb testing.TB, bin string) *Server {
 	tb.Helper()
 	s := &Server{bin: bin, dir: tb.TempDir()}
 	// Registered after TempDir so that it runs before the directory is removed.
-	tb.Cleanup(s.Stop)
+	tb.Cleanup(s.shutdown)
 	return s.startOn(tb, "cluster node", freeClusterPort, func(port int) []string {
 		return []string{
 			"--cluster-enabled", "yes",

@@ -1,8 +1,10 @@
 package redistest
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -336,4 +338,27 @@ func run(fn func()) {
 		fn()
 	}()
 	<-done
+}
+
+// A stopped server keeps its port: no other server can take it while the
+// test still holds the address, and a client fails as with no server; a
+// restart gets the port back.
+func TestStoppedServerHoldsItsPort(t *testing.T) {
+	t.Parallel()
+	s := Start(t)
+	c := s.Client(t)
+	s.Stop()
+	if ln, err := net.Listen("tcp", s.Addr()); err == nil {
+		ln.Close()
+		t.Fatalf("the port of a stopped server was free to take")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err == nil {
+		t.Fatalf("PING to a stopped server answered")
+	}
+	s.Restart(t)
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING after restart: %v", err)
+	}
 }

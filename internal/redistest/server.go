@@ -53,6 +53,10 @@ type Server struct {
 
 	mu   sync.Mutex
 	proc *process // nil while stopped
+	// hold keeps the port of a stopped server, refusing every connection,
+	// so that a server another test starts meanwhile cannot take it: a
+	// client of this one would then reach that one instead of failing.
+	hold net.Listener
 }
 
 // process is one run of redis-server.
@@ -74,7 +78,7 @@ func Start(tb testing.TB, args ...string) *Server {
 	bin := lookupServer(tb, exec.LookPath, os.Getenv)
 	s := &Server{bin: bin, dir: tb.TempDir(), args: slices.Clone(args)}
 	// Registered after TempDir so that it runs before the directory is removed.
-	tb.Cleanup(s.Stop)
+	tb.Cleanup(s.shutdown)
 
 	return s.startOn(tb, "redis-server", freePort, nil)
 }
@@ -192,6 +196,48 @@ func (s *Server) Stop() {
 	}
 	s.proc.terminate()
 	s.proc = nil
+	s.holdPort()
+}
+
+// holdPort listens on the stopped server's port and closes each connection
+// at once, so that its clients fail as with no server (with EOF rather than a
+// refused connection) and no other test's server can take the port while this
+// test still uses its address. It is best effort: a port it cannot bind stays
+// as it is.
+func (s *Server) holdPort() {
+	if s.hold != nil || s.port == 0 {
+		return
+	}
+	ln, err := net.Listen("tcp", s.Addr())
+	if err != nil {
+		return
+	}
+	s.hold = ln
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+		}
+	}()
+}
+
+// releasePort gives back the port holdPort held.
+func (s *Server) releasePort() {
+	if s.hold != nil {
+		_ = s.hold.Close()
+		s.hold = nil
+	}
+}
+
+// shutdown stops the server and gives its port back, at the end of the test.
+func (s *Server) shutdown() {
+	s.Stop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.releasePort()
 }
 
 // Kill ends the server with SIGKILL, as a crash would, and waits for it to
@@ -204,6 +250,7 @@ func (s *Server) Kill() {
 	}
 	s.proc.kill()
 	s.proc = nil
+	s.holdPort()
 }
 
 // Restart stops the server if it is running and starts it again with the
@@ -218,6 +265,7 @@ func (s *Server) Restart(tb testing.TB) {
 		s.proc.terminate()
 		s.proc = nil
 	}
+	s.releasePort()
 	var err error
 	for attempt := range startAttempts {
 		var p *process
