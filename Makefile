@@ -14,14 +14,12 @@ run: build
 	VISITORD_COOKIE_SECURE=false VISITORD_DEMO_ORIGINS='$(VISITORD_DEMO_ORIGINS)' \
 	  VISITORD_METRICS_ADDR='$(or $(VISITORD_METRICS_ADDR),127.0.0.1:9090)' bin/visitord
 
-## test: every test against real redis-server processes the tests start themselves: our packages
-## under the race detector, then the k8s manifest check without it (it renders YAML, runs no
-## goroutines of ours, and kustomize with the Kubernetes API types is the slowest thing in the
-## module to compile with -race). -parallel 4: most tests wait on a redis-server of their own
-## starting, not on the CPU.
+## test: every test of the service against real redis-server processes the tests start themselves,
+## under the race detector. -parallel 4: most tests wait on a redis-server of their own starting,
+## not on the CPU. The k8s manifests are checked by k8s-test (CI runs both): kustomize with the
+## Kubernetes API types takes longer to compile than the whole service.
 test:
 	$(GO) test -race -count=1 -parallel 4 -timeout 15m $$($(GO) list ./... | grep -v '/k8s$$')
-	$(GO) test -count=1 ./k8s/
 
 ## test-browser: the widget, demo shop and console in headless Chromium (/usr/bin/chromium, playwright-core)
 test-browser:
