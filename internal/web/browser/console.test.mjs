@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 
 import {
   buildService, freePort, launch, newKey, outputDir, runCleanup, secrets, startPages, startRedis, startService, tempDir,
+  waitUntil,
 } from './harness.mjs';
 
 const TIMEOUT = { timeout: 120_000 };
@@ -300,7 +301,18 @@ describe('the console in Chromium', () => {
       await api('POST', '/v1/track', { body: { site: 'shop', type: 'pageview', url: svc.origin + '/x', title: 'X' }, headers: { 'Sec-GPC': '1' } });
       await api('POST', '/v1/track', { body: { site: 'shop', type: 'pageview', url: svc.origin + '/x', title: 'X' }, headers: { 'User-Agent': 'Googlebot/2.1 (+http://www.google.com/bot.html)' } });
       const today = new Date().toISOString().slice(0, 10);
-      const stats = await api('GET', `/v1/sites/shop/stats?day=${today}`, { key: svc.operator.key });
+      // The counters are flushed by the pod at least every second: wait until
+      // two reads further apart than a flush agree, so the chart and this
+      // read see the same counts.
+      let stats;
+      let previous = '';
+      await waitUntil(async () => {
+        stats = await api('GET', `/v1/sites/shop/stats?day=${today}`, { key: svc.operator.key });
+        const seen = JSON.stringify(stats.body);
+        const settled = seen === previous && stats.body.refused.bot >= 1;
+        previous = seen;
+        return settled;
+      }, 'settled counters', 10_000, 1200);
 
       const { page, violations } = await openConsole(tc, svc.privacy.key, 'privacy');
       const chart = page.locator('#stats-chart svg.chart');

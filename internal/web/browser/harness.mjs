@@ -1,6 +1,7 @@
 // Test harness: builds and starts the real visitord binary (and, where a test
 // needs a sites file, a redis-server), serves customer pages from another
 // origin, and launches Debian's Chromium through playwright-core.
+import assert from 'node:assert/strict';
 import { spawn, execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
@@ -220,6 +221,21 @@ export async function runCleanup(cleanup) {
 export function nextPageview(page) {
   return page.waitForResponse((r) => r.url().endsWith('/v1/track') && r.request().method() === 'POST' &&
     JSON.parse(r.request().postData() || '{}').type === 'pageview');
+}
+
+/**
+ * waitUntil polls probe every everyMs until it answers true, and fails the test
+ * naming what did not happen within timeoutMs. Site-level data (the live list,
+ * the per-day counters) is aggregated per pod and flushed at least every second
+ * (DESIGN.md, Storage), so a test that reads it after a page view waits for it.
+ */
+export async function waitUntil(probe, what, timeoutMs = 5000, everyMs = 100) {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await probe()) return;
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  assert.fail(`no ${what} within ${timeoutMs} ms`);
 }
 
 /** operatorGet reads an operator route with key. */

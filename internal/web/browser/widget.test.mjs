@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 
 import {
   buildService, freePort, launch, newKey, nextPageview, operatorGet, runCleanup, screenshot, secrets,
-  startPages, startRedis, startService, tempDir,
+  startPages, startRedis, startService, tempDir, waitUntil,
 } from './harness.mjs';
 
 /** trackMetric reads visitord_track_total for a hit type and outcome from the metrics listener's /metrics. */
@@ -16,15 +16,6 @@ async function trackMetric(metrics, type, outcome) {
   const text = await (await fetch(metrics + '/metrics')).text();
   const m = new RegExp(`^visitord_track_total\\{outcome="${outcome}",type="${type}"\\} (\\d+)$`, 'm').exec(text);
   return m ? Number(m[1]) : 0;
-}
-
-async function waitUntil(probe, what, timeoutMs = 5000) {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await probe()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  assert.fail(`no ${what} within ${timeoutMs} ms`);
 }
 
 // A legal text with markup in it: the banner must show it as text.
@@ -336,7 +327,12 @@ describe('visitord in Chromium', () => {
       assert.equal(afterReload.sessions.length, 1);
       assert.equal(afterReload.sessions[0].pages.length, 2);
 
-      const live = await operatorGet(sites.base, '/v1/sites/shop/visitors/live', sites.shopKey.key);
+      // The live list is flushed by the pod within a second of the page views.
+      let live;
+      await waitUntil(async () => {
+        live = await operatorGet(sites.base, '/v1/sites/shop/visitors/live', sites.shopKey.key);
+        return live.visitors.length > 0 && live.visitors[0].pages === 2;
+      }, 'visitor with two pages in the live list');
       assert.equal(live.visitors.length, 1, 'one visitor, one session pseudonym');
       assert.equal(live.visitors[0].pages, 2);
       assert.deepEqual(violations, []);
