@@ -56,9 +56,9 @@ const (
 
 // The flush scripts (flush_live.lua, flush_counts.lua, flush_subjects.lua).
 var (
-	flushLiveScript     = declare("flush_live.lua")
+	flushLiveScript     = declare("flush_live.lua", "lib_flush.lua")
 	flushCountsScript   = declare("flush_counts.lua")
-	flushSubjectsScript = declare("flush_subjects.lua")
+	flushSubjectsScript = declare("flush_subjects.lua", "lib_flush.lua")
 )
 
 // siteBuffer is what a pod holds of a site's derived data and has not flushed.

@@ -10,23 +10,13 @@
 -- ARGV[3] the latest activity among the entries (ms): what the trim counts back from
 -- ARGV[4..] pairs: vkey, last activity ms
 --
--- An entry only ever moves forward (ZADD GT): pods flush in any order.
+-- An entry only ever moves forward (lib_flush.lua): pods flush in any order.
 -- Reply: the number of entries written.
-local erased = redis.call('EXISTS', KEYS[2]) == 1
-local args = {}
-for i = 4, #ARGV, 2 do
-  if not erased or not redis.call('ZSCORE', KEYS[2], redis.sha1hex(ARGV[i])) then
-    args[#args + 1] = ARGV[i + 1]
-    args[#args + 1] = ARGV[i]
-  end
-end
-if #args == 0 then return 0 end
-for i = 1, #args, 1000 do
-  redis.call('ZADD', KEYS[1], 'GT', unpack(args, i, math.min(i + 999, #args)))
-end
+local n = add_unerased(KEYS[1], KEYS[2], 4)
+if n == 0 then return 0 end
 local ttl = tonumber(ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[3]) - ttl)
-local n = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
-if n > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - 1) end
-return #args / 2
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
+if over > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, over - 1) end
+return n

@@ -11,19 +11,9 @@
 -- ARGV[2..] pairs: vkey, expiry ms (a score only ever grows)
 --
 -- Reply: the number of entries written.
-local erased = redis.call('EXISTS', KEYS[2]) == 1
-local args = {}
-for i = 2, #ARGV, 2 do
-  if not erased or not redis.call('ZSCORE', KEYS[2], redis.sha1hex(ARGV[i])) then
-    args[#args + 1] = ARGV[i + 1]
-    args[#args + 1] = ARGV[i]
-  end
-end
-if #args == 0 then return 0 end
-for i = 1, #args, 1000 do
-  redis.call('ZADD', KEYS[1], 'GT', unpack(args, i, math.min(i + 999, #args)))
-end
+local n = add_unerased(KEYS[1], KEYS[2], 2)
+if n == 0 then return 0 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 if top[2] then redis.call('PEXPIREAT', KEYS[1], top[2]) end
-return #args / 2
+return n
