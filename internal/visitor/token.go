@@ -197,6 +197,12 @@ func (s *Signer) Verify(raw, site string, now time.Time) (Token, bool) {
 	if !hmac.Equal(sc.sum[:], sc.sig[:]) {
 		return Token{}, false
 	}
+	return tokenOf(f[:], site, now)
+}
+
+// tokenOf reads the fields of a verified payload into the Token they stand
+// for, when it is of site, not expired at now and of a known kind.
+func tokenOf(f []string, site string, now time.Time) (Token, bool) {
 	iat, err1 := strconv.ParseInt(f[4], 10, 64)
 	exp, err2 := strconv.ParseInt(f[5], 10, 64)
 	if err1 != nil || err2 != nil {
