@@ -241,22 +241,12 @@ func TestFlushCountsScriptCountsABatchOnce(t *testing.T) {
 func TestRunFlusherFlushesOnStop(t *testing.T) {
 	t.Parallel()
 	e := stStart(t)
-	ctx, cancel := context.WithCancel(e.ctx)
-	var logs bytes.Buffer
-	stopped := make(chan struct{})
-	go func() {
-		e.s.RunFlusher(ctx, time.Hour, slog.New(slog.NewJSONHandler(&logs, nil)))
-		close(stopped)
-	}()
-	for !e.s.agg.running.Load() {
-		runtime.Gosched()
-	}
+	stop, logs := startFlusher(e)
 	e.pageview(t, stKeyA, "sA", 0, "/a")
 	if got := e.stats(t); len(got) != 0 {
 		t.Fatalf("stats %v while the flusher runs an hour's interval: the page view was not buffered", got)
 	}
-	cancel()
-	<-stopped
+	stop()
 	if diff := cmp.Diff(map[string]int64{"tracked": 1}, e.stats(t)); diff != "" {
 		t.Errorf("stats after the flusher stopped (-want +got):\n%s", diff)
 	}
@@ -276,19 +266,9 @@ func TestRunFlusherLogsFailures(t *testing.T) {
 	if err := e.c.Set(e.ctx, LiveKeyOf(e.site.ID, stKeyA), "x", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(e.ctx)
-	var logs bytes.Buffer
-	stopped := make(chan struct{})
-	go func() {
-		e.s.RunFlusher(ctx, time.Hour, slog.New(slog.NewJSONHandler(&logs, nil)))
-		close(stopped)
-	}()
-	for !e.s.agg.running.Load() {
-		runtime.Gosched()
-	}
+	stop, logs := startFlusher(e)
 	e.pageview(t, stKeyA, "sA", 0, "/a")
-	cancel()
-	<-stopped
+	stop()
 	if n := e.s.FlushFailures(); n != 1 {
 		t.Errorf("FlushFailures = %d, want 1", n)
 	}
@@ -343,4 +323,20 @@ func TestAggregationConcurrentWrites(t *testing.T) {
 	if live != writers*each {
 		t.Errorf("live set holds %d visitors, want %d", live, writers*each)
 	}
+}
+
+// startFlusher runs e's RunFlusher at an hour's interval, so that only its
+// stop flushes, and returns once it buffers; stop ends it and waits.
+func startFlusher(e stEnv) (stop func(), logs *bytes.Buffer) {
+	ctx, cancel := context.WithCancel(e.ctx)
+	logs = &bytes.Buffer{}
+	stopped := make(chan struct{})
+	go func() {
+		e.s.RunFlusher(ctx, time.Hour, slog.New(slog.NewJSONHandler(logs, nil)))
+		close(stopped)
+	}()
+	for !e.s.agg.running.Load() {
+		runtime.Gosched()
+	}
+	return func() { cancel(); <-stopped }, logs
 }
