@@ -446,11 +446,15 @@ func (s *Service) SweepErasures(ctx context.Context) (int, error) {
 
 // Self-service: the visitor's own export and erasure, proved by the token.
 
+// errNoIdentity answers a visitor's own request without a valid identity
+// token of a visitor still stored.
+var errNoIdentity = &Error{Code: EUnauthorized, Message: "a valid identity token is required"}
+
 // visitorOf returns the visitor id of a valid identity token, else ErrUnauthorized.
 func (s *Service) visitorOf(site *Site, token string) (string, error) {
 	tok, ok := s.verify(token, site, utc(s.now()))
 	if !ok || tok.Kind != KindID {
-		return "", Errorf(EUnauthorized, "a valid identity token is required")
+		return "", errNoIdentity
 	}
 	return tok.VisitorID, nil
 }
@@ -463,12 +467,8 @@ func (s *Service) ExportMine(ctx context.Context, site *Site, token string) (Exp
 		return Export{}, err
 	}
 	e, err := s.ExportVisitor(ctx, Actor{Site: site, KeyID: "visitor", Role: RolePrivacy}, id)
-	if errors.Is(err, ErrNotFound) {
-		// An erased visitor's token is foreign from then on.
-		return Export{}, Errorf(EUnauthorized, "a valid identity token is required")
-	}
 	if err != nil {
-		return Export{}, err
+		return Export{}, foreignIfErased(err)
 	}
 	for i := range e.Chats {
 		c := &e.Chats[i].Contact
@@ -490,10 +490,15 @@ func (s *Service) EraseMine(ctx context.Context, site *Site, token string) error
 	if err != nil {
 		return err
 	}
-	err = s.EraseVisitor(ctx, Actor{Site: site, KeyID: "visitor", Role: RolePrivacy}, id)
+	return foreignIfErased(s.EraseVisitor(ctx, Actor{Site: site, KeyID: "visitor", Role: RolePrivacy}, id))
+}
+
+// foreignIfErased answers the visitor's own request as visitorOf answers a
+// foreign token when the visitor behind a valid one was erased (not found):
+// an erased visitor's token is foreign from then on.
+func foreignIfErased(err error) error {
 	if errors.Is(err, ErrNotFound) {
-		// An erased visitor's token is foreign from then on, as in ExportMine.
-		return Errorf(EUnauthorized, "a valid identity token is required")
+		return errNoIdentity
 	}
 	return err
 }
