@@ -81,6 +81,33 @@ func (s *Store) run(ctx context.Context, calls ...*call) error {
 	return runOn(ctx, s.c, calls...)
 }
 
+// runShared sends c through the client's auto-pipeliner when it has one: the
+// calls of concurrent requests share one pipeline and one round trip (group
+// commit), each still bounded by its own ctx. A call whose ctx ends first
+// answers its caller at once; the command may still run, as a pipelined one
+// whose reply came late would. NOSCRIPT falls back to run, which sends the
+// script whole.
+func (s *Store) runShared(ctx context.Context, c *call) error {
+	if s.ap == nil {
+		return s.run(ctx, c)
+	}
+	args := make([]any, 0, 3+len(c.keys)+len(c.args))
+	args = append(args, "evalsha", c.script.Hash(), len(c.keys))
+	for _, k := range c.keys {
+		args = append(args, k)
+	}
+	args = append(args, c.args...)
+	c.cmd = redis.NewCmd(ctx, args...)
+	err := s.ap.Submit(ctx, c.cmd).WaitContext(ctx)
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		return s.run(ctx, c)
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return translate(err)
+	}
+	return nil
+}
+
 // runner is what run needs: the client, or one connection of it (redis.Conn).
 type runner interface {
 	redis.Scripter

@@ -2,8 +2,10 @@ package redisstore
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -136,19 +138,92 @@ func TestScriptHeaders(t *testing.T) {
 }
 
 // A script a node lost (SCRIPT FLUSH: a restart, a failover) is sent whole
-// again by run, in the same call.
+// again in the same call, by run and by runShared.
 func TestRunReloadsLostScripts(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		run  func(*Store, context.Context, *call) error
+	}{
+		{name: "run", run: func(s *Store, ctx context.Context, c *call) error { return s.run(ctx, c) }},
+		{name: "runShared", run: (*Store).runShared},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := luaStart(t)
+			if err := e.s.LoadScripts(e.ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.c.ScriptFlush(e.ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			c := queueArgs{key: queueKey("shop"), delivery: "wh:{shop:d1}", due: luaT0, ttl: time.Hour}.call()
+			if err := tc.run(e.s, e.ctx, c); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := e.c.ZScore(e.ctx, queueKey("shop"), "wh:{shop:d1}").Result(); err != nil || int64(got) != ms(luaT0) {
+				t.Errorf("queued score %v, %v; want %d", got, err, ms(luaT0))
+			}
+		})
+	}
+}
+
+// Concurrent runShared calls share round trips (group commit): the server
+// reads far fewer requests than it runs calls, and every call still gets its
+// own reply.
+func TestRunSharedGroupsConcurrentCalls(t *testing.T) {
 	t.Parallel()
 	e := luaStart(t)
 	if err := e.s.LoadScripts(e.ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.c.ScriptFlush(e.ctx).Err(); err != nil {
-		t.Fatal(err)
+	const calls = 200
+	before := readsProcessed(t, e)
+	start := make(chan struct{})
+	errs := make(chan error, calls)
+	for i := range calls {
+		go func() {
+			<-start
+			c := queueArgs{key: queueKey("shop"), delivery: fmt.Sprintf("wh:{shop:d%d}", i), due: luaT0.Add(time.Duration(i) * time.Millisecond), ttl: time.Hour}.call()
+			errs <- e.s.runShared(e.ctx, c)
+		}()
 	}
-	c := queueArgs{key: queueKey("shop"), delivery: "wh:{shop:d1}", due: luaT0, ttl: time.Hour}.call()
-	e.run(t, c)
-	if got, err := e.c.ZScore(e.ctx, queueKey("shop"), "wh:{shop:d1}").Result(); err != nil || int64(got) != ms(luaT0) {
-		t.Errorf("queued score %v, %v; want %d", got, err, ms(luaT0))
+	close(start)
+	for range calls {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
+	// The INFO call that reads the figure is one read of its own.
+	reads := readsProcessed(t, e) - before - 1
+	if reads > calls/2 {
+		t.Errorf("%d concurrent calls took %d round trips, want at most %d: the calls are not grouped", calls, reads, calls/2)
+	}
+	for i := range calls {
+		got, err := e.c.ZScore(e.ctx, queueKey("shop"), fmt.Sprintf("wh:{shop:d%d}", i)).Result()
+		if want := ms(luaT0.Add(time.Duration(i) * time.Millisecond)); err != nil || int64(got) != want {
+			t.Fatalf("call %d: queued score %v, %v; want %d", i, got, err, want)
+		}
+	}
+}
+
+// readsProcessed is the server's count of requests read from clients
+// (INFO stats total_reads_processed): its round trips.
+func readsProcessed(tb testing.TB, e luaEnv) int64 {
+	tb.Helper()
+	info, err := e.c.Info(e.ctx, "stats").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "total_reads_processed:"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			return n
+		}
+	}
+	tb.Fatalf("INFO stats has no total_reads_processed:\n%s", info)
+	return 0
 }

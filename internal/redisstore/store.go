@@ -26,6 +26,8 @@ type Store struct {
 	siteCalls atomic.Uint64
 	// agg buffers and flushes the site-level data of page views (aggregate.go).
 	agg aggregation
+	// ap is the client's auto-pipeliner (group commit) for the page-view path.
+	ap *redis.AutoPipeliner
 }
 
 // Option sets an optional tunable of the Store.
@@ -43,6 +45,13 @@ func WithMinReplicas(n int) Option { return func(s *Store) { s.minReplicas = n }
 func New(c redis.UniversalClient, opts ...Option) *Store {
 	s := &Store{c: c}
 	s.agg.pod = newPodID()
+	if c, ok := c.(interface {
+		AsyncAutoPipeline() (*redis.AutoPipeliner, error)
+	}); ok {
+		if ap, err := c.AsyncAutoPipeline(); err == nil {
+			s.ap = ap
+		}
+	}
 	for _, o := range opts {
 		o(s)
 	}

@@ -315,7 +315,7 @@ func (s *Store) RecordHit(ctx context.Context, w visitor.HitWrite) (visitor.HitO
 	if err != nil {
 		return 0, fmt.Errorf("record hit: %w", err)
 	}
-	if err := s.run(ctx, hit); err != nil {
+	if err := s.runShared(ctx, hit); err != nil {
 		return 0, fmt.Errorf("record hit: %w", err)
 	}
 	res, err := decodeHit(hit)
