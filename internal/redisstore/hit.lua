@@ -7,7 +7,8 @@
 -- KEYS[1] profile        v:{site:vkey}
 -- KEYS[2] choice         v:{site:vkey}:c
 -- KEYS[3] tombstone      v:{site:vkey}:t
--- KEYS[4] session index  v:{site:vkey}:S
+-- KEYS[4] session index  v:{site:vkey}:S (the visitor's earlier sessions: a
+--         session enters it when a later one replaces it as the profile's sid)
 -- The session's list and hash (v:{site:vkey}:s:<sid>[:m]) are derived from
 -- KEYS[1] and share its hash tag {site:vkey}.
 --
@@ -41,7 +42,7 @@
 --
 -- A minted id (ARGV[26]) is at least 128 random bits the caller drew for this
 -- hit: no tombstone, profile or session can exist for it, so a hit that needs
--- no grant reads nothing and opens the visitor's first session in 8 writes.
+-- no grant reads nothing and opens the visitor's first session in 6 writes.
 -- One that needs a grant reads the choice as any other (the caller may have
 -- stored the grant with the id, as a chat start on an on-chat site does).
 if ARGV[26] == '1' and ARGV[3] ~= '1' then
@@ -60,8 +61,6 @@ if ARGV[26] == '1' and ARGV[3] ~= '1' then
   redis.call('HSET', KEYS[1], 'vid', ARGV[10], 'sid', sid, 'ns', '1', 'fs', now, 'w', now, 'ix', ARGV[25])
   redis.call('EXPIRE', skey, ARGV[7])
   redis.call('EXPIRE', mkey, ARGV[7])
-  redis.call('ZADD', KEYS[4], now, sid)
-  redis.call('EXPIRE', KEYS[4], ARGV[8])
   redis.call('EXPIRE', KEYS[1], ARGV[8])
   return 'new'
 end
@@ -108,8 +107,9 @@ local ix = ''
 -- the TTLs would otherwise fall short of their windows by more than the slack
 -- (ARGV[27]), refreshes every TTL: the current session's, the session index's
 -- and the profile's were all set by the same refresh, so the profile's tells.
--- The session index takes a session when it opens; the re-expiry job reads a
--- session's last activity from its hash.
+-- The session index takes a session when a later one replaces it (the profile's
+-- sid names the current one); the re-expiry job reads a session's last
+-- activity from its hash.
 local function touch(skey, mkey, opened)
   if tonumber(ARGV[24]) > tonumber(pr[3] or '0') then
     redis.call('HSET', KEYS[1], 'w', ARGV[2], 'ix', ARGV[25])
@@ -117,9 +117,7 @@ local function touch(skey, mkey, opened)
   else
     redis.call('HSET', KEYS[1], 'w', ARGV[2])
   end
-  if opened then
-    redis.call('ZADD', KEYS[4], ARGV[2], sid)
-  elseif redis.call('PTTL', KEYS[1]) >= pttl * 1000 - tonumber(ARGV[27]) then
+  if not opened and redis.call('PTTL', KEYS[1]) >= pttl * 1000 - tonumber(ARGV[27]) then
     return
   end
   redis.call('EXPIRE', skey, ARGV[7])
@@ -143,6 +141,9 @@ if open and (now - ss) <= tonumber(ARGV[6]) then
   if p[4] ~= '1' then close(skey) end
 else
   if open and p[4] ~= '1' then close((session_of(KEYS[1], sid))) end
+  -- The session replaced enters the index, scored by its opening, while its
+  -- record lasts.
+  if p[1] then redis.call('ZADD', KEYS[4], p[1], sid) end
   sid = ARGV[9]
   skey, mkey = session_of(KEYS[1], sid)
   -- The session's head and first page in one write; device, location and IP

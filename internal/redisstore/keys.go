@@ -20,8 +20,11 @@
 //	                                             by a leave), np (page views, counted past the cap), cu/ct
 //	                                             (current page's URL and title, for the live view), rf
 //	                                             (referrer), br/bv/os/mob (device), co/rg/ci/tz (geo), ip
-//	v:{shop:Q2x8Yk1vZjRrS3pN}:S         zset    the visitor's session ids, scored by the session's
-//	                                             opening (ms; its last write is its hash's sl)
+//	v:{shop:Q2x8Yk1vZjRrS3pN}:S         zset    the visitor's earlier session ids, scored by the
+//	                                             session's opening (ms; its last write is its hash's sl):
+//	                                             a session enters it when a later one replaces it as the
+//	                                             profile's sid, so a one-session visitor has none; readers
+//	                                             take the union with sid
 //	v:{shop:Q2x8Yk1vZjRrS3pN}:c         hash    current consent choice: a, m (0|1), pv, t (given ms),
 //	                                             u (valid until ms)
 //	v:{shop:Q2x8Yk1vZjRrS3pN}:r         zset    consent records (JSON), scored by their expiry (ms)

@@ -2,7 +2,8 @@
 -- lib_session): the profile from its write time (w) with the profiles window,
 -- after migrating a profile that still holds session data; each session record
 -- (list and hash) from its last write (its hash's last activity) with the
--- sessions window, dropping the gone ones from the index; the session index
+-- sessions window, dropping the gone ones from the index (which names the
+-- earlier sessions; the profile's sid the current one); the session index
 -- from its newest session with the longer of the two windows; the chat index,
 -- the blind-index list and the withdrawn set from the newest chat's start with
 -- the chats window (chats past it leave the index); the consent records. The
@@ -33,11 +34,17 @@ if redis.call('HEXISTS', KEYS[1], 'sl') == 1 then
   if not ls[1] and ls[2] then redis.call('HSET', KEYS[1], 'w', ls[2]) end
   migrate(KEYS[1])
 end
-local p = redis.call('HMGET', KEYS[1], 'vid', 'w', 'ls')
+local p = redis.call('HMGET', KEYS[1], 'vid', 'w', 'ls', 'sid')
 local vid = p[1] or ''
 local w = p[2] or p[3]
 local kept = w and expire_at(KEYS[1], tonumber(w) + profiles)
 local sids = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+-- The index names the earlier sessions; the profile's sid the current one.
+local cur = p[4]
+if cur and not redis.call('ZSCORE', KEYS[2], cur) then
+  sids[#sids + 1] = cur
+  sids[#sids + 1] = '0'
+end
 local last = 0
 for i = 1, #sids, 2 do
   -- A session's last write is its hash's last activity (the index holds its

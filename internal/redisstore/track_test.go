@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -645,8 +646,16 @@ func TestRecordHitRefreshesTTLsPastTheSlack(t *testing.T) {
 				}
 			}
 			e.record(t, tc.hit)
-			for key, window := range map[string]time.Duration{k.profile: profiles, k.sessions: profiles,
-				sessionKey(k.profile, tc.sid): sessions, sessionMetaKey(k.profile, tc.sid): sessions} {
+			want := map[string]time.Duration{k.profile: profiles,
+				sessionKey(k.profile, tc.sid): sessions, sessionMetaKey(k.profile, tc.sid): sessions}
+			// The session index names the earlier sessions: it exists once a
+			// session replaced s1.
+			if tc.sid != "s1" {
+				want[k.sessions] = profiles
+			} else if n := e.c.Exists(e.ctx, k.sessions).Val(); n != 0 {
+				t.Errorf("%s exists with one session, want no session index", k.sessions)
+			}
+			for key, window := range want {
 				ttl, err := e.c.PTTL(e.ctx, key).Result()
 				if err != nil {
 					t.Fatal(err)
@@ -696,5 +705,56 @@ func TestRecordHitFollowsRetentionChanges(t *testing.T) {
 				t.Errorf("retention %d: %s TTL %v, want %v", i, key, ttl, window)
 			}
 		}
+	}
+}
+
+// The session index names a visitor's earlier sessions, each scored by its
+// opening; the profile's sid names the current one. A one-session visitor has
+// no index, and the visitor's data still lists every session.
+func TestSessionIndexNamesEarlierSessions(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		sids  []string // sessions opened an hour apart
+		index []string // the index after them
+	}{
+		{name: "one session", sids: []string{"s1"}},
+		{name: "two sessions", sids: []string{"s1", "s2"}, index: []string{"s1"}},
+		{name: "three sessions", sids: []string{"s1", "s2", "s3"}, index: []string{"s1", "s2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := stStart(t)
+			for i, sid := range tc.sids {
+				e.pageview(t, stKeyA, sid, time.Duration(i)*time.Hour, "/p")
+			}
+			k := keysOf(e.site.ID, stKeyA)
+			got, err := e.c.ZRangeWithScores(e.ctx, k.sessions, 0, -1).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for i, z := range got {
+				names = append(names, z.Member.(string))
+				if want := ms(e.now.Add(time.Duration(i) * time.Hour)); int64(z.Score) != want {
+					t.Errorf("%s scored %d, want its opening %d", z.Member, int64(z.Score), want)
+				}
+			}
+			if fmt.Sprint(names) != fmt.Sprint(tc.index) {
+				t.Errorf("session index %v, want %v", names, tc.index)
+			}
+			d, err := e.s.VisitorData(e.ctx, e.site, stKeyA)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var listed []string
+			for _, s := range d.Sessions {
+				listed = append(listed, s.ID)
+			}
+			slices.Sort(listed)
+			if fmt.Sprint(listed) != fmt.Sprint(tc.sids) {
+				t.Errorf("VisitorData lists sessions %v, want %v", listed, tc.sids)
+			}
+		})
 	}
 }
