@@ -3,7 +3,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: run test test-browser lint bench bench-profile bench-go fuzz build image k8s-test geoip-fixture
+.PHONY: run test test-browser lint bench bench-cluster bench-profile bench-go fuzz build image k8s-test geoip-fixture
 
 ## run: the service with an embedded in-memory Redis, plain-HTTP cookies and the demo site;
 ## `make run VISITORD_DEMO_ORIGINS=http://devbox.lan:8080` adds origins to the demo site.
@@ -38,6 +38,14 @@ lint:
 bench: build
 	$(GO) build -o bin/loadbench ./cmd/loadbench
 	bin/loadbench -visitord bin/visitord $(BENCH_FLAGS)
+
+## bench-cluster: bench against a Redis Cluster of 3 masters that loadbench starts (-cluster 3):
+## visitord alone (the floor speaks to one Redis), then a table per node of its share of the
+## page-view scripts, Redis commands, round trips and redis-server CPU per page view, the totals
+## and whether a node is hot (a share more than 10 points from a third).
+bench-cluster: build
+	$(GO) build -o bin/loadbench ./cmd/loadbench
+	bin/loadbench -visitord bin/visitord -cluster 3 $(BENCH_FLAGS)
 
 ## bench-profile: bench, then a CPU profile of visitord under load and its top
 bench-profile: build

@@ -243,11 +243,12 @@ func profileUnderLoad(ctx context.Context, target, metrics string, c requester, 
 	return err
 }
 
-// measureMemory measures Redis memory (INFO used_memory) per visitor and per
+// measureMemory measures Redis memory (INFO used_memory, summed over the
+// nodes of a Cluster) per visitor and per
 // further page view: first 10k new visitors with one page view each, then n
 // page views by those visitors with their tokens (their sessions stay open).
 // The floor knows no returning visitor: each of its page views is a new record.
-func measureMemory(ctx context.Context, rs *redisServer, target string, n int) (memory, error) {
+func measureMemory(ctx context.Context, rs redisNodes, target string, n int) (memory, error) {
 	if err := rs.flush(); err != nil {
 		return memory{}, err
 	}

@@ -3,9 +3,15 @@
 // redis-server, and prints one table: requests per second, p50 and p99, CPU
 // per request of the service, of redis-server and of the load generator (from
 // /proc/<pid>/stat), Redis commands per request (INFO commandstats),
-// allocations per request (the Go runtime's count of heap objects), and Redis
+// allocations per request (the Go runtime's count of heap objects), Redis
+// round trips per request (INFO stats total_reads_processed), and Redis
 // memory per visitor and per further page view (INFO used_memory).
 // `make bench` runs it.
+//
+// With -cluster N (`make bench-cluster`) it starts N redis-server masters in
+// cluster mode instead of one server and measures visitord alone against
+// them, then prints a table per node: its share of the page-view scripts, its
+// commands, round trips and CPU per page view, and whether a node is hot.
 //
 // The load generator is this program (Go, keep-alive connections, one
 // goroutine per connection), the same for both targets. Each target runs in a
@@ -71,8 +77,12 @@ func run(ctx context.Context, args []string) error {
 	mixName := fs.String("load", "new", "the load: new (a new visitor from a random address on every request) or corpus (DESIGN.md's corpus)")
 	views := fs.Int("memory", 20000, "further page views sent for the Redis memory measurement, after 10k visitors (0 skips it)")
 	profile := fs.String("profile", "", "write a CPU profile of visitord under 64-connection load to this file")
+	masters := fs.Int("cluster", 0, "run visitord against a Redis Cluster of this many masters instead of one redis-server (0: off); the floor is then not run")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *masters < 0 {
+		return fmt.Errorf("-cluster: %d masters", *masters)
 	}
 	var counts []int
 	for _, c := range strings.Split(*conns, ",") {
@@ -98,28 +108,28 @@ func run(ctx context.Context, args []string) error {
 	}
 	defer os.RemoveAll(dir)
 
-	rs, err := startRedis(ctx, dir)
+	var nodes redisNodes
+	if *masters > 0 {
+		nodes, err = startCluster(ctx, dir, *masters)
+	} else {
+		var rs *redisServer
+		rs, err = startRedis(ctx, dir)
+		nodes = redisNodes{rs}
+	}
 	if err != nil {
 		return err
 	}
-	defer rs.stop()
-	self, err := os.Executable()
-	if err != nil {
-		return err
+	defer nodes.stop()
+	var targets []*target
+	if *masters == 0 {
+		// The floor speaks to one Redis: it runs against the single server only.
+		floor, err := startFloor(ctx, dir, nodes[0].addr)
+		if err != nil {
+			return fmt.Errorf("floor: %w", err)
+		}
+		defer floor.proc.stop()
+		targets = append(targets, floor)
 	}
-	floorAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	floorMetrics, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	floorProc, err := startProcess(ctx, exec.Command(self, "floor", "-addr", floorAddr, "-metrics", floorMetrics, "-redis", rs.addr), floorAddr, filepath.Join(dir, "floor.log"))
-	if err != nil {
-		return fmt.Errorf("floor: %w", err)
-	}
-	defer floorProc.stop()
 	vAddr, err := freeAddr()
 	if err != nil {
 		return err
@@ -129,28 +139,30 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	vd, err := startVisitord(ctx, *bin, dir, vAddr, mAddr, rs.addr)
+	vd, err := startVisitord(ctx, *bin, dir, vAddr, mAddr, nodes.url())
 	if err != nil {
 		return fmt.Errorf("visitord: %w", err)
 	}
 	defer vd.stop()
-	targets := []*target{
-		{name: "floor", url: "http://" + floorAddr, proc: floorProc, metrics: []string{"http://" + floorMetrics}},
-		{name: "visitord", url: "http://" + vAddr, proc: vd, metrics: []string{"http://" + mAddr, "http://" + vAddr}},
-	}
+	targets = append(targets, &target{name: "visitord", url: "http://" + vAddr, proc: vd, metrics: []string{"http://" + mAddr, "http://" + vAddr}})
 
 	fmt.Printf("loadbench: load %q from this Go program on 127.0.0.1; %s measured after %s warm-up per target; %d run(s), the run of median requests/s shown; %s\n",
 		*mixName, duration, warmup, *runs, *bin)
-	fmt.Printf("CPU is utime+stime from /proc/<pid>/stat of the processes this run started, over the measured window, per response\n\n")
+	fmt.Printf("CPU is utime+stime from /proc/<pid>/stat of the processes this run started, over the measured window, per response\n")
+	if *masters > 0 {
+		fmt.Printf("Redis Cluster of %d masters (%s): only visitord is measured, the floor speaks to one Redis and is not run; redis-server figures are the sums over the nodes\n",
+			*masters, nodes.url())
+	}
+	fmt.Println()
 	var cols []column
 	for _, c := range counts {
 		results := make([][]result, len(targets))
 		for i := 0; i < *runs; i++ {
 			for ti, t := range targets {
-				if err := rs.flush(); err != nil {
+				if err := nodes.flush(); err != nil {
 					return err
 				}
-				snap := func(responses func() int64) (sample, error) { return takeSample(ctx, rs, t, responses) }
+				snap := func(responses func() int64) (sample, error) { return takeSample(ctx, nodes, t, responses) }
 				r, err := load(ctx, t.url, mix, c, *warmup, *duration, snap)
 				if err != nil {
 					return fmt.Errorf("%s: %w", t.name, err)
@@ -167,7 +179,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	if *views > 0 {
 		for _, t := range targets {
-			m, err := measureMemory(ctx, rs, t.url, *views)
+			m, err := measureMemory(ctx, nodes, t.url, *views)
 			if err != nil {
 				// The load figures stand without it; the table shows "—".
 				fmt.Fprintf(os.Stderr, "loadbench: %s: %v\n", t.name, err)
@@ -180,6 +192,11 @@ func run(ctx context.Context, args []string) error {
 		}
 	}
 	printTable(os.Stdout, cols)
+	if *masters > 0 {
+		for _, c := range cols {
+			printNodeTable(os.Stdout, nodes.addrs(), c)
+		}
+	}
 	if *profile != "" {
 		if err := profileUnderLoad(ctx, "http://"+vAddr, "http://"+mAddr, mix, *profile); err != nil {
 			return err
@@ -278,7 +295,30 @@ func tail(b []byte) string {
 	return string(b)
 }
 
-func startVisitord(ctx context.Context, bin, dir, addr, metricsAddr, redisAddr string) (*process, error) {
+// startFloor starts the floor (this binary's floor mode) against Redis at
+// redisAddr, with the Go runtime's metrics on a listener of its own.
+func startFloor(ctx context.Context, dir, redisAddr string) (*target, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	p, err := startProcess(ctx, exec.Command(self, "floor", "-addr", addr, "-metrics", metrics, "-redis", redisAddr), addr, filepath.Join(dir, "floor.log"))
+	if err != nil {
+		return nil, err
+	}
+	return &target{name: "floor", url: "http://" + addr, proc: p, metrics: []string{"http://" + metrics}}, nil
+}
+
+// startVisitord starts visitord against VISITORD_REDIS_URL redisURL.
+func startVisitord(ctx context.Context, bin, dir, addr, metricsAddr, redisURL string) (*process, error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("%s: %w (make build makes it)", bin, err)
 	}
@@ -295,7 +335,7 @@ func startVisitord(ctx context.Context, bin, dir, addr, metricsAddr, redisAddr s
 	}
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(),
-		"VISITORD_ADDR="+addr, "VISITORD_METRICS_ADDR="+metricsAddr, "VISITORD_REDIS_URL=redis://"+redisAddr+"/0", "VISITORD_SITES="+sites,
+		"VISITORD_ADDR="+addr, "VISITORD_METRICS_ADDR="+metricsAddr, "VISITORD_REDIS_URL="+redisURL, "VISITORD_SITES="+sites,
 		"VISITORD_COOKIE_SECRET="+strings.Repeat("c", 32),
 		"VISITORD_DATA_KEY=k1:"+"ZGRkZGRkZGRkZGRkZGRkZGRkZGRkZGRkZGRkZGRkZGQ=",
 		"VISITORD_INDEX_KEY=aWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWk=",

@@ -28,16 +28,22 @@ type target struct {
 
 // sample is what is read at each end of a measured window.
 type sample struct {
-	requests            int64 // responses received so far
-	service, redis, gen int64 // CPU ticks of the target, redis-server and this program
-	calls               map[string]int64
-	mallocs             float64 // heap objects allocated by the target; NaN if unknown
+	requests     int64 // responses received so far
+	service, gen int64 // CPU ticks of the target and of this program
+	nodes        []nodeSample
+	mallocs      float64 // heap objects allocated by the target; NaN if unknown
+}
+
+// nodeSample is one redis-server's part of a sample: its CPU ticks and INFO.
+type nodeSample struct {
+	cpu int64
+	nodeReading
 }
 
 // takeSample reads the target's allocation count, then, close together, the
-// number of responses so far, the CPU of the target, of redis-server and of
-// this program, and INFO commandstats.
-func takeSample(ctx context.Context, rs *redisServer, t *target, responses func() int64) (sample, error) {
+// number of responses so far, the CPU of the target, of each redis-server and
+// of this program, and each redis-server's INFO stats and commandstats.
+func takeSample(ctx context.Context, nodes redisNodes, t *target, responses func() int64) (sample, error) {
 	s := sample{mallocs: math.NaN()}
 	for i, base := range t.metrics {
 		if m, err := scrapeMallocs(ctx, base); err == nil {
@@ -52,14 +58,20 @@ func takeSample(ctx context.Context, rs *redisServer, t *target, responses func(
 	if s.service, err = cpuTicks(t.proc.cmd.Process.Pid); err != nil {
 		return s, fmt.Errorf("%s cpu: %w", t.name, err)
 	}
-	if s.redis, err = cpuTicks(rs.cmd.Process.Pid); err != nil {
-		return s, fmt.Errorf("redis-server cpu: %w", err)
+	for _, n := range nodes {
+		ns := nodeSample{}
+		if ns.cpu, err = cpuTicks(n.cmd.Process.Pid); err != nil {
+			return s, fmt.Errorf("redis-server %s cpu: %w", n.addr, err)
+		}
+		s.nodes = append(s.nodes, ns)
 	}
 	if s.gen, err = cpuTicks(os.Getpid()); err != nil {
 		return s, fmt.Errorf("load generator cpu: %w", err)
 	}
-	if s.calls, err = rs.commandCalls(); err != nil {
-		return s, err
+	for i, n := range nodes {
+		if s.nodes[i].nodeReading, err = n.reading(); err != nil {
+			return s, fmt.Errorf("redis-server %s: %w", n.addr, err)
+		}
 	}
 	return s, nil
 }
@@ -95,22 +107,47 @@ func scrapeMallocs(ctx context.Context, base string) (float64, error) {
 // costs is a window's cost per request.
 type costs struct {
 	requests            int64
-	service, redis, gen float64 // µs of CPU per request
-	commands            float64 // Redis commands per request
+	service, redis, gen float64 // µs of CPU per request; redis of all nodes
+	commands            float64 // Redis commands per request, all nodes
+	roundTrips          float64 // reads Redis processed per request, all nodes
 	perCommand          map[string]int64
 	allocs              float64 // heap objects per request; NaN if unknown
+	nodes               []nodeCost
+}
+
+// nodeCost is one redis-server's part of a window's cost.
+type nodeCost struct {
+	scripts    int64   // page-view scripts run: EVALSHA and EVAL calls
+	commands   float64 // commands per request
+	roundTrips float64 // reads processed per request
+	cpu        float64 // µs of CPU per request
 }
 
 func costsBetween(a, b sample) costs {
 	n := b.requests - a.requests
 	c := costs{requests: n, allocs: math.NaN()}
-	if n <= 0 {
+	if n <= 0 || len(a.nodes) != len(b.nodes) {
 		return c
 	}
 	perReq := func(ticks int64) float64 { return float64(ticks) * 1e6 / clockTicks / float64(n) }
-	c.service, c.redis, c.gen = perReq(b.service-a.service), perReq(b.redis-a.redis), perReq(b.gen-a.gen)
-	total, per := callsBetween(a.calls, b.calls)
-	c.commands, c.perCommand = float64(total)/float64(n), per
+	c.service, c.gen = perReq(b.service-a.service), perReq(b.gen-a.gen)
+	c.perCommand = map[string]int64{}
+	for i := range a.nodes {
+		total, per := callsBetween(a.nodes[i].calls, b.nodes[i].calls)
+		nc := nodeCost{
+			scripts:    per["evalsha"] + per["eval"],
+			commands:   float64(total) / float64(n),
+			roundTrips: float64(b.nodes[i].reads-a.nodes[i].reads) / float64(n),
+			cpu:        perReq(b.nodes[i].cpu - a.nodes[i].cpu),
+		}
+		c.nodes = append(c.nodes, nc)
+		c.redis += nc.cpu
+		c.commands += nc.commands
+		c.roundTrips += nc.roundTrips
+		for name, k := range per {
+			c.perCommand[name] += k
+		}
+	}
 	if !math.IsNaN(a.mallocs) && !math.IsNaN(b.mallocs) {
 		c.allocs = (b.mallocs - a.mallocs) / float64(n)
 	}
@@ -159,6 +196,7 @@ func printTable(w io.Writer, cols []column) {
 			return c.res.cost.service + c.res.cost.redis + c.res.cost.gen
 		}},
 		{"Redis commands/request", "%.1f", func(c column) float64 { return c.res.cost.commands }},
+		{"Redis round trips/request", "%.2f", func(c column) float64 { return c.res.cost.roundTrips }},
 		{"allocations/request (runtime)", "%.0f", func(c column) float64 { return c.res.cost.allocs }},
 		{"Redis bytes/visitor", "%.0f", func(c column) float64 { return memOr(c, c.mem.perVisitor) }},
 		{"Redis bytes/further page view", "%.0f", func(c column) float64 { return memOr(c, c.mem.perView) }},
@@ -233,4 +271,48 @@ func commandMix(c costs) string {
 		parts = append(parts, fmt.Sprintf("%s %.2f", n, float64(c.perCommand[n])/float64(c.requests)))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// hotNodeMargin is how far, in percentage points, a node's share of the
+// page-view scripts may lie from an even share (100/N) before it is hot.
+const hotNodeMargin = 10
+
+// printNodeTable prints, for a cluster run's column c, a row per node (addrs
+// in the order of c's nodes): its share of the page-view scripts (EVALSHA and
+// EVAL calls on it of those on all nodes), its commands, round trips and
+// redis-server CPU per page view, then the totals and the verdict on a hot
+// node.
+func printNodeTable(w io.Writer, addrs []string, c column) {
+	nodes := c.res.cost.nodes
+	if len(nodes) != len(addrs) || len(nodes) == 0 {
+		fmt.Fprintf(w, "\n%s (%d conns): no per-node figures\n", c.name, c.conns)
+		return
+	}
+	var scripts int64
+	for _, n := range nodes {
+		scripts += n.scripts
+	}
+	even := 100 / float64(len(nodes))
+	fmt.Fprintf(w, "\n%s (%d conns) per Cluster node, per page view (request):\n\n", c.name, c.conns)
+	fmt.Fprint(w, "| node | share of page-view scripts | Redis commands | Redis round trips | redis-server CPU µs |\n|---|---|---|---|---|\n")
+	var hot []string
+	for i, n := range nodes {
+		share := math.NaN()
+		if scripts > 0 {
+			share = 100 * float64(n.scripts) / float64(scripts)
+		}
+		if math.Abs(share-even) > hotNodeMargin {
+			hot = append(hot, fmt.Sprintf("%s %.1f%%", addrs[i], share))
+		}
+		fmt.Fprintf(w, "| %s | %.1f%% | %.2f | %.3f | %.1f |\n", addrs[i], share, n.commands, n.roundTrips, n.cpu)
+	}
+	fmt.Fprintf(w, "| all %d nodes | 100%% | %.2f | %.3f | %.1f |\n\n", len(nodes), c.res.cost.commands, c.res.cost.roundTrips, c.res.cost.redis)
+	switch {
+	case scripts == 0:
+		fmt.Fprintln(w, "no page-view scripts counted on any node: no verdict on a hot node")
+	case len(hot) == 0:
+		fmt.Fprintf(w, "no hot node: every node's share of the page-view scripts is within ±%d points of %.1f%%\n", hotNodeMargin, even)
+	default:
+		fmt.Fprintf(w, "HOT NODE: share of the page-view scripts more than %d points from %.1f%%: %s\n", hotNodeMargin, even, strings.Join(hot, ", "))
+	}
 }

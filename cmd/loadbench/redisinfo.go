@@ -1,20 +1,46 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 )
 
-// commandCalls reads INFO commandstats: the number of calls of each command
-// since the last CONFIG RESETSTAT. Commands run by scripts are counted too.
-func (r *redisServer) commandCalls() (map[string]int64, error) {
-	out, err := r.do("INFO", "commandstats")
+// nodeReading is what one redis-server reports at one end of a measured
+// window: its commands (INFO commandstats) and its reads from clients.
+type nodeReading struct {
+	calls map[string]int64
+	reads int64 // total_reads_processed
+}
+
+// reading reads INFO stats and commandstats of r in one reply. The calls are
+// those of each command since the last CONFIG RESETSTAT, commands run by
+// scripts included.
+func (r *redisServer) reading() (nodeReading, error) {
+	out, err := r.do("INFO", "stats", "commandstats")
 	if err != nil {
-		return nil, err
+		return nodeReading{}, err
 	}
-	return parseCommandStats(bulkBody(out))
+	info := bulkBody(out)
+	calls, err := parseCommandStats(info)
+	if err != nil {
+		return nodeReading{}, err
+	}
+	reads, err := parseReadsProcessed(info)
+	if err != nil {
+		return nodeReading{}, err
+	}
+	return nodeReading{calls: calls, reads: reads}, nil
+}
+
+// parseReadsProcessed reads total_reads_processed of INFO stats: the reads
+// from client connections the server has processed, each one batch of
+// commands (a pipeline that arrives together is one read), so its delta per
+// response is the round trips to Redis per request. Each reading of the
+// bench adds its own read and the read of its connection's close, two per
+// measured window: negligible against the responses of a window.
+func parseReadsProcessed(info string) (int64, error) {
+	return infoInt(info, "total_reads_processed")
 }
 
 // parseCommandStats parses the lines "cmdstat_<name>:calls=N,usec=..." of
@@ -81,12 +107,31 @@ func (r *redisServer) usedMemory() (int64, error) {
 }
 
 func parseUsedMemory(info string) (int64, error) {
+	return infoInt(info, "used_memory")
+}
+
+// infoInt reads the integer field of an INFO or CLUSTER INFO reply.
+func infoInt(info, field string) (int64, error) {
+	v, ok := infoFields(info)[field]
+	if !ok {
+		return 0, fmt.Errorf("INFO has no %s", field)
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("INFO %s: %w", field, err)
+	}
+	return n, nil
+}
+
+// infoFields reads the "field:value" lines of an INFO or CLUSTER INFO reply.
+func infoFields(info string) map[string]string {
+	m := map[string]string{}
 	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
-			return strconv.ParseInt(v, 10, 64)
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && !strings.HasPrefix(k, "#") {
+			m[k] = v
 		}
 	}
-	return 0, errors.New("INFO memory has no used_memory")
+	return m
 }
 
 // bulkBody strips the "$<len>\r\n" header of a RESP bulk reply.
