@@ -5,7 +5,7 @@
 -- KEYS[1] profile     v:{site:vkey}
 -- KEYS[2] tombstone   v:{site:vkey}:t
 -- KEYS[3] chat index  v:{site:vkey}:C
--- The session's hash is derived from KEYS[1] and shares its hash tag {site:vkey}.
+-- The session's keys are derived from KEYS[1] and share its hash tag {site:vkey}.
 --
 -- ARGV[1] now ms
 -- ARGV[2] session timeout ms
@@ -18,8 +18,8 @@ if pr[2] then migrate(KEYS[1]) end
 local out = {''}
 local p = {}
 if pr[1] then
-  local _, mkey = session_of(KEYS[1], pr[1])
-  p = redis.call('HMGET', mkey, 'sl', 'br', 'bv', 'os', 'mob', 'co', 'rg', 'ci', 'tz', 'rf')
+  local skey, mkey = session_of(KEYS[1], pr[1])
+  p = record_get(skey, mkey, {'sl', 'br', 'bv', 'os', 'mob', 'co', 'rg', 'ci', 'tz', 'rf'})
   if p[1] and tonumber(ARGV[1]) - tonumber(p[1]) <= tonumber(ARGV[2]) then out[1] = pr[1] end
 end
 -- A chat binds what the session current at its start observed, or nothing

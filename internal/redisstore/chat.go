@@ -251,7 +251,7 @@ func (s *Store) Trail(ctx context.Context, site *visitor.Site, vkey, sid string)
 	return out, nil
 }
 
-// parseTrail decodes a session list: a "#" header, then "start\tduration\turl\ttitle" items.
+// parseTrail decodes a session list: the record ("#" first), then "start\tduration\turl\ttitle" items.
 func parseTrail(items []string) []visitor.PageVisit {
 	var out []visitor.PageVisit
 	for _, it := range items {

@@ -23,44 +23,50 @@
 -- ARGV[9]  new session id
 -- ARGV[10] visitor id
 -- ARGV[11] url        ARGV[12] title      ARGV[13] referrer
--- ARGV[14] browser    ARGV[15] version    ARGV[16] os        ARGV[17] mobile (0|1)
--- ARGV[18] country    ARGV[19] region     ARGV[20] city      ARGV[21] time zone
--- ARGV[22] ip (as the site's ip mode keeps it)
--- ARGV[23] most pages stored per session
--- ARGV[24] subject-index score this write needs (ms: when its data expires)
--- ARGV[25] score to write when the entry must grow (ahead of ARGV[24] by a slack)
--- ARGV[26] 1 when the visitor id was minted by this request (a new visitor,
---          whom the caller enters in the subject index at ARGV[25])
--- ARGV[27] TTL slack ms: a hit within a session refreshes the TTLs only when
+-- ARGV[14] the session's facts, as the record stores them (lib_session's
+--          RECORD from br on): browser, version, OS, mobile (0|1), country,
+--          region, city, time zone, ip (as the site's ip mode keeps it), each
+--          after a tab but the first
+-- ARGV[15] most pages stored per session
+-- ARGV[16] subject-index score this write needs (ms: when its data expires)
+-- ARGV[17] score to write when the entry must grow (ahead of ARGV[16] by a slack)
+-- ARGV[18] 1 when the visitor id was minted by this request (a new visitor,
+--          whom the caller enters in the subject index at ARGV[17])
+-- ARGV[19] TTL slack ms: a hit within a session refreshes the TTLs only when
 --          they would otherwise fall short of their windows by more than this
 --
 -- Numbers that are only stored (times, TTLs) are written as the caller sent
 -- them, never parsed and formatted again.
 --
 -- Reply: new | ok | no_session | no_consent | erased; new and ok with "|ix"
--- appended when the caller must raise the subject-index entry to ARGV[25].
+-- appended when the caller must raise the subject-index entry to ARGV[17].
 --
--- A minted id (ARGV[26]) is at least 128 random bits the caller drew for this
+-- A minted id (ARGV[18]) is at least 128 random bits the caller drew for this
 -- hit: no tombstone, profile or session can exist for it, so a hit that needs
--- no grant reads nothing and opens the visitor's first session in 6 writes.
+-- no grant reads nothing and opens the visitor's first session in 4 writes.
 -- One that needs a grant reads the choice as any other (the caller may have
 -- stored the grant with the id, as a chat start on an on-chat site does).
-if ARGV[26] == '1' and ARGV[3] ~= '1' then
-  if ARGV[1] ~= 'p' then return 'no_session' end
-  local now, sid = ARGV[2], ARGV[9]
-  local skey, mkey = session_of(KEYS[1], sid)
-  if tonumber(ARGV[23]) >= 1 then
-    redis.call('RPUSH', skey, '#' .. now .. '\t' .. ARGV[13], now .. '\t0\t' .. ARGV[11] .. '\t' .. ARGV[12])
+-- opened is the record of a session opening now: its first page (the current
+-- one) and the session's facts.
+local function opened()
+  local now = ARGV[2]
+  return '#r\t' .. now .. '\t' .. now .. '\t' .. now .. '\t0\t1\t' .. ARGV[11] .. '\t' .. ARGV[12] .. '\t' .. ARGV[13] .. '\t' .. ARGV[14]
+end
+-- open_session writes the record and first page of a session opening now.
+local function open_session(skey)
+  if tonumber(ARGV[15]) >= 1 then
+    redis.call('RPUSH', skey, opened(), ARGV[2] .. '\t0\t' .. ARGV[11] .. '\t' .. ARGV[12])
   else
-    redis.call('RPUSH', skey, '#' .. now .. '\t' .. ARGV[13])
+    redis.call('RPUSH', skey, opened())
   end
-  redis.call('HSET', mkey, 'ss', now, 'rf', ARGV[13],
-    'br', ARGV[14], 'bv', ARGV[15], 'os', ARGV[16], 'mob', ARGV[17],
-    'co', ARGV[18], 'rg', ARGV[19], 'ci', ARGV[20], 'tz', ARGV[21], 'ip', ARGV[22],
-    'np', '1', 'sl', now, 'ps', now, 'pc', '0', 'cu', ARGV[11], 'ct', ARGV[12])
-  redis.call('HSET', KEYS[1], 'vid', ARGV[10], 'sid', sid, 'ns', '1', 'fs', now, 'w', now, 'ix', ARGV[25])
+end
+if ARGV[18] == '1' and ARGV[3] ~= '1' then
+  if ARGV[1] ~= 'p' then return 'no_session' end
+  local sid = ARGV[9]
+  local skey = session_of(KEYS[1], sid)
+  open_session(skey)
+  redis.call('HSET', KEYS[1], 'vid', ARGV[10], 'sid', sid, 'ns', '1', 'fs', ARGV[2], 'w', ARGV[2], 'ix', ARGV[17])
   redis.call('EXPIRE', skey, ARGV[7])
-  redis.call('EXPIRE', mkey, ARGV[7])
   redis.call('EXPIRE', KEYS[1], ARGV[8])
   return 'new'
 end
@@ -77,16 +83,15 @@ end
 local pr = redis.call('HMGET', KEYS[1], 'sid', 'sl', 'ix')
 if pr[2] then migrate(KEYS[1]) end
 local sid = pr[1]
-local p = {}
-if sid then
-  local _, mkey = session_of(KEYS[1], sid)
-  p = redis.call('HMGET', mkey, 'ss', 'sl', 'ps', 'pc', 'np')
-end
-local ss, sl, ps = tonumber(p[1] or '0'), tonumber(p[2] or '0'), tonumber(p[3] or '0')
-local np = tonumber(p[5] or '0')
+-- m is the current session's record; inlist whether it is kept in the list
+-- (false: in the hash of an older session, moved into the list on this write).
+local m, inlist = {}, true
+if sid then m, inlist = record_of(session_of(KEYS[1], sid)) end
+local ss, sl, ps = tonumber(m.ss or '0'), tonumber(m.sl or '0'), tonumber(m.ps or '0')
+local np = tonumber(m.np or '0')
 local timeout = tonumber(ARGV[5])
-local cap = tonumber(ARGV[23])
-local open = sid and p[2] and (now - sl) <= timeout
+local cap = tonumber(ARGV[15])
+local open = sid and m.sl and (now - sl) <= timeout
 local pttl = tonumber(ARGV[8])
 -- close ends the time on the current page, when that page is stored (the
 -- list's last item); a page past the cap was counted only.
@@ -102,26 +107,43 @@ local function close(skey)
     redis.call('LSET', skey, -1, string.sub(item, 1, i) .. dur .. string.sub(item, j))
   end
 end
+-- store writes the current session's record m back as the list's first item.
+-- An older session's list starts with "#<start ms>\t<referrer>", which the
+-- record replaces, and its hash goes; should its list be gone, the record
+-- starts one with the hash's TTL.
+local function store(skey, mkey)
+  local item = record_item(m)
+  if inlist then
+    redis.call('LSET', skey, 0, item)
+    return
+  end
+  if redis.call('EXISTS', skey) == 1 then
+    redis.call('LSET', skey, 0, item)
+  else
+    redis.call('RPUSH', skey, item)
+    redis.call('PEXPIRE', skey, redis.call('PTTL', mkey))
+  end
+  redis.call('DEL', mkey)
+end
 local ix = ''
 -- touch writes the profile's write time and, when the hit opened a session or
 -- the TTLs would otherwise fall short of their windows by more than the slack
--- (ARGV[27]), refreshes every TTL: the current session's, the session index's
+-- (ARGV[19]), refreshes every TTL: the current session's, the session index's
 -- and the profile's were all set by the same refresh, so the profile's tells.
 -- The session index takes a session when a later one replaces it (the profile's
 -- sid names the current one); the re-expiry job reads a session's last
--- activity from its hash.
-local function touch(skey, mkey, opened)
-  if tonumber(ARGV[24]) > tonumber(pr[3] or '0') then
-    redis.call('HSET', KEYS[1], 'w', ARGV[2], 'ix', ARGV[25])
+-- activity from its record.
+local function touch(skey, isnew)
+  if tonumber(ARGV[16]) > tonumber(pr[3] or '0') then
+    redis.call('HSET', KEYS[1], 'w', ARGV[2], 'ix', ARGV[17])
     ix = '|ix'
   else
     redis.call('HSET', KEYS[1], 'w', ARGV[2])
   end
-  if not opened and redis.call('PTTL', KEYS[1]) >= pttl * 1000 - tonumber(ARGV[27]) then
+  if not isnew and redis.call('PTTL', KEYS[1]) >= pttl * 1000 - tonumber(ARGV[19]) then
     return
   end
   redis.call('EXPIRE', skey, ARGV[7])
-  redis.call('EXPIRE', mkey, ARGV[7])
   redis.call('EXPIRE', KEYS[4], ARGV[8])
   redis.call('EXPIRE', KEYS[1], ARGV[8])
 end
@@ -129,42 +151,39 @@ if ARGV[1] ~= 'p' then
   if not open then return 'no_session' end
   local skey, mkey = session_of(KEYS[1], sid)
   close(skey)
-  local pc = '0'
-  if ARGV[1] == 'l' then pc = '1' end
-  redis.call('HSET', mkey, 'sl', ARGV[2], 'pc', pc)
-  touch(skey, mkey, false)
+  m.sl, m.pc = ARGV[2], '0'
+  if ARGV[1] == 'l' then m.pc = '1' end
+  store(skey, mkey)
+  touch(skey, false)
   return 'ok' .. ix
 end
-local skey, mkey
 if open and (now - ss) <= tonumber(ARGV[6]) then
-  skey, mkey = session_of(KEYS[1], sid)
-  if p[4] ~= '1' then close(skey) end
-else
-  if open and p[4] ~= '1' then close((session_of(KEYS[1], sid))) end
-  -- The session replaced enters the index, scored by its opening, while its
-  -- record lasts.
-  if p[1] then redis.call('ZADD', KEYS[4], p[1], sid) end
-  sid = ARGV[9]
-  skey, mkey = session_of(KEYS[1], sid)
-  -- The session's head and first page in one write; device, location and IP
-  -- are a session's: set when it opens.
-  if cap >= 1 then
-    redis.call('RPUSH', skey, '#' .. ARGV[2] .. '\t' .. ARGV[13], ARGV[2] .. '\t0\t' .. ARGV[11] .. '\t' .. ARGV[12])
-  else
-    redis.call('RPUSH', skey, '#' .. ARGV[2] .. '\t' .. ARGV[13])
-  end
-  redis.call('HSET', mkey, 'ss', ARGV[2], 'rf', ARGV[13],
-    'br', ARGV[14], 'bv', ARGV[15], 'os', ARGV[16], 'mob', ARGV[17],
-    'co', ARGV[18], 'rg', ARGV[19], 'ci', ARGV[20], 'tz', ARGV[21], 'ip', ARGV[22],
-    'np', '1', 'sl', ARGV[2], 'ps', ARGV[2], 'pc', '0', 'cu', ARGV[11], 'ct', ARGV[12])
-  redis.call('HSET', KEYS[1], 'vid', ARGV[10], 'sid', sid)
-  redis.call('HINCRBY', KEYS[1], 'ns', 1)
-  redis.call('HSETNX', KEYS[1], 'fs', ARGV[2])
-  touch(skey, mkey, true)
-  return 'new' .. ix
+  local skey, mkey = session_of(KEYS[1], sid)
+  if m.pc ~= '1' then close(skey) end
+  np = np + 1
+  m.np, m.sl, m.ps, m.pc, m.cu, m.ct = np, ARGV[2], ARGV[2], '0', ARGV[11], ARGV[12]
+  store(skey, mkey)
+  if np <= cap then redis.call('RPUSH', skey, ARGV[2] .. '\t0\t' .. ARGV[11] .. '\t' .. ARGV[12]) end
+  touch(skey, false)
+  return 'ok' .. ix
 end
-np = np + 1
-if np <= cap then redis.call('RPUSH', skey, ARGV[2] .. '\t0\t' .. ARGV[11] .. '\t' .. ARGV[12]) end
-redis.call('HSET', mkey, 'np', np, 'sl', ARGV[2], 'ps', ARGV[2], 'pc', '0', 'cu', ARGV[11], 'ct', ARGV[12])
-touch(skey, mkey, false)
-return 'ok' .. ix
+if sid then
+  local skey, mkey = session_of(KEYS[1], sid)
+  if open and m.pc ~= '1' then close(skey) end
+  -- The session replaced enters the index, scored by its opening, while its
+  -- record lasts; an older session's record moves into its list.
+  if m.ss then
+    redis.call('ZADD', KEYS[4], m.ss, sid)
+    if not inlist then store(skey, mkey) end
+  end
+end
+sid = ARGV[9]
+local skey = session_of(KEYS[1], sid)
+-- The session's record and first page in one write; device, location and IP
+-- are a session's: set when it opens.
+open_session(skey)
+redis.call('HSET', KEYS[1], 'vid', ARGV[10], 'sid', sid)
+redis.call('HINCRBY', KEYS[1], 'ns', 1)
+redis.call('HSETNX', KEYS[1], 'fs', ARGV[2])
+touch(skey, true)
+return 'new' .. ix

@@ -1,21 +1,72 @@
 -- Library: a visitor's session record, shared by the scripts that read or write it.
 --
--- A session record is two keys of the visitor's slot with one TTL (the sessions
--- window, from the last write): the page list <profile>:s:<sid> and the session
--- hash <profile>:s:<sid>:m. The profile keeps only identity-level facts
--- (DESIGN.md invariant 5).
+-- A session record is one list of the visitor's slot, <profile>:s:<sid>, with
+-- the sessions window as its TTL (from the last write). Its first item is the
+-- record: "#r" and then the fields of RECORD, in that order, each after a tab
+-- (session start and last activity ms, current page's start ms, closed by a
+-- leave (0|1), page views, current page's URL and title, referrer, browser,
+-- version, OS, mobile (0|1), country, region, city, time zone, IP). The pages
+-- follow, one item each: "<start ms>\t<duration ms>\t<url>\t<title>". No field
+-- holds a tab: the service sends none. The profile keeps only identity-level
+-- facts (DESIGN.md invariant 5).
 --
--- session_of(profile, sid) names the session's list and hash. Both are derived
--- from the profile key v:{site:vkey} and share its hash tag {site:vkey}, so they
--- are on the profile's Cluster slot: a script given the profile in KEYS may
--- touch them.
+-- Sessions written before the record moved into the list have a first item
+-- "#<start ms>\t<referrer>" and keep the record in a hash <profile>:s:<sid>:m
+-- of the same fields; a hit on such a session rewrites it in the list and
+-- deletes the hash; the readers read either.
 --
--- migrate(profile) moves what a profile written before that split still holds
--- of its current session (device, location, IP, referrer, current page, session
--- state) into that session's hash, when the session is still stored, and drops
--- it from the profile; a no-op on a profile without those fields. Callers check
--- the marker field sl first, so the common case costs nothing.
-local LEGACY = {'ss', 'sl', 'ps', 'pc', 'np', 'cu', 'ct', 'rf', 'br', 'bv', 'os', 'mob', 'co', 'rg', 'ci', 'tz', 'ip'}
+-- session_of(profile, sid) names the session's list and (older) hash. Both are
+-- derived from the profile key v:{site:vkey} and share its hash tag
+-- {site:vkey}, so they are on the profile's Cluster slot: a script given the
+-- profile in KEYS may touch them.
+--
+-- record_of(skey, mkey) returns the session's record as a table by field name,
+-- and whether it was read from the list (false: from the older hash); an empty
+-- table when the session is gone.
+-- record_get(skey, mkey, fields) returns the fields named, as HMGET would
+-- (false for a missing one).
+-- record_item(m) encodes the record table m as the list's first item.
+--
+-- migrate(profile) moves what a profile written before sessions had records of
+-- their own still holds of its current session (device, location, IP,
+-- referrer, current page, session state) into that session's hash, when the
+-- session is still stored, and drops it from the profile; a no-op on a profile
+-- without those fields. Callers check the marker field sl first, so the common
+-- case costs nothing.
+local RECORD = {'ss', 'sl', 'ps', 'pc', 'np', 'cu', 'ct', 'rf', 'br', 'bv', 'os', 'mob', 'co', 'rg', 'ci', 'tz', 'ip'}
+-- Profiles written before sessions had records held these same fields.
+local LEGACY = RECORD
+local function record_of(skey, mkey)
+  local head = redis.call('LINDEX', skey, 0)
+  local m = {}
+  if head and string.sub(head, 1, 3) == '#r\t' then
+    local i = 4
+    for n = 1, #RECORD do
+      local j = string.find(head, '\t', i, true)
+      if not j then
+        m[RECORD[n]] = string.sub(head, i)
+        break
+      end
+      m[RECORD[n]] = string.sub(head, i, j - 1)
+      i = j + 1
+    end
+    return m, true
+  end
+  local h = redis.call('HGETALL', mkey)
+  for k = 1, #h, 2 do m[h[k]] = h[k + 1] end
+  return m, false
+end
+local function record_get(skey, mkey, fields)
+  local m = record_of(skey, mkey)
+  local out = {}
+  for i, f in ipairs(fields) do out[i] = m[f] or false end
+  return out
+end
+local function record_item(m)
+  local v = {}
+  for i, f in ipairs(RECORD) do v[i] = m[f] or '' end
+  return '#r\t' .. table.concat(v, '\t')
+end
 local function session_of(profile, sid)
   local skey = profile .. ':s:' .. sid
   return skey, skey .. ':m'

@@ -32,11 +32,11 @@ func benchPopulateLive(tb testing.TB, c redis.UniversalClient, site string, n in
 			profile, sid := keysOf(site, vkey).profile, fmt.Sprintf("s%015d", i)
 			pipe.HSet(ctx, profile, "vid", vkey, "sid", sid, "ns", 1, "fs", ms(last), "w", ms(last))
 			pipe.Expire(ctx, profile, time.Hour)
-			meta := sessionMetaKey(profile, sid)
-			pipe.HSet(ctx, meta, "ss", ms(last.Add(-10*time.Minute)), "sl", ms(last), "np", 1+i%9,
-				"cu", fmt.Sprintf("https://bench.example/products/%d?utm_source=news", i), "ct", "A product page of some length",
-				"co", "DE", "br", "Chrome", "os", "Windows 10")
-			pipe.Expire(ctx, meta, time.Hour)
+			list := sessionKey(profile, sid)
+			pipe.RPush(ctx, list, recordItem(map[string]string{"ss": fmt.Sprint(ms(last.Add(-10 * time.Minute))), "sl": fmt.Sprint(ms(last)),
+				"np": fmt.Sprint(1 + i%9), "cu": fmt.Sprintf("https://bench.example/products/%d?utm_source=news", i),
+				"ct": "A product page of some length", "co": "DE", "br": "Chrome", "os": "Windows 10"}))
+			pipe.Expire(ctx, list, time.Hour)
 			members[shardOf(vkey)] = append(members[shardOf(vkey)], redis.Z{Score: float64(ms(last)), Member: vkey})
 		}
 		for shard, m := range members {

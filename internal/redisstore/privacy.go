@@ -243,8 +243,36 @@ func (s *Store) visitorSessionsAndChats(ctx context.Context, site *visitor.Site,
 	return nil
 }
 
-// sessionData decodes a session record: its page list and its hash.
-func sessionData(sid string, items []string, m map[string]string) visitor.SessionData {
+// recordFields are the fields of a session's record, in the order of its
+// list's first item (lib_session.lua's RECORD).
+var recordFields = [...]string{"ss", "sl", "ps", "pc", "np", "cu", "ct", "rf", "br", "bv", "os", "mob", "co", "rg", "ci", "tz", "ip"}
+
+// recordOf reads a session's record: from its list's first item
+// ("#r\t<fields>"), or from the hash that held it before (m).
+func recordOf(items []string, m map[string]string) map[string]string {
+	if len(items) == 0 {
+		return m
+	}
+	head, ok := strings.CutPrefix(items[0], "#r\t")
+	if !ok {
+		return m
+	}
+	r := make(map[string]string, len(recordFields))
+	for _, f := range recordFields {
+		v, rest, more := strings.Cut(head, "\t")
+		r[f] = v
+		if !more {
+			break
+		}
+		head = rest
+	}
+	return r
+}
+
+// sessionData decodes a session: its list (the record, then the pages) and,
+// for a session written before the record moved into the list, its hash.
+func sessionData(sid string, items []string, hash map[string]string) visitor.SessionData {
+	m := recordOf(items, hash)
 	np, _ := strconv.Atoi(m["np"])
 	sd := visitor.SessionData{ID: sid, Pages: parseTrail(items), Start: msTime(m["ss"]), LastSeen: msTime(m["sl"]),
 		Referrer: m["rf"], IP: m["ip"], CurrentURL: m["cu"], CurrentTitle: m["ct"], PageViews: np,
@@ -252,8 +280,8 @@ func sessionData(sid string, items []string, m map[string]string) visitor.Sessio
 		Device:   visitor.Device{Browser: m["br"], Version: m["bv"], OS: m["os"], Mobile: m["mob"] == "1"},
 		Location: visitor.Location{Country: m["co"], Region: m["rg"], City: m["ci"], TimeZone: m["tz"]},
 	}
-	// A session's list starts with a header: "#<start ms>\t<referrer>".
-	if len(items) > 0 {
+	// An older session's list starts with "#<start ms>\t<referrer>".
+	if len(items) > 0 && !strings.HasPrefix(items[0], "#r\t") {
 		if head, ok := strings.CutPrefix(items[0], "#"); ok {
 			start, ref, _ := strings.Cut(head, "\t")
 			if sd.Start.IsZero() {

@@ -47,10 +47,10 @@ if cur and not redis.call('ZSCORE', KEYS[2], cur) then
 end
 local last = 0
 for i = 1, #sids, 2 do
-  -- A session's last write is its hash's last activity (the index holds its
+  -- A session's last write is its record's last activity (the index holds its
   -- opening, or its last write as stored by earlier versions).
   local skey, mkey = session_of(KEYS[1], sids[i])
-  local at = math.max(tonumber(sids[i + 1]), tonumber(redis.call('HGET', mkey, 'sl') or '0'))
+  local at = math.max(tonumber(sids[i + 1]), tonumber(record_get(skey, mkey, {'sl'})[1] or '0'))
   expire_at(mkey, at + sessions)
   if expire_at(skey, at + sessions) then
     if at > last then last = at end

@@ -601,14 +601,11 @@ func benchPopulateReexpire(tb testing.TB, c redis.UniversalClient, site string, 
 			sid := fmt.Sprintf("s%015d", i)
 			pipe.HSet(ctx, k.profile, "vid", vid, "fs", wms, "sid", sid, "ns", 1, "w", wms)
 			pipe.Expire(ctx, k.profile, 395*rxDay)
-			mk := sessionMetaKey(k.profile, sid)
-			pipe.HSet(ctx, mk, "ss", wms, "sl", wms, "ps", wms, "pc", "0", "np", 2, "cu", "https://bench.example/products/1",
-				"ct", "A product", "rf", "https://news.example", "br", "Chrome", "bv", "120", "os", "Windows 10", "mob", "0",
-				"co", "DE", "ci", "Berlin", "ip", "192.0.2.0")
-			pipe.Expire(ctx, mk, 90*rxDay)
 			sk := sessionKey(k.profile, sid)
-			pipe.RPush(ctx, sk, "#"+wms+"\thttps://news.example", wms+"\t30000\thttps://bench.example/\tHome",
-				wms+"\t0\thttps://bench.example/products/1\tA product")
+			pipe.RPush(ctx, sk, recordItem(map[string]string{"ss": wms, "sl": wms, "ps": wms, "pc": "0", "np": "2",
+				"cu": "https://bench.example/products/1", "ct": "A product", "rf": "https://news.example", "br": "Chrome",
+				"bv": "120", "os": "Windows 10", "mob": "0", "co": "DE", "ci": "Berlin", "ip": "192.0.2.0"}),
+				wms+"\t30000\thttps://bench.example/\tHome", wms+"\t0\thttps://bench.example/products/1\tA product")
 			pipe.Expire(ctx, sk, 90*rxDay)
 			pipe.ZAdd(ctx, k.sessions, redis.Z{Score: float64(ms(w)), Member: sid})
 			pipe.Expire(ctx, k.sessions, 395*rxDay)
@@ -781,5 +778,4 @@ func TestReexpireSessionFromLastActivity(t *testing.T) {
 	k := keysOf("shop", vkey)
 	last := now.Add(-20 * time.Minute).Add(days(rxShort.Sessions))
 	e.expiresAt(t, sessionKey(k.profile, "s1"), last)
-	e.expiresAt(t, sessionMetaKey(k.profile, "s1"), last)
 }

@@ -74,7 +74,7 @@ type hitConsts struct {
 	sessionsTTL, profilesTTL   time.Duration
 	maxPages                   int
 	ttlSlack                   time.Duration
-	// boxed holds ARGV[4..8], ARGV[23] and ARGV[27] in that order.
+	// boxed holds ARGV[4..8], ARGV[15] and ARGV[19] in that order.
 	boxed [7]any
 }
 
@@ -106,10 +106,37 @@ func (a hitArgs) call() (*call, error) {
 		args: []any{
 			op, ms(a.now), boxedBit(a.requireGrant), c.boxed[0], c.boxed[1], c.boxed[2], c.boxed[3], c.boxed[4],
 			a.newSessionID, a.visitorID, a.page.URL, a.page.Title, a.page.Referrer,
-			a.device.Browser, a.device.Version, a.device.OS, boxedBit(a.device.Mobile),
-			a.location.Country, a.location.Region, a.location.City, a.location.TimeZone, a.ip, c.boxed[5],
+			sessionFacts(a.device, a.location, a.ip), c.boxed[5],
 			ms(a.indexNeeds), ms(a.indexWrite), boxedBit(a.minted), c.boxed[6],
 		}}, nil
+}
+
+// sessionFacts is hit.lua's ARGV[14]: device, location and IP as a session's
+// record stores them (recordFields from br on), tab-separated. A tab inside a
+// value (a User-Agent may carry one) becomes a space: the record's separator
+// is never data.
+func sessionFacts(d visitor.Device, l visitor.Location, ip string) string {
+	mobile := "0"
+	if d.Mobile {
+		mobile = "1"
+	}
+	facts := [...]string{d.Browser, d.Version, d.OS, mobile, l.Country, l.Region, l.City, l.TimeZone, ip}
+	n := len(facts) - 1
+	for _, v := range facts {
+		n += len(v)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for i, v := range facts {
+		if i > 0 {
+			b.WriteByte('\t')
+		}
+		if strings.IndexByte(v, '\t') >= 0 {
+			v = strings.ReplaceAll(v, "\t", " ")
+		}
+		b.WriteString(v)
+	}
+	return b.String()
 }
 
 // hitReply is hit.lua's reply.

@@ -2,6 +2,8 @@ package redisstore
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -129,7 +131,7 @@ func TestHitScript(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			np, err := e.c.HGet(e.ctx, sessionMetaKey(k.profile, sid), "np").Int()
+			np, err := strconv.Atoi(recordOf(items, nil)["np"])
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -308,4 +310,127 @@ func TestSiteKeysArePerStore(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A session written before its record moved into its list (the first item
+// "#<start ms>\t<referrer>", the record in the hash <list>:m) reads as one
+// written now by every reader: live, bind_chat, the visitor's data and the
+// re-expiry job; a page view moves its record into the list and deletes the
+// hash, and the same readers still agree.
+func TestSessionRecordWrittenBeforeTheList(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		legacy bool
+	}{{name: "record in the hash (older)", legacy: true}, {name: "record in the list"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := luaStart(t)
+			k := keysOf("shop", "vk")
+			sk, mk := sessionKey(k.profile, "s1"), sessionMetaKey(k.profile, "s1")
+			t0 := ms(luaT0)
+			if tc.legacy {
+				pipe := e.c.Pipeline()
+				pipe.HSet(e.ctx, k.profile, "vid", "vid-vk", "sid", "s1", "ns", 1, "fs", t0, "w", t0)
+				pipe.RPush(e.ctx, sk, fmt.Sprintf("#%d\thttps://ref.example/", t0), fmt.Sprintf("%d\t0\thttps://shop.example/p\tP", t0))
+				pipe.HSet(e.ctx, mk, "ss", t0, "sl", t0, "ps", t0, "pc", "0", "np", "1", "cu", "https://shop.example/p", "ct", "P",
+					"rf", "https://ref.example/", "br", "Firefox", "bv", "130", "os", "Linux", "mob", "0",
+					"co", "DE", "rg", "BE", "ci", "Berlin", "tz", "Europe/Berlin", "ip", "192.0.2.0")
+				for _, key := range []string{k.profile, sk, mk} {
+					pipe.Expire(e.ctx, key, time.Hour)
+				}
+				if _, err := pipe.Exec(e.ctx); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				a := hitOf("vk", visitor.HitPageview, luaT0)
+				a.newSessionID, a.minted = "s1", true
+				e.hit(t, a)
+			}
+			wantLive := visitor.LiveEntry{SessionID: "s1", SessionStart: luaT0, LastSeen: luaT0, Pages: 1,
+				CurrentURL: "https://shop.example/p", CurrentTitle: "P",
+				Location: visitor.Location{Country: "DE", Region: "BE", City: "Berlin", TimeZone: "Europe/Berlin"},
+				Device:   visitor.Device{Browser: "Firefox", Version: "130", OS: "Linux"}, Referrer: "https://ref.example/"}
+			check := func(when string, want visitor.LiveEntry) {
+				t.Helper()
+				lc := liveArgs{keys: k}.call()
+				e.run(t, lc)
+				got, ok := decodeLive(lc)
+				if diff := cmp.Diff(want, got); !ok || diff != "" {
+					t.Errorf("%s: live (-want +got):\n%s", when, diff)
+				}
+				b, err := e.s.BindChat(e.ctx, &visitor.Site{ID: "shop", SessionTimeout: 30 * time.Minute}, "vk", want.LastSeen)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if b.SessionID != "s1" || b.Device != want.Device || b.Location != want.Location || b.Referrer != want.Referrer {
+					t.Errorf("%s: binding %+v, want session s1 with %+v, %+v, %q", when, b, want.Device, want.Location, want.Referrer)
+				}
+				d, err := e.s.VisitorData(e.ctx, &visitor.Site{ID: "shop"}, "vk")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(d.Sessions) != 1 {
+					t.Fatalf("%s: %d sessions in the visitor's data, want 1", when, len(d.Sessions))
+				}
+				s := d.Sessions[0]
+				if s.Start != want.SessionStart || s.LastSeen != want.LastSeen || s.PageViews != want.Pages || s.Device != want.Device ||
+					s.Location != want.Location || s.Referrer != want.Referrer || s.IP != "192.0.2.0" || s.CurrentURL != want.CurrentURL ||
+					len(s.Pages) != want.Pages {
+					t.Errorf("%s: session data %+v, want it to match %+v", when, s, want)
+				}
+			}
+			check("before a page view", wantLive)
+
+			later := luaT0.Add(time.Minute)
+			a := hitOf("vk", visitor.HitPageview, later)
+			a.page = visitor.Page{URL: "https://shop.example/q", Title: "Q"}
+			if got := e.hit(t, a); got.outcome != visitor.OutcomeTracked {
+				t.Fatalf("page view = %+v, want the session continued", got)
+			}
+			if n := e.c.Exists(e.ctx, mk).Val(); n != 0 {
+				t.Error("the session's hash outlived the page view that moved its record into the list")
+			}
+			if head := e.c.LIndex(e.ctx, sk, 0).Val(); !strings.HasPrefix(head, "#r\t") {
+				t.Errorf("the list's first item %q, want the record", head)
+			}
+			if ttl := e.c.PTTL(e.ctx, sk).Val(); ttl <= 0 {
+				t.Errorf("the session's list has TTL %v after the page view", ttl)
+			}
+			wantLive.LastSeen, wantLive.Pages, wantLive.CurrentURL, wantLive.CurrentTitle = later, 2, "https://shop.example/q", "Q"
+			check("after a page view", wantLive)
+		})
+	}
+}
+
+// The fields of a session's record are in the same order in lib_session.lua
+// (which writes the record) and in recordFields (which reads it in Go).
+func TestRecordFieldsAreTheScriptsOrder(t *testing.T) {
+	src, err := luaFiles.ReadFile("lib_session.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(src), "local RECORD = {")
+	if !ok {
+		t.Fatal("lib_session.lua declares no RECORD")
+	}
+	list, _, _ := strings.Cut(rest, "}")
+	var lua []string
+	for _, f := range strings.Split(list, ",") {
+		lua = append(lua, strings.Trim(strings.TrimSpace(f), "'"))
+	}
+	if diff := cmp.Diff(recordFields[:], lua); diff != "" {
+		t.Errorf("recordFields (-Go +Lua):\n%s", diff)
+	}
+}
+
+// recordItem encodes a session's record as the list's first item, as
+// lib_session.lua's record_item does: for tests and benchmarks that store
+// sessions directly.
+func recordItem(m map[string]string) string {
+	v := make([]string, len(recordFields))
+	for i, f := range recordFields {
+		v[i] = m[f]
+	}
+	return "#r\t" + strings.Join(v, "\t")
 }

@@ -640,14 +640,13 @@ func TestRecordHitRefreshesTTLsPastTheSlack(t *testing.T) {
 			e.pageview(t, stKeyA, "s1", 0, "/a")
 			k := keysOf(e.site.ID, stKeyA)
 			for key, window := range map[string]time.Duration{k.profile: profiles, k.sessions: profiles,
-				sessionKey(k.profile, "s1"): sessions, sessionMetaKey(k.profile, "s1"): sessions} {
+				sessionKey(k.profile, "s1"): sessions} {
 				if err := e.c.PExpire(e.ctx, key, window-tc.aged).Err(); err != nil {
 					t.Fatal(err)
 				}
 			}
 			e.record(t, tc.hit)
-			want := map[string]time.Duration{k.profile: profiles,
-				sessionKey(k.profile, tc.sid): sessions, sessionMetaKey(k.profile, tc.sid): sessions}
+			want := map[string]time.Duration{k.profile: profiles, sessionKey(k.profile, tc.sid): sessions}
 			// The session index names the earlier sessions: it exists once a
 			// session replaced s1.
 			if tc.sid != "s1" {
