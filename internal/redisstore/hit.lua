@@ -30,9 +30,7 @@
 -- ARGV[15] most pages stored per session
 -- ARGV[16] subject-index score this write needs (ms: when its data expires)
 -- ARGV[17] score to write when the entry must grow (ahead of ARGV[16] by a slack)
--- ARGV[18] 1 when the visitor id was minted by this request (a new visitor,
---          whom the caller enters in the subject index at ARGV[17])
--- ARGV[19] TTL slack ms: a hit within a session refreshes the TTLs only when
+-- ARGV[18] TTL slack ms: a hit within a session refreshes the TTLs only when
 --          they would otherwise fall short of their windows by more than this
 --
 -- Numbers that are only stored (times, TTLs) are written as the caller sent
@@ -41,35 +39,8 @@
 -- Reply: new | ok | no_session | no_consent | erased; new and ok with "|ix"
 -- appended when the caller must raise the subject-index entry to ARGV[17].
 --
--- A minted id (ARGV[18]) is at least 128 random bits the caller drew for this
--- hit: no tombstone, profile or session can exist for it, so a hit that needs
--- no grant reads nothing and opens the visitor's first session in 4 writes.
--- One that needs a grant reads the choice as any other (the caller may have
--- stored the grant with the id, as a chat start on an on-chat site does).
--- opened is the record of a session opening now: its first page (the current
--- one) and the session's facts.
-local function opened()
-  local now = ARGV[2]
-  return '#r\t' .. now .. '\t' .. now .. '\t' .. now .. '\t0\t1\t' .. ARGV[11] .. '\t' .. ARGV[12] .. '\t' .. ARGV[13] .. '\t' .. ARGV[14]
-end
--- open_session writes the record and first page of a session opening now.
-local function open_session(skey)
-  if tonumber(ARGV[15]) >= 1 then
-    redis.call('RPUSH', skey, opened(), ARGV[2] .. '\t0\t' .. ARGV[11] .. '\t' .. ARGV[12])
-  else
-    redis.call('RPUSH', skey, opened())
-  end
-end
-if ARGV[18] == '1' and ARGV[3] ~= '1' then
-  if ARGV[1] ~= 'p' then return 'no_session' end
-  local sid = ARGV[9]
-  local skey = session_of(KEYS[1], sid)
-  open_session(skey)
-  redis.call('HSET', KEYS[1], 'vid', ARGV[10], 'sid', sid, 'ns', '1', 'fs', ARGV[2], 'w', ARGV[2], 'ix', ARGV[17])
-  redis.call('EXPIRE', skey, ARGV[7])
-  redis.call('EXPIRE', KEYS[1], ARGV[8])
-  return 'new'
-end
+-- The first page view of an id minted for it, when it needs no grant, is
+-- hit_new.lua's: it reads nothing.
 if redis.call('EXISTS', KEYS[3]) == 1 then return 'erased' end
 local now = tonumber(ARGV[2])
 local c = redis.call('HMGET', KEYS[2], 'a', 'pv', 'u')
@@ -128,7 +99,7 @@ end
 local ix = ''
 -- touch writes the profile's write time and, when the hit opened a session or
 -- the TTLs would otherwise fall short of their windows by more than the slack
--- (ARGV[19]), refreshes every TTL: the current session's, the session index's
+-- (ARGV[18]), refreshes every TTL: the current session's, the session index's
 -- and the profile's were all set by the same refresh, so the profile's tells.
 -- The session index takes a session when a later one replaces it (the profile's
 -- sid names the current one); the re-expiry job reads a session's last
@@ -140,7 +111,7 @@ local function touch(skey, isnew)
   else
     redis.call('HSET', KEYS[1], 'w', ARGV[2])
   end
-  if not isnew and redis.call('PTTL', KEYS[1]) >= pttl * 1000 - tonumber(ARGV[19]) then
+  if not isnew and redis.call('PTTL', KEYS[1]) >= pttl * 1000 - tonumber(ARGV[18]) then
     return
   end
   redis.call('EXPIRE', skey, ARGV[7])
@@ -181,7 +152,7 @@ sid = ARGV[9]
 local skey = session_of(KEYS[1], sid)
 -- The session's record and first page in one write; device, location and IP
 -- are a session's: set when it opens.
-open_session(skey)
+open_session(skey, ARGV[2], ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15])
 redis.call('HSET', KEYS[1], 'vid', ARGV[10], 'sid', sid)
 redis.call('HINCRBY', KEYS[1], 'ns', 1)
 redis.call('HSETNX', KEYS[1], 'fs', ARGV[2])

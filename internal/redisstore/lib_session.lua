@@ -26,6 +26,10 @@
 -- record_get(skey, mkey, fields) returns the fields named, as HMGET would
 -- (false for a missing one).
 -- record_item(m) encodes the record table m as the list's first item.
+-- open_session(skey, now, url, title, referrer, facts, cap) writes the list of
+-- a session opening at now: its record (the first page current, facts the
+-- session's fields from br on, tab-separated) and, when cap allows one, that
+-- page; in one write.
 --
 -- migrate(profile) moves what a profile written before sessions had records of
 -- their own still holds of its current session (device, location, IP,
@@ -66,6 +70,14 @@ local function record_item(m)
   local v = {}
   for i, f in ipairs(RECORD) do v[i] = m[f] or '' end
   return '#r\t' .. table.concat(v, '\t')
+end
+local function open_session(skey, now, url, title, referrer, facts, cap)
+  local record = '#r\t' .. now .. '\t' .. now .. '\t' .. now .. '\t0\t1\t' .. url .. '\t' .. title .. '\t' .. referrer .. '\t' .. facts
+  if tonumber(cap) >= 1 then
+    redis.call('RPUSH', skey, record, now .. '\t0\t' .. url .. '\t' .. title)
+  else
+    redis.call('RPUSH', skey, record)
+  end
 end
 local function session_of(profile, sid)
   local skey = profile .. ':s:' .. sid

@@ -18,6 +18,10 @@ const MaxSessionPages = visitor.MaxSessionPages
 // source of truth of tracking (hit.lua).
 var hitScript = declare("hit.lua", "lib_session.lua")
 
+// hitNewScript records the first page view of a visitor whose id was minted
+// for it, reading nothing (hit_new.lua).
+var hitNewScript = declare("hit_new.lua", "lib_session.lua")
+
 // hitArgs are hit.lua's KEYS and ARGV by name. The policy values (grant,
 // session limits, windows, page cap) are the domain's; the script applies them.
 type hitArgs struct {
@@ -42,7 +46,8 @@ type hitArgs struct {
 	// expires); indexWrite the score written when the entry must grow.
 	indexNeeds, indexWrite time.Time
 	// minted says the visitor id was drawn for this hit (visitor.HitWrite's
-	// NewVisitor): the script reads nothing and writes the first session.
+	// NewVisitor): its first page view, when it needs no grant, reads nothing
+	// and writes the first session (hit_new.lua).
 	minted bool
 	// ttlSlack is how far short of their windows the TTLs may fall before a
 	// hit within a session refreshes them (ttlSlackOf).
@@ -74,7 +79,7 @@ type hitConsts struct {
 	sessionsTTL, profilesTTL   time.Duration
 	maxPages                   int
 	ttlSlack                   time.Duration
-	// boxed holds ARGV[4..8], ARGV[15] and ARGV[19] in that order.
+	// boxed holds ARGV[4..8], ARGV[15] and ARGV[18] in that order.
 	boxed [7]any
 }
 
@@ -92,6 +97,8 @@ func (c *hitConsts) fits(a hitArgs) bool {
 		c.sessionsTTL == a.sessionsTTL && c.profilesTTL == a.profilesTTL && c.maxPages == a.maxPages && c.ttlSlack == a.ttlSlack
 }
 
+// call is the script call of the hit: hit_new.lua for the first page view of
+// a minted id that needs no grant (it reads nothing), hit.lua for any other.
 func (a hitArgs) call() (*call, error) {
 	op, ok := boxedOps[a.op]
 	if !ok {
@@ -101,13 +108,18 @@ func (a hitArgs) call() (*call, error) {
 	if !c.fits(a) {
 		c = newHitConsts(a)
 	}
+	if a.minted && !a.requireGrant && a.op == visitor.HitPageview {
+		return &call{script: hitNewScript, keys: []string{a.keys.profile},
+			args: []any{ms(a.now), a.newSessionID, a.visitorID, a.page.URL, a.page.Title, a.page.Referrer,
+				sessionFacts(a.device, a.location, a.ip), c.boxed[3], c.boxed[4], c.boxed[5], ms(a.indexWrite)}}, nil
+	}
 	return &call{script: hitScript,
 		keys: []string{a.keys.profile, a.keys.choice, a.keys.tombstone, a.keys.sessions},
 		args: []any{
 			op, ms(a.now), boxedBit(a.requireGrant), c.boxed[0], c.boxed[1], c.boxed[2], c.boxed[3], c.boxed[4],
 			a.newSessionID, a.visitorID, a.page.URL, a.page.Title, a.page.Referrer,
 			sessionFacts(a.device, a.location, a.ip), c.boxed[5],
-			ms(a.indexNeeds), ms(a.indexWrite), boxedBit(a.minted), c.boxed[6],
+			ms(a.indexNeeds), ms(a.indexWrite), c.boxed[6],
 		}}, nil
 }
 
