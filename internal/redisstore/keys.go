@@ -12,16 +12,21 @@
 //	                                             vid, fs (first seen ms), ns (sessions), sid (current
 //	                                             session), w (write time ms), ix (score of the visitor's
 //	                                             subject-index entry, ms)
-//	v:{shop:Q2x8Yk1vZjRrS3pN}:s:<sid>   list    one session's pages: "#<start ms>\t<referrer>", then a
-//	                                             page per item: "<start ms>\t<duration ms>\t<url>\t<title>";
-//	                                             at most MaxSessionPages pages (later ones only counted)
-//	v:{shop:Q2x8Yk1vZjRrS3pN}:s:<sid>:m hash    the same session's record: ss/sl (start,
-//	                                             last activity ms), ps/pc (current page start ms, closed
-//	                                             by a leave), np (page views, counted past the cap), cu/ct
-//	                                             (current page's URL and title, for the live view), rf
-//	                                             (referrer), br/bv/os/mob (device), co/rg/ci/tz (geo), ip
+//	v:{shop:Q2x8Yk1vZjRrS3pN}:s:<sid>   list    one session's record, then its pages. The first item is
+//	                                             "#r" and, each after a tab: ss/sl (start, last activity
+//	                                             ms), ps/pc (current page start ms, closed by a leave), np
+//	                                             (page views, counted past the cap), cu/ct (current page's
+//	                                             URL and title, for the live view), rf (referrer),
+//	                                             br/bv/os/mob (device), co/rg/ci/tz (geo), ip
+//	                                             (recordFields). Then a page per item: "<start
+//	                                             ms>\t<duration ms>\t<url>\t<title>"; at most
+//	                                             MaxSessionPages pages (later ones only counted)
+//	v:{shop:Q2x8Yk1vZjRrS3pN}:s:<sid>:m hash    a session written before its record moved into its
+//	                                             list: the same fields (its list starts with "#<start
+//	                                             ms>\t<referrer>"); the readers read it, the next hit on
+//	                                             the session moves it into the list and deletes it
 //	v:{shop:Q2x8Yk1vZjRrS3pN}:S         zset    the visitor's earlier session ids, scored by the
-//	                                             session's opening (ms; its last write is its hash's sl):
+//	                                             session's opening (ms; its last write is its record's sl):
 //	                                             a session enters it when a later one replaces it as the
 //	                                             profile's sid, so a one-session visitor has none; readers
 //	                                             take the union with sid
