@@ -57,7 +57,7 @@ local sid = pr[1]
 -- m is the current session's record; inlist whether it is kept in the list
 -- (false: in the hash of an older session, moved into the list on this write).
 local m, inlist = {}, true
-if sid then m, inlist = record_of(session_of(KEYS[1], sid)) end
+if sid then m, inlist = record_head(session_of(KEYS[1], sid)) end
 local ss, sl, ps = tonumber(m.ss or '0'), tonumber(m.sl or '0'), tonumber(m.ps or '0')
 local np = tonumber(m.np or '0')
 local timeout = tonumber(ARGV[5])
@@ -71,6 +71,11 @@ local function close(skey)
   local dur = now - ps
   if dur > timeout then dur = timeout end
   if dur < 0 then dur = 0 end
+  if inlist and m.cu then
+    -- The list's last item is the current page, as the record holds it.
+    redis.call('LSET', skey, -1, m.ps .. '\t' .. dur .. '\t' .. m.cu .. '\t' .. m.ct)
+    return
+  end
   local item = redis.call('LINDEX', skey, -1)
   if item and string.sub(item, 1, 1) ~= '#' then
     local i = string.find(item, '\t', 1, true)
@@ -83,7 +88,7 @@ end
 -- record replaces, and its hash goes; should its list be gone, the record
 -- starts one with the hash's TTL.
 local function store(skey, mkey)
-  local item = record_item(m)
+  local item = head_item(m)
   if inlist then
     redis.call('LSET', skey, 0, item)
     return

@@ -26,6 +26,10 @@
 -- record_get(skey, mkey, fields) returns the fields named, as HMGET would
 -- (false for a missing one).
 -- record_item(m) encodes the record table m as the list's first item.
+-- record_head(skey, mkey) reads what a hit changes of the record: its first
+-- seven fields (ss to ct) by name and the rest as stored (m.tail: the
+-- session's facts, from rf on), and whether it is in the list; head_item(m)
+-- encodes such a table as the list's first item.
 -- open_session(skey, now, url, title, referrer, facts, cap) writes the list of
 -- a session opening at now: its record (the first page current, facts the
 -- session's fields from br on, tab-separated) and, when cap allows one, that
@@ -70,6 +74,29 @@ local function record_item(m)
   local v = {}
   for i, f in ipairs(RECORD) do v[i] = m[f] or '' end
   return '#r\t' .. table.concat(v, '\t')
+end
+local function record_head(skey, mkey)
+  local head = redis.call('LINDEX', skey, 0)
+  if head and string.sub(head, 1, 3) == '#r\t' then
+    local m, i = {}, 4
+    for n = 1, 7 do
+      local j = string.find(head, '\t', i, true)
+      if not j then return m, true end
+      m[RECORD[n]] = string.sub(head, i, j - 1)
+      i = j + 1
+    end
+    m.tail = string.sub(head, i)
+    return m, true
+  end
+  local m = record_of(skey, mkey)
+  local v = {}
+  for n = 8, #RECORD do v[#v + 1] = m[RECORD[n]] or '' end
+  m.tail = table.concat(v, '\t')
+  return m, false
+end
+local function head_item(m)
+  return '#r\t' .. (m.ss or '') .. '\t' .. (m.sl or '') .. '\t' .. (m.ps or '') .. '\t' .. (m.pc or '') .. '\t' ..
+    (m.np or '') .. '\t' .. (m.cu or '') .. '\t' .. (m.ct or '') .. '\t' .. (m.tail or '')
 end
 local function open_session(skey, now, url, title, referrer, facts, cap)
   local record = '#r\t' .. now .. '\t' .. now .. '\t' .. now .. '\t0\t1\t' .. url .. '\t' .. title .. '\t' .. referrer .. '\t' .. facts

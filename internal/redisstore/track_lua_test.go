@@ -399,6 +399,10 @@ func TestSessionRecordWrittenBeforeTheList(t *testing.T) {
 			}
 			wantLive.LastSeen, wantLive.Pages, wantLive.CurrentURL, wantLive.CurrentTitle = later, 2, "https://shop.example/q", "Q"
 			check("after a page view", wantLive)
+			items := e.c.LRange(e.ctx, sk, 0, -1).Val()
+			if got := parseTrail(items); len(got) != 2 || got[0].Duration != time.Minute || got[1].Duration != 0 {
+				t.Errorf("trail %+v, want the first page closed at a minute by the second", got)
+			}
 		})
 	}
 }
