@@ -19,6 +19,9 @@ var luaFiles embed.FS
 type script struct {
 	file string
 	*redis.Script
+	// hash is Hash() boxed once: converting a string to any allocates, and
+	// runShared sends it on every call.
+	hash any
 }
 
 // declared lists every script declare made, in order: LoadScripts loads them
@@ -39,6 +42,7 @@ func declare(file string, libs ...string) *script {
 		b.WriteByte('\n')
 	}
 	s := &script{file: file, Script: redis.NewScript(b.String())}
+	s.hash = s.Hash()
 	declared = append(declared, s)
 	return s
 }
@@ -74,6 +78,17 @@ type call struct {
 	cmd    *redis.Cmd
 }
 
+// evalshaOf starts the EVALSHA command of sc over keys, with room for n
+// arguments.
+func evalshaOf(sc *script, keys []string, n int) []any {
+	cmd := make([]any, 0, 3+len(keys)+n)
+	cmd = append(cmd, "evalsha", sc.hash, len(keys))
+	for _, k := range keys {
+		cmd = append(cmd, k)
+	}
+	return cmd
+}
+
 // run sends calls in one pipeline: one round trip on a single Redis, one per node
 // involved on a Cluster. A call whose script the node lost (NOSCRIPT after a
 // restart or failover) is sent again whole; the others ran once.
@@ -91,13 +106,7 @@ func (s *Store) runShared(ctx context.Context, c *call) error {
 	if s.ap == nil {
 		return s.run(ctx, c)
 	}
-	args := make([]any, 0, 3+len(c.keys)+len(c.args))
-	args = append(args, "evalsha", c.script.Hash(), len(c.keys))
-	for _, k := range c.keys {
-		args = append(args, k)
-	}
-	args = append(args, c.args...)
-	c.cmd = redis.NewCmd(ctx, args...)
+	c.cmd = redis.NewCmd(ctx, append(evalshaOf(c.script, c.keys, len(c.args)), c.args...)...)
 	err := s.ap.Submit(ctx, c.cmd).WaitContext(ctx)
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 		return s.run(ctx, c)
