@@ -75,11 +75,15 @@ type call struct {
 	script *script
 	keys   []string
 	args   []any
-	cmd    *redis.Cmd
+	// evalsha, when not nil, is the call's EVALSHA command whole, args its
+	// tail (sharedCall): runShared sends it as it is.
+	evalsha []any
+	cmd     *redis.Cmd
 }
 
 // evalshaOf starts the EVALSHA command of sc over keys, with room for n
-// arguments.
+// arguments: appended to it, they make a sharedCall, whose command runShared
+// need not build again from keys and args (issue 20: a page view's hit).
 func evalshaOf(sc *script, keys []string, n int) []any {
 	cmd := make([]any, 0, 3+len(keys)+n)
 	cmd = append(cmd, "evalsha", sc.hash, len(keys))
@@ -87,6 +91,12 @@ func evalshaOf(sc *script, keys []string, n int) []any {
 		cmd = append(cmd, k)
 	}
 	return cmd
+}
+
+// sharedCall is the call of sc over keys whose EVALSHA command is cmd:
+// evalshaOf(sc, keys, n) with the arguments appended.
+func sharedCall(sc *script, keys []string, cmd []any) *call {
+	return &call{script: sc, keys: keys, args: cmd[3+len(keys):], evalsha: cmd}
 }
 
 // run sends calls in one pipeline: one round trip on a single Redis, one per node
@@ -106,7 +116,11 @@ func (s *Store) runShared(ctx context.Context, c *call) error {
 	if s.ap == nil {
 		return s.run(ctx, c)
 	}
-	c.cmd = redis.NewCmd(ctx, append(evalshaOf(c.script, c.keys, len(c.args)), c.args...)...)
+	args := c.evalsha
+	if args == nil {
+		args = append(evalshaOf(c.script, c.keys, len(c.args)), c.args...)
+	}
+	c.cmd = redis.NewCmd(ctx, args...)
 	err := s.ap.Submit(ctx, c.cmd).WaitContext(ctx)
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 		return s.run(ctx, c)
