@@ -6,6 +6,8 @@ import (
 	"mime"
 	"net/http"
 	"net/netip"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -101,13 +103,11 @@ func tokenOf(c *gin.Context, site string) string {
 // setIdentity sets the identity cookie with the token's own expiry: its lifetime
 // is fixed when it is issued.
 func (a *api) setIdentity(c *gin.Context, site, token string, expires time.Time) {
-	ck := a.cookie(site)
-	ck.Value, ck.Expires = token, expires
-	ck.MaxAge = int(expires.Sub(a.svc.Now()) / time.Second)
-	if ck.MaxAge <= 0 {
-		ck.MaxAge = -1
+	maxAge := int(expires.Sub(a.svc.Now()) / time.Second)
+	if maxAge <= 0 {
+		maxAge = -1
 	}
-	http.SetCookie(c.Writer, ck)
+	a.writeIdentity(c, site, token, expires, maxAge)
 }
 
 // expireIdentity expires an identity cookie the request carried.
@@ -115,9 +115,73 @@ func (a *api) expireIdentity(c *gin.Context, site string) {
 	if _, err := c.Cookie(cookieName(site)); err != nil {
 		return
 	}
+	a.writeIdentity(c, site, "", time.Unix(0, 0), -1)
+}
+
+// writeIdentity adds the Set-Cookie line of the identity cookie a.cookie(site)
+// with value, expires and maxAge, as http.SetCookie does.
+func (a *api) writeIdentity(c *gin.Context, site, value string, expires time.Time, maxAge int) {
+	if line, ok := a.identityLine(cookieName(site), value, expires, maxAge); ok {
+		h := c.Writer.Header()
+		h["Set-Cookie"] = append(h["Set-Cookie"], line)
+		return
+	}
 	ck := a.cookie(site)
-	ck.MaxAge, ck.Expires = -1, time.Unix(0, 0)
+	ck.Value, ck.Expires, ck.MaxAge = value, expires, maxAge
 	http.SetCookie(c.Writer, ck)
+}
+
+// identityLine is http.Cookie.String of the identity cookie a.cookie(site)
+// named name, with value, expires and maxAge, built without its checks and
+// copies (issue 20: a new visitor's page view sets one). ok is false when name or
+// value holds a byte http.Cookie would quote, drop or refuse, and when
+// expires is before 1601 (not written): http.SetCookie then does it.
+// TestIdentityLineIsCookieString pins the two together.
+func (a *api) identityLine(name, value string, expires time.Time, maxAge int) (string, bool) {
+	if name == "" || expires.Year() < 1601 {
+		return "", false
+	}
+	for i := 0; i < len(name); i++ {
+		if !plainCookieByte(name[i]) {
+			return "", false
+		}
+	}
+	for i := 0; i < len(value); i++ {
+		if !plainCookieByte(value[i]) {
+			return "", false
+		}
+	}
+	const attrs = len("=; Path=/; Expires=Mon, 02 Jan 2006 15:04:05 GMT; Max-Age=-9223372036854775808; HttpOnly; Secure; SameSite=None; Partitioned")
+	var b strings.Builder
+	b.Grow(len(name) + len(value) + attrs)
+	b.WriteString(name)
+	b.WriteByte('=')
+	b.WriteString(value)
+	b.WriteString("; Path=/; Expires=")
+	var buf [len(http.TimeFormat)]byte
+	b.Write(expires.UTC().AppendFormat(buf[:0], http.TimeFormat))
+	if maxAge > 0 {
+		b.WriteString("; Max-Age=")
+		b.Write(strconv.AppendInt(buf[:0], int64(maxAge), 10))
+	} else if maxAge < 0 {
+		b.WriteString("; Max-Age=0")
+	}
+	if a.cookieSecure {
+		b.WriteString("; HttpOnly; Secure; SameSite=None; Partitioned")
+	} else {
+		b.WriteString("; HttpOnly; SameSite=Lax")
+	}
+	return b.String(), true
+}
+
+// plainCookieByte is a byte http.Cookie writes as it is, in a name (a token
+// byte) and in a value (unquoted): a letter, a digit or one of !#$%&'*+-.^_`|~.
+func plainCookieByte(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
 func (a *api) cookie(site string) *http.Cookie {

@@ -4,14 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/visitord/visitord/internal/redistest"
@@ -612,5 +616,69 @@ func TestWidgetBodyRulesEveryRoute(t *testing.T) {
 				checkContract(t, e, rq, r)
 			}
 		})
+	}
+}
+
+// TestIdentityLineIsCookieString pins the Set-Cookie line writeIdentity builds
+// by hand to the one http.SetCookie writes for a.cookie(site) with the same
+// value, Expires and Max-Age: for issued tokens (production and development),
+// the refusal and expiry variants, and the values it leaves to http.SetCookie.
+func TestIdentityLineIsCookieString(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 29, 13, 17, 7, 123456789, time.UTC)
+	token := "eyJ2IjoxLCJpZCI6IkFCQ0RFRkdISUpLTE1OT1BRIn0.c2lnbmF0dXJlLW9mLXRoaXJ0eS10d28tYnl0ZXMtLS0tLS0tLS0"
+	for _, tc := range []struct {
+		name    string
+		site    string
+		value   string
+		expires time.Time
+		maxAge  int
+		hand    bool // identityLine builds it (else http.SetCookie)
+	}{
+		{name: "issued, 13 months", site: "shop", value: token, expires: now.AddDate(0, 13, 0), maxAge: 34214400, hand: true},
+		{name: "issued, one second", site: "shop", value: token, expires: now.Add(time.Second), maxAge: 1, hand: true},
+		{name: "refusal token", site: "shop", value: "r." + token, expires: now.Add(180 * 24 * time.Hour), maxAge: 15552000, hand: true},
+		{name: "expired at issue", site: "shop", value: token, expires: now.Add(-time.Second), maxAge: -1, hand: true},
+		{name: "no max-age", site: "shop", value: token, expires: now, maxAge: 0, hand: true},
+		{name: "forgotten identity", site: "shop", value: "", expires: time.Unix(0, 0), maxAge: -1, hand: true},
+		{name: "not in UTC", site: "shop", value: token, expires: now.In(time.FixedZone("x", 5*3600+1800)), maxAge: 60, hand: true},
+		{name: "site id with token bytes", site: "my-shop_2.eu", value: token, expires: now.Add(time.Hour), maxAge: 3600, hand: true},
+		{name: "every plain byte", site: "shop", value: "azAZ09!#$%&'*+-.^_`|~", expires: now.Add(time.Hour), maxAge: 3600, hand: true},
+		{name: "value with a space is quoted", site: "shop", value: "a b", expires: now.Add(time.Hour), maxAge: 3600},
+		{name: "value with a comma is quoted", site: "shop", value: "a,b", expires: now.Add(time.Hour), maxAge: 3600},
+		{name: "value with a quote is dropped", site: "shop", value: `a"b`, expires: now.Add(time.Hour), maxAge: 3600},
+		{name: "value with a semicolon", site: "shop", value: "a;b", expires: now.Add(time.Hour), maxAge: 3600},
+		{name: "value with a control byte", site: "shop", value: "a\x00b", expires: now.Add(time.Hour), maxAge: 3600},
+		{name: "value with a non-ASCII byte", site: "shop", value: "é", expires: now.Add(time.Hour), maxAge: 3600},
+		{name: "site id with '='", site: "a=b", value: token, expires: now.Add(time.Hour), maxAge: 3600},
+		{name: "site id with a space", site: "a b", value: token, expires: now.Add(time.Hour), maxAge: 3600},
+		{name: "no expiry", site: "shop", value: token, maxAge: -1},
+		{name: "expiry before 1601", site: "shop", value: token, expires: time.Date(1600, 12, 31, 0, 0, 0, 0, time.UTC), maxAge: -1},
+	} {
+		for _, secure := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/secure=%t", tc.name, secure), func(t *testing.T) {
+				a := &api{cookieSecure: secure}
+				ck := a.cookie(tc.site)
+				ck.Value, ck.Expires, ck.MaxAge = tc.value, tc.expires, tc.maxAge
+				want := httptest.NewRecorder()
+				http.SetCookie(want, ck)
+
+				line, ok := a.identityLine(cookieName(tc.site), tc.value, tc.expires, tc.maxAge)
+				if ok != tc.hand {
+					t.Fatalf("identityLine ok = %t, want %t (line %q)", ok, tc.hand, line)
+				}
+				if ok && line != ck.String() {
+					t.Fatalf("identityLine\n got %q\nwant %q", line, ck.String())
+				}
+				w := httptest.NewRecorder()
+				c, _ := gin.CreateTestContext(w)
+				c.Writer.Header().Add("Set-Cookie", "other=1")
+				want.Header()["Set-Cookie"] = append([]string{"other=1"}, want.Header()["Set-Cookie"]...)
+				a.writeIdentity(c, tc.site, tc.value, tc.expires, tc.maxAge)
+				if diff := cmp.Diff(want.Header(), w.Header()); diff != "" {
+					t.Fatalf("header (-http.SetCookie +writeIdentity):\n%s", diff)
+				}
+			})
+		}
 	}
 }

@@ -19,6 +19,9 @@ var luaFiles embed.FS
 type script struct {
 	file string
 	*redis.Script
+	// hash is Hash() boxed once: converting a string to any allocates, and
+	// runShared sends it on every call.
+	hash any
 }
 
 // declared lists every script declare made, in order: LoadScripts loads them
@@ -39,6 +42,7 @@ func declare(file string, libs ...string) *script {
 		b.WriteByte('\n')
 	}
 	s := &script{file: file, Script: redis.NewScript(b.String())}
+	s.hash = s.Hash()
 	declared = append(declared, s)
 	return s
 }
@@ -71,7 +75,28 @@ type call struct {
 	script *script
 	keys   []string
 	args   []any
-	cmd    *redis.Cmd
+	// evalsha, when not nil, is the call's EVALSHA command whole, args its
+	// tail (sharedCall): runShared sends it as it is.
+	evalsha []any
+	cmd     *redis.Cmd
+}
+
+// evalshaOf starts the EVALSHA command of sc over keys, with room for n
+// arguments: appended to it, they make a sharedCall, whose command runShared
+// need not build again from keys and args (issue 20: a page view's hit).
+func evalshaOf(sc *script, keys []string, n int) []any {
+	cmd := make([]any, 0, 3+len(keys)+n)
+	cmd = append(cmd, "evalsha", sc.hash, len(keys))
+	for _, k := range keys {
+		cmd = append(cmd, k)
+	}
+	return cmd
+}
+
+// sharedCall is the call of sc over keys whose EVALSHA command is cmd:
+// evalshaOf(sc, keys, n) with the arguments appended.
+func sharedCall(sc *script, keys []string, cmd []any) *call {
+	return &call{script: sc, keys: keys, args: cmd[3+len(keys):], evalsha: cmd}
 }
 
 // run sends calls in one pipeline: one round trip on a single Redis, one per node
@@ -91,12 +116,10 @@ func (s *Store) runShared(ctx context.Context, c *call) error {
 	if s.ap == nil {
 		return s.run(ctx, c)
 	}
-	args := make([]any, 0, 3+len(c.keys)+len(c.args))
-	args = append(args, "evalsha", c.script.Hash(), len(c.keys))
-	for _, k := range c.keys {
-		args = append(args, k)
+	args := c.evalsha
+	if args == nil {
+		args = append(evalshaOf(c.script, c.keys, len(c.args)), c.args...)
 	}
-	args = append(args, c.args...)
 	c.cmd = redis.NewCmd(ctx, args...)
 	err := s.ap.Submit(ctx, c.cmd).WaitContext(ctx)
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {

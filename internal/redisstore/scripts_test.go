@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/visitord/visitord/internal/redistest"
+	"github.com/visitord/visitord/internal/visitor"
 )
 
 // luaEnv runs scripts of one Store on a Redis of its own.
@@ -226,4 +228,71 @@ func readsProcessed(tb testing.TB, e luaEnv) int64 {
 	}
 	tb.Fatalf("INFO stats has no total_reads_processed:\n%s", info)
 	return 0
+}
+
+// A hit's call carries its EVALSHA command whole (sharedCall): the command
+// runShared built from keys and args before, with no room to spare, args its
+// tail. Sent by runShared, its script lost or not, it runs as run runs it.
+func TestSharedCallIsEvalshaOfKeysAndArgs(t *testing.T) {
+	t.Parallel()
+	minted := hitOf("m", visitor.HitPageview, luaT0)
+	minted.minted = true
+	for _, tc := range []struct {
+		name   string
+		a      hitArgs
+		script *script
+		flush  bool
+	}{
+		{name: "hit.lua page view", a: hitOf("p", visitor.HitPageview, luaT0), script: hitScript},
+		{name: "hit.lua heartbeat", a: hitOf("h", visitor.HitHeartbeat, luaT0), script: hitScript},
+		{name: "hit_new.lua", a: minted, script: hitNewScript},
+		{name: "hit.lua, script lost", a: hitOf("pl", visitor.HitPageview, luaT0), script: hitScript, flush: true},
+		{name: "hit_new.lua, script lost", a: minted, script: hitNewScript, flush: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := tc.a.call()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.script != tc.script {
+				t.Fatalf("script %s, want %s", c.script.file, tc.script.file)
+			}
+			want := []any{"evalsha", c.script.Hash(), len(c.keys)}
+			for _, k := range c.keys {
+				want = append(want, k)
+			}
+			want = append(want, c.args...)
+			if diff := cmp.Diff(want, c.evalsha); diff != "" {
+				t.Fatalf("EVALSHA command (-from keys and args +sent):\n%s", diff)
+			}
+			if cap(c.evalsha) != len(c.evalsha) {
+				t.Errorf("EVALSHA command of %d arguments has room for %d: evalshaOf's count is off", len(c.evalsha), cap(c.evalsha))
+			}
+			if len(c.args) == 0 || &c.args[0] != &c.evalsha[3+len(c.keys)] {
+				t.Errorf("args is not the command's tail")
+			}
+
+			e := luaStart(t)
+			if e.s.ap == nil {
+				t.Fatal("the store has no auto-pipeliner: runShared would not send the command")
+			}
+			if err := e.s.LoadScripts(e.ctx); err != nil {
+				t.Fatal(err)
+			}
+			if tc.flush {
+				if err := e.c.ScriptFlush(e.ctx).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := e.s.runShared(e.ctx, c); err != nil {
+				t.Fatal(err)
+			}
+			if r, err := decodeHit(c); err != nil {
+				t.Fatal(err)
+			} else if want := tc.a.op == visitor.HitPageview; (r.outcome == visitor.OutcomeNewSession) != want {
+				t.Errorf("outcome %v; a first page view opens a session, a heartbeat does not", r.outcome)
+			}
+		})
+	}
 }

@@ -109,18 +109,18 @@ func (a hitArgs) call() (*call, error) {
 		c = newHitConsts(a)
 	}
 	if a.minted && !a.requireGrant && a.op == visitor.HitPageview {
-		return &call{script: hitNewScript, keys: []string{a.keys.profile},
-			args: []any{ms(a.now), a.newSessionID, a.visitorID, a.page.URL, a.page.Title, a.page.Referrer,
-				sessionFacts(a.device, a.location, a.ip), c.boxed[3], c.boxed[4], c.boxed[5], ms(a.indexWrite)}}, nil
+		keys := []string{a.keys.profile}
+		return sharedCall(hitNewScript, keys, append(evalshaOf(hitNewScript, keys, 11),
+			ms(a.now), a.newSessionID, a.visitorID, a.page.URL, a.page.Title, a.page.Referrer,
+			sessionFacts(a.device, a.location, a.ip), c.boxed[3], c.boxed[4], c.boxed[5], ms(a.indexWrite))), nil
 	}
-	return &call{script: hitScript,
-		keys: []string{a.keys.profile, a.keys.choice, a.keys.tombstone, a.keys.sessions},
-		args: []any{
-			op, ms(a.now), boxedBit(a.requireGrant), c.boxed[0], c.boxed[1], c.boxed[2], c.boxed[3], c.boxed[4],
-			a.newSessionID, a.visitorID, a.page.URL, a.page.Title, a.page.Referrer,
-			sessionFacts(a.device, a.location, a.ip), c.boxed[5],
-			ms(a.indexNeeds), ms(a.indexWrite), c.boxed[6],
-		}}, nil
+	keys := []string{a.keys.profile, a.keys.choice, a.keys.tombstone, a.keys.sessions}
+	return sharedCall(hitScript, keys, append(evalshaOf(hitScript, keys, 18),
+		op, ms(a.now), boxedBit(a.requireGrant), c.boxed[0], c.boxed[1], c.boxed[2], c.boxed[3], c.boxed[4],
+		a.newSessionID, a.visitorID, a.page.URL, a.page.Title, a.page.Referrer,
+		sessionFacts(a.device, a.location, a.ip), c.boxed[5],
+		ms(a.indexNeeds), ms(a.indexWrite), c.boxed[6],
+	)), nil
 }
 
 // sessionFacts is hit.lua's ARGV[14]: device, location and IP as a session's

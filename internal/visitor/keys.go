@@ -82,7 +82,10 @@ func (h *Hasher) Sum(site string, p Purpose, value string) []byte {
 // Short returns the first 12 bytes of Sum in base64url (16 characters): enough
 // to name a record without a collision, short enough to keep keys small.
 func (h *Hasher) Short(site string, p Purpose, value string) string {
-	return base64.RawURLEncoding.EncodeToString(h.Sum(site, p, value)[:12])
+	// EncodeToString would allocate twice (its buffer, then the string).
+	var short [16]byte
+	base64.RawURLEncoding.Encode(short[:], h.Sum(site, p, value)[:12])
+	return string(short[:])
 }
 
 // VisitorKey is the name under which the store keeps a visitor: a keyed hash of

@@ -34,11 +34,19 @@ func (s *Site) MinimisePage(rawURL, title, referrer string) (Page, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return Page{}, Errorf(EInvalid, "url must be an absolute http(s) URL")
 	}
-	if !s.AllowsOrigin(Origin(u)) {
+	// The minimised URL starts with the origin: one buffer holds both (issue 20).
+	scheme, host := originParts(u)
+	path := u.EscapedPath()
+	var b strings.Builder
+	b.Grow(len(scheme) + len("://") + len(host) + max(len(path), len(RedactedPath)) + len("?") + len(u.RawQuery))
+	b.WriteString(scheme)
+	b.WriteString("://")
+	b.WriteString(host)
+	if !s.AllowsOrigin(b.String()) {
 		return Page{}, Errorf(EURLNotInSite, "the url's origin is not one of site %s's origins", s.ID)
 	}
 	redacted := s.redacted(u.Path)
-	p := Page{URL: s.minimiseURL(u, redacted)}
+	p := Page{URL: s.minimiseURL(&b, path, u.RawQuery, redacted)}
 	// A redacted path's title goes with it: it names what the path hides
 	// ("Invoice for <name>, <street>").
 	if s.KeepTitle && !redacted {
@@ -48,23 +56,18 @@ func (s *Site) MinimisePage(rawURL, title, referrer string) (Page, error) {
 	return p, nil
 }
 
-func (s *Site) minimiseURL(u *url.URL, redacted bool) string {
-	var b strings.Builder
-	b.Grow(len(u.Scheme) + len(u.Host) + len(u.EscapedPath()) + 16)
-	b.WriteString(Origin(u))
+// minimiseURL is the minimised URL of b's origin, the escaped path and the raw
+// query.
+func (s *Site) minimiseURL(b *strings.Builder, path, rawQuery string, redacted bool) string {
 	if redacted {
 		b.WriteString(RedactedPath)
 		return b.String()
 	}
-	path := u.EscapedPath()
 	if path == "" {
 		path = "/"
 	}
 	b.WriteString(path)
-	if q := s.keptQuery(u.RawQuery); q != "" {
-		b.WriteByte('?')
-		b.WriteString(q)
-	}
+	s.writeKeptQuery(b, rawQuery)
 	return truncateURL(b.String(), MaxURLBytes)
 }
 
@@ -99,13 +102,14 @@ func (s *Site) redacted(path string) bool {
 	return false
 }
 
-// keptQuery keeps, in their order, the parameters named in keep_query; a name
-// ending in '*' keeps every parameter with that prefix (the default is utm_*).
-func (s *Site) keptQuery(raw string) string {
+// writeKeptQuery writes '?' and, in their order, the parameters of raw named
+// in keep_query, '&' between them; nothing when none is kept. A name ending in
+// '*' keeps every parameter with that prefix (the default is utm_*).
+func (s *Site) writeKeptQuery(b *strings.Builder, raw string) {
 	if raw == "" || len(s.KeepQuery) == 0 {
-		return ""
+		return
 	}
-	var kept []string
+	sep := byte('?')
 	for part := range strings.SplitSeq(raw, "&") {
 		name, _, _ := strings.Cut(part, "=")
 		name, err := url.QueryUnescape(name)
@@ -113,10 +117,11 @@ func (s *Site) keptQuery(raw string) string {
 			continue
 		}
 		if s.keepParam(name) {
-			kept = append(kept, part)
+			b.WriteByte(sep)
+			b.WriteString(part)
+			sep = '&'
 		}
 	}
-	return strings.Join(kept, "&")
 }
 
 func (s *Site) keepParam(name string) bool {
@@ -134,12 +139,18 @@ func (s *Site) keepParam(name string) bool {
 
 // Origin is the scheme://host[:port] of u in lower case, without a default port.
 func Origin(u *url.URL) string {
-	host := strings.ToLower(u.Host)
-	scheme := strings.ToLower(u.Scheme)
+	scheme, host := originParts(u)
+	return scheme + "://" + host
+}
+
+// originParts are the scheme and host[:port] of Origin(u).
+func originParts(u *url.URL) (scheme, host string) {
+	host = strings.ToLower(u.Host)
+	scheme = strings.ToLower(u.Scheme)
 	if (scheme == "https" && strings.HasSuffix(host, ":443")) || (scheme == "http" && strings.HasSuffix(host, ":80")) {
 		host = host[:strings.LastIndexByte(host, ':')]
 	}
-	return scheme + "://" + host
+	return scheme, host
 }
 
 // StoredIP is the form of ip a site keeps under its ip mode: nothing, the /24

@@ -57,6 +57,26 @@ func TestMinimisePage(t *testing.T) {
 			want: Page{URL: "https://shop.example/p?ref=z"},
 		},
 		{
+			name: "a query of dropped parameters leaves no '?'",
+			url:  "https://shop.example/p?q=secret&session=1",
+			want: Page{URL: "https://shop.example/p"},
+		},
+		{
+			name: "empty, nameless and undecodable parameters dropped",
+			url:  "https://shop.example/p?&=x&%zz=1&&ref=a&utm_%73ource=b%20c&",
+			want: Page{URL: "https://shop.example/p?ref=a&utm_%73ource=b%20c"},
+		},
+		{
+			name: "redacted path drops its kept query",
+			url:  "https://shop.example/orders/7?utm_source=mail",
+			want: Page{URL: "https://shop.example" + RedactedPath},
+		},
+		{
+			name: "upper-case origin and default port with a path and kept query",
+			url:  "HTTPS://Shop.Example:443/P?ref=z",
+			want: Page{URL: "https://shop.example/P?ref=z"},
+		},
+		{
 			name: "fragment dropped",
 			url:  "https://shop.example/p#access_token=abc",
 			want: Page{URL: "https://shop.example/p"},

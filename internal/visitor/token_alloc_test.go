@@ -21,3 +21,15 @@ func TestSignVerifyAllocations(t *testing.T) {
 		t.Errorf("Verify: %v allocations, want at most %v", n, most)
 	}
 }
+
+// A visitor id is one allocation: its string (two under the race detector,
+// whose instrumentation moves a buffer to the heap).
+func TestNewVisitorIDAllocations(t *testing.T) {
+	most := 1.0
+	if raceEnabled {
+		most = 2
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = NewVisitorID() }); n > most {
+		t.Errorf("NewVisitorID: %v allocations, want at most %v", n, most)
+	}
+}
