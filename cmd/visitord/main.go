@@ -40,6 +40,8 @@ const (
 	shutdownTimeout = 15 * time.Second
 	sweepEvery      = 30 * time.Second
 	retentionEvery  = 5 * time.Second
+	// accessLogEvery bounds how long an access log line waits in its batch.
+	accessLogEvery = 200 * time.Millisecond
 )
 
 func main() {
@@ -219,8 +221,11 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer, re
 			func() float64 { return float64(a.store.FlushDropped()) }),
 	)
 	streams := httpapi.NewStreams(httpapi.StreamOptions{})
+	// Closed when serve returns, after the drain: every line is written.
+	access := newLineBatcher(stderr, accessLogEvery)
+	defer access.Close()
 	handler, err := httpapi.New(httpapi.Options{
-		Service: a.svc, Logger: log, AccessLog: stderr, Registry: reg, TrustedProxies: cfg.TrustedProxies,
+		Service: a.svc, Logger: log, AccessLog: access, Registry: reg, TrustedProxies: cfg.TrustedProxies,
 		CookieSecure: cfg.CookieSecure, TrackTimeout: cfg.TrackTimeout, Ready: a.store.Ping, OpenAPI: api.OpenAPI,
 		Demo: cfg.DemoSite, Limiter: redisstore.NewRateLimiter(a.store), PageViews: httpapi.NewPageViewLimiter(),
 		Streams: streams,
