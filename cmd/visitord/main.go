@@ -219,6 +219,9 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer, re
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "visitord_site_flush_dropped_total",
 			Help: "Buffered live entries, subject-index entries and counts given up after their flush failed for minutes."},
 			func() float64 { return float64(a.store.FlushDropped()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "visitord_redis_pipeline_rejected_total",
+			Help: "Page views answered 503 at once because the Redis auto-pipeliner held its queue of unanswered scripts (Redis stopped answering)."},
+			func() float64 { return float64(a.store.PipelineRejected()) }),
 	)
 	streams := httpapi.NewStreams(httpapi.StreamOptions{})
 	// Closed when serve returns, after the drain: every line is written.

@@ -539,8 +539,14 @@ func TestServeRealRedis(t *testing.T) {
 	if code, _ := get(t, client.Client, base+"/metrics"); code != http.StatusNotFound {
 		t.Errorf("public /metrics: %d, want 404 (metrics are on VISITORD_METRICS_ADDR only)", code)
 	}
-	if code, m := get(t, client.Client, "http://"+in.metrics+"/metrics"); code != http.StatusOK || !strings.Contains(m, `visitord_track_total{outcome="tracked",type="pageview"} 2`) {
+	code, m := get(t, client.Client, "http://"+in.metrics+"/metrics")
+	if code != http.StatusOK || !strings.Contains(m, `visitord_track_total{outcome="tracked",type="pageview"} 2`) {
 		t.Errorf("/metrics: %d, want 200 counting 2 tracked page views:\n%s", code, grepLines(m, "visitord_track_total"))
+	}
+	for _, counter := range []string{"visitord_site_flush_failures_total 0", "visitord_site_flush_dropped_total 0", "visitord_redis_pipeline_rejected_total 0"} {
+		if !strings.Contains(m, counter) {
+			t.Errorf("/metrics lacks %q:\n%s", counter, grepLines(m, "visitord_"))
+		}
 	}
 
 	// Redis gone: the process lives, readiness says no.

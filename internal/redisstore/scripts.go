@@ -111,7 +111,8 @@ func (s *Store) run(ctx context.Context, calls ...*call) error {
 // commit), each still bounded by its own ctx. A call whose ctx ends first
 // answers its caller at once; the command may still run, as a pipelined one
 // whose reply came late would. NOSCRIPT falls back to run, which sends the
-// script whole.
+// script whole. A call refused because the pipeliner holds its queue
+// (WithPipelineQueue) is ErrStoreUnavailable at once, and counted.
 func (s *Store) runShared(ctx context.Context, c *call) error {
 	if s.ap == nil {
 		return s.run(ctx, c)
@@ -124,6 +125,9 @@ func (s *Store) runShared(ctx context.Context, c *call) error {
 	err := s.ap.Submit(ctx, c.cmd).WaitContext(ctx)
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 		return s.run(ctx, c)
+	}
+	if errors.Is(err, redis.ErrAutoPipelineQueueFull) {
+		s.pipelineRejected.Add(1)
 	}
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return translate(err)

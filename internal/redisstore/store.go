@@ -26,9 +26,20 @@ type Store struct {
 	siteCalls atomic.Uint64
 	// agg buffers and flushes the site-level data of page views (aggregate.go).
 	agg aggregation
-	// ap is the client's auto-pipeliner (group commit) for the page-view path.
-	ap *redis.AutoPipeliner
+	// ap is the client's auto-pipeliner (group commit) for the page-view path;
+	// it holds at most pipelineQueue commands not yet answered, and
+	// pipelineRejected counts the calls it refused past that.
+	ap               *redis.AutoPipeliner
+	pipelineQueue    int
+	pipelineRejected atomic.Uint64
 }
+
+// DefaultPipelineQueue bounds the page-view scripts a Store's auto-pipeliner
+// holds not yet answered: a second of a busy pod's page views. Past it (a
+// Redis that stopped answering), a page view is refused at once as the store
+// unavailable, instead of queueing in memory to run long after its caller
+// gave up.
+const DefaultPipelineQueue = 10000
 
 // Option sets an optional tunable of the Store.
 type Option func(*Store)
@@ -41,22 +52,33 @@ func WithSites(ids ...string) Option { return func(s *Store) { s.sites = ids } }
 // WithMinReplicas makes consent and chat writes wait until n replicas hold them.
 func WithMinReplicas(n int) Option { return func(s *Store) { s.minReplicas = n } }
 
+// WithPipelineQueue sets how many page-view scripts the auto-pipeliner may
+// hold not yet answered (DefaultPipelineQueue). The client's auto-pipeliner
+// is shared: the first Store over a client sets it.
+func WithPipelineQueue(n int) Option { return func(s *Store) { s.pipelineQueue = n } }
+
 // New returns a Store over c.
 func New(c redis.UniversalClient, opts ...Option) *Store {
-	s := &Store{c: c}
+	s := &Store{c: c, pipelineQueue: DefaultPipelineQueue}
 	s.agg.pod = newPodID()
-	if c, ok := c.(interface {
-		AsyncAutoPipeline() (*redis.AutoPipeliner, error)
-	}); ok {
-		if ap, err := c.AsyncAutoPipeline(); err == nil {
-			s.ap = ap
-		}
-	}
 	for _, o := range opts {
 		o(s)
 	}
+	if c, ok := c.(interface {
+		AsyncAutoPipelineWithOptions(*redis.AutoPipelineOptions) (*redis.AutoPipeliner, error)
+	}); ok {
+		o := redis.DefaultAutoPipelineOptions()
+		o.MaxQueuedCommands = s.pipelineQueue
+		if ap, err := c.AsyncAutoPipelineWithOptions(o); err == nil {
+			s.ap = ap
+		}
+	}
 	return s
 }
+
+// PipelineRejected counts the page-view scripts refused because the
+// auto-pipeliner held DefaultPipelineQueue (WithPipelineQueue) unanswered.
+func (s *Store) PipelineRejected() uint64 { return s.pipelineRejected.Load() }
 
 // Ping reports whether Redis answers; ErrStoreUnavailable otherwise.
 func (s *Store) Ping(ctx context.Context) error {

@@ -261,10 +261,13 @@ func stRunUnavailable(t *testing.T, calls []stCall) {
 				case "stopped":
 					rs.Stop()
 				case "hung":
-					// Longer than the test: the server's shutdown at cleanup ends it.
+					// Longer than the test: the server's end at cleanup ends it,
+					// before the client closes (its auto-pipeliner waits on a
+					// batch the hung server holds).
 					if err := rs.Client(t).Do(context.Background(), "CLIENT", "PAUSE", 60_000, "ALL").Err(); err != nil {
 						t.Fatal(err)
 					}
+					t.Cleanup(rs.Kill)
 				}
 				site := &visitor.Site{ID: "shop", SessionTimeout: 30 * time.Minute, SessionMax: 4 * time.Hour,
 					ConsentValidDays: 180, PolicyVersion: "2026-11", Retention: stRetention}
@@ -755,5 +758,49 @@ func TestSessionIndexNamesEarlierSessions(t *testing.T) {
 				t.Errorf("VisitorData lists sessions %v, want %v", listed, tc.sids)
 			}
 		})
+	}
+}
+
+// With Redis hung, the auto-pipeliner holds at most its queue of page views;
+// the ones past it are refused at once as the store unavailable, and counted
+// (PipelineRejected), instead of queueing to run after their callers gave up.
+func TestRecordHitPipelineQueueBound(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	c, err := Connect(rs.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	const queue, calls = 4, 40
+	s := New(c, WithSites("shop"), WithPipelineQueue(queue))
+	if err := s.LoadScripts(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Client(t).Do(context.Background(), "CLIENT", "PAUSE", 60_000, "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Before the client closes: its pipeliner's batch waits on the hung server.
+	t.Cleanup(rs.Kill)
+	site := &visitor.Site{ID: "shop", SessionTimeout: 30 * time.Minute, SessionMax: 4 * time.Hour,
+		ConsentValidDays: 180, PolicyVersion: "2026-11", Retention: stRetention}
+	errs := make(chan error, calls)
+	for i := range calls {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), stUnavailableTimeout)
+			defer cancel()
+			_, err := s.RecordHit(ctx, visitor.HitWrite{Site: site, Retention: stRetention, VisitorID: fmt.Sprintf("vid%d", i),
+				VisitorKey: fmt.Sprintf("vk%014d", i), Type: visitor.HitPageview, Now: time.Now().UTC(),
+				Page: visitor.Page{URL: "https://shop.example/a"}, NewSessionID: "s1", Count: true, NewVisitor: true})
+			errs <- err
+		}()
+	}
+	for range calls {
+		if err := <-errs; !errors.Is(err, visitor.ErrStoreUnavailable) {
+			t.Errorf("page view with Redis hung: %v, want visitor.ErrStoreUnavailable", err)
+		}
+	}
+	if got := s.PipelineRejected(); got < calls-queue {
+		t.Errorf("PipelineRejected = %d, want at least %d of %d page views past a queue of %d", got, calls-queue, calls, queue)
 	}
 }
