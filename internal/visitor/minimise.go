@@ -192,6 +192,14 @@ func TruncateIP(ip netip.Addr) string {
 // spaces and joiners, the byte-order mark, soft hyphens) and invalid UTF-8 are
 // removed, so a title or a name cannot reorder or hide what an operator reads.
 func cleanText(s string) string {
+	if printableASCII(s) {
+		return strings.TrimSpace(s)
+	}
+	return cleanUnicode(s)
+}
+
+// cleanUnicode is cleanText for any text.
+func cleanUnicode(s string) string {
 	s = strings.ToValidUTF8(s, "")
 	if strings.IndexFunc(s, unprintable) < 0 {
 		return strings.TrimSpace(s)
@@ -205,6 +213,17 @@ func cleanText(s string) string {
 		}
 		return r
 	}, s))
+}
+
+// printableASCII reports whether s is printable ASCII only (most titles):
+// valid UTF-8 with no character cleanText folds or removes.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // unprintable reports a control (Cc), format (Cf) or line/paragraph separator

@@ -426,3 +426,18 @@ func TestContactClean(t *testing.T) {
 		})
 	}
 }
+
+// cleanText's fast path for printable ASCII answers what the general path
+// answers: for every byte alone and inside text, and for text around it.
+func TestCleanTextASCIIFastPathIsTheGeneralPath(t *testing.T) {
+	inputs := []string{"", "  Blue mug \u2013 Shop ", "Blue mug", " padded ", "tab\there", "nul\x00byte", "del\x7fbyte",
+		"bidi\u202eevil", "zero\u200bwidth", "bad\xffutf8", "line\nbreak", "\r\n"}
+	for b := range 256 {
+		inputs = append(inputs, string([]byte{byte(b)}), "a"+string([]byte{byte(b)})+"b")
+	}
+	for _, in := range inputs {
+		if got, want := cleanText(in), cleanUnicode(in); got != want {
+			t.Errorf("cleanText(%q) = %q, the general path gives %q", in, got, want)
+		}
+	}
+}
