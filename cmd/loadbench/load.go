@@ -67,11 +67,21 @@ type requester interface {
 	request(target string, rng *rand.Rand) (*http.Request, int)
 	// keep stores the token a response gave visitor v.
 	keep(v int, token string)
+	// forget drops the tokens kept: the bench wiped the data they name.
+	forget()
 }
 
 func (c *corpus) keep(v int, token string) { c.tokens[v].Store(&token) }
 
+func (c *corpus) forget() {
+	for i := range c.tokens {
+		c.tokens[i].Store(nil)
+	}
+}
+
 func (n newVisitors) keep(int, string) {}
+
+func (n newVisitors) forget() {}
 
 // request builds the i-th request of the corpus for target.
 func (c *corpus) request(target string, rng *rand.Rand) (*http.Request, int) {

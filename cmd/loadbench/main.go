@@ -162,6 +162,8 @@ func run(ctx context.Context, args []string) error {
 				if err := nodes.flush(); err != nil {
 					return err
 				}
+				// A returning visitor of the corpus comes back to data of this run.
+				mix.forget()
 				snap := func(responses func() int64) (sample, error) { return takeSample(ctx, nodes, t, responses) }
 				r, err := load(ctx, t.url, mix, c, *warmup, *duration, snap)
 				if err != nil {
