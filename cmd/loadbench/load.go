@@ -26,6 +26,8 @@ type corpus struct {
 	ips      []string
 	visitors int
 	tokens   []atomic.Pointer[string]
+	// returning is the percentage of page views by returning visitors (30).
+	returning int
 }
 
 func newCorpus(visitors, distinctUAs int) *corpus {
@@ -38,7 +40,7 @@ func newCorpus(visitors, distinctUAs int) *corpus {
 		}
 		return string(b)
 	}
-	c := &corpus{visitors: visitors, tokens: make([]atomic.Pointer[string], visitors)}
+	c := &corpus{visitors: visitors, tokens: make([]atomic.Pointer[string], visitors), returning: 30}
 	for i := range distinctUAs {
 		if i%33 == 0 {
 			c.uas = append(c.uas, fmt.Sprintf("Mozilla/5.0 (compatible; Crawler%d/2.1; +http://crawler.example/bot.html)", i))
@@ -95,7 +97,7 @@ func (c *corpus) request(target string, rng *rand.Rand) (*http.Request, int) {
 		r.Header.Set("DNT", "1")
 	}
 	t := c.tokens[v].Load()
-	if rng.IntN(100) < 30 && t != nil {
+	if rng.IntN(100) < c.returning && t != nil {
 		r.Header.Set("X-Visitor-Token", *t)
 		return r, -1
 	}

@@ -75,6 +75,7 @@ func run(ctx context.Context, args []string) error {
 	conns := fs.String("conns", "64", "connection counts, comma-separated")
 	runs := fs.Int("runs", 1, "runs per target and connection count (the run of median requests/s is reported)")
 	mixName := fs.String("load", "new", "the load: new (a new visitor from a random address on every request) or corpus (DESIGN.md's corpus)")
+	returning := fs.Int("returning", 30, "with -load corpus: the percentage of page views by returning visitors (DESIGN.md's corpus: 30)")
 	views := fs.Int("memory", 20000, "further page views sent for the Redis memory measurement, after 10k visitors (0 skips it)")
 	profile := fs.String("profile", "", "write a CPU profile of visitord under 64-connection load to this file")
 	masters := fs.Int("cluster", 0, "run visitord against a Redis Cluster of this many masters instead of one redis-server (0: off); the floor is then not run")
@@ -92,7 +93,11 @@ func run(ctx context.Context, args []string) error {
 		}
 		counts = append(counts, n)
 	}
+	if *returning < 0 || *returning > 100 {
+		return fmt.Errorf("-returning: %d is not a percentage", *returning)
+	}
 	corpus := newCorpus(10000, 2000)
+	corpus.returning = *returning
 	var mix requester
 	switch *mixName {
 	case "new":
