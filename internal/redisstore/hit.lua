@@ -9,8 +9,9 @@
 -- KEYS[3] tombstone      v:{site:vkey}:t
 -- KEYS[4] session index  v:{site:vkey}:S (the visitor's earlier sessions: a
 --         session enters it when a later one replaces it as the profile's sid)
--- The session's list and hash (v:{site:vkey}:s:<sid>[:m]) are derived from
--- KEYS[1] and share its hash tag {site:vkey}.
+-- The session's list (v:{site:vkey}:s:<sid>) and an older session's hash
+-- (the list's name and :m) are derived from KEYS[1] and share its hash tag
+-- {site:vkey}.
 --
 -- ARGV[1]  op: p (page view), h (heartbeat), l (leave)
 -- ARGV[2]  now ms
