@@ -23,9 +23,8 @@
 -- record_of(skey, mkey) returns the session's record as a table by field name,
 -- and whether it was read from the list (false: from the older hash); an empty
 -- table when the session is gone.
--- record_get(skey, mkey, fields) returns the fields named, as HMGET would
+-- record_get(skey, mkey, names) returns the fields named, as HMGET would
 -- (false for a missing one).
--- record_item(m) encodes the record table m as the list's first item.
 -- record_head(skey, mkey) reads what a hit changes of the record: its first
 -- seven fields (ss to ct) by name and the rest as stored (m.tail: the
 -- session's facts, from rf on), and whether it is in the list; head_item(m)
@@ -44,48 +43,40 @@
 local RECORD = {'ss', 'sl', 'ps', 'pc', 'np', 'cu', 'ct', 'rf', 'br', 'bv', 'os', 'mob', 'co', 'rg', 'ci', 'tz', 'ip'}
 -- Profiles written before sessions had records held these same fields.
 local LEGACY = RECORD
+-- fields(head, n) reads the first n fields of a record item by name, and
+-- what follows them as stored (nil when the item ends first).
+local function fields(head, n)
+  local m, i = {}, 4
+  for k = 1, n do
+    local j = string.find(head, '\t', i, true)
+    if not j then
+      m[RECORD[k]] = string.sub(head, i)
+      return m, nil
+    end
+    m[RECORD[k]] = string.sub(head, i, j - 1)
+    i = j + 1
+  end
+  return m, string.sub(head, i)
+end
 local function record_of(skey, mkey)
   local head = redis.call('LINDEX', skey, 0)
+  if head and string.sub(head, 1, 3) == '#r\t' then return (fields(head, #RECORD)), true end
   local m = {}
-  if head and string.sub(head, 1, 3) == '#r\t' then
-    local i = 4
-    for n = 1, #RECORD do
-      local j = string.find(head, '\t', i, true)
-      if not j then
-        m[RECORD[n]] = string.sub(head, i)
-        break
-      end
-      m[RECORD[n]] = string.sub(head, i, j - 1)
-      i = j + 1
-    end
-    return m, true
-  end
   local h = redis.call('HGETALL', mkey)
   for k = 1, #h, 2 do m[h[k]] = h[k + 1] end
   return m, false
 end
-local function record_get(skey, mkey, fields)
+local function record_get(skey, mkey, names)
   local m = record_of(skey, mkey)
   local out = {}
-  for i, f in ipairs(fields) do out[i] = m[f] or false end
+  for i, f in ipairs(names) do out[i] = m[f] or false end
   return out
-end
-local function record_item(m)
-  local v = {}
-  for i, f in ipairs(RECORD) do v[i] = m[f] or '' end
-  return '#r\t' .. table.concat(v, '\t')
 end
 local function record_head(skey, mkey)
   local head = redis.call('LINDEX', skey, 0)
   if head and string.sub(head, 1, 3) == '#r\t' then
-    local m, i = {}, 4
-    for n = 1, 7 do
-      local j = string.find(head, '\t', i, true)
-      if not j then return m, true end
-      m[RECORD[n]] = string.sub(head, i, j - 1)
-      i = j + 1
-    end
-    m.tail = string.sub(head, i)
+    local m, tail = fields(head, 7)
+    m.tail = tail
     return m, true
   end
   local m = record_of(skey, mkey)
@@ -99,7 +90,7 @@ local function head_item(m)
     (m.np or '') .. '\t' .. (m.cu or '') .. '\t' .. (m.ct or '') .. '\t' .. (m.tail or '')
 end
 local function open_session(skey, now, url, title, referrer, facts, cap)
-  local record = '#r\t' .. now .. '\t' .. now .. '\t' .. now .. '\t0\t1\t' .. url .. '\t' .. title .. '\t' .. referrer .. '\t' .. facts
+  local record = head_item({ss = now, sl = now, ps = now, pc = '0', np = '1', cu = url, ct = title, tail = referrer .. '\t' .. facts})
   if tonumber(cap) >= 1 then
     redis.call('RPUSH', skey, record, now .. '\t0\t' .. url .. '\t' .. title)
   else

@@ -110,8 +110,8 @@ func (s *Store) run(ctx context.Context, calls ...*call) error {
 // calls of concurrent requests share one pipeline and one round trip (group
 // commit), each still bounded by its own ctx. A call whose ctx ends first
 // answers its caller at once; the command may still run, as a pipelined one
-// whose reply came late would. NOSCRIPT falls back to run, which sends the
-// script whole. A call refused because the pipeliner holds its queue
+// whose reply came late would. A script the node lost (NOSCRIPT) is sent
+// whole once, which caches it again. A call refused because the pipeliner holds its queue
 // (WithPipelineQueue) is ErrStoreUnavailable at once, and counted.
 func (s *Store) runShared(ctx context.Context, c *call) error {
 	if s.ap == nil {
@@ -124,7 +124,8 @@ func (s *Store) runShared(ctx context.Context, c *call) error {
 	c.cmd = redis.NewCmd(ctx, args...)
 	err := s.ap.Submit(ctx, c.cmd).WaitContext(ctx)
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		return s.run(ctx, c)
+		c.cmd = c.script.Eval(ctx, s.c, c.keys, c.args...)
+		err = c.cmd.Err()
 	}
 	if errors.Is(err, redis.ErrAutoPipelineQueueFull) {
 		s.pipelineRejected.Add(1)

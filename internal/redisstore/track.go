@@ -128,11 +128,7 @@ func (a hitArgs) call() (*call, error) {
 // value (a User-Agent may carry one) becomes a space: the record's separator
 // is never data.
 func sessionFacts(d visitor.Device, l visitor.Location, ip string) string {
-	mobile := "0"
-	if d.Mobile {
-		mobile = "1"
-	}
-	facts := [...]string{d.Browser, d.Version, d.OS, mobile, l.Country, l.Region, l.City, l.TimeZone, ip}
+	facts := [...]string{d.Browser, d.Version, d.OS, bit(d.Mobile), l.Country, l.Region, l.City, l.TimeZone, ip}
 	n := len(facts) - 1
 	for _, v := range facts {
 		n += len(v)
