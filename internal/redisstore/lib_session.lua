@@ -28,7 +28,8 @@
 -- record_head(skey, mkey) reads what a hit changes of the record: its first
 -- seven fields (ss to ct) by name and the rest as stored (m.tail: the
 -- session's facts, from rf on), and whether it is in the list; head_item(m)
--- encodes such a table as the list's first item.
+-- encodes such a table as the list's first item, record_line the same fields
+-- given one by one.
 -- open_session(skey, now, url, title, referrer, facts, cap) writes the list of
 -- a session opening at now: its record (the first page current, facts the
 -- session's fields from br on, tab-separated) and, when cap allows one, that
@@ -85,12 +86,14 @@ local function record_head(skey, mkey)
   m.tail = table.concat(v, '\t')
   return m, false
 end
+local function record_line(ss, sl, ps, pc, np, cu, ct, tail)
+  return '#r\t' .. ss .. '\t' .. sl .. '\t' .. ps .. '\t' .. pc .. '\t' .. np .. '\t' .. cu .. '\t' .. ct .. '\t' .. tail
+end
 local function head_item(m)
-  return '#r\t' .. (m.ss or '') .. '\t' .. (m.sl or '') .. '\t' .. (m.ps or '') .. '\t' .. (m.pc or '') .. '\t' ..
-    (m.np or '') .. '\t' .. (m.cu or '') .. '\t' .. (m.ct or '') .. '\t' .. (m.tail or '')
+  return record_line(m.ss or '', m.sl or '', m.ps or '', m.pc or '', m.np or '', m.cu or '', m.ct or '', m.tail or '')
 end
 local function open_session(skey, now, url, title, referrer, facts, cap)
-  local record = head_item({ss = now, sl = now, ps = now, pc = '0', np = '1', cu = url, ct = title, tail = referrer .. '\t' .. facts})
+  local record = record_line(now, now, now, '0', '1', url, title, referrer .. '\t' .. facts)
   if tonumber(cap) >= 1 then
     redis.call('RPUSH', skey, record, now .. '\t0\t' .. url .. '\t' .. title)
   else
