@@ -10,8 +10,9 @@
 //
 //	v:{shop:Q2x8Yk1vZjRrS3pN}           hash    profile, identity-level facts only (invariant 5):
 //	                                             vid, fs (first seen ms), ns (sessions), sid (current
-//	                                             session), w (write time ms), ix (score of the visitor's
-//	                                             subject-index entry, ms)
+//	                                             session), w (write time ms: the visitor's TTLs were
+//	                                             set then), ix (score of the visitor's subject-index
+//	                                             entry, ms)
 //	v:{shop:Q2x8Yk1vZjRrS3pN}:s:<sid>   list    one session's record, then its pages. The first item is
 //	                                             "#r" and, each after a tab: ss/sl (start, last activity
 //	                                             ms), ps/pc (current page start ms, closed by a leave), np
@@ -136,9 +137,9 @@
 //
 // TTLs (invariant 3): profile and session index `profiles` retention and
 // sessions (list and hash) `sessions` retention, from the last write (a hit
-// within a session refreshes them only once they fall short of that by more
-// than ttlSlackOf, at most an hour: data may expire that much early, never
-// late); the consent choice until
+// within a session refreshes them, and writes the profile's w, only once the
+// last refresh is more than ttlSlackOf ago, at most an hour: data may expire
+// that much early, never late); the consent choice until
 // it lapses; consent records until the newest record's expiry (older ones are
 // trimmed on read and write); tombstones 13 months; the live set 2 ×
 // session_timeout; counters 400 days; the records of recent erasures

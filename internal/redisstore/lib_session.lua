@@ -94,7 +94,7 @@ local function head_item(m)
 end
 local function open_session(skey, now, url, title, referrer, facts, cap)
   local record = record_line(now, now, now, '0', '1', url, title, referrer .. '\t' .. facts)
-  if tonumber(cap) >= 1 then
+  if cap ~= '0' then
     redis.call('RPUSH', skey, record, now .. '\t0\t' .. url .. '\t' .. title)
   else
     redis.call('RPUSH', skey, record)

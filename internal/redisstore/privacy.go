@@ -149,6 +149,16 @@ func (s *Store) VisitorData(ctx context.Context, site *visitor.Site, vkey string
 	if err := s.visitorSessionsAndChats(ctx, site, k, h, &d); err != nil {
 		return visitor.VisitorData{}, err
 	}
+	// The profile's w is when its TTLs were last refreshed (hit.lua's touch),
+	// which a hit within a session may leave behind: the visitor was last
+	// seen at the later of it and its sessions' last activity.
+	if d.Profile != nil {
+		for _, sd := range d.Sessions {
+			if sd.LastSeen.After(d.Profile.LastSeen) {
+				d.Profile.LastSeen = sd.LastSeen
+			}
+		}
+	}
 	return d, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -920,4 +921,39 @@ func TestPrivacyStoreUnavailable(t *testing.T) {
 			return err
 		}},
 	})
+}
+
+// A hit within a session leaves the profile's w (its last TTL refresh) behind:
+// the export's last-seen time is the visitor's last hit all the same, and w
+// once the sessions are gone.
+func TestVisitorDataLastSeen(t *testing.T) {
+	t.Parallel()
+	e := stStart(t)
+	e.pageview(t, stKeyA, "s1", time.Minute, "/a")
+	e.record(t, stHit{at: 3 * time.Minute, url: "/b"})
+	e.record(t, stHit{at: 5 * time.Minute, typ: visitor.HitHeartbeat})
+	k := keysOf(e.site.ID, stKeyA)
+	if w := e.c.HGet(e.ctx, k.profile, "w").Val(); w != strconv.FormatInt(ms(e.now.Add(time.Minute)), 10) {
+		t.Fatalf("profile's w %s, want the session's opening: the hits within the slack refresh nothing", w)
+	}
+	lastSeen := func() time.Time {
+		t.Helper()
+		d, err := e.s.VisitorData(e.ctx, e.site, stKeyA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Profile == nil {
+			t.Fatal("no profile")
+		}
+		return d.Profile.LastSeen
+	}
+	if got, want := lastSeen(), e.now.Add(5*time.Minute); !got.Equal(want) {
+		t.Errorf("LastSeen %v, want the last hit's %v", got, want)
+	}
+	if err := e.c.Del(e.ctx, sessionKey(k.profile, "s1")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := lastSeen(), e.now.Add(time.Minute); !got.Equal(want) {
+		t.Errorf("LastSeen %v with the session gone, want the profile's w %v", got, want)
+	}
 }

@@ -79,15 +79,15 @@ type hitConsts struct {
 	sessionsTTL, profilesTTL   time.Duration
 	maxPages                   int
 	ttlSlack                   time.Duration
-	// boxed holds ARGV[4..8], ARGV[15] and ARGV[18] in that order.
-	boxed [7]any
+	// boxed holds ARGV[4], ARGV[5], ARGV[7], ARGV[8] and ARGV[15] in that
+	// order: the others change with the hit's time.
+	boxed [5]any
 }
 
 func newHitConsts(a hitArgs) *hitConsts {
 	c := &hitConsts{policy: a.policy, sessionTimeout: a.sessionTimeout, sessionMax: a.sessionMax,
 		sessionsTTL: a.sessionsTTL, profilesTTL: a.profilesTTL, maxPages: a.maxPages, ttlSlack: a.ttlSlack}
-	c.boxed = [7]any{a.policy, a.sessionTimeout.Milliseconds(), a.sessionMax.Milliseconds(),
-		seconds(a.sessionsTTL), seconds(a.profilesTTL), a.maxPages, a.ttlSlack.Milliseconds()}
+	c.boxed = [5]any{a.policy, a.sessionTimeout.Milliseconds(), seconds(a.sessionsTTL), seconds(a.profilesTTL), a.maxPages}
 	return c
 }
 
@@ -112,14 +112,18 @@ func (a hitArgs) call() (*call, error) {
 		keys := []string{a.keys.profile}
 		return sharedCall(hitNewScript, keys, append(evalshaOf(hitNewScript, keys, 11),
 			ms(a.now), a.newSessionID, a.visitorID, a.page.URL, a.page.Title, a.page.Referrer,
-			sessionFacts(a.device, a.location, a.ip), c.boxed[3], c.boxed[4], c.boxed[5], ms(a.indexWrite))), nil
+			sessionFacts(a.device, a.location, a.ip), c.boxed[2], c.boxed[3], c.boxed[4], ms(a.indexWrite))), nil
 	}
+	// The script compares times as strings (hit.lua's ge): the bounds it
+	// compares with are computed here, none below 0.
+	now := ms(a.now)
+	before := func(d time.Duration) int64 { return max(0, now-d.Milliseconds()) }
 	keys := []string{a.keys.profile, a.keys.choice, a.keys.tombstone, a.keys.sessions}
-	return sharedCall(hitScript, keys, append(evalshaOf(hitScript, keys, 18),
-		op, ms(a.now), boxedBit(a.requireGrant), c.boxed[0], c.boxed[1], c.boxed[2], c.boxed[3], c.boxed[4],
+	return sharedCall(hitScript, keys, append(evalshaOf(hitScript, keys, 19),
+		op, now, boxedBit(a.requireGrant), c.boxed[0], c.boxed[1], before(a.sessionMax), c.boxed[2], c.boxed[3],
 		a.newSessionID, a.visitorID, a.page.URL, a.page.Title, a.page.Referrer,
-		sessionFacts(a.device, a.location, a.ip), c.boxed[5],
-		ms(a.indexNeeds), ms(a.indexWrite), c.boxed[6],
+		sessionFacts(a.device, a.location, a.ip), c.boxed[4],
+		ms(a.indexNeeds), ms(a.indexWrite), before(a.ttlSlack), before(a.sessionTimeout),
 	)), nil
 }
 
@@ -309,10 +313,10 @@ func (k *shardKeys) stats(now time.Time) string {
 	return d.key
 }
 
-// maxTTLSlack bounds how far short of their windows a visitor's TTLs may fall
-// before a hit within a session refreshes them: four commands a page view
-// saved, against data that expires at most this much before its window from
-// the last write (never after it).
+// maxTTLSlack bounds how long after the last refresh of a visitor's TTLs (the
+// profile's w) a hit within a session refreshes them again: the profile write
+// and three EXPIREs a page view saves, against data that expires at most this
+// much before its window from the last write (never after it).
 const maxTTLSlack = time.Hour
 
 // ttlSlackOf is the TTL slack of a retention: maxTTLSlack, or a hundredth of

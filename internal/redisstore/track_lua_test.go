@@ -75,6 +75,52 @@ func TestHitScript(t *testing.T) {
 			before: []func(string) hitArgs{func(v string) hitArgs { return hitOf(v, visitor.HitPageview, luaT0) }},
 			last:   func(v string) hitArgs { return hitOf(v, visitor.HitPageview, luaT0.Add(31*time.Minute)) },
 			want:   hitReply{outcome: visitor.OutcomeNewSession}, pages: 1, views: 1},
+		{name: "page view at the timeout continues the session",
+			before: []func(string) hitArgs{func(v string) hitArgs { return hitOf(v, visitor.HitPageview, luaT0) }},
+			last:   func(v string) hitArgs { return hitOf(v, visitor.HitPageview, luaT0.Add(30*time.Minute)) },
+			want:   hitReply{outcome: visitor.OutcomeTracked}, pages: 2, views: 2},
+		{name: "page view a millisecond past the timeout opens another",
+			before: []func(string) hitArgs{func(v string) hitArgs { return hitOf(v, visitor.HitPageview, luaT0) }},
+			last: func(v string) hitArgs {
+				return hitOf(v, visitor.HitPageview, luaT0.Add(30*time.Minute+time.Millisecond))
+			},
+			want: hitReply{outcome: visitor.OutcomeNewSession}, pages: 1, views: 1},
+		// The script compares times as strings: one of fewer digits is the
+		// earlier (its last activity, 12 digits, before the bound, 13).
+		{name: "a last activity of fewer digits than the bound is before it",
+			before: []func(string) hitArgs{func(v string) hitArgs { return hitOf(v, visitor.HitPageview, time.UnixMilli(999_999_999_000)) }},
+			last: func(v string) hitArgs {
+				return hitOf(v, visitor.HitPageview, time.UnixMilli(999_999_999_000).Add(31*time.Minute))
+			},
+			want: hitReply{outcome: visitor.OutcomeNewSession}, pages: 1, views: 1},
+		{name: "a bound of fewer digits than the last activity is before it",
+			before: []func(string) hitArgs{func(v string) hitArgs { return hitOf(v, visitor.HitPageview, time.UnixMilli(1_000_000_000_500)) }},
+			last: func(v string) hitArgs {
+				return hitOf(v, visitor.HitPageview, time.UnixMilli(1_000_000_000_500).Add(time.Minute))
+			},
+			want: hitReply{outcome: visitor.OutcomeTracked}, pages: 2, views: 2},
+		{name: "page view at the session maximum continues the session",
+			before: []func(string) hitArgs{
+				func(v string) hitArgs { return hitOf(v, visitor.HitPageview, luaT0) },
+				func(v string) hitArgs { return hitOf(v, visitor.HitHeartbeat, luaT0.Add(8*time.Minute)) },
+			},
+			last: func(v string) hitArgs {
+				a := hitOf(v, visitor.HitPageview, luaT0.Add(10*time.Minute))
+				a.sessionMax = 10 * time.Minute
+				return a
+			},
+			want: hitReply{outcome: visitor.OutcomeTracked}, pages: 2, views: 2},
+		{name: "page view a millisecond past the session maximum opens another",
+			before: []func(string) hitArgs{
+				func(v string) hitArgs { return hitOf(v, visitor.HitPageview, luaT0) },
+				func(v string) hitArgs { return hitOf(v, visitor.HitHeartbeat, luaT0.Add(8*time.Minute)) },
+			},
+			last: func(v string) hitArgs {
+				a := hitOf(v, visitor.HitPageview, luaT0.Add(10*time.Minute+time.Millisecond))
+				a.sessionMax = 10 * time.Minute
+				return a
+			},
+			want: hitReply{outcome: visitor.OutcomeNewSession}, pages: 1, views: 1},
 		{name: "page view past the session maximum opens another",
 			before: []func(string) hitArgs{
 				func(v string) hitArgs { return hitOf(v, visitor.HitPageview, luaT0) },

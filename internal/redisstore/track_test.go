@@ -613,9 +613,9 @@ func TestRecordHitMintedWritesAsTheReadingPath(t *testing.T) {
 	}
 }
 
-// A hit within a session refreshes the visitor's TTLs only when they would
-// otherwise fall short of their windows by more than the slack; a hit that
-// opens a session refreshes them always. No key is ever short of its window
+// A hit within a session refreshes the visitor's TTLs only when they were last
+// refreshed (the profile's w) more than the slack ago, and then writes w; a hit
+// that opens a session refreshes them always. No key is ever short of its window
 // (from the last write) by more than the slack.
 func TestRecordHitRefreshesTTLsPastTheSlack(t *testing.T) {
 	t.Parallel()
@@ -625,15 +625,20 @@ func TestRecordHitRefreshesTTLsPastTheSlack(t *testing.T) {
 		name string
 		// aged is how far short of their windows the visitor's TTLs are
 		// before the hit (as if the last refresh were that long ago).
-		aged      time.Duration
-		hit       stHit
-		sid       string // the session current after the hit
+		aged time.Duration
+		hit  stHit
+		sid  string // the session current after the hit
+		// lowIndex makes the visitor's subject-index entry end before its
+		// data would: the hit must raise it.
+		lowIndex  bool
 		refreshed bool
 	}{
 		{name: "a page within the slack", aged: slack / 2, hit: stHit{at: time.Minute, url: "/b"}, sid: "s1"},
 		{name: "a page past the slack", aged: 2 * slack, hit: stHit{at: time.Minute, url: "/b"}, sid: "s1", refreshed: true},
 		{name: "a heartbeat within the slack", aged: slack / 2, hit: stHit{at: time.Minute, typ: visitor.HitHeartbeat}, sid: "s1"},
 		{name: "a leave past the slack", aged: 2 * slack, hit: stHit{at: time.Minute, typ: visitor.HitLeave}, sid: "s1", refreshed: true},
+		{name: "a page raising the subject-index entry within the slack", aged: slack / 2, hit: stHit{at: time.Minute, url: "/b"}, sid: "s1",
+			lowIndex: true, refreshed: true},
 		{name: "a page opening a session within the slack", aged: slack / 2, hit: stHit{at: time.Hour, url: "/b", sid: "s2"}, sid: "s2",
 			refreshed: true},
 	} {
@@ -648,6 +653,15 @@ func TestRecordHitRefreshesTTLsPastTheSlack(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			// The profile's w tells the script when the TTLs were refreshed.
+			if err := e.c.HSet(e.ctx, k.profile, "w", ms(e.now.Add(-tc.aged))).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if tc.lowIndex {
+				if err := e.c.HSet(e.ctx, k.profile, "ix", ms(e.now.Add(profiles/2))).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
 			e.record(t, tc.hit)
 			want := map[string]time.Duration{k.profile: profiles, sessionKey(k.profile, tc.sid): sessions}
 			// The session index names the earlier sessions: it exists once a
@@ -656,6 +670,13 @@ func TestRecordHitRefreshesTTLsPastTheSlack(t *testing.T) {
 				want[k.sessions] = profiles
 			} else if n := e.c.Exists(e.ctx, k.sessions).Val(); n != 0 {
 				t.Errorf("%s exists with one session, want no session index", k.sessions)
+			}
+			wantW := ms(e.now.Add(-tc.aged))
+			if tc.refreshed {
+				wantW = ms(e.now.Add(tc.hit.at))
+			}
+			if w, err := e.c.HGet(e.ctx, k.profile, "w").Int64(); err != nil || w != wantW {
+				t.Errorf("profile's w %d (%v), want %d: the time of the last refresh", w, err, wantW)
 			}
 			for key, window := range want {
 				ttl, err := e.c.PTTL(e.ctx, key).Result()

@@ -14,7 +14,8 @@ import (
 type Profile struct {
 	VisitorID string
 	FirstSeen time.Time
-	// LastSeen is the profile's write time.
+	// LastSeen is the visitor's last activity: its latest hit, or when its
+	// profile was last written should its sessions be gone.
 	LastSeen time.Time
 	Sessions int
 	// CurrentSession is the id of the visitor's current (latest) session.
