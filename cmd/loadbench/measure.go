@@ -117,7 +117,7 @@ type costs struct {
 
 // nodeCost is one redis-server's part of a window's cost.
 type nodeCost struct {
-	scripts    int64   // page-view scripts run: EVALSHA and EVAL calls
+	scripts    int64   // page-view scripts run: FCALL, EVALSHA and EVAL calls
 	commands   float64 // commands per request
 	roundTrips float64 // reads processed per request
 	cpu        float64 // µs of CPU per request
@@ -135,7 +135,7 @@ func costsBetween(a, b sample) costs {
 	for i := range a.nodes {
 		total, per := callsBetween(a.nodes[i].calls, b.nodes[i].calls)
 		nc := nodeCost{
-			scripts:    per["evalsha"] + per["eval"],
+			scripts:    per["fcall"] + per["evalsha"] + per["eval"],
 			commands:   float64(total) / float64(n),
 			roundTrips: float64(b.nodes[i].reads-a.nodes[i].reads) / float64(n),
 			cpu:        perReq(b.nodes[i].cpu - a.nodes[i].cpu),
@@ -278,7 +278,7 @@ func commandMix(c costs) string {
 const hotNodeMargin = 10
 
 // printNodeTable prints, for a cluster run's column c, a row per node (addrs
-// in the order of c's nodes): its share of the page-view scripts (EVALSHA and
+// in the order of c's nodes): its share of the page-view scripts (FCALL, EVALSHA and
 // EVAL calls on it of those on all nodes), its commands, round trips and
 // redis-server CPU per page view, then the totals and the verdict on a hot
 // node.

@@ -18,10 +18,15 @@ var luaFiles embed.FS
 // script is a declared Lua script: its file's source after its libraries'.
 type script struct {
 	file string
+	libs []string
 	*redis.Script
 	// hash is Hash() boxed once: converting a string to any allocates, and
 	// runShared sends it on every call.
 	hash any
+	// lib is the Functions library the script is also a function of (nil:
+	// none), fn that function's name, boxed (functions.go).
+	lib *library
+	fn  any
 }
 
 // declared lists every script declare made, in order: LoadScripts loads them
@@ -34,22 +39,27 @@ var declared []*script
 func declare(file string, libs ...string) *script {
 	var b strings.Builder
 	for _, name := range append(libs, file) {
-		src, err := luaFiles.ReadFile(name)
-		if err != nil {
-			panic("redisstore: " + err.Error())
-		}
-		b.Write(src)
+		b.Write(mustRead(name))
 		b.WriteByte('\n')
 	}
-	s := &script{file: file, Script: redis.NewScript(b.String())}
+	s := &script{file: file, libs: libs, Script: redis.NewScript(b.String())}
 	s.hash = s.Hash()
 	declared = append(declared, s)
 	return s
 }
 
-// LoadScripts loads the store's scripts on every node, so the first page views
-// after a start need no fallback; scripts missing later (a restart, a failover)
-// are sent whole once.
+// mustRead returns an embedded Lua file; a missing one is a build mistake.
+func mustRead(name string) []byte {
+	src, err := luaFiles.ReadFile(name)
+	if err != nil {
+		panic("redisstore: " + err.Error())
+	}
+	return src
+}
+
+// LoadScripts loads the store's scripts and Functions libraries on every node,
+// so the first page views after a start need no fallback; scripts missing
+// later (a restart, a failover) are sent whole once, a library loaded again.
 func (s *Store) LoadScripts(ctx context.Context) error {
 	load := func(ctx context.Context, c *redis.Client) error {
 		for _, sc := range declared {
@@ -59,12 +69,23 @@ func (s *Store) LoadScripts(ctx context.Context) error {
 		}
 		return nil
 	}
+	var err error
 	if cc, ok := s.c.(*redis.ClusterClient); ok {
-		return cc.ForEachMaster(ctx, load)
+		err = cc.ForEachMaster(ctx, load)
+	} else {
+		for _, sc := range declared {
+			if err = sc.Load(ctx, s.c).Err(); err != nil {
+				err = translate(err)
+				break
+			}
+		}
 	}
-	for _, sc := range declared {
-		if err := sc.Load(ctx, s.c).Err(); err != nil {
-			return translate(err)
+	if err != nil {
+		return err
+	}
+	for _, lib := range libraries {
+		if err := s.loadLibrary(ctx, lib); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -110,19 +131,35 @@ func (s *Store) run(ctx context.Context, calls ...*call) error {
 // calls of concurrent requests share one pipeline and one round trip (group
 // commit), each still bounded by its own ctx. A call whose ctx ends first
 // answers its caller at once; the command may still run, as a pipelined one
-// whose reply came late would. A script the node lost (NOSCRIPT) is sent
-// whole once, which caches it again. A call refused because the pipeliner holds its queue
-// (WithPipelineQueue) is ErrStoreUnavailable at once, and counted.
+// whose reply came late would. A script of a Functions library is sent as
+// FCALL of its function, unless the server has no functions; a library the
+// node lost is loaded again and the call sent once more. A script the node
+// lost (NOSCRIPT) is sent whole once, which caches it again. A call refused
+// because the pipeliner holds its queue (WithPipelineQueue) is
+// ErrStoreUnavailable at once, and counted.
 func (s *Store) runShared(ctx context.Context, c *call) error {
 	if s.ap == nil {
 		return s.run(ctx, c)
 	}
-	args := c.evalsha
-	if args == nil {
-		args = append(evalshaOf(c.script, c.keys, len(c.args)), c.args...)
+	if c.evalsha == nil {
+		c.evalsha = append(evalshaOf(c.script, c.keys, len(c.args)), c.args...)
 	}
-	c.cmd = redis.NewCmd(ctx, args...)
-	err := s.ap.Submit(ctx, c.cmd).WaitContext(ctx)
+	fcall := c.script.lib != nil && s.functions.Load() != functionsMissing
+	if fcall {
+		c.evalsha[0], c.evalsha[1] = "fcall", c.script.fn
+	}
+	err := s.send(ctx, c)
+	if fcall && (functionGone(err) || unknownCommand(err)) {
+		if unknownCommand(err) {
+			s.functions.Store(functionsMissing)
+		} else if err := s.loadLibrary(ctx, c.script.lib); err != nil {
+			return err
+		}
+		if s.functions.Load() == functionsMissing {
+			c.evalsha[0], c.evalsha[1] = "evalsha", c.script.hash
+		}
+		err = s.send(ctx, c)
+	}
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 		c.cmd = c.script.Eval(ctx, s.c, c.keys, c.args...)
 		err = c.cmd.Err()
@@ -134,6 +171,12 @@ func (s *Store) runShared(ctx context.Context, c *call) error {
 		return translate(err)
 	}
 	return nil
+}
+
+// send submits c's command to the auto-pipeliner and waits for its reply.
+func (s *Store) send(ctx context.Context, c *call) error {
+	c.cmd = redis.NewCmd(ctx, c.evalsha...)
+	return s.ap.Submit(ctx, c.cmd).WaitContext(ctx)
 }
 
 // runner is what run needs: the client, or one connection of it (redis.Conn).

@@ -32,6 +32,9 @@ type Store struct {
 	ap               *redis.AutoPipeliner
 	pipelineQueue    int
 	pipelineRejected atomic.Uint64
+	// functions is the server's Functions support as last found
+	// (functionsUnknown, functionsLoaded, functionsMissing: functions.go).
+	functions atomic.Int32
 }
 
 // DefaultPipelineQueue bounds the page-view scripts a Store's auto-pipeliner

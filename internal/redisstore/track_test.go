@@ -65,7 +65,12 @@ type stEnv struct {
 // that every key written has a TTL (invariant 3).
 func stStart(tb testing.TB) stEnv {
 	tb.Helper()
-	c := redistest.Start(tb).Client(tb)
+	return stOn(tb, redistest.Start(tb).Client(tb))
+}
+
+// stOn is stStart over the client c of a Redis the test started.
+func stOn(tb testing.TB, c *redis.Client) stEnv {
+	tb.Helper()
 	tb.Cleanup(func() {
 		redistest.AssertAllKeysHaveTTL(tb, c, func(k string) bool { return strings.HasPrefix(k, "cfg:") })
 	})
