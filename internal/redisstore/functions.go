@@ -21,8 +21,8 @@ import (
 // The library's name and its functions' names end with a hash of its source,
 // so that pods of two versions (a rolling update) each call their own; an
 // older library stays loaded until an operator deletes it (FUNCTION DELETE).
-// A server without functions (Redis before 7, miniredis) runs the scripts by
-// EVALSHA.
+// A server without functions (Redis before 7, miniredis), or an ACL user
+// without the FUNCTION and FCALL commands, runs the scripts by EVALSHA.
 type library struct {
 	name, source string
 }
@@ -70,7 +70,8 @@ const (
 
 // loadLibrary loads lib on every node (on each master of a Cluster: replicas
 // take it from their master). A library loaded already is no error; nor is a
-// server without functions, which from then on runs the scripts by EVALSHA.
+// server without functions (or an ACL user who may not load them), which
+// from then on runs the scripts by EVALSHA.
 func (s *Store) loadLibrary(ctx context.Context, lib *library) error {
 	load := func(ctx context.Context, c redis.Cmdable) error {
 		err := c.FunctionLoad(ctx, lib.source).Err()
@@ -89,17 +90,18 @@ func (s *Store) loadLibrary(ctx context.Context, lib *library) error {
 	case err == nil:
 		s.functions.Store(functionsLoaded)
 		return nil
-	case unknownCommand(err):
+	case noFunctions(err):
 		s.functions.Store(functionsMissing)
 		return nil
 	}
 	return translate(err)
 }
 
-// unknownCommand reports whether err is a server's answer to a command it
-// does not have (FUNCTION and FCALL before Redis 7, and in miniredis).
-func unknownCommand(err error) bool {
-	return redis.HasErrorPrefix(err, "unknown command")
+// noFunctions reports whether err is a server's answer to a function command
+// it does not have (FUNCTION and FCALL before Redis 7, and in miniredis) or
+// that the ACL user may not run (NOPERM): the scripts then run by EVALSHA.
+func noFunctions(err error) bool {
+	return redis.HasErrorPrefix(err, "unknown command") || redis.HasErrorPrefix(err, "NOPERM")
 }
 
 // functionGone reports whether err says the node has no such function: a

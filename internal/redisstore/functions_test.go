@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -158,6 +159,35 @@ func TestPageViewsWithoutFunctions(t *testing.T) {
 			c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 			t.Cleanup(func() { _ = c.Close() })
 			e := stOn(t, c)
+			if load {
+				if err := e.s.LoadScripts(e.ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.pageViews(t, true)
+			if got := e.s.functions.Load(); got != functionsMissing {
+				t.Errorf("functions support %d, want missing (%d)", got, functionsMissing)
+			}
+		})
+	}
+}
+
+// An ACL user who may not load or call functions runs the page-view scripts
+// by EVALSHA, whether LoadScripts found that out or the first page view did.
+func TestPageViewsWithoutFunctionPermissions(t *testing.T) {
+	t.Parallel()
+	for _, load := range []bool{true, false} {
+		t.Run(fmt.Sprintf("LoadScripts %v", load), func(t *testing.T) {
+			t.Parallel()
+			e := stStart(t)
+			if err := e.c.Do(e.ctx, "ACL", "SETUSER", "scripts", "on", ">pw", "~*", "&*", "+@all", "-function", "-fcall").Err(); err != nil {
+				t.Fatal(err)
+			}
+			opts := *e.c.Options()
+			opts.Username, opts.Password = "scripts", "pw"
+			c := redis.NewClient(&opts)
+			t.Cleanup(func() { _ = c.Close() })
+			e.s = New(c, WithSites(e.site.ID))
 			if load {
 				if err := e.s.LoadScripts(e.ctx); err != nil {
 					t.Fatal(err)
