@@ -76,16 +76,19 @@ local open = sid and m.sl and ge(m.sl, ARGV[19])
 -- list's last item); a page past the cap was counted only.
 local function close(skey)
   if np > cap then return end
-  local dur = ARGV[2] - (m.ps or 0)
-  local timeout = tonumber(ARGV[5])
-  if dur > timeout then dur = timeout end
-  if dur < 0 then dur = 0 end
+  -- The page's time: now minus its start, within 0 and the timeout.
+  local ps, dur = m.ps or '', ARGV[5]
+  if ge(ps, ARGV[2]) then
+    dur = '0'
+  elseif ge(ps, ARGV[19]) then
+    dur = ARGV[2] - ps
+  end
   if inlist and m.cu then
     -- The list's last item is the current page, as the record holds it.
     redis.call('LSET', skey, '-1', m.ps .. '\t' .. dur .. '\t' .. m.cu .. '\t' .. m.ct)
     return
   end
-  local item = redis.call('LINDEX', skey, -1)
+  local item = redis.call('LINDEX', skey, '-1')
   if item and string.sub(item, 1, 1) ~= '#' then
     local i = string.find(item, '\t', 1, true)
     local j = string.find(item, '\t', i + 1, true)

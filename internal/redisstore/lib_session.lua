@@ -44,6 +44,9 @@
 local RECORD = {'ss', 'sl', 'ps', 'pc', 'np', 'cu', 'ct', 'rf', 'br', 'bv', 'os', 'mob', 'co', 'rg', 'ci', 'tz', 'ip'}
 -- Profiles written before sessions had records held these same fields.
 local LEGACY = RECORD
+-- HEAD matches a record item: its first seven fields, then the rest as stored
+-- (record_line writes every record item, always with all eight parts).
+local HEAD = '^#r\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$'
 -- fields(head, n) reads the first n fields of a record item by name, and
 -- what follows them as stored (nil when the item ends first).
 local function fields(head, n)
@@ -75,10 +78,10 @@ local function record_get(skey, mkey, names)
 end
 local function record_head(skey, mkey)
   local head = redis.call('LINDEX', skey, 0)
-  if head and string.sub(head, 1, 3) == '#r\t' then
-    local m, tail = fields(head, 7)
-    m.tail = tail
-    return m, true
+  if head then
+    -- One match reads the seven fields (a page view's most frequent read).
+    local ss, sl, ps, pc, np, cu, ct, tail = string.match(head, HEAD)
+    if ss then return {ss = ss, sl = sl, ps = ps, pc = pc, np = np, cu = cu, ct = ct, tail = tail}, true end
   end
   local m = record_of(skey, mkey)
   local v = {}

@@ -192,19 +192,45 @@ func TestHitScript(t *testing.T) {
 func TestHitScriptClosesPageTime(t *testing.T) {
 	t.Parallel()
 	e := luaStart(t)
-	k := keysOf("shop", "vk")
-	e.hit(t, hitOf("vk", visitor.HitPageview, luaT0))
-	e.hit(t, hitOf("vk", visitor.HitLeave, luaT0.Add(12*time.Second)))
-	e.hit(t, hitOf("vk", visitor.HitPageview, luaT0.Add(20*time.Minute)))
-	sid, _ := e.c.HGet(e.ctx, k.profile, "sid").Result()
-	items, err := e.c.LRange(e.ctx, sessionKey(k.profile, sid), 0, -1).Result()
-	if err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		name string
+		// after are the hits after a page view at luaT0: their type and
+		// offset; the page is closed by the last.
+		after []hitAt
+		want  time.Duration
+	}{
+		{name: "closed by a leave", after: []hitAt{{visitor.HitLeave, 12 * time.Second}, {visitor.HitPageview, 20 * time.Minute}}, want: 12 * time.Second},
+		{name: "closed by the next page", after: []hitAt{{visitor.HitPageview, 90 * time.Second}}, want: 90 * time.Second},
+		{name: "closed at the timeout", after: []hitAt{{visitor.HitPageview, 30 * time.Minute}}, want: 30 * time.Minute},
+		{name: "kept open by heartbeats, capped at the timeout",
+			after: []hitAt{{visitor.HitHeartbeat, 25 * time.Minute}, {visitor.HitHeartbeat, 50 * time.Minute}}, want: 30 * time.Minute},
+		{name: "a heartbeat closes it so far", after: []hitAt{{visitor.HitHeartbeat, 25 * time.Minute}}, want: 25 * time.Minute},
+		{name: "a hit stamped before the page's start (another pod's clock) gives 0",
+			after: []hitAt{{visitor.HitPageview, -time.Second}}, want: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			vkey := "vk-" + tc.name
+			k := keysOf("shop", vkey)
+			e.hit(t, hitOf(vkey, visitor.HitPageview, luaT0))
+			for _, h := range tc.after {
+				e.hit(t, hitOf(vkey, h.op, luaT0.Add(h.at)))
+			}
+			sid, _ := e.c.HGet(e.ctx, k.profile, "sid").Result()
+			items, err := e.c.LRange(e.ctx, sessionKey(k.profile, sid), 0, -1).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := parseTrail(items); len(got) == 0 || got[0].Duration != tc.want {
+				t.Errorf("trail %+v, want the first page closed at %v", got, tc.want)
+			}
+		})
 	}
-	got := parseTrail(items)
-	if len(got) != 2 || got[0].Duration != 12*time.Second || got[1].Duration != 0 {
-		t.Errorf("trail %+v, want the first page closed at 12s by the leave and the second open", got)
-	}
+}
+
+// hitAt is a hit of a test: its type and its offset from the test's clock.
+type hitAt struct {
+	op visitor.HitType
+	at time.Duration
 }
 
 // The grant hit.lua checks is the rule of the domain's visitor.Token.HasGrant
