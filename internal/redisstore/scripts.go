@@ -149,7 +149,7 @@ func (s *Store) runShared(ctx context.Context, c *call) error {
 		c.evalsha[0], c.evalsha[1] = "fcall", c.script.fn
 	}
 	err := s.send(ctx, c)
-	if fcall && (functionGone(err) || noFunctions(err)) {
+	if fcall && err != nil && (functionGone(err) || noFunctions(err)) {
 		if noFunctions(err) {
 			s.functions.Store(functionsMissing)
 		} else if err := s.loadLibrary(ctx, c.script.lib); err != nil {
