@@ -715,6 +715,30 @@ func BenchmarkRecordHitNewVisitor(b *testing.B) {
 	}
 }
 
+// BenchmarkRecordHitReturning is a returning visitor's page view within its
+// session at the store (hit.lua), 1,000 visitors in turn, each page a second
+// after its visitor's last: the page view a returning visitor of the DESIGN.md
+// corpus makes.
+func BenchmarkRecordHitReturning(b *testing.B) {
+	e := stStart(b).aggregating()
+	const visitors = 1000
+	vkeys := make([]string, visitors)
+	for v := range vkeys {
+		vkeys[v] = fmt.Sprintf("vk%014d", v)
+		if _, err := e.s.RecordHit(e.ctx, e.hitWrite(stHit{url: "/a", sid: "s1", first: true, vkey: vkeys[v]})); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		w := e.hitWrite(stHit{at: time.Duration(1+i/visitors) * time.Second, url: "/b", vkey: vkeys[i%visitors]})
+		out, err := e.s.RecordHit(e.ctx, w)
+		if err != nil || out != visitor.OutcomeTracked {
+			b.Fatalf("RecordHit = %v, %v; want tracked", out, err)
+		}
+	}
+}
+
 // A page view sends its site's windows as boxed once per site and retention:
 // a retention that changes reaches the next page view's TTLs.
 func TestRecordHitFollowsRetentionChanges(t *testing.T) {
