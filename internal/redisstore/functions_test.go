@@ -140,45 +140,25 @@ func TestLostLibraryLoadedAgain(t *testing.T) {
 }
 
 // A server without functions (miniredis, which `make run` uses; Redis before
-// 7) runs the page-view scripts by EVALSHA, whether LoadScripts found that
-// out or the first page view did.
+// 7), and an ACL user who may not load or call them, run the page-view scripts
+// by EVALSHA, whether LoadScripts found that out or the first page view did.
 func TestPageViewsWithoutFunctions(t *testing.T) {
 	t.Parallel()
-	for _, load := range []bool{true, false} {
-		name := "first page view finds out"
-		if load {
-			name = "LoadScripts finds out"
-		}
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			srv, err := devredis.Start()
+	for _, srv := range []struct {
+		name  string
+		start func(t *testing.T) stEnv
+	}{
+		{name: "miniredis", start: func(t *testing.T) stEnv {
+			m, err := devredis.Start()
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(srv.Close)
-			c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+			t.Cleanup(m.Close)
+			c := redis.NewClient(&redis.Options{Addr: m.Addr()})
 			t.Cleanup(func() { _ = c.Close() })
-			e := stOn(t, c)
-			if load {
-				if err := e.s.LoadScripts(e.ctx); err != nil {
-					t.Fatal(err)
-				}
-			}
-			e.pageViews(t, true)
-			if got := e.s.functions.Load(); got != functionsMissing {
-				t.Errorf("functions support %d, want missing (%d)", got, functionsMissing)
-			}
-		})
-	}
-}
-
-// An ACL user who may not load or call functions runs the page-view scripts
-// by EVALSHA, whether LoadScripts found that out or the first page view did.
-func TestPageViewsWithoutFunctionPermissions(t *testing.T) {
-	t.Parallel()
-	for _, load := range []bool{true, false} {
-		t.Run(fmt.Sprintf("LoadScripts %v", load), func(t *testing.T) {
-			t.Parallel()
+			return stOn(t, c)
+		}},
+		{name: "ACL user without FUNCTION and FCALL", start: func(t *testing.T) stEnv {
 			e := stStart(t)
 			if err := e.c.Do(e.ctx, "ACL", "SETUSER", "scripts", "on", ">pw", "~*", "&*", "+@all", "-function", "-fcall").Err(); err != nil {
 				t.Fatal(err)
@@ -188,15 +168,23 @@ func TestPageViewsWithoutFunctionPermissions(t *testing.T) {
 			c := redis.NewClient(&opts)
 			t.Cleanup(func() { _ = c.Close() })
 			e.s = New(c, WithSites(e.site.ID))
-			if load {
-				if err := e.s.LoadScripts(e.ctx); err != nil {
-					t.Fatal(err)
+			return e
+		}},
+	} {
+		for _, load := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s, LoadScripts %v", srv.name, load), func(t *testing.T) {
+				t.Parallel()
+				e := srv.start(t)
+				if load {
+					if err := e.s.LoadScripts(e.ctx); err != nil {
+						t.Fatal(err)
+					}
 				}
-			}
-			e.pageViews(t, true)
-			if got := e.s.functions.Load(); got != functionsMissing {
-				t.Errorf("functions support %d, want missing (%d)", got, functionsMissing)
-			}
-		})
+				e.pageViews(t, true)
+				if got := e.s.functions.Load(); got != functionsMissing {
+					t.Errorf("functions support %d, want missing (%d)", got, functionsMissing)
+				}
+			})
+		}
 	}
 }
