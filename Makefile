@@ -3,7 +3,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: run test test-browser lint bench bench-cluster bench-profile bench-go fuzz build image k8s-test geoip-fixture
+.PHONY: run test test-browser lint bench bench-cluster bench-redis bench-profile bench-go fuzz build image k8s-test geoip-fixture
 
 ## run: the service with an embedded in-memory Redis, plain-HTTP cookies and the demo site;
 ## `make run VISITORD_DEMO_ORIGINS=http://devbox.lan:8080` adds origins to the demo site.
@@ -46,6 +46,12 @@ bench: build
 bench-cluster: build
 	$(GO) build -o bin/loadbench ./cmd/loadbench
 	bin/loadbench -visitord bin/visitord -cluster 3 $(BENCH_FLAGS)
+
+## bench-redis: redis-server's instructions per page view, floor and visitord, counted by
+## valgrind's callgrind (the same count on a busy machine; about two minutes)
+bench-redis: build
+	$(GO) build -o bin/loadbench ./cmd/loadbench
+	bin/loadbench -visitord bin/visitord -callgrind $(BENCH_FLAGS)
 
 ## bench-profile: bench, then a CPU profile of visitord under load and its top
 bench-profile: build

@@ -269,19 +269,34 @@ func profileUnderLoad(ctx context.Context, target, metrics string, c requester, 
 }
 
 // measureMemory measures Redis memory (INFO used_memory, summed over the
-// nodes of a Cluster) per visitor and per
-// further page view: first 10k new visitors with one page view each, then n
-// page views by those visitors with their tokens (their sessions stay open).
-// The floor knows no returning visitor: each of its page views is a new record.
+// nodes of a Cluster) per visitor and per further page view (sendPhases).
 func measureMemory(ctx context.Context, rs redisNodes, target string, n int) (memory, error) {
 	if err := rs.flush(); err != nil {
 		return memory{}, err
 	}
-	base, err := rs.usedMemory()
+	p, err := sendPhases(ctx, target, 10000, n, rs.usedMemory)
 	if err != nil {
-		return memory{}, err
+		return memory{}, fmt.Errorf("memory: %w", err)
 	}
-	const visitors = 10000
+	return memory{perVisitor: p.perVisitor, perView: p.perView, refused: p.refused, measured: true}, nil
+}
+
+// phases is how much a reading grew per page view in each phase of
+// sendPhases.
+type phases struct {
+	perVisitor, perView float64
+	refused             int // page views answered 503 (or of visitors refused so), left out
+}
+
+// sendPhases sends two phases of page views to target and reads read before
+// and after each: first visitors new visitors with one page view each, then n
+// page views by those visitors with their tokens (their sessions stay open).
+// The floor knows no returning visitor: each of its page views is a new record.
+func sendPhases(ctx context.Context, target string, visitors, n int, read func() (int64, error)) (phases, error) {
+	base, err := read()
+	if err != nil {
+		return phases{}, err
+	}
 	ua := "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
 	c := newCorpus(visitors, 1)
 	tokens := make([]string, visitors)
@@ -347,11 +362,11 @@ func measureMemory(ctx context.Context, rs redisNodes, target string, n int) (me
 		return ok, err
 	})
 	if err != nil {
-		return memory{}, fmt.Errorf("memory: %w", err)
+		return phases{}, err
 	}
-	afterVisitors, err := rs.usedMemory()
+	afterVisitors, err := read()
 	if err != nil {
-		return memory{}, err
+		return phases{}, err
 	}
 	// The floor gives no token: each of its page views is a new record.
 	withTokens := slices.ContainsFunc(tokens, func(t string) bool { return t != "" })
@@ -364,19 +379,18 @@ func measureMemory(ctx context.Context, rs redisNodes, target string, n int) (me
 		return ok, err
 	})
 	if err != nil {
-		return memory{}, fmt.Errorf("memory: %w", err)
+		return phases{}, err
 	}
-	after, err := rs.usedMemory()
+	after, err := read()
 	if err != nil {
-		return memory{}, err
+		return phases{}, err
 	}
 	if newOnes == 0 || further == 0 {
-		return memory{}, fmt.Errorf("memory: %d of %d new visitors and %d of %d further page views stored", newOnes, visitors, further, n)
+		return phases{}, fmt.Errorf("%d of %d new visitors and %d of %d further page views stored", newOnes, visitors, further, n)
 	}
-	return memory{
+	return phases{
 		perVisitor: float64(afterVisitors-base) / float64(newOnes),
 		perView:    float64(after-afterVisitors) / float64(further),
 		refused:    visitors - newOnes + n - further,
-		measured:   true,
 	}, nil
 }

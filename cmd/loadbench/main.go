@@ -78,12 +78,16 @@ func run(ctx context.Context, args []string) error {
 	returning := fs.Int("returning", 30, "with -load corpus: the percentage of page views by returning visitors (DESIGN.md's corpus: 30)")
 	views := fs.Int("memory", 20000, "further page views sent for the Redis memory measurement, after 10k visitors (0 skips it)")
 	profile := fs.String("profile", "", "write a CPU profile of visitord under 64-connection load to this file")
+	counting := fs.Bool("callgrind", false, "instead of the load, count redis-server's instructions per page view under valgrind's callgrind (the same count on a busy machine): 10k new visitors, then -memory further page views, each target on a wiped server")
 	masters := fs.Int("cluster", 0, "run visitord against a Redis Cluster of this many masters instead of one redis-server (0: off); the floor is then not run")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *masters < 0 {
 		return fmt.Errorf("-cluster: %d masters", *masters)
+	}
+	if *counting && (*masters > 0 || *views < 1) {
+		return errors.New("-callgrind: counts on one redis-server (no -cluster), over -memory > 0 further page views")
 	}
 	var counts []int
 	for _, c := range strings.Split(*conns, ",") {
@@ -114,9 +118,15 @@ func run(ctx context.Context, args []string) error {
 	defer os.RemoveAll(dir)
 
 	var nodes redisNodes
-	if *masters > 0 {
+	var cg *callgrind
+	switch {
+	case *masters > 0:
 		nodes, err = startCluster(ctx, dir, *masters)
-	} else {
+	case *counting:
+		var rs *redisServer
+		rs, cg, err = startRedisCallgrind(ctx, dir)
+		nodes = redisNodes{rs}
+	default:
 		var rs *redisServer
 		rs, err = startRedis(ctx, dir)
 		nodes = redisNodes{rs}
@@ -144,13 +154,23 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	vd, err := startVisitord(ctx, *bin, dir, vAddr, mAddr, nodes.url())
+	var env []string
+	if *counting {
+		// Under callgrind the server runs some 50 times slower: a page view
+		// must not time out and be left out of the count while its script
+		// still runs and is counted.
+		env = append(env, "VISITORD_TRACK_TIMEOUT=60s")
+	}
+	vd, err := startVisitord(ctx, *bin, dir, vAddr, mAddr, nodes.url(), env...)
 	if err != nil {
 		return fmt.Errorf("visitord: %w", err)
 	}
 	defer vd.stop()
 	targets = append(targets, &target{name: "visitord", url: "http://" + vAddr, proc: vd, metrics: []string{"http://" + mAddr, "http://" + vAddr}})
 
+	if cg != nil {
+		return countInstructions(ctx, os.Stdout, nodes[0], cg, targets, *views)
+	}
 	fmt.Printf("loadbench: load %q from this Go program on 127.0.0.1; %s measured after %s warm-up per target; %d run(s), the run of median requests/s shown; %s\n",
 		*mixName, duration, warmup, *runs, *bin)
 	fmt.Printf("CPU is utime+stime from /proc/<pid>/stat of the processes this run started, over the measured window, per response\n")
@@ -325,7 +345,9 @@ func startFloor(ctx context.Context, dir, redisAddr string) (*target, error) {
 }
 
 // startVisitord starts visitord against VISITORD_REDIS_URL redisURL.
-func startVisitord(ctx context.Context, bin, dir, addr, metricsAddr, redisURL string) (*process, error) {
+// startVisitord starts visitord on the bench's site and Redis, with env
+// added to its environment.
+func startVisitord(ctx context.Context, bin, dir, addr, metricsAddr, redisURL string, env ...string) (*process, error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("%s: %w (make build makes it)", bin, err)
 	}
@@ -348,6 +370,7 @@ func startVisitord(ctx context.Context, bin, dir, addr, metricsAddr, redisURL st
 		"VISITORD_INDEX_KEY=aWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWk=",
 		"VISITORD_PPROF=true", "VISITORD_TRUSTED_PROXIES=127.0.0.1/32",
 	)
+	cmd.Env = append(cmd.Env, env...)
 	return startProcess(ctx, cmd, addr, filepath.Join(dir, "visitord.log"))
 }
 
@@ -358,12 +381,20 @@ type redisServer struct {
 }
 
 func startRedis(ctx context.Context, dir string) (*redisServer, error) {
+	return startRedisWith(ctx, dir, "redis-server")
+}
+
+// startRedisWith starts redis-server by the command line command (the
+// server's path last: a wrapper such as valgrind first) and the arguments of
+// a private server on a free loopback port.
+func startRedisWith(ctx context.Context, dir string, command ...string) (*redisServer, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
 	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
+	args := append(command[1:len(command):len(command)], "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
+	cmd := exec.Command(command[0], args...)
 	p, err := startProcess(ctx, cmd, addr, filepath.Join(dir, "redis.log"))
 	if err != nil {
 		return nil, fmt.Errorf("redis-server: %w", err)

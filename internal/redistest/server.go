@@ -127,6 +127,14 @@ func ServerPath(tb testing.TB) string {
 	return lookupServer(tb, exec.LookPath, os.Getenv)
 }
 
+// ToolPath returns the path of the tool name, from the Debian package pkg, for
+// a test that runs it beside redis-server (valgrind), or ends the test as
+// Start does when it is missing.
+func ToolPath(tb testing.TB, name, pkg string) string {
+	tb.Helper()
+	return lookupTool(tb, exec.LookPath, os.Getenv, name, pkg)
+}
+
 // lookupServer returns the path of redis-server, or ends the test with one line
 // saying how to install it: a failure, unless the caller asked to skip with
 // VISITORD_TEST_SKIP_REDIS=1; under CI=true always a failure.
