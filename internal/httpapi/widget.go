@@ -151,13 +151,15 @@ func (a *api) identityLine(name, value string, expires time.Time, maxAge int) (s
 			return "", false
 		}
 	}
-	const attrs = len("=; Path=/; Expires=Mon, 02 Jan 2006 15:04:05 GMT; Max-Age=-9223372036854775808; HttpOnly; Secure; SameSite=None; Partitioned")
+	attrs := identityAttrs[boolIndex(a.cookieSecure)]
+	const times = len("; Expires=Mon, 02 Jan 2006 15:04:05 GMT; Max-Age=-9223372036854775808")
 	var b strings.Builder
-	b.Grow(len(name) + len(value) + attrs)
+	b.Grow(len(name) + len("=") + len(value) + len(attrs[0]) + times + len(attrs[1]))
 	b.WriteString(name)
 	b.WriteByte('=')
 	b.WriteString(value)
-	b.WriteString("; Path=/; Expires=")
+	b.WriteString(attrs[0])
+	b.WriteString("; Expires=")
 	var buf [len(http.TimeFormat)]byte
 	b.Write(expires.UTC().AppendFormat(buf[:0], http.TimeFormat))
 	if maxAge > 0 {
@@ -166,12 +168,32 @@ func (a *api) identityLine(name, value string, expires time.Time, maxAge int) (s
 	} else if maxAge < 0 {
 		b.WriteString("; Max-Age=0")
 	}
-	if a.cookieSecure {
-		b.WriteString("; HttpOnly; Secure; SameSite=None; Partitioned")
-	} else {
-		b.WriteString("; HttpOnly; SameSite=Lax")
-	}
+	b.WriteString(attrs[1])
 	return b.String(), true
+}
+
+// identityAttrs are the attributes of siteCookie as http.Cookie.String
+// writes them before Expires (Path) and after Max-Age (HttpOnly, Secure,
+// SameSite, Partitioned), by its secure flag (boolIndex): identityLine writes
+// the cookie siteCookie describes, which stays the one place that says
+// what the attributes are.
+var identityAttrs = [2][2]string{identityAttrsOf(false), identityAttrsOf(true)}
+
+func identityAttrsOf(secure bool) [2]string {
+	ck := siteCookie("x", secure)
+	ck.Value = "v"
+	head := ck.Name + "=" + ck.Value
+	path := http.Cookie{Name: ck.Name, Value: ck.Value, Path: ck.Path, Domain: ck.Domain}
+	flags := *ck
+	flags.Path, flags.Domain = "", ""
+	return [2]string{strings.TrimPrefix(path.String(), head), strings.TrimPrefix(flags.String(), head)}
+}
+
+func boolIndex(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // plainCookieByte is a byte http.Cookie writes as it is, in a name (a token
@@ -184,9 +206,13 @@ func plainCookieByte(c byte) bool {
 	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
-func (a *api) cookie(site string) *http.Cookie {
+func (a *api) cookie(site string) *http.Cookie { return siteCookie(site, a.cookieSecure) }
+
+// siteCookie is the identity cookie of site, without value or expiry:
+// secure, it is sent cross-site (the widget runs in the shop's pages).
+func siteCookie(site string, secure bool) *http.Cookie {
 	ck := &http.Cookie{Name: cookieName(site), Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}
-	if a.cookieSecure {
+	if secure {
 		ck.Secure, ck.SameSite, ck.Partitioned = true, http.SameSiteNoneMode, true
 	}
 	return ck
