@@ -73,19 +73,13 @@ const (
 // server without functions (or an ACL user who may not load them), which
 // from then on runs the scripts by EVALSHA.
 func (s *Store) loadLibrary(ctx context.Context, lib *library) error {
-	load := func(ctx context.Context, c redis.Cmdable) error {
+	err := s.onEveryNode(ctx, func(ctx context.Context, c redis.UniversalClient) error {
 		err := c.FunctionLoad(ctx, lib.source).Err()
 		if redis.HasErrorPrefix(err, "Library '"+lib.name+"' already exists") {
 			return nil
 		}
 		return err
-	}
-	var err error
-	if cc, ok := s.c.(*redis.ClusterClient); ok {
-		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return load(ctx, c) })
-	} else {
-		err = load(ctx, s.c)
-	}
+	})
 	switch {
 	case err == nil:
 		s.functions.Store(functionsLoaded)

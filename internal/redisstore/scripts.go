@@ -61,27 +61,16 @@ func mustRead(name string) []byte {
 // so the first page views after a start need no fallback; scripts missing
 // later (a restart, a failover) are sent whole once, a library loaded again.
 func (s *Store) LoadScripts(ctx context.Context) error {
-	load := func(ctx context.Context, c *redis.Client) error {
+	err := s.onEveryNode(ctx, func(ctx context.Context, c redis.UniversalClient) error {
 		for _, sc := range declared {
 			if err := sc.Load(ctx, c).Err(); err != nil {
-				return translate(err)
+				return err
 			}
 		}
 		return nil
-	}
-	var err error
-	if cc, ok := s.c.(*redis.ClusterClient); ok {
-		err = cc.ForEachMaster(ctx, load)
-	} else {
-		for _, sc := range declared {
-			if err = sc.Load(ctx, s.c).Err(); err != nil {
-				err = translate(err)
-				break
-			}
-		}
-	}
+	})
 	if err != nil {
-		return err
+		return translate(err)
 	}
 	for _, lib := range libraries {
 		if err := s.loadLibrary(ctx, lib); err != nil {
@@ -91,14 +80,22 @@ func (s *Store) LoadScripts(ctx context.Context) error {
 	return nil
 }
 
+// onEveryNode runs f on each master of a Cluster, else on the client.
+func (s *Store) onEveryNode(ctx context.Context, f func(context.Context, redis.UniversalClient) error) error {
+	if cc, ok := s.c.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return f(ctx, c) })
+	}
+	return f(ctx, s.c)
+}
+
 // call is one script call of a pipeline.
 type call struct {
 	script *script
 	keys   []string
 	args   []any
-	// evalsha, when not nil, is the call's EVALSHA command whole, args its
-	// tail (sharedCall): runShared sends it as it is.
-	evalsha []any
+	// command, when not nil, is the call's command whole, args its tail
+	// (sharedCall): its EVALSHA, or the FCALL runShared makes of it.
+	command []any
 	cmd     *redis.Cmd
 }
 
@@ -117,7 +114,7 @@ func evalshaOf(sc *script, keys []string, n int) []any {
 // sharedCall is the call of sc over keys whose EVALSHA command is cmd:
 // evalshaOf(sc, keys, n) with the arguments appended.
 func sharedCall(sc *script, keys []string, cmd []any) *call {
-	return &call{script: sc, keys: keys, args: cmd[3+len(keys):], evalsha: cmd}
+	return &call{script: sc, keys: keys, args: cmd[3+len(keys):], command: cmd}
 }
 
 // run sends calls in one pipeline: one round trip on a single Redis, one per node
@@ -141,12 +138,12 @@ func (s *Store) runShared(ctx context.Context, c *call) error {
 	if s.ap == nil {
 		return s.run(ctx, c)
 	}
-	if c.evalsha == nil {
-		c.evalsha = append(evalshaOf(c.script, c.keys, len(c.args)), c.args...)
+	if c.command == nil {
+		c.command = append(evalshaOf(c.script, c.keys, len(c.args)), c.args...)
 	}
 	fcall := c.script.lib != nil && s.functions.Load() != functionsMissing
 	if fcall {
-		c.evalsha[0], c.evalsha[1] = "fcall", c.script.fn
+		c.command[0], c.command[1] = "fcall", c.script.fn
 	}
 	err := s.send(ctx, c)
 	if fcall && err != nil && (functionGone(err) || noFunctions(err)) {
@@ -156,7 +153,7 @@ func (s *Store) runShared(ctx context.Context, c *call) error {
 			return err
 		}
 		if s.functions.Load() == functionsMissing {
-			c.evalsha[0], c.evalsha[1] = "evalsha", c.script.hash
+			c.command[0], c.command[1] = "evalsha", c.script.hash
 		}
 		err = s.send(ctx, c)
 	}
@@ -175,7 +172,7 @@ func (s *Store) runShared(ctx context.Context, c *call) error {
 
 // send submits c's command to the auto-pipeliner and waits for its reply.
 func (s *Store) send(ctx context.Context, c *call) error {
-	c.cmd = redis.NewCmd(ctx, c.evalsha...)
+	c.cmd = redis.NewCmd(ctx, c.command...)
 	return s.ap.Submit(ctx, c.cmd).WaitContext(ctx)
 }
 

@@ -263,13 +263,13 @@ func TestSharedCallIsEvalshaOfKeysAndArgs(t *testing.T) {
 				want = append(want, k)
 			}
 			want = append(want, c.args...)
-			if diff := cmp.Diff(want, c.evalsha); diff != "" {
+			if diff := cmp.Diff(want, c.command); diff != "" {
 				t.Fatalf("EVALSHA command (-from keys and args +sent):\n%s", diff)
 			}
-			if cap(c.evalsha) != len(c.evalsha) {
-				t.Errorf("EVALSHA command of %d arguments has room for %d: evalshaOf's count is off", len(c.evalsha), cap(c.evalsha))
+			if cap(c.command) != len(c.command) {
+				t.Errorf("EVALSHA command of %d arguments has room for %d: evalshaOf's count is off", len(c.command), cap(c.command))
 			}
-			if len(c.args) == 0 || &c.args[0] != &c.evalsha[3+len(c.keys)] {
+			if len(c.args) == 0 || &c.args[0] != &c.command[3+len(c.keys)] {
 				t.Errorf("args is not the command's tail")
 			}
 

@@ -74,27 +74,26 @@ func boxedBit(b bool) any {
 // once per site and retention (siteKeys.hitConsts): the page-view path sends
 // them on every call.
 type hitConsts struct {
-	policy                     string
-	sessionTimeout, sessionMax time.Duration
-	sessionsTTL, profilesTTL   time.Duration
-	maxPages                   int
-	ttlSlack                   time.Duration
+	policy                   string
+	sessionTimeout           time.Duration
+	sessionsTTL, profilesTTL time.Duration
+	maxPages                 int
 	// boxed holds ARGV[4], ARGV[5], ARGV[7], ARGV[8] and ARGV[15] in that
 	// order: the others change with the hit's time.
 	boxed [5]any
 }
 
 func newHitConsts(a hitArgs) *hitConsts {
-	c := &hitConsts{policy: a.policy, sessionTimeout: a.sessionTimeout, sessionMax: a.sessionMax,
-		sessionsTTL: a.sessionsTTL, profilesTTL: a.profilesTTL, maxPages: a.maxPages, ttlSlack: a.ttlSlack}
+	c := &hitConsts{policy: a.policy, sessionTimeout: a.sessionTimeout,
+		sessionsTTL: a.sessionsTTL, profilesTTL: a.profilesTTL, maxPages: a.maxPages}
 	c.boxed = [5]any{a.policy, a.sessionTimeout.Milliseconds(), seconds(a.sessionsTTL), seconds(a.profilesTTL), a.maxPages}
 	return c
 }
 
 // fits reports whether c holds a's constant arguments.
 func (c *hitConsts) fits(a hitArgs) bool {
-	return c != nil && c.policy == a.policy && c.sessionTimeout == a.sessionTimeout && c.sessionMax == a.sessionMax &&
-		c.sessionsTTL == a.sessionsTTL && c.profilesTTL == a.profilesTTL && c.maxPages == a.maxPages && c.ttlSlack == a.ttlSlack
+	return c != nil && c.policy == a.policy && c.sessionTimeout == a.sessionTimeout &&
+		c.sessionsTTL == a.sessionsTTL && c.profilesTTL == a.profilesTTL && c.maxPages == a.maxPages
 }
 
 // call is the script call of the hit: hit_new.lua for the first page view of
