@@ -35,12 +35,20 @@
 -- session's fields from br on, tab-separated) and, when cap allows one, that
 -- page; in one write.
 --
+-- ge(a, b) compares two stored times (or counts) without parsing them.
+--
 -- migrate(profile) moves what a profile written before sessions had records of
 -- their own still holds of its current session (device, location, IP,
 -- referrer, current page, session state) into that session's hash, when the
 -- session is still stored, and drops it from the profile; a no-op on a profile
 -- without those fields. Callers check the marker field sl first, so the common
 -- case costs nothing.
+-- ge(a, b) is a >= b for non-negative integers written without leading
+-- zeros, such as the stored times: compared as strings, no number parsed.
+local function ge(a, b)
+  if #a ~= #b then return #a > #b end
+  return a >= b
+end
 local RECORD = {'ss', 'sl', 'ps', 'pc', 'np', 'cu', 'ct', 'rf', 'br', 'bv', 'os', 'mob', 'co', 'rg', 'ci', 'tz', 'ip'}
 -- Profiles written before sessions had records held these same fields.
 local LEGACY = RECORD
