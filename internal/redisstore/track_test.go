@@ -246,6 +246,19 @@ const stUnavailableTimeout = 100 * time.Millisecond
 // ignored its context's deadline would wait for.
 const stUnavailableBound = time.Second
 
+// stConnect starts a Redis of the test's own and a client of it built as the
+// service builds one (Connect).
+func stConnect(t *testing.T) (*redistest.Server, redis.UniversalClient) {
+	t.Helper()
+	rs := redistest.Start(t)
+	c, err := Connect(rs.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return rs, c
+}
+
 // stRunUnavailable runs each call against a Redis that is stopped and against
 // one that is up but answers nothing (CLIENT PAUSE ALL), each through a client
 // built as the service builds it (Connect), and checks that it answers
@@ -256,12 +269,7 @@ func stRunUnavailable(t *testing.T, calls []stCall) {
 		for _, tc := range calls {
 			t.Run(state+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
-				rs := redistest.Start(t)
-				c, err := Connect(rs.URL())
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { _ = c.Close() })
+				rs, c := stConnect(t)
 				switch state {
 				case "stopped":
 					rs.Stop()
@@ -279,7 +287,7 @@ func stRunUnavailable(t *testing.T, calls []stCall) {
 				ctx, cancel := context.WithTimeout(context.Background(), stUnavailableTimeout)
 				defer cancel()
 				start := time.Now()
-				err = tc.call(ctx, New(c, WithSites(site.ID)), site, time.Now().UTC())
+				err := tc.call(ctx, New(c, WithSites(site.ID)), site, time.Now().UTC())
 				took := time.Since(start)
 				if !errors.Is(err, visitor.ErrStoreUnavailable) {
 					t.Errorf("error %v, want visitor.ErrStoreUnavailable", err)
@@ -816,12 +824,7 @@ func TestSessionIndexNamesEarlierSessions(t *testing.T) {
 // (PipelineRejected), instead of queueing to run after their callers gave up.
 func TestRecordHitPipelineQueueBound(t *testing.T) {
 	t.Parallel()
-	rs := redistest.Start(t)
-	c, err := Connect(rs.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	rs, c := stConnect(t)
 	const queue, calls = 4, 40
 	s := New(c, WithSites("shop"), WithPipelineQueue(queue))
 	if err := s.LoadScripts(context.Background()); err != nil {
