@@ -53,11 +53,14 @@ bench-redis: build
 	$(GO) build -o bin/loadbench ./cmd/loadbench
 	bin/loadbench -visitord bin/visitord -callgrind $(BENCH_FLAGS)
 
-## bench-profile: bench, then a CPU profile of visitord under load and its top
+## bench-profile: bench, then a CPU profile of visitord under load: its top, and the project's
+## own functions by share, each with the library and runtime work it calls (-show keeps only
+## frames of internal/; the rest of a stack counts to the nearest of them)
 bench-profile: build
 	$(GO) build -o bin/loadbench ./cmd/loadbench
 	bin/loadbench -visitord bin/visitord -memory 0 -profile bin/visitord.cpu.pprof $(BENCH_FLAGS)
 	$(GO) tool pprof -top -nodecount 25 bin/visitord bin/visitord.cpu.pprof 2>/dev/null | head -35
+	$(GO) tool pprof -top -nodecount 25 -show 'visitord/internal/' bin/visitord bin/visitord.cpu.pprof 2>/dev/null | sed -n '/flat%/,$$p'
 
 ## bench-go: go test benchmarks (page view, UA, GeoIP, chat, live view, retention job) with allocations
 bench-go:

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"sort"
@@ -144,9 +145,10 @@ type result struct {
 // window, given the count of responses so far; the window's cost per request
 // comes from the two samples.
 func load(ctx context.Context, target string, c requester, conns int, warmup, duration time.Duration, snap func(responses func() int64) (sample, error)) (result, error) {
-	tr := &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, DisableCompression: true}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	u, err := url.Parse(target)
+	if err != nil {
+		return result{}, err
+	}
 	var measuring atomic.Bool
 	var responses atomic.Int64
 	var wg sync.WaitGroup
@@ -159,33 +161,35 @@ func load(ctx context.Context, target string, c requester, conns int, warmup, du
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
 			lat[w] = make([]time.Duration, 0, 1<<16)
+			conn := newHTTPConn(u.Host, 10*time.Second)
+			defer conn.close()
 			for {
 				select {
 				case <-stop:
+					return
+				case <-ctx.Done():
 					return
 				default:
 				}
 				req, v := c.request(target, rng)
 				start := time.Now()
-				res, err := client.Do(req.WithContext(ctx))
+				status, b, err := conn.do(req)
 				if err != nil {
 					if measuring.Load() {
 						errs[w]++
 					}
 					continue
 				}
-				b, _ := io.ReadAll(res.Body)
-				res.Body.Close()
 				elapsed := time.Since(start)
 				responses.Add(1)
-				if res.StatusCode >= 300 {
+				if status >= 300 {
 					if measuring.Load() {
 						errs[w]++
 					}
 					continue
 				}
 				if v >= 0 {
-					if tok := tokenOf(res, b); tok != "" {
+					if tok := tokenOf(b); tok != "" {
 						c.keep(v, tok)
 					}
 				}
@@ -229,7 +233,7 @@ func load(ctx context.Context, target string, c requester, conns int, warmup, du
 // dots) is read by a scan, so that the generator's own CPU per request stays
 // near the floor's, whose identity it never reads; any other body by
 // encoding/json.
-func tokenOf(res *http.Response, body []byte) string {
+func tokenOf(body []byte) string {
 	if _, rest, ok := bytes.Cut(body, []byte(`"token":"`)); ok {
 		if tok, _, ok := bytes.Cut(rest, []byte(`"`)); ok && bytes.IndexByte(tok, '\\') < 0 {
 			return string(tok)
@@ -323,7 +327,7 @@ func sendPhases(ctx context.Context, target string, visitors, n int, read func()
 		if res.StatusCode < 200 || res.StatusCode >= 300 {
 			return "", false, fmt.Errorf("status %d: %s", res.StatusCode, b)
 		}
-		return tokenOf(res, b), true, nil
+		return tokenOf(b), true, nil
 	}
 	// parallel runs f for 0..count-1 from 16 connections and returns how many
 	// page views were stored.

@@ -14,7 +14,7 @@ func TestTokenOf(t *testing.T) {
 		{name: "not JSON", body: `token`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := tokenOf(nil, []byte(tc.body)); got != tc.want {
+			if got := tokenOf([]byte(tc.body)); got != tc.want {
 				t.Errorf("tokenOf(%s) = %q, want %q", tc.body, got, tc.want)
 			}
 		})
