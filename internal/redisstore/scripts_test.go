@@ -209,6 +209,55 @@ func TestRunSharedGroupsConcurrentCalls(t *testing.T) {
 	}
 }
 
+// TestRunSharedOverlapsBatches: while Redis holds a batch of page-view
+// scripts unanswered, the pipeliner sends the next ones on other connections
+// (pipelineBatches), so that the service is not idle while Redis runs one
+// batch; every call still runs once.
+func TestRunSharedOverlapsBatches(t *testing.T) {
+	t.Parallel()
+	e := luaStart(t)
+	if err := e.s.LoadScripts(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	const calls = 4 * pipelineBatch * pipelineBatches
+	// Scripts that write wait out the pause unanswered; INFO does not.
+	if err := e.c.Do(e.ctx, "CLIENT", "PAUSE", "700", "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, calls)
+	send := func(i int) {
+		c := queueArgs{key: queueKey("shop"), delivery: fmt.Sprintf("wh:{shop:d%d}", i), due: luaT0, ttl: time.Hour}.call()
+		errs <- e.s.runShared(e.ctx, c)
+	}
+	// The first call goes out alone and is held; the rest follow it.
+	go send(0)
+	time.Sleep(100 * time.Millisecond)
+	for i := 1; i < calls; i++ {
+		go send(i)
+	}
+	for range calls {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each batch in flight had a connection of its own, whose last command is
+	// the script's: the calls that follow the held one go out on another
+	// connection, where one ordered stream (go-redis' default) would have
+	// held them until the first was answered.
+	other := redis.NewClient(e.c.Options())
+	defer other.Close()
+	list, err := other.ClientList(e.ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if carriers := strings.Count(list, " cmd=evalsha "); carriers < 2 {
+		t.Errorf("%d connection(s) carried the calls while Redis held the first batch, want at least 2: the batches do not overlap\n%s", carriers, list)
+	}
+	if n := e.c.ZCard(e.ctx, queueKey("shop")).Val(); n != calls {
+		t.Errorf("%d of %d calls ran", n, calls)
+	}
+}
+
 // readsProcessed is the server's count of requests read from clients
 // (INFO stats total_reads_processed): its round trips.
 func readsProcessed(tb testing.TB, e luaEnv) int64 {

@@ -44,6 +44,23 @@ type Store struct {
 // gave up.
 const DefaultPipelineQueue = 10000
 
+// The auto-pipeliner sends a batch of at most about pipelineBatch page-view
+// scripts, and keeps up to pipelineBatches batches in flight at once, each on
+// a connection of its own. Redis answers a batch only once it has run all of
+// it; with one batch of every waiting script in flight (go-redis' default),
+// the service and its callers sat idle while Redis ran it. Smaller batches
+// that overlap keep both busy: on the bench of a new visitor per page view
+// and on DESIGN.md's corpus (make bench, 2 cores shared with Redis and the
+// load generator), 6–12% more page views a second at the same CPU a page
+// view, with 0.07 round trips a page view instead of 0.04. The batches may
+// run in any order: a page view sends one script and waits for its reply
+// before sending anything else, so no caller depends on the order of two
+// calls.
+const (
+	pipelineBatch   = 16
+	pipelineBatches = 4
+)
+
 // Option sets an optional tunable of the Store.
 type Option func(*Store)
 
@@ -72,6 +89,7 @@ func New(c redis.UniversalClient, opts ...Option) *Store {
 	}); ok {
 		o := redis.DefaultAutoPipelineOptions()
 		o.MaxQueuedCommands = s.pipelineQueue
+		o.MaxBatchSize, o.MaxConcurrentBatches, o.Unordered = pipelineBatch, pipelineBatches, true
 		if ap, err := c.AsyncAutoPipelineWithOptions(o); err == nil {
 			s.ap = ap
 		}
