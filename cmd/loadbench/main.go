@@ -344,9 +344,8 @@ func startFloor(ctx context.Context, dir, redisAddr string) (*target, error) {
 	return &target{name: "floor", url: "http://" + addr, proc: p, metrics: []string{"http://" + metrics}}, nil
 }
 
-// startVisitord starts visitord against VISITORD_REDIS_URL redisURL.
-// startVisitord starts visitord on the bench's site and Redis, with env
-// added to its environment.
+// startVisitord starts visitord on the bench's site against
+// VISITORD_REDIS_URL redisURL, with env added to its environment.
 func startVisitord(ctx context.Context, bin, dir, addr, metricsAddr, redisURL string, env ...string) (*process, error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("%s: %w (make build makes it)", bin, err)

@@ -35,7 +35,8 @@
 -- session's fields from br on, tab-separated) and, when cap allows one, that
 -- page; in one write.
 --
--- ge(a, b) compares two stored times (or counts) without parsing them.
+-- ge(a, b) is a >= b for non-negative integers written without leading
+-- zeros, such as the stored times: compared as strings, no number parsed.
 --
 -- migrate(profile) moves what a profile written before sessions had records of
 -- their own still holds of its current session (device, location, IP,
@@ -43,8 +44,6 @@
 -- session is still stored, and drops it from the profile; a no-op on a profile
 -- without those fields. Callers check the marker field sl first, so the common
 -- case costs nothing.
--- ge(a, b) is a >= b for non-negative integers written without leading
--- zeros, such as the stored times: compared as strings, no number parsed.
 local function ge(a, b)
   if #a ~= #b then return #a > #b end
   return a >= b

@@ -51,8 +51,9 @@ const DefaultPipelineQueue = 10000
 // the service and its callers sat idle while Redis ran it. Smaller batches
 // that overlap keep both busy: on the bench of a new visitor per page view
 // and on DESIGN.md's corpus (make bench, 2 cores shared with Redis and the
-// load generator), 6–12% more page views a second at the same CPU a page
-// view, with 0.07 round trips a page view instead of 0.04. The batches may
+// load generator), 2–12% more page views a second (6% on average over ten
+// interleaved pairs of runs) at about the same CPU a page view, with 0.07
+// round trips a page view instead of 0.04. The batches may
 // run in any order: a page view sends one script and waits for its reply
 // before sending anything else, so no caller depends on the order of two
 // calls.
